@@ -1,0 +1,48 @@
+"""The agent protocol: an agent proposes changes and observes their results.
+
+Every backend, offline or LLM, produces the same thing, a `Proposal`: new
+contents for editable files plus a description and a hypothesis. The lab
+commits it, runs it and records it; the agent never runs anything itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from researchorg.ledger import Experiment, Ledger
+from researchorg.task import TaskSpec
+
+
+@dataclass
+class Proposal:
+    description: str
+    hypothesis: str = ""
+    files: dict[str, str] = field(default_factory=dict)  # editable path -> new content; empty: run as is
+    data: dict[str, Any] = field(default_factory=dict)  # backend-specific, kept in the ledger
+
+
+@dataclass
+class AgentContext:
+    """What an agent may look at: its task, its worktree (at its branch head) and the ledger."""
+
+    name: str
+    task: TaskSpec
+    worktree: Path
+    state_dir: Path  # a directory of the agent's own for persistent state
+    ledger: Ledger
+
+    def read(self, path: str) -> str:
+        return (self.worktree / path).read_text()
+
+    def history(self) -> list[Experiment]:
+        return self.ledger.experiments(agent=self.name)
+
+
+class Agent(Protocol):
+    def propose(self, ctx: AgentContext) -> Proposal | None:
+        """The next experiment, or None when the agent has nothing more to try."""
+
+    def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
+        """The finished experiment of the last proposal (any status)."""

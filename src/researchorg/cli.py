@@ -1,0 +1,154 @@
+"""The `researchorg` command. Commands only: each one calls the library and prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from researchorg.errors import ResearchOrgError
+from researchorg.lab.program import Program
+from researchorg.lab.runner import Slot
+from researchorg.ledger.export import results_json, results_tsv
+from researchorg.org.runtime import Limits, RunReport, Runtime
+from researchorg.report.console import LiveView, experiments_table, summary_table
+from researchorg.report.summary import summarize
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Program a research organization of agents, run it on a task, and measure it.")
+console = Console()
+_debug = False
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+             = False) -> None:
+    global _debug
+    _debug = debug
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="New program directory (must not exist or be empty).")],
+    task: Annotated[str, typer.Option(help="Built-in task name (tinylm) or path to a task directory.")] = "tinylm",
+    budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
+    org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
+) -> None:
+    """Create a program: a git repository with the task's files, an org.toml and a ledger."""
+    program = Program.init(directory, task, budget=budget, org_file=org)
+    t = program.task
+    console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "
+                  f"metric {t.metric.name} ({t.metric.direction}), org {program.org().name}")
+    console.print(f"next: researchorg run {directory}")
+
+
+@app.command()
+def run(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many experiments "
+                                                        "(interrupted ones not counted).")] = None,
+    max_hours: Annotated[float | None, typer.Option(help="Stop after this many hours of this run.")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads per experiment (0: all cores).")] = 0,
+) -> None:
+    """Run the program's org until a limit, Ctrl-C, or the agents run out of ideas. Run again to resume."""
+    _run(Program(directory), max_experiments, max_hours, threads)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Program directory (created if missing, resumed if not).")]
+    = Path("researchorg-demo"),
+    max_experiments: Annotated[int, typer.Option(help="Experiments to run in total.")] = 20,
+    budget: Annotated[float | None, typer.Option(help="Training budget per experiment, seconds.")] = None,
+) -> None:
+    """The tinylm task with the default offline org: about 15 minutes on 2 CPU cores, no download, no API key."""
+    if not (directory / ".researchorg").exists():
+        init(directory, task="tinylm", budget=budget, org=None)
+    _run(Program(directory), max_experiments, None, 0)
+
+
+def _run(program: Program, max_experiments: int | None, max_hours: float | None, threads: int) -> None:
+    view = LiveView(program.task, program.ledger.experiments(), max_experiments)
+    runtime = Runtime(program, slot=Slot("cpu0", threads or os.cpu_count() or 1), on_event=view.on_event)
+    with Live(view, console=console, refresh_per_second=4, transient=False):
+        report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
+    _report_end(program, report)
+
+
+def _report_end(program: Program, report: RunReport) -> None:
+    from researchorg.report.plot import progress_plot
+
+    experiments = program.ledger.experiments()
+    program.write_results()
+    if experiments:
+        progress_plot(experiments, program.task.metric, program.plot_path)
+    console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    reasons = {"interrupted": "stopped by Ctrl-C; the experiment in flight is recorded as interrupted",
+               "max_experiments": "reached --max-experiments", "max_hours": "reached --max-hours",
+               "agents_done": "every agent is done or at its cap"}
+    console.print(f"{len(report.ran)} experiments this run; {reasons.get(report.stopped_by, report.stopped_by)}.")
+    console.print(f"results.tsv:  {program.results_path}")
+    if experiments:
+        console.print(f"progress.png: {program.plot_path}")
+    if report.stopped_by == "interrupted":
+        console.print(f"resume with: researchorg run {program.root}")
+
+
+@app.command()
+def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]) -> None:
+    """Show the program's agents, its best result and its latest experiments."""
+    program = Program(directory)
+    experiments = program.ledger.experiments()
+    console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    for agent in program.ledger.agents():
+        console.print(f"agent {agent['name']} ({agent['backend']}): branch {agent['branch']} "
+                      f"at {agent['head_commit'][:7]}")
+    if experiments:
+        console.print(experiments_table(experiments[-10:], title="latest experiments"))
+
+
+class Format(StrEnum):
+    tsv = "tsv"
+    json = "json"
+
+
+@app.command()
+def results(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    format: Annotated[Format, typer.Option("--format", help="tsv: autoresearch's results.tsv; json: every field.")]
+    = Format.tsv,
+) -> None:
+    """Print every experiment, as results.tsv or as JSON."""
+    program = Program(directory)
+    experiments = program.ledger.experiments()
+    text = results_tsv(experiments, program.task.metric.name) if format == Format.tsv else results_json(experiments)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def plot(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("progress.png"),
+) -> None:
+    """Draw the progress plot: every run a dot, kept runs in colour, the running best as a step line."""
+    from researchorg.report.plot import progress_plot
+
+    program = Program(directory)
+    progress_plot(program.ledger.experiments(), program.task.metric, output)
+    console.print(f"wrote {output}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ResearchOrgError as err:
+        if _debug:
+            raise
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        sys.exit(1)

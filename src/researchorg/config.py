@@ -1,0 +1,82 @@
+"""Spec files: loading TOML into pydantic models with one-line errors, and the org spec.
+
+Every spec file (task.toml, org.toml) is read by `load_toml_model`, so a bad
+file always reads the same way: the file, the key and what is allowed, e.g.
+`org.toml: roles.0.backend: Input should be 'tuner' or 'random' (got 'gpt')`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from researchorg.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base for spec models: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def load_toml_model(path: Path, model: type[M], **extra: Any) -> M:
+    """Parse `path` as TOML and validate it as `model`; raise ConfigError naming the file and key."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    try:
+        return model.model_validate({**data, **extra})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        got = f" (got {first['input']!r})" if first["type"] not in ("missing",) and "input" in first else ""
+        more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {key}: {first['msg']}{got}{more}") from None
+
+
+# The org spec -----------------------------------------------------------------
+class RoleSpec(Strict):
+    """One role of the organization, filled by `count` agents of one backend."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    count: int = Field(default=1, ge=1)
+    backend: Literal["tuner", "random"]
+    seed: int = 0
+    max_experiments: int | None = Field(default=None, ge=1)
+
+
+class OrgSpec(Strict):
+    """An organization: who works on the program and how their results are judged."""
+
+    name: str
+    description: str = ""
+    roles: list[RoleSpec] = Field(min_length=1)
+    policy: Literal["greedy"] = "greedy"
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_role_names(cls, roles: list[RoleSpec]) -> list[RoleSpec]:
+        names = [r.name for r in roles]
+        if len(names) != len(set(names)):
+            raise ValueError(f"role names must be unique, got {names}")
+        return roles
+
+    def agent_names(self) -> list[tuple[str, RoleSpec]]:
+        """(agent name, role) for every agent: `researcher` or `researcher-1`, `researcher-2`, ..."""
+        agents = []
+        for role in self.roles:
+            for i in range(role.count):
+                agents.append((role.name if role.count == 1 else f"{role.name}-{i + 1}", role))
+        return agents
+
+
+def load_org(path: Path) -> OrgSpec:
+    return load_toml_model(path, OrgSpec)

@@ -1,0 +1,67 @@
+"""A thin wrapper over the git command line: the same git the agents and people use.
+
+Every call is one `git` subprocess with a fixed identity, so commits made by
+the lab look the same on every machine. Failures become LabError with git's
+own message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from researchorg.errors import LabError
+
+_ENV = {
+    "GIT_AUTHOR_NAME": "researchorg",
+    "GIT_AUTHOR_EMAIL": "lab@researchorg.local",
+    "GIT_COMMITTER_NAME": "researchorg",
+    "GIT_COMMITTER_EMAIL": "lab@researchorg.local",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class Git:
+    """git commands run in one directory (a repository or one of its worktrees)."""
+
+    def __init__(self, cwd: Path):
+        self.cwd = Path(cwd)
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(
+            ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
+            cwd=self.cwd,
+            env={**os.environ, **_ENV},
+            capture_output=True,
+            text=True,
+        )
+        if check and proc.returncode != 0:
+            message = (proc.stderr or proc.stdout).strip().splitlines()
+            raise LabError(f"git {' '.join(args)} failed in {self.cwd}: {message[-1] if message else proc.returncode}")
+        return proc.stdout.strip()
+
+    def head(self) -> str:
+        return self("rev-parse", "HEAD")
+
+    def branch_exists(self, branch: str) -> bool:
+        return self("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False) != ""
+
+    def commit_all(self, message: str) -> str:
+        """Stage everything in the work tree and commit it (an empty commit if nothing changed)."""
+        self("add", "-A")
+        self("commit", "--allow-empty", "--no-verify", "-q", "-m", message)
+        return self.head()
+
+    def changed_files(self, parent: str, commit: str) -> list[str]:
+        """Paths added, changed, deleted or renamed between two commits."""
+        out = self("diff", "--name-only", "--no-renames", parent, commit)
+        return [line for line in out.splitlines() if line]
+
+    def diff(self, parent: str, commit: str) -> str:
+        return self("diff", parent, commit)
+
+    def reset_hard(self, commit: str) -> None:
+        """Put the work tree exactly at `commit`: tracked files reset, untracked files removed."""
+        self("reset", "--hard", "-q", commit)
+        self("clean", "-fdq")

@@ -1,0 +1,33 @@
+"""The guard: what the lab checks before it runs an experiment.
+
+A commit may change only editable files, and the protected files in the
+worktree must match the hashes recorded when the program was created. A
+violation makes the experiment `invalid`; it never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from researchorg.lab.git import Git
+from researchorg.task.spec import TaskSpec
+
+
+def file_hashes(root: Path, paths: list[str]) -> dict[str, str]:
+    return {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in paths}
+
+
+def check_experiment(task: TaskSpec, git: Git, parent: str, commit: str, worktree: Path,
+                     protected_hashes: dict[str, str]) -> str | None:
+    """Why this commit must not run, or None if it may."""
+    not_editable = [f for f in git.changed_files(parent, commit) if not task.is_editable(f)]
+    if not_editable:
+        return f"changes {', '.join(not_editable)}, which may not be edited (editable: {', '.join(task.editable)})"
+    for path, expected in protected_hashes.items():
+        target = worktree / path
+        if not target.is_file():
+            return f"protected file {path} is missing"
+        if hashlib.sha256(target.read_bytes()).hexdigest() != expected:
+            return f"protected file {path} does not match its recorded hash"
+    return None

@@ -1,0 +1,269 @@
+"""The ledger: every program, agent, experiment and event, in SQLite through SQLAlchemy Core.
+
+One file per program (`.researchorg/ledger.db`), WAL mode, every write its own
+short transaction: when the process dies, what was committed stays and what was
+in flight shows as an experiment with status `running`, which the next run
+records as `interrupted`. The same code path works on PostgreSQL by URL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+STATUSES = ("running", "keep", "discard", "crash", "timeout", "invalid", "interrupted")
+FINISHED_OK = ("keep", "discard")  # statuses that carry a valid metric
+
+metadata = sa.MetaData()
+
+programs = sa.Table(
+    "programs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("task", sa.String, nullable=False),
+    sa.Column("metric", sa.String, nullable=False),
+    sa.Column("direction", sa.String, nullable=False),
+    sa.Column("baseline_commit", sa.String, nullable=False),
+    sa.Column("protected_hashes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("backend", sa.String, nullable=False),
+    sa.Column("branch", sa.String, nullable=False),
+    sa.Column("worktree", sa.String, nullable=False),
+    sa.Column("head_commit", sa.String, nullable=False),  # where the branch stands after the last decision
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("program_id", "name"),
+)
+
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),  # also the experiment number shown to people
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("agent_id", sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("parent_commit", sa.String, nullable=False),
+    sa.Column("commit", sa.String, nullable=False),
+    sa.Column("diff", sa.Text, nullable=False, default=""),
+    sa.Column("description", sa.String, nullable=False, default=""),
+    sa.Column("hypothesis", sa.Text, nullable=False, default=""),
+    sa.Column("proposal", sa.JSON, nullable=False, default=dict),  # agent-specific (e.g. the tuner's params)
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),  # why crash / timeout / invalid / interrupted
+    sa.Column("metric", sa.Float),
+    sa.Column("summary", sa.JSON, nullable=False, default=dict),  # every `key: value` of the run's summary
+    sa.Column("peak_mem_mb", sa.Float),
+    sa.Column("training_seconds", sa.Float),
+    sa.Column("total_seconds", sa.Float),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("slot", sa.String, nullable=False, default=""),
+    sa.Column("hardware", sa.String, nullable=False, default=""),
+    sa.Column("pid", sa.Integer),  # process group of the run while it is running
+    sa.Column("log_path", sa.String, nullable=False, default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False, default=dict),
+)
+
+
+@dataclass
+class Experiment:
+    """One row of the experiments table."""
+
+    id: int
+    agent: str
+    parent_commit: str
+    commit: str
+    status: str
+    description: str = ""
+    hypothesis: str = ""
+    diff: str = ""
+    proposal: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    metric: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    peak_mem_mb: float | None = None
+    training_seconds: float | None = None
+    total_seconds: float | None = None
+    seed: int = 0
+    slot: str = ""
+    hardware: str = ""
+    pid: int | None = None
+    log_path: str = ""
+    started_at: float = 0.0
+    ended_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Ledger:
+    """Durable record of one program: open with a path (SQLite) or a SQLAlchemy URL."""
+
+    def __init__(self, where: Path | str):
+        url = f"sqlite:///{where}" if isinstance(where, Path) else where
+        self.engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # programs and agents ------------------------------------------------------
+    def create_program(self, name: str, task: str, metric: str, direction: str, baseline: str,
+                       protected_hashes: dict[str, str]) -> int:
+        with self._tx() as c:
+            return c.execute(programs.insert().values(
+                name=name, task=task, metric=metric, direction=direction, baseline_commit=baseline,
+                protected_hashes=protected_hashes, created_at=time.time())).inserted_primary_key[0]
+
+    def program(self) -> dict[str, Any]:
+        with self._tx() as c:
+            row = c.execute(sa.select(programs).order_by(programs.c.id)).mappings().first()
+        if row is None:
+            from researchorg.errors import LabError
+            raise LabError("the ledger holds no program: was `researchorg init` run here?")
+        return dict(row)
+
+    def ensure_agent(self, name: str, role: str, backend: str, branch: str, worktree: str, head: str) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            exists = c.execute(sa.select(agents.c.id).where(agents.c.name == name)).first()
+            if exists is None:
+                c.execute(agents.insert().values(
+                    program_id=program_id, name=name, role=role, backend=backend, branch=branch,
+                    worktree=worktree, head_commit=head, created_at=time.time()))
+
+    def agents(self) -> list[dict[str, Any]]:
+        with self._tx() as c:
+            return [dict(r) for r in c.execute(sa.select(agents).order_by(agents.c.id)).mappings()]
+
+    def agent(self, name: str) -> dict[str, Any]:
+        with self._tx() as c:
+            return dict(c.execute(sa.select(agents).where(agents.c.name == name)).mappings().one())
+
+    # experiments --------------------------------------------------------------
+    def start_experiment(self, agent: str, parent_commit: str, commit: str, *, diff: str, description: str,
+                         hypothesis: str, proposal: dict[str, Any], seed: int, slot: str, hardware: str,
+                         log_dir: Path) -> Experiment:
+        """Record an experiment as `running` before it runs, so a crash of this process leaves a trace.
+
+        Its log goes to `log_dir/<id>.log`.
+        """
+        with self._tx() as c:
+            ids = c.execute(sa.select(programs.c.id, agents.c.id).join(agents)
+                            .where(agents.c.name == agent)).one()
+            new_id = c.execute(experiments.insert().values(
+                program_id=ids[0], agent_id=ids[1], parent_commit=parent_commit, commit=commit, diff=diff,
+                description=description, hypothesis=hypothesis, proposal=proposal, status="running",
+                seed=seed, slot=slot, hardware=hardware, started_at=time.time(),
+                summary={})).inserted_primary_key[0]
+            c.execute(experiments.update().where(experiments.c.id == new_id)
+                      .values(log_path=str(log_dir / f"{new_id:05d}.log")))
+        return self.experiment(new_id)
+
+    def set_pid(self, experiment_id: int, pid: int | None) -> None:
+        with self._tx() as c:
+            c.execute(experiments.update().where(experiments.c.id == experiment_id).values(pid=pid))
+
+    def finish_experiment(self, experiment_id: int, status: str, *, agent_head: str, reason: str = "",
+                          metric: float | None = None, summary: dict[str, Any] | None = None) -> None:
+        """Record the outcome and where the agent's branch now stands, in one transaction."""
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"not a final status: {status}")
+        summary = summary or {}
+        with self._tx() as c:
+            row = c.execute(sa.select(experiments.c.agent_id).where(experiments.c.id == experiment_id)).one()
+            c.execute(experiments.update().where(experiments.c.id == experiment_id).values(
+                status=status, reason=reason, metric=metric, summary=summary, pid=None, ended_at=time.time(),
+                peak_mem_mb=_num(summary.get("peak_mem_mb")),
+                training_seconds=_num(summary.get("training_seconds")),
+                total_seconds=_num(summary.get("total_seconds"))))
+            c.execute(agents.update().where(agents.c.id == row.agent_id).values(head_commit=agent_head))
+
+    def experiments(self, agent: str | None = None, status: str | None = None) -> list[Experiment]:
+        query = (sa.select(experiments, agents.c.name.label("agent")).join(agents)
+                 .order_by(experiments.c.id))
+        if agent is not None:
+            query = query.where(agents.c.name == agent)
+        if status is not None:
+            query = query.where(experiments.c.status == status)
+        with self._tx() as c:
+            rows = c.execute(query).mappings().all()
+        return [_experiment(r) for r in rows]
+
+    def experiment(self, experiment_id: int) -> Experiment:
+        query = (sa.select(experiments, agents.c.name.label("agent")).join(agents)
+                 .where(experiments.c.id == experiment_id))
+        with self._tx() as c:
+            return _experiment(c.execute(query).mappings().one())
+
+    def count(self, agent: str | None = None, exclude: tuple[str, ...] = ()) -> int:
+        """How many experiments (of one agent), leaving out those with a status in `exclude`."""
+        query = sa.select(sa.func.count()).select_from(experiments.join(agents))
+        if agent is not None:
+            query = query.where(agents.c.name == agent)
+        if exclude:
+            query = query.where(experiments.c.status.not_in(exclude))
+        with self._tx() as c:
+            return c.execute(query).scalar_one()
+
+    # events -------------------------------------------------------------------
+    def log_event(self, kind: str, **data: Any) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            c.execute(events.insert().values(program_id=program_id, at=time.time(), kind=kind,
+                                             data=json.loads(json.dumps(data, default=str))))
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._tx() as c:
+            return [dict(r) for r in c.execute(sa.select(events).order_by(events.c.id)).mappings()]
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _experiment(row: Any) -> Experiment:
+    fields = {k: row[k] for k in Experiment.__dataclass_fields__ if k in row}
+    return Experiment(**fields)

@@ -1,0 +1,1 @@
+"""The organization at run time: agents taking turns on the lab (runtime.py)."""

@@ -1,0 +1,1 @@
+"""What people read: the progress plot and summary figures."""

@@ -1,0 +1,1 @@
+"""Rigor: how results are judged (acceptance policies)."""

@@ -1,0 +1,121 @@
+"""tinylm: a byte-level GPT trained for a fixed wall-clock budget on the CPU.
+
+EDITABLE. This is the file agents change: model, optimizer, hyperparameters
+and training loop are all fair game. The data, the validation bytes and the
+val_bpb metric live in the protected prepare.py.
+
+The constants below are the task's declared knobs (see task.toml): offline
+agents such as the tuner change them and nothing else.
+"""
+
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from prepare import TIME_BUDGET, corpus_hash, evaluate_bpb, peak_memory_mb, setup, train_batches
+
+# Hyperparameters ------------------------------------------------------------
+N_LAYER = 4
+N_EMBD = 128
+HEAD_DIM = 32
+SEQ_LEN = 128
+BATCH_SIZE = 8
+LR = 1.5e-3
+WEIGHT_DECAY = 0.1
+WARMUP_FRAC = 0.05  # fraction of the time budget spent warming up the learning rate
+DTYPE = "float32"  # "bfloat16" trains under autocast
+
+
+# Model ------------------------------------------------------------------------
+class Block(nn.Module):
+    def __init__(self, n_embd: int, head_dim: int):
+        super().__init__()
+        self.n_head = max(1, n_embd // head_dim)
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.qkv = nn.Linear(n_embd, 3 * n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, n_layer: int, n_embd: int, head_dim: int, seq_len: int):
+        super().__init__()
+        self.tok = nn.Embedding(256, n_embd)
+        self.pos = nn.Embedding(seq_len, n_embd)
+        self.blocks = nn.ModuleList(Block(n_embd, head_dim) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, 256, bias=False)
+        self.head.weight = self.tok.weight  # tied embeddings
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def lr_at(progress: float) -> float:
+    """Linear warmup, then cosine decay to 10%, over the fraction of the time budget used."""
+    if progress < WARMUP_FRAC:
+        return LR * progress / WARMUP_FRAC
+    decay = (progress - WARMUP_FRAC) / (1 - WARMUP_FRAC)
+    return LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(decay, 1.0))))
+
+
+# Training ---------------------------------------------------------------------
+t_start = time.perf_counter()
+setup()
+model = GPT(N_LAYER, N_EMBD, HEAD_DIM, SEQ_LEN)
+num_params = sum(p.numel() for p in model.parameters())
+optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=WEIGHT_DECAY)
+autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=DTYPE == "bfloat16")
+batches = train_batches(BATCH_SIZE, SEQ_LEN)
+
+step, training_seconds = 0, 0.0
+t_train = time.perf_counter()
+while training_seconds < TIME_BUDGET:
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(training_seconds / TIME_BUDGET)
+    inputs, targets = next(batches)
+    with autocast:
+        logits = model(inputs)
+    loss = F.cross_entropy(logits.float().view(-1, 256), targets.reshape(-1))
+    if not math.isfinite(loss.item()):
+        raise SystemExit(f"FAIL: loss is {loss.item()} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    step += 1
+    training_seconds = time.perf_counter() - t_train
+    if step % 100 == 0:
+        print(f"step {step:5d}  loss {loss.item():.4f}  {training_seconds:5.1f}s", flush=True)
+
+with autocast:
+    val_bpb = evaluate_bpb(model, SEQ_LEN)
+
+print("---")
+print(f"val_bpb:          {val_bpb:.6f}")
+print(f"training_seconds: {training_seconds:.1f}")
+print(f"total_seconds:    {time.perf_counter() - t_start:.1f}")
+print(f"peak_mem_mb:      {peak_memory_mb():.1f}")
+print(f"num_steps:        {step}")
+print(f"num_params_M:     {num_params / 1e6:.3f}")
+print(f"total_tokens_M:   {step * BATCH_SIZE * SEQ_LEN / 1e6:.3f}")
+print(f"corpus_hash:      {corpus_hash()}")

@@ -1,0 +1,120 @@
+"""The task spec: what is researched, read from a directory's task.toml.
+
+A task is a directory with the files agents may edit (`editable`, globs), the
+files nobody may edit (`protected`; task.toml itself always is), the command
+that trains and evaluates within `budget_seconds`, how long before the run is
+killed (`timeout_seconds`), the metric (name, direction and the regular
+expression that reads it from the log), the seed, and the knobs: named
+constants in the editable files that offline agents tune.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from researchorg.config import Strict, load_toml_model
+
+NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
+
+
+class Knob(Strict):
+    """A top-level constant `NAME = value` in an editable file, and the values it may take."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: str
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[int | float | str | bool] | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Knob:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError(f"knob {self.name}: a categorical knob needs `choices`")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"knob {self.name}: an {self.type} knob needs `low` < `high`")
+        elif self.log and self.low <= 0:
+            raise ValueError(f"knob {self.name}: a log-scale knob needs `low` > 0")
+        return self
+
+
+class MetricSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    direction: Literal["minimize", "maximize"]
+    pattern: str | None = None  # a regex whose first group is the value; default `^<name>:\s*<number>`
+
+    def regex(self) -> re.Pattern[str]:
+        return re.compile(self.pattern or rf"^{re.escape(self.name)}:\s*{NUMBER}\s*$", re.MULTILINE)
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric value `a` is strictly better than `b`."""
+        return a < b if self.direction == "minimize" else a > b
+
+    def best(self, values: list[float]) -> float:
+        return min(values) if self.direction == "minimize" else max(values)
+
+
+class TaskSpec(Strict):
+    name: str
+    description: str = ""
+    command: str
+    prepare: str | None = None  # run once at `init`, e.g. to check the data
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = []
+    budget_seconds: float = Field(gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    seed: int = 42
+    requires: list[str] = []  # Python modules the command imports, checked before the first run
+    metric: MetricSpec
+    knobs: list[Knob] = []
+    root: Path  # the task directory; set by load_task, not read from the file
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        if self.timeout_seconds is not None and self.timeout_seconds <= self.budget_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds}) must exceed budget_seconds ({self.budget_seconds})"
+            )
+        for knob in self.knobs:
+            if not self.is_editable(knob.file):
+                raise ValueError(f"knob {knob.name}: file {knob.file!r} is not editable")
+        if "task.toml" not in self.protected:
+            self.protected = [*self.protected, "task.toml"]
+        return self
+
+    @property
+    def timeout(self) -> float:
+        """Seconds after which a run is killed: as set, or twice the budget plus a minute for start-up and eval."""
+        return self.timeout_seconds or 2 * self.budget_seconds + 60
+
+    def is_editable(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.editable) and not self.is_protected(path)
+
+    def is_protected(self, path: str) -> bool:
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.protected)
+
+    def protected_files(self) -> list[str]:
+        """The protected files present in the task directory, relative, sorted."""
+        found = {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
+        return sorted(f for f in found if self.is_protected(f))
+
+    def read_metric(self, log_text: str) -> float | None:
+        """The last value of the metric in a run's log, or None if it never appears."""
+        matches = self.metric.regex().findall(log_text)
+        if not matches:
+            return None
+        value = float(matches[-1] if isinstance(matches[-1], str) else matches[-1][0])
+        return value if math.isfinite(value) else None
+
+
+def load_task(task_dir: Path) -> TaskSpec:
+    """Load and validate `task_dir/task.toml`."""
+    return load_toml_model(task_dir / "task.toml", TaskSpec, root=task_dir.resolve())
