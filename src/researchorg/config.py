@@ -35,7 +35,8 @@ def load_toml_model(path: Path, model: type[M], **extra: Any) -> M:
     try:
         return model.model_validate({**data, **extra})
     except ValidationError as err:
-        first = err.errors()[0]
+        # an unknown key is most often a misspelt one: report it before the "missing" it causes
+        first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         got = f" (got {first['input']!r})" if first["type"] not in ("missing",) and "input" in first else ""
         more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
@@ -48,7 +49,16 @@ class RoleSpec(Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     count: int = Field(default=1, ge=1)
-    backend: Literal["tuner", "random"]
+    backend: str
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        from researchorg.agents import backends  # late: agents import this module
+
+        if backend not in backends():
+            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(backends())}")
+        return backend
     seed: int = 0
     max_experiments: int | None = Field(default=None, ge=1)
 

@@ -1,19 +1,40 @@
-"""Agent backends behind one protocol (base.py). `make_agent` builds one by backend name."""
+"""Agent backends behind one protocol (base.py), found by name in a registry.
+
+`make_agent` builds the agent of a role from its `backend` name. A library
+user (or a test) adds a backend with `register_backend(name, factory)`, where
+`factory(role, ctx, index)` returns an object with `propose` and `observe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
 
 from researchorg.agents.base import Agent, AgentContext, Proposal
 from researchorg.config import RoleSpec
-from researchorg.errors import AgentError
 
-BACKENDS = ("tuner", "random")
+AgentFactory = Callable[[RoleSpec, AgentContext, int], Agent]
+
+
+def _tuner(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.tuner import TunerAgent  # optuna loads only when a tuner is used
+
+    return TunerAgent(ctx, sampler="tpe" if role.backend == "tuner" else "random", seed=role.seed + index)
+
+
+_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner}
+
+
+def register_backend(name: str, factory: AgentFactory) -> None:
+    _BACKENDS[name] = factory
+
+
+def backends() -> list[str]:
+    return sorted(_BACKENDS)
 
 
 def make_agent(role: RoleSpec, ctx: AgentContext, index: int = 0) -> Agent:
-    """An agent for `role`; `index` separates the seeds of agents that share a role."""
-    if role.backend in ("tuner", "random"):
-        from researchorg.agents.tuner import TunerAgent
-
-        return TunerAgent(ctx, sampler="tpe" if role.backend == "tuner" else "random", seed=role.seed + index)
-    raise AgentError(f"role {role.name}: unknown backend {role.backend!r} (known: {', '.join(BACKENDS)})")
+    """The agent for `role`; `index` separates the seeds of agents that share a role."""
+    return _BACKENDS[role.backend](role, ctx, index)
 
 
-__all__ = ["Agent", "AgentContext", "Proposal", "make_agent", "BACKENDS"]
+__all__ = ["Agent", "AgentContext", "Proposal", "make_agent", "register_backend", "backends"]

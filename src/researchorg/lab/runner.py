@@ -96,10 +96,11 @@ def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -
 
 
 def parse_summary(text: str) -> dict[str, Any]:
-    """The `key: value` lines after the last `---` line; numbers as floats."""
+    """The `key: value` lines after the last `---` line; numbers as floats. No `---`, no summary."""
     lines = text.splitlines()
-    if "---" in lines:
-        lines = lines[len(lines) - lines[::-1].index("---"):]
+    if "---" not in lines:
+        return {}
+    lines = lines[len(lines) - lines[::-1].index("---"):]
     summary: dict[str, Any] = {}
     for line in lines:
         match = _SUMMARY_LINE.match(line)

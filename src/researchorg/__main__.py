@@ -1,0 +1,3 @@
+from researchorg.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Shared fixtures: programs on the test task, and a scripted agent backend.
+
+The scripted backend is a real agent (it implements the public protocol and is
+registered like any backend); it proposes the file edits a test lists, so a
+test can drive the lab through a crash, a hang or a forbidden edit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from researchorg.agents import Proposal, register_backend
+from researchorg.agents.base import AgentContext
+from researchorg.lab.program import Program
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ACCURACY_TASK = FIXTURES / "accuracy_task"
+
+Edit = Callable[[AgentContext], dict[str, str]]
+SCRIPTS: dict[str, list[tuple[str, Edit]]] = {}
+
+
+class ScriptedAgent:
+    """Proposes, in order, the (description, edit) pairs listed in SCRIPTS under the agent's name."""
+
+    def __init__(self, ctx: AgentContext):
+        self.steps = list(SCRIPTS.get(ctx.name, []))
+        self.observed = []
+
+    def propose(self, ctx: AgentContext) -> Proposal | None:
+        if not self.steps:
+            return None
+        description, edit = self.steps.pop(0)
+        return Proposal(description=description, files=edit(ctx))
+
+    def observe(self, ctx: AgentContext, experiment) -> None:
+        self.observed.append(experiment)
+
+
+register_backend("scripted", lambda role, ctx, index: ScriptedAgent(ctx))
+
+
+def set_line(path: str, name: str, value: str) -> Edit:
+    """An edit that sets the top-level `name = ...` line of an editable file."""
+    def edit(ctx: AgentContext) -> dict[str, str]:
+        lines = [f"{name} = {value}" if line.startswith(f"{name} =") else line
+                 for line in ctx.read(path).splitlines()]
+        return {path: "\n".join(lines) + "\n"}
+    return edit
+
+
+def write_org(path: Path, backend: str, count: int = 1) -> Path:
+    path.write_text(f'name = "test-org"\n[[roles]]\nname = "researcher"\ncount = {count}\nbackend = "{backend}"\n')
+    return path
+
+
+@pytest.fixture
+def make_program(tmp_path: Path) -> Callable[..., Program]:
+    def make(task: str | Path = ACCURACY_TASK, backend: str = "tuner", **kwargs) -> Program:
+        org = write_org(tmp_path / f"org-{backend}.toml", backend)
+        return Program.init(tmp_path / "program", str(task), org_file=org, **kwargs)
+    return make
+
+
+def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real `researchorg` command line in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "researchorg", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"researchorg {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def copy_task(tmp_path: Path, source: Path = ACCURACY_TASK) -> Path:
+    target = tmp_path / "task"
+    shutil.copytree(source, target)
+    return target

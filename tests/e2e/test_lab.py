@@ -1,0 +1,204 @@
+"""The whole lab path on real git and real subprocesses, with the quick accuracy task (no torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from researchorg.lab.git import Git
+from researchorg.lab.program import Program
+from researchorg.ledger import Ledger
+from researchorg.org.runtime import Limits, Runtime
+from tests.conftest import SCRIPTS, cli, copy_task, set_line, write_org
+
+
+def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
+    program = make_program(backend="tuner")
+    report = Runtime(program).run(Limits(max_experiments=8))
+    assert report.stopped_by == "max_experiments" and len(report.ran) == 8
+    experiments = program.ledger.experiments()
+    assert experiments[0].description == "baseline" and experiments[0].status == "keep"
+    assert experiments[0].metric == 0.8  # THRESHOLD 0.5 as shipped
+    kept = [e.metric for e in experiments if e.status == "keep"]
+    assert kept == sorted(kept) and max(kept) > 0.8  # maximize: every keep is an improvement
+    # the agent's branch stands at its best kept commit, its worktree is clean
+    agent = program.ledger.agent("researcher")
+    best = [e for e in experiments if e.status == "keep"][-1]
+    assert agent["head_commit"] == best.commit
+    assert Git(Path(agent["worktree"])).head() == best.commit
+    assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
+    # each experiment is one commit, kept reachable under refs/experiments/
+    for e in experiments:
+        assert Git(program.root)("rev-parse", f"refs/experiments/{e.id}") == e.commit
+        assert Git(program.root)("rev-parse", f"{e.commit}^") == e.parent_commit
+    # results.tsv, `results`, `results --format json` and the ledger say the same
+    tsv = program.results_path.read_text()
+    assert cli("results", str(program.root)).stdout == tsv
+    rows = json.loads(cli("results", str(program.root), "--format", "json").stdout)
+    assert [(r["commit"][:7], r["metric"], r["status"]) for r in rows] == [
+        (line.split("\t")[0], float(line.split("\t")[1]), line.split("\t")[3]) for line in tsv.splitlines()[1:]]
+    out = tmp_path / "p.png"
+    cli("plot", str(program.root), "-o", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_crash_timeout_and_forbidden_edits_are_recorded_and_reset(make_program):
+    program = make_program(backend="scripted")
+    SCRIPTS["researcher"] = [
+        ("baseline", lambda ctx: {}),
+        ("crash", set_line("train.py", "MODE", '"crash"')),
+        ("hang", set_line("train.py", "MODE", '"hang"')),
+        ("edit the evaluator", lambda ctx: {"evaluate.py": "def accuracy(t):\n    return 1.0\n"}),
+        ("edit the task", lambda ctx: {"task.toml": ctx.read("task.toml").replace("timeout_seconds = 4", "")}),
+        ("new file", lambda ctx: {"notes.txt": "hello\n"}),
+        ("escape", lambda ctx: {"../../outside.txt": "x\n"}),
+        ("better", set_line("train.py", "THRESHOLD", "0.7")),
+    ]
+    Runtime(program).run(Limits())
+    got = [(e.description, e.status) for e in program.ledger.experiments()]
+    assert got == [("baseline", "keep"), ("crash", "crash"), ("hang", "timeout"),
+                   ("edit the evaluator", "invalid"), ("edit the task", "invalid"), ("new file", "invalid"),
+                   ("escape", "invalid"), ("better", "keep")]
+    experiments = {e.description: e for e in program.ledger.experiments()}
+    assert "RuntimeError: deliberate crash" in experiments["crash"].reason
+    assert "evaluate.py, which may not be edited" in experiments["edit the evaluator"].reason
+    assert "outside the worktree" in experiments["escape"].reason
+    assert not (program.root.parent / "outside.txt").exists()
+    for name in ("edit the evaluator", "edit the task", "new file", "escape"):
+        assert not Path(experiments[name].log_path).exists(), "an invalid experiment must never run"
+    assert experiments["better"].metric == 1.0
+    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    assert Git(worktree)("status", "--porcelain") == ""
+    assert "def accuracy(threshold" in (worktree / "evaluate.py").read_text()
+
+
+def test_uncommitted_tampering_with_a_protected_file_is_caught(make_program):
+    program = make_program(backend="scripted")
+
+    def tamper(ctx):  # the commit itself is clean, but the file on disk is not what was recorded
+        (ctx.worktree / "evaluate.py").write_text("def accuracy(t):\n    return 1.0\n")
+        Git(ctx.worktree)("update-index", "--assume-unchanged", "evaluate.py")
+        return {}
+
+    SCRIPTS["researcher"] = [("sneaky", tamper)]
+    Runtime(program).run(Limits())
+    (e,) = program.ledger.experiments()
+    assert e.status == "invalid" and "evaluate.py does not match its recorded hash" in e.reason
+
+
+def _hanging_run(program: Program) -> subprocess.Popen:
+    """Start `researchorg run` in a subprocess whose experiments hang; wait until one is running."""
+    proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root)],
+                            env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ledger = Ledger(program.root / ".researchorg" / "ledger.db")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        running = ledger.experiments(status="running")
+        if running and running[0].pid and Path(running[0].log_path).exists() \
+                and "child" in Path(running[0].log_path).read_text():
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"no experiment started: {proc.communicate()[0]}")
+
+
+def _slow_program(tmp_path: Path) -> Program:
+    """A program on the accuracy task with a long timeout, so only a signal ends a hanging run."""
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text().replace("timeout_seconds = 4", "timeout_seconds = 120"))
+    return Program.init(tmp_path / "program", str(task), org_file=write_org(tmp_path / "org.toml", "tuner"))
+
+
+def _pids_in_log(log_path: str) -> list[int]:
+    return [int(line.split()[1]) for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
+    program = _slow_program(tmp_path)
+    proc = _hanging_run(program)
+    (running,) = program.ledger.experiments(status="running")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "stopped by Ctrl-C" in out and "Traceback" not in out
+    (e,) = program.ledger.experiments()
+    assert e.status == "interrupted" and e.id == running.id
+    assert not any(_alive(pid) for pid in _pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
+    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    assert Git(worktree)("status", "--porcelain") == ""
+    # run again: the interrupted baseline is run again, not lost, and nothing runs twice
+    cli("run", str(program.root), "--max-experiments", "3")
+    experiments = program.ledger.experiments()
+    assert [e.status for e in experiments][:2] == ["interrupted", "keep"]
+    assert experiments[1].description == "baseline"
+    assert len(experiments) == 4 and len({e.commit for e in experiments}) == 4
+
+
+def test_kill_9_then_resume_loses_nothing(tmp_path):
+    program = _slow_program(tmp_path)
+    proc = _hanging_run(program)
+    (running,) = program.ledger.experiments(status="running")
+    orphans = _pids_in_log(running.log_path) + [running.pid]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any(_alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
+    cli("run", str(program.root), "--max-experiments", "3")
+    time.sleep(0.2)
+    assert not any(_alive(pid) for pid in orphans), "resume must kill what the killed run left running"
+    experiments = program.ledger.experiments()
+    assert experiments[0].status == "interrupted" and experiments[0].id == running.id
+    assert [e.status for e in experiments[1:]].count("interrupted") == 0
+    assert sum(e.status != "interrupted" for e in experiments) == 3
+    agent = program.ledger.agent("researcher")
+    assert Git(Path(agent["worktree"])).head() == agent["head_commit"]
+    assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
+    # the tuner's study agrees with the ledger: one finished trial per recorded experiment
+    import optuna
+
+    study = optuna.load_study(study_name="researcher", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(program.state_dir / "agents/researcher/optuna.journal"))))
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == len(experiments)
+
+
+def test_second_run_on_the_same_program_is_refused(tmp_path):
+    program = _slow_program(tmp_path)
+    proc = _hanging_run(program)
+    try:
+        second = cli("run", str(program.root), check=False)
+        assert second.returncode == 1
+        assert "another `researchorg run` is working on" in second.stderr
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "/nonexistent/dir"], "is not a researchorg program"),
+    (["init", "{tmp}/x", "--task", "nope"], "no task 'nope'"),
+    (["init", "{tmp}/x", "--org", "{tmp}/bad.toml"], "bad.toml: roles.0.backend: Value error, unknown backend"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    (tmp_path / "bad.toml").write_text('name = "x"\n[[roles]]\nname = "r"\nbackend = "gpt"\n')
+    proc = cli(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,70 @@
+"""The runner on real subprocesses: metric and summary, crash tail, timeout that kills the whole group."""
+
+import os
+import time
+
+from researchorg.lab.runner import Slot, parse_summary, run_command
+from researchorg.task import load_task
+from tests.conftest import copy_task
+
+
+def _task_with_mode(tmp_path, mode):
+    task_dir = copy_task(tmp_path)
+    train = task_dir / "train.py"
+    train.write_text(train.read_text().replace('MODE = "ok"', f'MODE = "{mode}"'))
+    return load_task(task_dir)
+
+
+def test_ok_run_reads_metric_summary_and_environment(tmp_path):
+    task = _task_with_mode(tmp_path, "ok")
+    result = run_command(task, task.root, tmp_path / "run.log", seed=123, slot=Slot("cpu1", threads=1))
+    assert result.status == "ok" and result.metric == 0.8
+    assert result.summary["peak_mem_mb"] == 10.0
+    assert "seed 123 budget 1" in (tmp_path / "run.log").read_text()
+
+
+def test_crash_keeps_the_last_50_lines(tmp_path):
+    task = _task_with_mode(tmp_path, "crash")
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "crash" and result.metric is None
+    tail = result.reason.splitlines()
+    assert tail[0] == "exit code 1"
+    assert tail[-1] == "RuntimeError: deliberate crash"
+    assert "line 79" in result.reason and "line 33\n" not in result.reason
+    assert result.summary == {}  # no summary block: nothing parsed from a traceback
+    assert len(tail) == 51
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    task = _task_with_mode(tmp_path, "hang")
+    started = time.monotonic()
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "timeout"
+    assert time.monotonic() - started < task.timeout + 5
+    child = int(next(line.split()[1] for line in (tmp_path / "run.log").read_text().splitlines()
+                     if line.startswith("child")))
+    time.sleep(0.2)
+    assert not _alive(child), "the hanging run's child survived the timeout"
+
+
+def test_missing_command_is_a_crash_not_an_exception(tmp_path):
+    task = load_task(copy_task(tmp_path)).model_copy(update={"command": "no-such-program-xyz"})
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "crash" and "cannot start" in result.reason
+
+
+def test_summary_block_after_the_last_separator():
+    assert parse_summary("val_bpb: 2.5\n") == {}
+    text = "val_bpb: 9\n---\nval_bpb:          2.5\nnum_steps:        10\ncorpus_hash:      abc123\n"
+    assert parse_summary(text) == {"val_bpb": 2.5, "num_steps": 10.0, "corpus_hash": "abc123"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False

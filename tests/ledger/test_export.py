@@ -1,0 +1,55 @@
+"""results.tsv in autoresearch's exact format, and the ledger behind it."""
+
+import csv
+import io
+
+from researchorg.ledger import Ledger
+from researchorg.ledger.export import results_json, results_tsv
+
+
+def _ledger_with_runs(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    ledger.create_program("p", "t", "val_bpb", "minimize", "b" * 40, {})
+    ledger.ensure_agent("a", "researcher", "tuner", "agents/a", str(tmp_path), "b" * 40)
+    rows = [("keep", 2.5, {"peak_mem_mb": 2048.0}, "baseline", ""),
+            ("discard", 2.6, {"peak_mem_mb": 1024.0}, "wider\tmodel", ""),
+            ("crash", None, {}, "oops", "exit code 1\nTraceback..."),
+            ("timeout", None, {}, "slow", "killed after 90 s"),
+            ("invalid", None, {}, "edit prepare", "changes prepare.py")]
+    for i, (status, metric, summary, description, reason) in enumerate(rows):
+        e = ledger.start_experiment("a", "p" * 40, f"{i:x}" * 40, diff="", description=description, hypothesis="",
+                                    proposal={}, seed=1, slot="cpu0", hardware="cpu", log_dir=tmp_path)
+        ledger.finish_experiment(e.id, status, agent_head="b" * 40, reason=reason, metric=metric, summary=summary)
+    return ledger
+
+
+def test_results_tsv_is_autoresearch_format(tmp_path):
+    text = results_tsv(_ledger_with_runs(tmp_path).experiments(), "val_bpb")
+    lines = text.splitlines()
+    assert lines[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+    assert lines[1] == "0000000\t2.500000\t2.0\tkeep\tbaseline"
+    assert lines[2] == "1111111\t2.600000\t1.0\tdiscard\twider model"
+    assert lines[3] == "2222222\t0.000000\t0.0\tcrash\toops (exit code 1)"
+    assert lines[4] == "3333333\t0.000000\t0.0\tcrash\t[timeout] slow (killed after 90 s)"
+    assert lines[5] == "4444444\t0.000000\t0.0\tcrash\t[invalid] edit prepare (changes prepare.py)"
+    # autoresearch's analysis reads it as a 5-column tab-separated table
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+    assert [r["status"].upper() for r in rows] == ["KEEP", "DISCARD", "CRASH", "CRASH", "CRASH"]
+    assert all(len(r) == 5 and None not in r for r in rows)
+
+
+def test_json_keeps_the_real_status_and_summary(tmp_path):
+    import json
+
+    rows = json.loads(results_json(_ledger_with_runs(tmp_path).experiments()))
+    assert [r["status"] for r in rows] == ["keep", "discard", "crash", "timeout", "invalid"]
+    assert rows[0]["peak_mem_mb"] == 2048.0 and rows[2]["reason"].startswith("exit code 1")
+    assert rows[0]["log_path"].endswith("00001.log")
+
+
+def test_ledger_survives_reopening_and_uses_wal(tmp_path):
+    _ledger_with_runs(tmp_path).close()
+    ledger = Ledger(tmp_path / "ledger.db")
+    assert ledger.count() == 5 and ledger.count(exclude=("crash", "timeout", "invalid")) == 2
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
