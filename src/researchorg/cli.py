@@ -41,11 +41,16 @@ def init(
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
 ) -> None:
     """Create a program: a git repository with the task's files, an org.toml and a ledger."""
+    _init(directory, task, budget, org)
+    console.print(f"next: researchorg run {directory}")
+
+
+def _init(directory: Path, task: str, budget: float | None, org: Path | None) -> Program:
     program = Program.init(directory, task, budget=budget, org_file=org)
     t = program.task
     console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "
                   f"metric {t.metric.name} ({t.metric.direction}), org {program.org().name}")
-    console.print(f"next: researchorg run {directory}")
+    return program
 
 
 @app.command()
@@ -69,14 +74,14 @@ def demo(
 ) -> None:
     """The tinylm task with the default offline org: about 15 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
-        init(directory, task="tinylm", budget=budget, org=None)
+        _init(directory, "tinylm", budget, None)
     _run(Program(directory), max_experiments, None, 0)
 
 
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, threads: int) -> None:
     view = LiveView(program.task, program.ledger.experiments(), max_experiments)
     runtime = Runtime(program, slot=Slot("cpu0", threads or os.cpu_count() or 1), on_event=view.on_event)
-    with Live(view, console=console, refresh_per_second=4, transient=False):
+    with Live(view, console=console, refresh_per_second=2, transient=False):
         report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
     _report_end(program, report)
 

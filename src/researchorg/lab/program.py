@@ -81,12 +81,16 @@ class Program:
             program.prepare()
         return program
 
-    def prepare(self) -> str:
-        """Check the task's Python requirements and run its prepare command once; return its output."""
+    def check_requirements(self) -> None:
+        """A clear error now, rather than a crash in every run, when the task's Python modules are missing."""
         missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
         if missing:
             raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
-                           f"not installed for {sys.executable} (for torch: pip install torch)")
+                           f"not installed for {sys.executable} (for torch: pip install torch==2.13.0)")
+
+    def prepare(self) -> str:
+        """Check the task's requirements and run its prepare command once; return its output."""
+        self.check_requirements()
         if not self.task.prepare:
             return ""
         argv = shlex.split(self.task.prepare)

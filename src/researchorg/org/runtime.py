@@ -77,7 +77,7 @@ class Runtime:
     def run(self, limits: Limits) -> RunReport:
         with self._lock():
             self.recover()
-            self.program.prepare()
+            self.program.check_requirements()
             members = self._members()
             report = RunReport()
             deadline = time.monotonic() + limits.max_hours * 3600 if limits.max_hours else None

@@ -71,15 +71,30 @@ class LiveView:
             self.history.append(data["experiment"])
 
     def __rich__(self) -> Group:
-        done = sum(1 for e in self.history if e.status != "interrupted")
-        parts: list[Any] = [experiments_table(self.history[-12:], title=f"{self.task.name}: {done} experiments"
-                                              + (f" of {self.limit}" if self.limit else ""))]
+        done = [e for e in self.history if e.status != "interrupted"]
+        title = f"{self.task.name}: {len(done)} experiment{'s' if len(done) != 1 else ''}"
+        parts: list[Any] = [experiments_table(self.history[-12:], title=title + (f" of {self.limit}" if self.limit
+                                                                                   else ""))]
+        scored = [e for e in done if e.status == "keep" and e.metric is not None]
+        if scored:
+            best = scored[0]
+            for e in scored:
+                best = e if self.task.metric.better(e.metric, best.metric) else best
+            parts.append(Text(f"best {self.task.metric.name} {best.metric:.6f} (#{best.id}), "
+                              f"baseline {scored[0].metric:.6f}", style="green"))
         if self.current is not None:
             elapsed = time.monotonic() - self.started
+            expected = self._expected_seconds()
             line = Table.grid(padding=(0, 1))
             line.add_row(Text(f"#{self.current.id} {self.current.agent}", style="cyan"),
-                         ProgressBar(total=self.task.budget_seconds, completed=min(elapsed, self.task.budget_seconds),
-                                     width=30),
-                         Text(f"{elapsed:5.1f}s / {self.task.budget_seconds:g}s budget  {self.current.description}"))
+                         ProgressBar(total=expected, completed=min(elapsed, expected), width=30),
+                         Text(f"{elapsed:5.1f}s of ~{expected:.0f}s ({self.task.budget_seconds:g}s training)  "
+                              f"{self.current.description}"))
             parts.append(line)
         return Group(*parts)
+
+    def _expected_seconds(self) -> float:
+        """How long an experiment takes, start-up and evaluation included: the mean of the finished ones."""
+        walls = [e.ended_at - e.started_at for e in self.history[-10:]
+                 if e.ended_at and e.status in ("keep", "discard")]
+        return sum(walls) / len(walls) if walls else self.task.budget_seconds
