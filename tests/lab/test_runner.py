@@ -1,6 +1,8 @@
 """The runner on real subprocesses: metric and summary, crash tail, timeout that kills the whole group."""
 
 import os
+import subprocess
+import sys
 import time
 
 from researchorg.lab.runner import Slot, parse_summary, run_command
@@ -20,6 +22,7 @@ def test_ok_run_reads_metric_summary_and_environment(tmp_path):
     result = run_command(task, task.root, tmp_path / "run.log", seed=123, slot=Slot("cpu1", threads=1))
     assert result.status == "ok" and result.metric == 0.8
     assert result.summary["peak_mem_mb"] == 10.0
+    assert result.summary["other_cpu_s"] >= 0.0  # CPU time the rest of the machine used meanwhile
     assert "seed 123 budget 1" in (tmp_path / "run.log").read_text()
 
 
@@ -31,7 +34,7 @@ def test_crash_keeps_the_last_50_lines(tmp_path):
     assert tail[0] == "exit code 1"
     assert tail[-1] == "RuntimeError: deliberate crash"
     assert "line 79" in result.reason and "line 33\n" not in result.reason
-    assert result.summary == {}  # no summary block: nothing parsed from a traceback
+    assert "RuntimeError" not in result.summary  # no summary block: nothing parsed from a traceback
     assert len(tail) == 51
 
 
@@ -51,6 +54,18 @@ def test_missing_command_is_a_crash_not_an_exception(tmp_path):
     task = load_task(copy_task(tmp_path)).model_copy(update={"command": "no-such-program-xyz"})
     result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
     assert result.status == "crash" and "cannot start" in result.reason
+
+
+def test_cpu_used_by_other_processes_is_recorded(tmp_path):
+    task = load_task(copy_task(tmp_path)).model_copy(
+        update={"command": "python -c 'import time; time.sleep(1.5); print(\"accuracy: 1\")'"})
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    finally:
+        busy.kill()
+    assert result.status == "ok"
+    assert result.summary["other_cpu_s"] > 0.5  # the busy loop, not the sleeping run
 
 
 def test_summary_block_after_the_last_separator():

@@ -5,6 +5,10 @@ Ctrl-C kills everything it started, and a Ctrl-C in the terminal reaches the
 lab, not the training. Its output goes to a log file. The metric and the
 summary block (`key: value` lines after the last `---`) are read from the log.
 
+Other load on the machine slows a CPU run more than any seed does, so the
+runner records `other_cpu_s`: the CPU seconds the whole machine spent (from
+/proc/stat) minus what the run's own processes used, during the run.
+
 The environment carries the seed, the budget, the slot and its thread count
 (RESEARCHORG_SEED, RESEARCHORG_BUDGET, RESEARCHORG_SLOT, RESEARCHORG_THREADS,
 OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shlex
 import signal
 import subprocess
@@ -59,7 +64,7 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
     """Run the task's command in `worktree`; return how it ended. Re-raises KeyboardInterrupt after killing it."""
     env = _environment(task, seed, slot)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
+    start, busy_before, own_before = time.monotonic(), _machine_busy_seconds(), _children_cpu_seconds()
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=env, stdout=log,
@@ -79,7 +84,11 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
             raise
         kill_group(proc.pid)  # anything the command left running in its group
     wall = time.monotonic() - start
-    return _read_result(task, log_path, returncode, wall)
+    result = _read_result(task, log_path, returncode, wall)
+    if busy_before is not None:
+        other = _machine_busy_seconds() - busy_before - (_children_cpu_seconds() - own_before)
+        result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
+    return result
 
 
 def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -> RunResult:
@@ -147,6 +156,21 @@ def _environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
         env["RESEARCHORG_THREADS"] = str(slot.threads)
         env["OMP_NUM_THREADS"] = str(slot.threads)
     return env
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent not idle since boot, or None where /proc/stat is missing."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_model() -> str:
