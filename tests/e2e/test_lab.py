@@ -159,6 +159,8 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any(_alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
+    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    (Path(Git(worktree)("rev-parse", "--git-path", "index.lock"))).touch()  # as a git killed mid-write leaves
     cli("run", str(program.root), "--max-experiments", "3")
     time.sleep(0.2)
     assert not any(_alive(pid) for pid in orphans), "resume must kill what the killed run left running"

@@ -2,7 +2,8 @@
 
 Every call is one `git` subprocess with a fixed identity, so commits made by
 the lab look the same on every machine. Failures become LabError with git's
-own message.
+own message. git runs in a session of its own, so a Ctrl-C in the terminal
+reaches the lab and not a git command in the middle of writing its index.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Git:
             env={**os.environ, **_ENV},
             capture_output=True,
             text=True,
+            start_new_session=True,
         )
         if check and proc.returncode != 0:
             message = (proc.stderr or proc.stdout).strip().splitlines()
@@ -60,6 +62,11 @@ class Git:
 
     def diff(self, parent: str, commit: str) -> str:
         return self("diff", parent, commit)
+
+    def remove_stale_lock(self) -> None:
+        """Remove an index.lock left by a git that was killed; call only when no other git can be running here."""
+        lock = Path(self("rev-parse", "--git-path", "index.lock"))
+        (lock if lock.is_absolute() else self.cwd / lock).unlink(missing_ok=True)
 
     def reset_hard(self, commit: str) -> None:
         """Put the work tree exactly at `commit`: tracked files reset, untracked files removed."""

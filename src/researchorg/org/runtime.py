@@ -179,7 +179,9 @@ class Runtime:
             settled.append(experiment)
         for agent in self.ledger.agents():
             if Path(agent["worktree"], ".git").exists():
-                Git(Path(agent["worktree"])).reset_hard(agent["head_commit"])
+                git = Git(Path(agent["worktree"]))
+                git.remove_stale_lock()  # we hold the run lock: no other git of ours is running here
+                git.reset_hard(agent["head_commit"])
         if settled:
             self.ledger.log_event("recovered", interrupted=[e.id for e in settled])
             self.program.write_results()

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from researchorg.ledger import Experiment  # noqa: E402
 from researchorg.task.spec import MetricSpec  # noqa: E402
@@ -45,6 +46,7 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     ax.set_ylabel(f"{metric.name} ({better} is better)")
     ax.set_title(title or f"{len(finished)} experiments, {len(kept)} kept, "
                           f"{len(finished) - len(scored)} without a result")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:
         ax.legend(loc="best", fontsize=9)
