@@ -78,6 +78,15 @@ def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     return proc
 
 
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
 def copy_task(tmp_path: Path, source: Path = ACCURACY_TASK) -> Path:
     target = tmp_path / "task"
     shutil.copytree(source, target)

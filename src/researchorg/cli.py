@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from researchorg import __version__
 from researchorg.errors import ResearchOrgError
 from researchorg.lab.program import Program
 from researchorg.lab.runner import Slot
@@ -26,9 +27,18 @@ console = Console()
 _debug = False
 
 
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"researchorg {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
-             = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     global _debug
     _debug = debug
 
@@ -83,10 +93,12 @@ def _run(program: Program, max_experiments: int | None, max_hours: float | None,
     runtime = Runtime(program, slot=Slot("cpu0", threads or os.cpu_count() or 1), on_event=view.on_event)
     with Live(view, console=console, refresh_per_second=2, transient=False):
         report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
-    _report_end(program, report)
+    _report_end(program, report, max_experiments)
+    if report.stopped_by == "interrupted":
+        raise typer.Exit(130)  # the shell's code for "stopped by SIGINT", so scripts can tell
 
 
-def _report_end(program: Program, report: RunReport) -> None:
+def _report_end(program: Program, report: RunReport, max_experiments: int | None) -> None:
     from researchorg.report.plot import progress_plot
 
     experiments = program.ledger.experiments()
@@ -102,7 +114,8 @@ def _report_end(program: Program, report: RunReport) -> None:
     if experiments:
         console.print(f"progress.png: {program.plot_path}")
     if report.stopped_by == "interrupted":
-        console.print(f"resume with: researchorg run {program.root}")
+        limit = f" --max-experiments {max_experiments}" if max_experiments else ""
+        console.print(f"resume with: researchorg run {program.root}{limit}")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from researchorg.lab.git import Git
 from researchorg.lab.program import Program
 from researchorg.ledger import Ledger
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import SCRIPTS, cli, copy_task, set_line, write_org
+from tests.conftest import SCRIPTS, alive, cli, copy_task, set_line, write_org
 
 
 def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
@@ -122,25 +122,17 @@ def _pids_in_log(log_path: str) -> list[int]:
     return [int(line.split()[1]) for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        return False
-
-
 def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     program = _slow_program(tmp_path)
     proc = _hanging_run(program)
     (running,) = program.ledger.experiments(status="running")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "stopped by Ctrl-C" in out and "Traceback" not in out
+    assert proc.returncode == 130, out
+    assert "stopped by Ctrl-C" in out and "resume with: researchorg run" in out and "Traceback" not in out
     (e,) = program.ledger.experiments()
     assert e.status == "interrupted" and e.id == running.id
-    assert not any(_alive(pid) for pid in _pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
+    assert not any(alive(pid) for pid in _pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
     worktree = Path(program.ledger.agent("researcher")["worktree"])
     assert Git(worktree)("status", "--porcelain") == ""
     # run again: the interrupted baseline is run again, not lost, and nothing runs twice
@@ -158,12 +150,12 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
     orphans = _pids_in_log(running.log_path) + [running.pid]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any(_alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
+    assert any(alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
     worktree = Path(program.ledger.agent("researcher")["worktree"])
     (Path(Git(worktree)("rev-parse", "--git-path", "index.lock"))).touch()  # as a git killed mid-write leaves
     cli("run", str(program.root), "--max-experiments", "3")
     time.sleep(0.2)
-    assert not any(_alive(pid) for pid in orphans), "resume must kill what the killed run left running"
+    assert not any(alive(pid) for pid in orphans), "resume must kill what the killed run left running"
     experiments = program.ledger.experiments()
     assert experiments[0].status == "interrupted" and experiments[0].id == running.id
     assert [e.status for e in experiments[1:]].count("interrupted") == 0
@@ -178,6 +170,25 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
         optuna.storages.journal.JournalFileBackend(str(program.state_dir / "agents/researcher/optuna.journal"))))
     finished = [t for t in study.trials if t.state.is_finished()]
     assert len(finished) == len(experiments)
+
+
+def test_random_agent_runs_and_its_study_resumes(make_program):
+    program = make_program(backend="random")
+    Runtime(program).run(Limits(max_experiments=3))
+    Runtime(Program(program.root)).run(Limits(max_experiments=6))
+    experiments = program.ledger.experiments()
+    assert len(experiments) == 6 and [e.description for e in experiments].count("baseline") == 1
+    trials = [e.proposal["trial"] for e in experiments]
+    assert trials == sorted(set(trials))  # the second run continued the same study
+    assert all(e.hypothesis.startswith("RandomSampler") for e in experiments[1:])
+
+
+def test_missing_python_module_is_one_error_before_anything_runs(tmp_path):
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text().replace("seed = 7", 'seed = 7\nrequires = ["no_such_module_xyz"]'))
+    proc = cli("init", str(tmp_path / "p"), "--task", str(task), check=False)
+    assert proc.returncode == 1 and "needs the Python module(s) no_such_module_xyz" in proc.stderr
 
 
 def test_second_run_on_the_same_program_is_refused(tmp_path):

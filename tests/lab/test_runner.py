@@ -1,13 +1,12 @@
 """The runner on real subprocesses: metric and summary, crash tail, timeout that kills the whole group."""
 
-import os
 import subprocess
 import sys
 import time
 
 from researchorg.lab.runner import Slot, parse_summary, run_command
 from researchorg.task import load_task
-from tests.conftest import copy_task
+from tests.conftest import alive, copy_task
 
 
 def _task_with_mode(tmp_path, mode):
@@ -47,7 +46,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     child = int(next(line.split()[1] for line in (tmp_path / "run.log").read_text().splitlines()
                      if line.startswith("child")))
     time.sleep(0.2)
-    assert not _alive(child), "the hanging run's child survived the timeout"
+    assert not alive(child), "the hanging run's child survived the timeout"
 
 
 def test_missing_command_is_a_crash_not_an_exception(tmp_path):
@@ -72,14 +71,3 @@ def test_summary_block_after_the_last_separator():
     assert parse_summary("val_bpb: 2.5\n") == {}
     text = "val_bpb: 9\n---\nval_bpb:          2.5\nnum_steps:        10\ncorpus_hash:      abc123\n"
     assert parse_summary(text) == {"val_bpb": 2.5, "num_steps": 10.0, "corpus_hash": "abc123"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-    except OSError:
-        return False
