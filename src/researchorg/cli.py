@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.live import Live
 from researchorg import __version__
 from researchorg.errors import ResearchOrgError
 from researchorg.lab.program import Program
-from researchorg.lab.runner import Slot
+from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger.export import results_json, results_tsv
 from researchorg.org.runtime import Limits, RunReport, Runtime
 from researchorg.report.console import LiveView, experiments_table, summary_table
@@ -69,10 +68,13 @@ def run(
     max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many experiments "
                                                         "(interrupted ones not counted).")] = None,
     max_hours: Annotated[float | None, typer.Option(help="Stop after this many hours of this run.")] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads per experiment (0: all cores).")] = 0,
+    slots: Annotated[int | None, typer.Option(help="Compute slots: experiments that run at once "
+                                              "(default: one per visible GPU, else 1 CPU slot).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per slot (default: the cores shared evenly).")]
+    = None,
 ) -> None:
     """Run the program's org until a limit, Ctrl-C, or the agents run out of ideas. Run again to resume."""
-    _run(Program(directory), max_experiments, max_hours, threads)
+    _run(Program(directory), max_experiments, max_hours, slots, threads)
 
 
 @app.command()
@@ -85,12 +87,13 @@ def demo(
     """The tinylm task with the default offline org: about 15 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
         _init(directory, "tinylm", budget, None)
-    _run(Program(directory), max_experiments, None, 0)
+    _run(Program(directory), max_experiments, None, None, None)
 
 
-def _run(program: Program, max_experiments: int | None, max_hours: float | None, threads: int) -> None:
+def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
+         threads: int | None) -> None:
     view = LiveView(program.task, program.ledger.experiments(), max_experiments)
-    runtime = Runtime(program, slot=Slot("cpu0", threads or os.cpu_count() or 1), on_event=view.on_event)
+    runtime = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event)
     with Live(view, console=console, refresh_per_second=2, transient=False):
         report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
     _report_end(program, report, max_experiments)
@@ -109,7 +112,11 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     reasons = {"interrupted": "stopped by Ctrl-C; the experiment in flight is recorded as interrupted",
                "max_experiments": "reached --max-experiments", "max_hours": "reached --max-hours",
                "agents_done": "every agent is done or at its cap"}
-    console.print(f"{len(report.ran)} experiments this run; {reasons.get(report.stopped_by, report.stopped_by)}.")
+    console.print(f"{len(report.ran)} experiments this run on {report.slots} slot{'s' * (report.slots > 1)} "
+                  f"(busy {100 * report.utilization:.0f}% of the time); "
+                  f"{reasons.get(report.stopped_by, report.stopped_by)}.")
+    for agent, reason in report.paused.items():
+        console.print(f"[yellow]paused[/] {agent}: {reason}")
     console.print(f"results.tsv:  {program.results_path}")
     if experiments:
         console.print(f"progress.png: {program.plot_path}")

@@ -50,6 +50,10 @@ class RoleSpec(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     count: int = Field(default=1, ge=1)
     backend: str
+    seed: int = 0
+    max_experiments: int | None = Field(default=None, ge=1)  # cap per agent
+    priority: float = Field(default=1.0, gt=0)  # weight in the scheduler's fair share
+    think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
 
     @field_validator("backend")
     @classmethod
@@ -59,8 +63,6 @@ class RoleSpec(Strict):
         if backend not in backends():
             raise ValueError(f"unknown backend {backend!r}; known: {', '.join(backends())}")
         return backend
-    seed: int = 0
-    max_experiments: int | None = Field(default=None, ge=1)
 
 
 class OrgSpec(Strict):

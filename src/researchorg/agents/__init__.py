@@ -18,7 +18,8 @@ AgentFactory = Callable[[RoleSpec, AgentContext, int], Agent]
 def _tuner(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     from researchorg.agents.tuner import TunerAgent  # optuna loads only when a tuner is used
 
-    return TunerAgent(ctx, sampler="tpe" if role.backend == "tuner" else "random", seed=role.seed + index)
+    return TunerAgent(ctx, sampler="tpe" if role.backend == "tuner" else "random", seed=role.seed + index,
+                      think_seconds=role.think_seconds)
 
 
 _BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner}

@@ -7,10 +7,12 @@ commits it, runs it and records it; the agent never runs anything itself.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from researchorg.config import RoleSpec
 from researchorg.ledger import Experiment, Ledger
 from researchorg.task import TaskSpec
 
@@ -32,6 +34,13 @@ class AgentContext:
     worktree: Path
     state_dir: Path  # a directory of the agent's own for persistent state
     ledger: Ledger
+    role: RoleSpec | None = None
+    stop: threading.Event = field(default_factory=threading.Event)  # set when the run is stopping
+
+    def think(self, seconds: float) -> None:
+        """Wait `seconds` (simulated thinking), returning early when the run stops."""
+        if seconds > 0:
+            self.stop.wait(seconds)
 
     def read(self, path: str) -> str:
         return (self.worktree / path).read_text()

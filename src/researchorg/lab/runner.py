@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import platform
 import re
-import resource
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,13 +39,18 @@ _SUMMARY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):\s+(\S.*?)\s*$")
 
 @dataclass
 class Slot:
-    """Where an experiment runs: a name, and the CPU threads it may use."""
+    """Where an experiment runs: a name, its CPU threads and cores, or one GPU."""
 
     name: str = "cpu0"
     threads: int = 0  # 0: leave the command's default
+    cores: tuple[int, ...] = ()  # CPU affinity of the run; empty: any core
+    gpu: str | None = None  # the CUDA_VISIBLE_DEVICES value of a GPU slot
+    gpu_name: str = ""
 
     def hardware(self) -> str:
         """The hardware class: results are compared only within one."""
+        if self.gpu is not None:
+            return f"cuda:{self.gpu_name or 'gpu'}"
         return f"cpu:{_cpu_model()}:{self.threads or os.cpu_count()}t"
 
 
@@ -59,36 +64,59 @@ class RunResult:
     wall_seconds: float = 0.0
 
 
+POLL_SECONDS = 0.05
+
+
 def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, slot: Slot,
-                on_start: Callable[[int], None] | None = None) -> RunResult:
-    """Run the task's command in `worktree`; return how it ended. Re-raises KeyboardInterrupt after killing it."""
-    env = _environment(task, seed, slot)
+                on_start: Callable[[int], None] | None = None,
+                cancel: threading.Event | None = None) -> RunResult:
+    """Run the task's command in `worktree` on `slot`; return how it ended.
+
+    Setting `cancel` (from another thread) kills the run and returns `interrupted`.
+    A KeyboardInterrupt in this thread kills the run and is re-raised.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    start, busy_before, own_before = time.monotonic(), _machine_busy_seconds(), _children_cpu_seconds()
+    start, busy_before = time.monotonic(), _machine_busy_seconds()
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=_environment(task, seed, slot),
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         except OSError as err:
             return RunResult("crash", reason=f"cannot start `{task.command}`: {err.strerror or err}")
+        if slot.cores:  # set before the interpreter has started its thread pools, which inherit it
+            os.sched_setaffinity(proc.pid, slot.cores)
         if on_start is not None:
             on_start(proc.pid)
         try:
-            returncode = proc.wait(timeout=task.timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid, proc)
-            return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)",
-                             wall_seconds=time.monotonic() - start)
+            ended = _wait(proc, start + task.timeout, cancel)
         except BaseException:
             kill_group(proc.pid, proc)
             raise
+        if ended is None:
+            kill_group(proc.pid, proc)
+            wall = time.monotonic() - start
+            if cancel is not None and cancel.is_set():
+                return RunResult("interrupted", reason="stopped by Ctrl-C", wall_seconds=wall)
+            return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
+        returncode, own_cpu = ended
         kill_group(proc.pid)  # anything the command left running in its group
-    wall = time.monotonic() - start
-    result = _read_result(task, log_path, returncode, wall)
+    result = _read_result(task, log_path, returncode, time.monotonic() - start)
     if busy_before is not None:
-        other = _machine_busy_seconds() - busy_before - (_children_cpu_seconds() - own_before)
+        other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
     return result
+
+
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> tuple[int, float] | None:
+    """Reap `proc` by its deadline: (exit code, CPU seconds it and its reaped children used), or None."""
+    while time.monotonic() < deadline and not (cancel is not None and cancel.is_set()):
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        time.sleep(POLL_SECONDS)
+    return None
 
 
 def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -> RunResult:
@@ -155,6 +183,8 @@ def _environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     if slot.threads:
         env["RESEARCHORG_THREADS"] = str(slot.threads)
         env["OMP_NUM_THREADS"] = str(slot.threads)
+    if slot.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     return env
 
 
@@ -166,11 +196,6 @@ def _machine_busy_seconds() -> float | None:
         return None
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_model() -> str:

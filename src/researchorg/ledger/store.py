@@ -202,6 +202,11 @@ class Ledger:
                       .values(log_path=str(log_dir / f"{new_id:05d}.log")))
         return self.experiment(new_id)
 
+    def set_slot(self, experiment_id: int, slot: str, hardware: str) -> None:
+        with self._tx() as c:
+            c.execute(experiments.update().where(experiments.c.id == experiment_id)
+                      .values(slot=slot, hardware=hardware))
+
     def set_pid(self, experiment_id: int, pid: int | None) -> None:
         with self._tx() as c:
             c.execute(experiments.update().where(experiments.c.id == experiment_id).values(pid=pid))

@@ -1,16 +1,21 @@
-"""The runtime: the organization's agents take turns proposing experiments, and the lab runs them.
+"""The runtime: the organization's agents work at once, and the scheduler feeds their experiments to the slots.
 
-One experiment, from any agent, always takes the same path:
+Each agent has a worker thread. One experiment, from any agent, always takes
+the same path:
 
     propose -> write the editable files -> commit on the agent's branch
-    -> record as `running` -> guard (invalid?) -> run -> decide -> record
-    -> keep advances the branch / anything else resets it -> tell the agent
+    -> record as `running` -> guard (invalid?) -> wait for a slot -> run
+    -> decide -> record -> keep advances the branch / else reset -> tell the agent
 
-The ledger is the truth about where each agent's branch stands. A run that
-starts after Ctrl-C or `kill -9` first settles what the last one left: an
-experiment still marked `running` becomes `interrupted` (its process group is
-killed if it survived), and every worktree is reset to its recorded head. So no
-experiment is lost and none is recorded twice.
+While one agent's experiment trains, the others think, so slots do not wait
+for agents. The ledger is the truth about where each agent's branch stands. A
+run that starts after Ctrl-C or `kill -9` first settles what the last one
+left: an experiment still marked `running` becomes `interrupted` (its process
+group is killed if it survived), and every worktree is reset to its recorded
+head. So no experiment is lost and none is recorded twice.
+
+A failing agent (its backend raises) is paused with the reason in the ledger's
+events; the others carry on.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.agents import Agent, AgentContext, make_agent
+from researchorg.config import RoleSpec
 from researchorg.errors import LabError
 from researchorg.lab.git import Git
 from researchorg.lab.guard import check_experiment
 from researchorg.lab.program import Program
 from researchorg.lab.runner import Slot, kill_group, run_command
+from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
 from researchorg.rigor.acceptance import POLICIES
 
@@ -46,97 +55,154 @@ class Limits:
 @dataclass
 class RunReport:
     ran: list[Experiment] = field(default_factory=list)
-    stopped_by: str = "done"  # done | max_experiments | max_hours | interrupted | agents_done
+    stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
+    paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
+    slot_seconds: float = 0.0  # slot time spent running experiments
+    wall_seconds: float = 0.0
+    slots: int = 1
+
+    @property
+    def utilization(self) -> float:
+        span = self.wall_seconds * self.slots
+        return self.slot_seconds / span if span > 0 else 0.0
 
 
 @dataclass
 class _Member:
     name: str
-    role: str
-    cap: int | None
+    role: RoleSpec
     ctx: AgentContext
     git: Git
-    agent: Agent | None = None
-    done: bool = False
+    agent: Agent
+    in_flight: Experiment | None = None
+
+
+class _Budget:
+    """How many more experiments may start; thread-safe."""
+
+    def __init__(self, limits: Limits, recorded: int):
+        self.limits, self.recorded, self.in_flight = limits, recorded, 0
+        self.deadline = time.monotonic() + limits.max_hours * 3600 if limits.max_hours else None
+        self.exhausted_by: str | None = None
+        self._lock = threading.Lock()
+
+    def reserve(self) -> bool:
+        with self._lock:
+            if self.limits.max_experiments is not None \
+                    and self.recorded + self.in_flight >= self.limits.max_experiments:
+                self.exhausted_by = "max_experiments"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.exhausted_by = "max_hours"
+            else:
+                self.in_flight += 1
+                return True
+            return False
+
+    def settle(self, counted: bool) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.recorded += counted
 
 
 class Runtime:
     """Runs an organization on a program until a limit is reached, Ctrl-C, or the agents have nothing left."""
 
-    def __init__(self, program: Program, slot: Slot | None = None, on_event: EventHandler | None = None):
+    def __init__(self, program: Program, slots: list[Slot] | None = None, on_event: EventHandler | None = None):
         self.program = program
         self.task = program.task
         self.org = program.org()
         self.ledger = program.ledger
-        self.slot = slot or Slot("cpu0", threads=os.cpu_count() or 1)
+        self.scheduler = Scheduler(slots or detect_slots())
         self.on_event = on_event or (lambda kind, data: None)
         self.policy = POLICIES[self.org.policy]
-        self._in_flight: Experiment | None = None
+        self._stop = threading.Event()  # set on Ctrl-C: runs are killed, nothing new starts
+        self._lock = threading.Lock()  # results.tsv and the report
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
-        with self._lock():
+        with self._run_lock():
             self.recover()
             self.program.check_requirements()
             members = self._members()
-            report = RunReport()
-            deadline = time.monotonic() + limits.max_hours * 3600 if limits.max_hours else None
-            self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours)
+            report = RunReport(slots=len(self.scheduler.slots))
+            budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)))
+            self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
+                                  slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
+            started = time.monotonic()
+            workers = [threading.Thread(target=self._work, args=(m, budget, report), name=m.name, daemon=True)
+                       for m in members]
+            for worker in workers:
+                worker.start()
             try:
-                for member in self._turns(members):
-                    if limits.max_experiments is not None and self._recorded() >= limits.max_experiments:
-                        report.stopped_by = "max_experiments"
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        report.stopped_by = "max_hours"
-                        break
-                    experiment = self._one_experiment(member)
-                    if experiment is not None:
-                        report.ran.append(experiment)
-                else:
-                    report.stopped_by = "agents_done"
+                while any(w.is_alive() for w in workers):
+                    for worker in workers:
+                        worker.join(timeout=0.2)
             except KeyboardInterrupt:
                 with _no_sigint():
-                    self._settle_interrupt(members, report)
+                    self._stop.set()
+                    for worker in workers:
+                        worker.join()
+                    self._reset_worktrees(members)
                 report.stopped_by = "interrupted"
-            self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=len(report.ran))
+            else:
+                report.stopped_by = budget.exhausted_by or "agents_done"
+            report.wall_seconds = time.monotonic() - started
+            report.slot_seconds = self.scheduler.busy_seconds
+            self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=len(report.ran),
+                                  utilization=round(report.utilization, 4), paused=report.paused)
             return report
 
-    def _turns(self, members: list[_Member]) -> Iterator[_Member]:
-        """Round-robin over the agents that still have work and are under their cap."""
-        while True:
-            active = [m for m in members if not m.done and (m.cap is None or self._count(m.name) < m.cap)]
-            if not active:
+    def _work(self, member: _Member, budget: _Budget, report: RunReport) -> None:
+        """One agent's loop, in its own thread."""
+        while not self._stop.is_set():
+            if member.role.max_experiments is not None \
+                    and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= member.role.max_experiments:
                 return
-            yield from active
+            if not budget.reserve():
+                return
+            experiment = None
+            try:
+                experiment = self._one_experiment(member)
+            except Exception as err:  # a failing agent is paused; the organization goes on
+                self._pause(member, err, report)
+                return
+            finally:
+                budget.settle(counted=experiment is not None and experiment.status != "interrupted")
+            if experiment is None:
+                return
+            with self._lock:
+                report.ran.append(experiment)
 
     def _one_experiment(self, member: _Member) -> Experiment | None:
-        if member.agent is None:
-            member.agent = make_agent(self.org.roles[[r.name for r in self.org.roles].index(member.role)],
-                                      member.ctx, index=self._agent_index(member.name))
         proposal = member.agent.propose(member.ctx)
-        if proposal is None:
-            member.done = True
+        if proposal is None or self._stop.is_set():
             return None
         parent = self.ledger.agent(member.name)["head_commit"]
         invalid = self._write_files(member.ctx.worktree, proposal.files)
         commit = member.git.commit_all(_commit_message(member.name, proposal.description, proposal.hypothesis))
         experiment = self.ledger.start_experiment(
             member.name, parent, commit, diff=member.git.diff(parent, commit), description=proposal.description,
-            hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot=self.slot.name,
-            hardware=self.slot.hardware(), log_dir=self.program.logs_dir)
-        self._in_flight = experiment
+            hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot="", hardware="",
+            log_dir=self.program.logs_dir)
+        member.in_flight = experiment
         member.git("update-ref", f"refs/experiments/{experiment.id}", commit)  # survives the reset and git gc
-        self.on_event("experiment_started", {"experiment": experiment})
         invalid = invalid or check_experiment(self.task, member.git, parent, commit, member.ctx.worktree,
                                               self.ledger.program()["protected_hashes"])
         if invalid:
-            outcome = ("invalid", invalid, None, {})
-        else:
+            return self._finish(member, experiment, "invalid", invalid, None, {})
+        slot = self.scheduler.acquire(member.name, member.role.priority, cancel=self._stop)
+        if slot is None:
+            return self._finish(member, experiment, "interrupted", "stopped by Ctrl-C before it ran", None, {})
+        started = time.monotonic()
+        try:
+            self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
+            self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
             result = run_command(self.task, member.ctx.worktree, Path(experiment.log_path), seed=self.task.seed,
-                                 slot=self.slot, on_start=lambda pid: self.ledger.set_pid(experiment.id, pid))
-            outcome = (result.status, result.reason, result.metric, result.summary)
-        return self._finish(member, experiment, *outcome)
+                                 slot=slot, on_start=lambda pid: self.ledger.set_pid(experiment.id, pid),
+                                 cancel=self._stop)
+        finally:
+            self.scheduler.release(slot, member.name, time.monotonic() - started)
+        return self._finish(member, experiment, result.status, result.reason, result.metric, result.summary)
 
     def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
                 metric: float | None, summary: dict[str, Any]) -> Experiment:
@@ -148,21 +214,30 @@ class Runtime:
         head = experiment.commit if status == "keep" else experiment.parent_commit
         self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
                                       summary=summary)
-        self._in_flight = None  # recorded: from here on, a Ctrl-C only needs the worktree reset
+        member.in_flight = None  # recorded: from here on, a crash only needs the worktree reset
         if head != experiment.commit:
             member.git.reset_hard(head)
         done = self.ledger.experiment(experiment.id)
         member.agent.observe(member.ctx, done)
-        self.program.write_results()
+        with self._lock:
+            self.program.write_results()
         self.on_event("experiment_finished", {"experiment": done})
         return done
 
+    def _pause(self, member: _Member, err: Exception, report: RunReport) -> None:
+        reason = f"{type(err).__name__}: {err}"
+        if member.in_flight is not None:
+            self.ledger.finish_experiment(member.in_flight.id, "crash", agent_head=member.in_flight.parent_commit,
+                                          reason=f"the lab failed: {reason}")
+            member.in_flight = None
+        member.git.reset_hard(self.ledger.agent(member.name)["head_commit"])
+        self.ledger.log_event("agent_paused", agent=member.name, reason=reason, traceback=traceback.format_exc())
+        with self._lock:
+            report.paused[member.name] = reason
+        self.on_event("agent_paused", {"agent": member.name, "reason": reason})
+
     # interruption and recovery ---------------------------------------------------------
-    def _settle_interrupt(self, members: list[_Member], report: RunReport) -> None:
-        """Ctrl-C: record the experiment in flight as interrupted and put every worktree at its head."""
-        if self._in_flight is not None:
-            member = next(m for m in members if m.name == self._in_flight.agent)
-            report.ran.append(self._finish(member, self._in_flight, "interrupted", "stopped by Ctrl-C", None, {}))
+    def _reset_worktrees(self, members: list[_Member]) -> None:
         for member in members:
             member.git.reset_hard(self.ledger.agent(member.name)["head_commit"])
         self.ledger.log_event("interrupted")
@@ -189,21 +264,14 @@ class Runtime:
 
     # helpers --------------------------------------------------------------------------
     def _members(self) -> list[_Member]:
+        """Every agent of the org, with its worktree and backend; a backend that cannot start fails here."""
         members = []
-        for name, role in self.org.agent_names():
+        for index, (name, role) in enumerate(self.org.agent_names()):
             worktree = self.program.ensure_agent(name, role.name, role.backend)
-            ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger)
-            members.append(_Member(name, role.name, role.max_experiments, ctx, Git(worktree)))
+            ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger, role=role,
+                               stop=self._stop)
+            members.append(_Member(name, role, ctx, Git(worktree), make_agent(role, ctx, index=index)))
         return members
-
-    def _agent_index(self, name: str) -> int:
-        return [n for n, _ in self.org.agent_names()].index(name)
-
-    def _recorded(self) -> int:
-        return self.ledger.count(exclude=("interrupted",))
-
-    def _count(self, agent: str) -> int:
-        return self.ledger.count(agent=agent, exclude=("interrupted",))
 
     def _write_files(self, worktree: Path, files: dict[str, str]) -> str | None:
         """Write a proposal's files; a path outside the worktree is refused (and the experiment invalid)."""
@@ -217,7 +285,7 @@ class Runtime:
         return None
 
     @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _run_lock(self) -> Iterator[None]:
         path = self.program.state_dir / "run.lock"
         with open(path, "a+") as handle:
             try:

@@ -60,15 +60,20 @@ class LiveView:
         self.task = task
         self.history = list(history)
         self.limit = limit
-        self.current: Experiment | None = None
-        self.started = 0.0
+        self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
+        self.paused: dict[str, str] = {}
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Called from the agents' threads; the Live thread only reads copies."""
         if kind == "experiment_started":
-            self.current, self.started = data["experiment"], time.monotonic()
+            experiment = data["experiment"]
+            self.running = {**self.running, experiment.id: (experiment, data.get("slot", ""), time.monotonic())}
         elif kind == "experiment_finished":
-            self.current = None
-            self.history.append(data["experiment"])
+            experiment = data["experiment"]
+            self.running = {k: v for k, v in self.running.items() if k != experiment.id}
+            self.history = [*self.history, experiment]
+        elif kind == "agent_paused":
+            self.paused = {**self.paused, data["agent"]: data["reason"]}
 
     def __rich__(self) -> Group:
         done = [e for e in self.history if e.status != "interrupted"]
@@ -82,15 +87,17 @@ class LiveView:
                 best = e if self.task.metric.better(e.metric, best.metric) else best
             parts.append(Text(f"best {self.task.metric.name} {best.metric:.6f} (#{best.id}), "
                               f"baseline {scored[0].metric:.6f}", style="green"))
-        if self.current is not None:
-            elapsed = time.monotonic() - self.started
-            expected = self._expected_seconds()
+        expected = self._expected_seconds()
+        for experiment, slot, started in sorted(self.running.values(), key=lambda r: r[1]):
+            elapsed = time.monotonic() - started
             line = Table.grid(padding=(0, 1))
-            line.add_row(Text(f"#{self.current.id} {self.current.agent}", style="cyan"),
+            line.add_row(Text(f"{slot} #{experiment.id} {experiment.agent}", style="cyan"),
                          ProgressBar(total=expected, completed=min(elapsed, expected), width=30),
                          Text(f"{elapsed:5.1f}s of ~{expected:.0f}s ({self.task.budget_seconds:g}s training)  "
-                              f"{self.current.description}"))
+                              f"{experiment.description}"))
             parts.append(line)
+        for agent, reason in self.paused.items():
+            parts.append(Text(f"paused {agent}: {reason}", style="yellow"))
         return Group(*parts)
 
     def _expected_seconds(self) -> float:
