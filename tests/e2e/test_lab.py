@@ -14,6 +14,7 @@ import pytest
 
 from researchorg.lab.git import Git
 from researchorg.lab.program import Program
+from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger import Ledger
 from researchorg.org.runtime import Limits, Runtime
 from tests.conftest import SCRIPTS, alive, cli, copy_task, set_line, write_org
@@ -93,29 +94,30 @@ def test_uncommitted_tampering_with_a_protected_file_is_caught(make_program):
     assert e.status == "invalid" and "evaluate.py does not match its recorded hash" in e.reason
 
 
-def _hanging_run(program: Program) -> subprocess.Popen:
-    """Start `researchorg run` in a subprocess whose experiments hang; wait until one is running."""
-    proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root)],
+def _hanging_run(program: Program, *args: str, running: int = 1) -> subprocess.Popen:
+    """Start `researchorg run` in a subprocess whose experiments hang; wait until `running` of them run."""
+    proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root), *args],
                             env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     ledger = Ledger(program.root / ".researchorg" / "ledger.db")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        running = ledger.experiments(status="running")
-        if running and running[0].pid and Path(running[0].log_path).exists() \
-                and "child" in Path(running[0].log_path).read_text():
+        started = [e for e in ledger.experiments(status="running")
+                   if e.pid and Path(e.log_path).exists() and "child" in Path(e.log_path).read_text()]
+        if len(started) >= running:
             return proc
         time.sleep(0.1)
     proc.kill()
     raise AssertionError(f"no experiment started: {proc.communicate()[0]}")
 
 
-def _slow_program(tmp_path: Path) -> Program:
+def _slow_program(tmp_path: Path, agents: int = 1) -> Program:
     """A program on the accuracy task with a long timeout, so only a signal ends a hanging run."""
     task = copy_task(tmp_path)
     toml = task / "task.toml"
     toml.write_text(toml.read_text().replace("timeout_seconds = 4", "timeout_seconds = 120"))
-    return Program.init(tmp_path / "program", str(task), org_file=write_org(tmp_path / "org.toml", "tuner"))
+    org = write_org(tmp_path / "org.toml", "tuner", count=agents)
+    return Program.init(tmp_path / "program", str(task), org_file=org)
 
 
 def _pids_in_log(log_path: str) -> list[int]:
@@ -141,6 +143,20 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     assert [e.status for e in experiments][:2] == ["interrupted", "keep"]
     assert experiments[1].description == "baseline"
     assert len(experiments) == 4 and len({e.commit for e in experiments}) == 4
+
+
+def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
+    program = _slow_program(tmp_path, agents=2)
+    proc = _hanging_run(program, "--slots", "2", "--threads", "1", running=2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    experiments = program.ledger.experiments()
+    assert [e.status for e in experiments] == ["interrupted", "interrupted"]
+    assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
+    assert not any(alive(pid) for e in experiments for pid in _pids_in_log(e.log_path))
+    for agent in program.ledger.agents():
+        assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
 
 
 def test_kill_9_then_resume_loses_nothing(tmp_path):
@@ -215,3 +231,47 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert proc.returncode == 1 and message in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_two_agents_on_two_slots_run_at_once_on_their_own_branches(tmp_path):
+    org = tmp_path / "org.toml"
+    write_org(org, "tuner", count=2)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    os.environ["ACCURACY_SLEEP"] = "1"
+    try:
+        report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=6))
+    finally:
+        del os.environ["ACCURACY_SLEEP"]
+    experiments = program.ledger.experiments()
+    assert len(experiments) == 6 and report.stopped_by == "max_experiments"
+    assert {e.agent for e in experiments} == {"researcher-1", "researcher-2"}
+    assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
+    # runs overlapped in time: two slots busy at once
+    intervals = sorted((e.started_at, e.ended_at) for e in experiments)
+    assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False))
+    assert report.utilization > 0.5
+    # each slot pinned to its own core
+    cores = {e.slot: Path(e.log_path).read_text().split("cores ")[1].splitlines()[0] for e in experiments}
+    assert cores["cpu0"] != cores["cpu1"]
+    for agent in ("researcher-1", "researcher-2"):
+        row = program.ledger.agent(agent)
+        assert row["branch"] == f"agents/{agent}"
+        assert Git(Path(row["worktree"])).head() == row["head_commit"]
+        assert [e.description for e in program.ledger.experiments(agent=agent)][0] == "baseline"
+
+
+def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
+    org = tmp_path / "org.toml"
+    org.write_text('name = "mixed"\n[[roles]]\nname = "flaky"\nbackend = "scripted"\n'
+                   '[[roles]]\nname = "steady"\nbackend = "tuner"\n')
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+
+    def explode(ctx):
+        raise RuntimeError("backend fell over")
+
+    SCRIPTS["flaky"] = [("fine", set_line("train.py", "THRESHOLD", "0.6")), ("boom", explode)]
+    report = Runtime(program, slots=detect_slots(1)).run(Limits(max_experiments=5))
+    assert report.paused == {"flaky": "RuntimeError: backend fell over"}
+    assert program.ledger.count(agent="flaky") == 1 and program.ledger.count(agent="steady") == 4
+    events = [e for e in program.ledger.events() if e["kind"] == "agent_paused"]
+    assert events and "backend fell over" in events[0]["data"]["traceback"]

@@ -203,9 +203,10 @@ class Ledger:
         return self.experiment(new_id)
 
     def set_slot(self, experiment_id: int, slot: str, hardware: str) -> None:
+        """The experiment got a slot and starts running now (started_at moves from queueing to running)."""
         with self._tx() as c:
             c.execute(experiments.update().where(experiments.c.id == experiment_id)
-                      .values(slot=slot, hardware=hardware))
+                      .values(slot=slot, hardware=hardware, started_at=time.time()))
 
     def set_pid(self, experiment_id: int, pid: int | None) -> None:
         with self._tx() as c:
