@@ -53,6 +53,7 @@ class RoleSpec(Strict):
     seed: int = 0
     max_experiments: int | None = Field(default=None, ge=1)  # cap per agent
     priority: float = Field(default=1.0, gt=0)  # weight in the scheduler's fair share
+    in_flight: int = Field(default=1, ge=1)  # experiments of one agent queued or running at once
     think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
 
     @field_validator("backend")

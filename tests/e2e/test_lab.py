@@ -80,10 +80,10 @@ def test_crash_timeout_and_forbidden_edits_are_recorded_and_reset(make_program):
     assert "def accuracy(threshold" in (worktree / "evaluate.py").read_text()
 
 
-def test_uncommitted_tampering_with_a_protected_file_is_caught(make_program):
+def test_uncommitted_tampering_never_reaches_the_run(make_program):
     program = make_program(backend="scripted")
 
-    def tamper(ctx):  # the commit itself is clean, but the file on disk is not what was recorded
+    def tamper(ctx):  # the commit is clean, but the agent's worktree is not
         (ctx.worktree / "evaluate.py").write_text("def accuracy(t):\n    return 1.0\n")
         Git(ctx.worktree)("update-index", "--assume-unchanged", "evaluate.py")
         return {}
@@ -91,7 +91,20 @@ def test_uncommitted_tampering_with_a_protected_file_is_caught(make_program):
     SCRIPTS["researcher"] = [("sneaky", tamper)]
     Runtime(program).run(Limits())
     (e,) = program.ledger.experiments()
-    assert e.status == "invalid" and "evaluate.py does not match its recorded hash" in e.reason
+    assert e.metric == 0.8  # the run used the committed evaluator, in the slot's own checkout
+    assert e.slot == "cpu0"
+
+
+def test_protected_file_check_names_the_file(tmp_path):
+    from researchorg.lab.guard import check_protected, file_hashes
+
+    (tmp_path / "evaluate.py").write_text("real\n")
+    hashes = file_hashes(tmp_path, ["evaluate.py"])
+    assert check_protected(tmp_path, hashes) is None
+    (tmp_path / "evaluate.py").write_text("forged\n")
+    assert check_protected(tmp_path, hashes) == "protected file evaluate.py does not match its recorded hash"
+    (tmp_path / "evaluate.py").unlink()
+    assert check_protected(tmp_path, hashes) == "protected file evaluate.py is missing"
 
 
 def _hanging_run(program: Program, *args: str, running: int = 1) -> subprocess.Popen:

@@ -50,7 +50,7 @@ class TunerAgent:
         self.distributions = {k.name: _distribution(k) for k in self.knobs}
         if sampler == "tpe":
             chosen: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=5, multivariate=True)
+                seed=seed, n_startup_trials=5, multivariate=True, constant_liar=True)
         else:
             chosen = optuna.samplers.RandomSampler(seed=seed)
         storage = JournalStorage(JournalFileBackend(str(ctx.state_dir / "optuna.journal")))

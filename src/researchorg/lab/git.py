@@ -36,6 +36,7 @@ class Git:
             env={**os.environ, **_ENV},
             capture_output=True,
             text=True,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         if check and proc.returncode != 0:
@@ -48,6 +49,12 @@ class Git:
 
     def branch_exists(self, branch: str) -> bool:
         return self("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False) != ""
+
+    def commit_detached(self, parent: str, message: str) -> str:
+        """Commit the work tree's state as a child of `parent` without moving any branch; return the commit."""
+        self("add", "-A")
+        tree = self("write-tree")
+        return self("commit-tree", tree, "-p", parent, "-m", message)
 
     def commit_all(self, message: str) -> str:
         """Stage everything in the work tree and commit it (an empty commit if nothing changed)."""

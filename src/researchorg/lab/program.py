@@ -7,9 +7,10 @@ Layout of a program directory (created by `Program.init`):
       org.toml           the organization that works on the program
       results.tsv        autoresearch's format, rewritten after every experiment
       progress.png       written by `researchorg plot` and at the end of `run`
-      .researchorg/      not tracked: ledger.db, logs/, worktrees/<agent>/, agents/<agent>/
+      .researchorg/      not tracked: ledger.db, logs/, worktrees/<agent>/, slots/<slot>/, agents/<agent>/
 
-Each agent works on branch `agents/<name>` in worktree `.researchorg/worktrees/<name>`.
+Each agent works on branch `agents/<name>` in worktree `.researchorg/worktrees/<name>`;
+experiments run in a detached checkout per compute slot, `.researchorg/slots/<slot>`.
 """
 
 from __future__ import annotations
@@ -146,6 +147,23 @@ class Program:
             self.git("worktree", "add", "-q", str(worktree), branch)
         self.ledger.ensure_agent(name, role, backend, branch, str(worktree), baseline)
         return worktree
+
+    def checkout_for_run(self, slot: str, commit: str) -> Path:
+        """The slot's own checkout, put exactly at `commit` (untracked and ignored files removed).
+
+        Experiments run here, not in the agent's worktree: the agent can prepare its
+        next change while this one trains, and nothing it does reaches the running code.
+        """
+        path = self.state_dir / "slots" / slot
+        if not (path / ".git").exists():
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "-q", "--detach", str(path), commit)
+        else:
+            slot_git = Git(path)
+            slot_git.remove_stale_lock()  # only the lab runs git here, one experiment at a time
+            slot_git("checkout", "-q", "--detach", "-f", commit)
+            slot_git("clean", "-fdqx")
+        return path
 
     def write_results(self) -> None:
         write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))

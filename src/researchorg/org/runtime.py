@@ -3,16 +3,20 @@
 Each agent has a worker thread. One experiment, from any agent, always takes
 the same path:
 
-    propose -> write the editable files -> commit on the agent's branch
-    -> record as `running` -> guard (invalid?) -> wait for a slot -> run
-    -> decide -> record -> keep advances the branch / else reset -> tell the agent
+    propose -> write the editable files -> commit (a child of the agent's head)
+    -> record as `running` -> guard (invalid?) -> wait for a slot -> check out
+    in the slot's checkout -> run -> decide -> record -> keep moves the agent's
+    branch to the commit -> tell the agent
 
-While one agent's experiment trains, the others think, so slots do not wait
-for agents. The ledger is the truth about where each agent's branch stands. A
-run that starts after Ctrl-C or `kill -9` first settles what the last one
-left: an experiment still marked `running` becomes `interrupted` (its process
-group is killed if it survived), and every worktree is reset to its recorded
-head. So no experiment is lost and none is recorded twice.
+Experiments run in the slot's own checkout, so while they train their agents
+think about the next one (up to the role's `in_flight` experiments at once),
+and other agents think too: slots do not wait for agents.
+
+The ledger is the truth about where each agent's branch stands. A run that
+starts after Ctrl-C or `kill -9` first settles what the last one left: an
+experiment still marked `running` becomes `interrupted` (its process group is
+killed if it survived), and every worktree is reset to its recorded head.
+So no experiment is lost and none is recorded twice.
 
 A failing agent (its backend raises) is paused with the reason in the ledger's
 events; the others carry on.
@@ -36,7 +40,7 @@ from researchorg.agents import Agent, AgentContext, make_agent
 from researchorg.config import RoleSpec
 from researchorg.errors import LabError
 from researchorg.lab.git import Git
-from researchorg.lab.guard import check_experiment
+from researchorg.lab.guard import check_changes, check_protected
 from researchorg.lab.program import Program
 from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
@@ -74,7 +78,8 @@ class _Member:
     ctx: AgentContext
     git: Git
     agent: Agent
-    in_flight: Experiment | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the worktree and the agent: one at a time
+    paused: bool = False
 
 
 class _Budget:
@@ -153,41 +158,73 @@ class Runtime:
             return report
 
     def _work(self, member: _Member, budget: _Budget, report: RunReport) -> None:
-        """One agent's loop, in its own thread."""
-        while not self._stop.is_set():
-            if member.role.max_experiments is not None \
-                    and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= member.role.max_experiments:
-                return
-            if not budget.reserve():
-                return
-            experiment = None
-            try:
-                experiment = self._one_experiment(member)
-            except Exception as err:  # a failing agent is paused; the organization goes on
-                self._pause(member, err, report)
-                return
-            finally:
-                budget.settle(counted=experiment is not None and experiment.status != "interrupted")
-            if experiment is None:
-                return
-            with self._lock:
-                report.ran.append(experiment)
+        """One agent's loop, in its own thread: propose while up to `in_flight` of its experiments run."""
+        places = threading.BoundedSemaphore(member.role.in_flight)
+        runs: list[threading.Thread] = []
+        try:
+            while not self._stop.is_set() and not member.paused:
+                if not places.acquire(timeout=0.1):
+                    continue
+                if self._at_cap(member) or not budget.reserve():
+                    places.release()
+                    return
+                try:
+                    submitted = self._submit(member)
+                except Exception as err:  # a failing agent is paused; the organization goes on
+                    budget.settle(counted=False)
+                    places.release()
+                    self._pause(member, err, report)
+                    return
+                if submitted is None:
+                    budget.settle(counted=False)
+                    places.release()
+                    return
+                run = threading.Thread(target=self._execute, args=(member, *submitted, budget, report, places),
+                                       name=f"{member.name}-{submitted[0].id}", daemon=True)
+                run.start()
+                runs.append(run)
+        finally:
+            for run in runs:
+                run.join()
 
-    def _one_experiment(self, member: _Member) -> Experiment | None:
-        proposal = member.agent.propose(member.ctx)
-        if proposal is None or self._stop.is_set():
-            return None
-        parent = self.ledger.agent(member.name)["head_commit"]
-        invalid = self._write_files(member.ctx.worktree, proposal.files)
-        commit = member.git.commit_all(_commit_message(member.name, proposal.description, proposal.hypothesis))
-        experiment = self.ledger.start_experiment(
-            member.name, parent, commit, diff=member.git.diff(parent, commit), description=proposal.description,
-            hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot="", hardware="",
-            log_dir=self.program.logs_dir)
-        member.in_flight = experiment
-        member.git("update-ref", f"refs/experiments/{experiment.id}", commit)  # survives the reset and git gc
-        invalid = invalid or check_experiment(self.task, member.git, parent, commit, member.ctx.worktree,
-                                              self.ledger.program()["protected_hashes"])
+    def _at_cap(self, member: _Member) -> bool:
+        cap = member.role.max_experiments
+        return cap is not None and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= cap
+
+    def _submit(self, member: _Member) -> tuple[Experiment, str | None] | None:
+        """Ask the agent for a proposal, commit it beside its branch and record it; None if it has none."""
+        with member.lock:
+            proposal = member.agent.propose(member.ctx)
+            if proposal is None or self._stop.is_set():
+                return None
+            parent = self.ledger.agent(member.name)["head_commit"]
+            invalid = self._write_files(member.ctx.worktree, proposal.files)
+            message = _commit_message(member.name, proposal.description, proposal.hypothesis)
+            commit = member.git.commit_detached(parent, message)
+            member.git.reset_hard(parent)  # the worktree stays at the head for the next proposal
+            experiment = self.ledger.start_experiment(
+                member.name, parent, commit, diff=member.git.diff(parent, commit), description=proposal.description,
+                hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot="", hardware="",
+                log_dir=self.program.logs_dir)
+            member.git("update-ref", f"refs/experiments/{experiment.id}", commit)  # readable, safe from git gc
+        return experiment, invalid
+
+    def _execute(self, member: _Member, experiment: Experiment, invalid: str | None, budget: _Budget,
+                 report: RunReport, places: threading.Semaphore) -> None:
+        """Guard, wait for a slot, run, decide and record one experiment, in its own thread."""
+        done = None
+        try:
+            done = self._run_on_a_slot(member, experiment, invalid)
+            with self._lock:
+                report.ran.append(done)
+        except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
+            self._pause(member, err, report, experiment)
+        finally:
+            budget.settle(counted=done is not None and done.status != "interrupted")
+            places.release()
+
+    def _run_on_a_slot(self, member: _Member, experiment: Experiment, invalid: str | None) -> Experiment:
+        invalid = invalid or check_changes(self.task, member.git, experiment.parent_commit, experiment.commit)
         if invalid:
             return self._finish(member, experiment, "invalid", invalid, None, {})
         slot = self.scheduler.acquire(member.name, member.role.priority, cancel=self._stop)
@@ -195,42 +232,47 @@ class Runtime:
             return self._finish(member, experiment, "interrupted", "stopped by Ctrl-C before it ran", None, {})
         started = time.monotonic()
         try:
+            checkout = self.program.checkout_for_run(slot.name, experiment.commit)
+            invalid = check_protected(checkout, self.ledger.program()["protected_hashes"])
+            if invalid:
+                return self._finish(member, experiment, "invalid", invalid, None, {})
             self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
             self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
-            result = run_command(self.task, member.ctx.worktree, Path(experiment.log_path), seed=self.task.seed,
-                                 slot=slot, on_start=lambda pid: self.ledger.set_pid(experiment.id, pid),
-                                 cancel=self._stop)
+            result = run_command(self.task, checkout, Path(experiment.log_path), seed=self.task.seed, slot=slot,
+                                 on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=self._stop)
         finally:
             self.scheduler.release(slot, member.name, time.monotonic() - started)
         return self._finish(member, experiment, result.status, result.reason, result.metric, result.summary)
 
     def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
                 metric: float | None, summary: dict[str, Any]) -> Experiment:
-        if status == "ok":
-            kept = self.ledger.experiments(agent=member.name, status="keep")
-            decision = self.policy(self.task.metric, metric, kept[-1].metric if kept else None)
-            status = "keep" if decision.keep else "discard"
-            summary = {**summary, "decision": decision.evidence}
-        head = experiment.commit if status == "keep" else experiment.parent_commit
-        self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
-                                      summary=summary)
-        member.in_flight = None  # recorded: from here on, a crash only needs the worktree reset
-        if head != experiment.commit:
-            member.git.reset_hard(head)
-        done = self.ledger.experiment(experiment.id)
-        member.agent.observe(member.ctx, done)
+        with member.lock:
+            if status == "ok":
+                kept = self.ledger.experiments(agent=member.name, status="keep")
+                decision = self.policy(self.task.metric, metric, kept[-1].metric if kept else None)
+                status = "keep" if decision.keep else "discard"
+                summary = {**summary, "decision": decision.evidence}
+            head = experiment.commit if status == "keep" else self.ledger.agent(member.name)["head_commit"]
+            self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
+                                          summary=summary)
+            member.git.reset_hard(head)  # keep moves the agent's branch; anything else leaves it
+            done = self.ledger.experiment(experiment.id)
+            member.agent.observe(member.ctx, done)
         with self._lock:
             self.program.write_results()
         self.on_event("experiment_finished", {"experiment": done})
         return done
 
-    def _pause(self, member: _Member, err: Exception, report: RunReport) -> None:
+    def _pause(self, member: _Member, err: Exception, report: RunReport,
+               experiment: Experiment | None = None) -> None:
         reason = f"{type(err).__name__}: {err}"
-        if member.in_flight is not None:
-            self.ledger.finish_experiment(member.in_flight.id, "crash", agent_head=member.in_flight.parent_commit,
-                                          reason=f"the lab failed: {reason}")
-            member.in_flight = None
-        member.git.reset_hard(self.ledger.agent(member.name)["head_commit"])
+        member.paused = True
+        with member.lock:
+            if experiment is not None and self.ledger.experiment(experiment.id).status == "running":
+                head = self.ledger.agent(member.name)["head_commit"]
+                self.ledger.finish_experiment(experiment.id, "crash", agent_head=head,
+                                              reason=f"the lab failed: {reason}")
+            member.git.reset_hard(self.ledger.agent(member.name)["head_commit"])
         self.ledger.log_event("agent_paused", agent=member.name, reason=reason, traceback=traceback.format_exc())
         with self._lock:
             report.paused[member.name] = reason
@@ -247,7 +289,7 @@ class Runtime:
         settled = []
         for experiment in self.ledger.experiments(status="running"):
             agent = self.ledger.agent(experiment.agent)
-            if experiment.pid and _is_our_process(experiment.pid, Path(agent["worktree"])):
+            if experiment.pid and _is_our_process(experiment.pid, self.program.state_dir):
                 kill_group(experiment.pid)
             self.ledger.finish_experiment(experiment.id, "interrupted", agent_head=experiment.parent_commit,
                                           reason="the run process stopped before this experiment finished")
@@ -305,9 +347,10 @@ def _commit_message(agent: str, description: str, hypothesis: str) -> str:
     return f"{description}{body}\n\nagent: {agent}"
 
 
-def _is_our_process(pid: int, worktree: Path) -> bool:
+def _is_our_process(pid: int, state_dir: Path) -> bool:
+    """Whether `pid` still runs in one of this program's checkouts (and is not a recycled pid)."""
     try:
-        return Path(f"/proc/{pid}/cwd").resolve() == worktree.resolve()
+        return Path(f"/proc/{pid}/cwd").resolve().is_relative_to(state_dir.resolve())
     except OSError:
         return False
 
