@@ -288,3 +288,25 @@ def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
     assert program.ledger.count(agent="flaky") == 1 and program.ledger.count(agent="steady") == 4
     events = [e for e in program.ledger.events() if e["kind"] == "agent_paused"]
     assert events and "backend fell over" in events[0]["data"]["traceback"]
+
+
+def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path):
+    org = tmp_path / "org.toml"
+    org.write_text('name = "pipelined"\n[[roles]]\nname = "researcher"\nbackend = "tuner"\nin_flight = 2\n')
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    os.environ["ACCURACY_SLEEP"] = "1"
+    try:
+        report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=4))
+    finally:
+        del os.environ["ACCURACY_SLEEP"]
+    experiments = program.ledger.experiments()
+    assert len(experiments) == 4 and {e.slot for e in experiments} == {"cpu0", "cpu1"}
+    intervals = sorted((e.started_at, e.ended_at) for e in experiments)
+    assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False))
+    assert experiments[0].description == "baseline" and report.stopped_by == "max_experiments"
+    # the agent's branch stands at its best kept commit; every experiment is a child of a head it had
+    agent = program.ledger.agent("researcher")
+    kept = [e for e in experiments if e.status == "keep"]
+    assert agent["head_commit"] == kept[-1].commit
+    heads = {program.ledger.program()["baseline_commit"]} | {e.commit for e in kept}
+    assert all(e.parent_commit in heads for e in experiments)
