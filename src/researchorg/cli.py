@@ -126,6 +126,24 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
 
 
 @app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="A program directory, a directory with an org.toml, or an org file.")],
+) -> None:
+    """Validate an org.toml (and a program's task.toml) without running anything."""
+    from researchorg.config import load_org
+    from researchorg.task import load_task
+
+    org_file = path / "org.toml" if path.is_dir() else path
+    org = load_org(org_file)
+    agents = ", ".join(f"{name} ({role.backend})" for name, role in org.agent_names())
+    console.print(f"[green]ok[/] {org_file}: org {org.name}, {len(org.agent_names())} agents: {agents}")
+    if (path / "task.toml").is_file():
+        task = load_task(path)
+        console.print(f"[green]ok[/] {path / 'task.toml'}: task {task.name}, {task.budget_seconds:g} s budget, "
+                      f"{task.metric.name} ({task.metric.direction}), {len(task.knobs)} knobs")
+
+
+@app.command()
 def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]) -> None:
     """Show the program's agents, its best result and its latest experiments."""
     program = Program(directory)

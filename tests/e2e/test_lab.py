@@ -310,3 +310,15 @@ def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path):
     assert agent["head_commit"] == kept[-1].commit
     heads = {program.ledger.program()["baseline_commit"]} | {e.commit for e in kept}
     assert all(e.parent_commit in heads for e in experiments)
+
+
+def test_check_validates_examples_and_programs(tmp_path):
+    root = Path(__file__).parents[2]
+    out = cli("check", str(root / "examples" / "solo")).stdout
+    assert "org solo, 2 agents: researcher-1 (tuner), researcher-2 (tuner)" in out
+    program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=root / "examples/solo/org.toml")
+    out = cli("check", str(program.root)).stdout
+    assert "task accuracy, 1 s budget, accuracy (maximize), 1 knobs" in out
+    (tmp_path / "bad.toml").write_text('name = "x"\n[[roles]]\nname = "r"\nbackend = "tuner"\ncount = 0\n')
+    bad = cli("check", str(tmp_path / "bad.toml"), check=False)
+    assert bad.returncode == 1 and "bad.toml: roles.0.count: Input should be greater than or equal to 1" in bad.stderr

@@ -247,8 +247,9 @@ class Runtime:
     def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
                 metric: float | None, summary: dict[str, Any]) -> Experiment:
         with member.lock:
-            if status == "ok":
-                kept = self.ledger.experiments(agent=member.name, status="keep")
+            if status == "ok":  # compared only with results of the same hardware class
+                hardware = self.ledger.experiment(experiment.id).hardware
+                kept = [e for e in self.ledger.experiments(agent=member.name, status="keep") if e.hardware == hardware]
                 decision = self.policy(self.task.metric, metric, kept[-1].metric if kept else None)
                 status = "keep" if decision.keep else "discard"
                 summary = {**summary, "decision": decision.evidence}

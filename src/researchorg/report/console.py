@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from researchorg.ledger import Experiment
-from researchorg.report.summary import Summary
+from researchorg.report.summary import Summary, summarize
 from researchorg.task.spec import TaskSpec
 
 STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red", "invalid": "magenta",
@@ -80,13 +80,10 @@ class LiveView:
         title = f"{self.task.name}: {len(done)} experiment{'s' if len(done) != 1 else ''}"
         parts: list[Any] = [experiments_table(self.history[-12:], title=title + (f" of {self.limit}" if self.limit
                                                                                    else ""))]
-        scored = [e for e in done if e.status == "keep" and e.metric is not None]
-        if scored:
-            best = scored[0]
-            for e in scored:
-                best = e if self.task.metric.better(e.metric, best.metric) else best
-            parts.append(Text(f"best {self.task.metric.name} {best.metric:.6f} (#{best.id}), "
-                              f"baseline {scored[0].metric:.6f}", style="green"))
+        summary = summarize(sorted(done, key=lambda e: e.id), self.task.metric)
+        if summary.best is not None and summary.baseline is not None:
+            parts.append(Text(f"best {self.task.metric.name} {summary.best.metric:.6f} (#{summary.best.id}), "
+                              f"baseline {summary.baseline.metric:.6f}", style="green"))
         expected = self._expected_seconds()
         for experiment, slot, started in sorted(self.running.values(), key=lambda r: r[1]):
             elapsed = time.monotonic() - started
