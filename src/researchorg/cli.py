@@ -156,6 +156,23 @@ def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]
         console.print(experiments_table(experiments[-10:], title="latest experiments"))
 
 
+@app.command()
+def messages(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    agent: Annotated[str | None, typer.Option(help="Only what this agent received or sent.")] = None,
+    last: Annotated[int | None, typer.Option(help="Only the latest N messages.")] = None,
+) -> None:
+    """Show the messages between agents, processes and people."""
+    from rich.markdown import Markdown
+
+    program = Program(directory)
+    for m in program.ledger.messages(for_agent=agent, limit=last):
+        to = m["recipient"] or "everyone"
+        about = f" about #{m['experiment_id']}" if m["experiment_id"] else ""
+        console.rule(f"#{m['id']} {m['kind']} from {m['sender']} to {to}{about}", align="left")
+        console.print(Markdown(m["body"]))
+
+
 class Format(StrEnum):
     tsv = "tsv"
     json = "json"

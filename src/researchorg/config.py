@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from researchorg.errors import ConfigError
 
@@ -66,6 +66,20 @@ class RoleSpec(Strict):
         return backend
 
 
+class ProcessSpec(Strict):
+    """A process of the org, run on a clock or on events (see org/processes.py)."""
+
+    kind: Literal["standup"]
+    every_experiments: int | None = Field(default=None, ge=1)
+    every_minutes: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _has_a_clock(self) -> ProcessSpec:
+        if self.every_experiments is None and self.every_minutes is None:
+            raise ValueError(f"process {self.kind}: set every_experiments or every_minutes")
+        return self
+
+
 class OrgSpec(Strict):
     """An organization: who works on the program and how their results are judged."""
 
@@ -73,6 +87,7 @@ class OrgSpec(Strict):
     description: str = ""
     roles: list[RoleSpec] = Field(min_length=1)
     policy: Literal["greedy"] = "greedy"
+    processes: list[ProcessSpec] = []
 
     @field_validator("roles")
     @classmethod

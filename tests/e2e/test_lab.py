@@ -322,3 +322,33 @@ def test_check_validates_examples_and_programs(tmp_path):
     (tmp_path / "bad.toml").write_text('name = "x"\n[[roles]]\nname = "r"\nbackend = "tuner"\ncount = 0\n')
     bad = cli("check", str(tmp_path / "bad.toml"), check=False)
     assert bad.returncode == 1 and "bad.toml: roles.0.count: Input should be greater than or equal to 1" in bad.stderr
+
+
+def test_standup_posts_digests_to_every_inbox(tmp_path):
+    root = Path(__file__).parents[2]
+    program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=root / "examples/standup/org.toml")
+    Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=8))
+    digests = program.ledger.messages()
+    assert len(digests) == 2 and all(m["kind"] == "digest" and m["recipient"] is None for m in digests)
+    assert "researcher-1" in digests[0]["body"] and "researcher-2" in digests[0]["body"]
+    for agent in ("researcher-1", "researcher-2"):
+        inbox = (Path(program.ledger.agent(agent)["worktree"]) / ".researchorg" / "inbox.md").read_text()
+        assert f"# Inbox of {agent}" in inbox and inbox.count("digest from standup to everyone") == 2
+        assert Git(Path(program.ledger.agent(agent)["worktree"]))("status", "--porcelain") == ""  # never committed
+    shown = cli("messages", str(program.root), "--agent", "researcher-1").stdout
+    assert "digest from standup to everyone" in shown and "Standup: 4 experiments" in shown
+
+
+def test_agents_message_each_other(make_program, tmp_path):
+    program = make_program(backend="scripted")
+
+    def note(ctx):
+        ctx.send("researcher", "note", "remember: the threshold matters")
+        return {}
+
+    SCRIPTS["researcher"] = [("write a note", note)]
+    Runtime(program).run(Limits())
+    (m,) = program.ledger.messages(for_agent="researcher")
+    assert m["sender"] == "researcher" and m["body"] == "remember: the threshold matters"
+    with pytest.raises(ValueError, match="no agent named 'nobody'"):
+        Runtime(program).post.send("researcher", "nobody", "note", "x")

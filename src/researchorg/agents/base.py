@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from researchorg.config import RoleSpec
 from researchorg.ledger import Experiment, Ledger
+from researchorg.org.messages import PostOffice
 from researchorg.task import TaskSpec
 
 
@@ -36,6 +37,17 @@ class AgentContext:
     ledger: Ledger
     role: RoleSpec | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set when the run is stopping
+    post: PostOffice | None = None
+
+    def send(self, recipient: str | None, kind: str, body: str, experiment_id: int | None = None) -> int:
+        """Message one agent, or everyone with `recipient` None."""
+        if self.post is None:
+            raise RuntimeError("messages need a running organization")
+        return self.post.send(self.name, recipient, kind, body, experiment_id)
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """The latest messages this agent received or sent, oldest first."""
+        return self.post.inbox(self.name) if self.post is not None else []
 
     def think(self, seconds: float) -> None:
         """Wait `seconds` (simulated thinking), returning early when the run stops."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from researchorg.ledger.store import FINISHED_OK, Experiment
@@ -46,6 +47,7 @@ def results_json(experiments: list[Experiment]) -> str:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that a reader sees the old or the new text, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     os.replace(tmp, path)

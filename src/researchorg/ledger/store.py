@@ -80,6 +80,19 @@ experiments = sa.Table(
     sa.Column("ended_at", sa.Float),
 )
 
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("sender", sa.String, nullable=False),  # an agent, a process (e.g. "standup") or "lab"
+    sa.Column("recipient", sa.String),  # an agent; NULL: everyone
+    sa.Column("kind", sa.String, nullable=False),  # assignment | report | note | digest | merge
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("experiment_id", sa.Integer),  # the experiment it is about, if any
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -253,6 +266,27 @@ class Ledger:
             query = query.where(experiments.c.status.not_in(exclude))
         with self._tx() as c:
             return c.execute(query).scalar_one()
+
+    # messages -----------------------------------------------------------------
+    def send(self, sender: str, recipient: str | None, kind: str, body: str,
+             experiment_id: int | None = None) -> int:
+        """Store a message; `recipient` None is a broadcast to every agent."""
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            return c.execute(messages.insert().values(
+                program_id=program_id, at=time.time(), sender=sender, recipient=recipient, kind=kind, body=body,
+                experiment_id=experiment_id)).inserted_primary_key[0]
+
+    def messages(self, for_agent: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Messages in order; with `for_agent`, those it received (direct or broadcast) or sent."""
+        query = sa.select(messages).order_by(messages.c.id.desc())
+        if for_agent is not None:
+            query = query.where(sa.or_(messages.c.recipient == for_agent, messages.c.recipient.is_(None),
+                                       messages.c.sender == for_agent))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx() as c:
+            return [dict(r) for r in reversed(c.execute(query).mappings().all())]
 
     # events -------------------------------------------------------------------
     def log_event(self, kind: str, **data: Any) -> None:

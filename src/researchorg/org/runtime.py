@@ -45,6 +45,8 @@ from researchorg.lab.program import Program
 from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
+from researchorg.org.messages import PostOffice
+from researchorg.org.processes import Standup
 from researchorg.rigor.acceptance import POLICIES
 
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -122,6 +124,8 @@ class Runtime:
         self.policy = POLICIES[self.org.policy]
         self._stop = threading.Event()  # set on Ctrl-C: runs are killed, nothing new starts
         self._lock = threading.Lock()  # results.tsv and the report
+        self.post = PostOffice(self.ledger, {})
+        self.processes = [Standup(spec, self.ledger, self.post, self.task.metric) for spec in self.org.processes]
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
@@ -262,6 +266,8 @@ class Runtime:
         with self._lock:
             self.program.write_results()
         self.on_event("experiment_finished", {"experiment": done})
+        for process in self.processes:
+            process.on_experiment()
         return done
 
     def _pause(self, member: _Member, err: Exception, report: RunReport,
@@ -311,9 +317,12 @@ class Runtime:
         members = []
         for index, (name, role) in enumerate(self.org.agent_names()):
             worktree = self.program.ensure_agent(name, role.name, role.backend)
+            self.post.worktrees[name] = worktree
             ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger, role=role,
-                               stop=self._stop)
+                               stop=self._stop, post=self.post)
             members.append(_Member(name, role, ctx, Git(worktree), make_agent(role, ctx, index=index)))
+        for member in members:
+            self.post.mirror(member.name)
         return members
 
     def _write_files(self, worktree: Path, files: dict[str, str]) -> str | None:
