@@ -67,15 +67,15 @@ class RoleSpec(Strict):
 
 
 class ProcessSpec(Strict):
-    """A process of the org, run on a clock or on events (see org/processes.py)."""
+    """A process of the org: `standup` on a clock, `merge` on every kept experiment (see org/)."""
 
-    kind: Literal["standup"]
+    kind: Literal["standup", "merge"]
     every_experiments: int | None = Field(default=None, ge=1)
     every_minutes: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _has_a_clock(self) -> ProcessSpec:
-        if self.every_experiments is None and self.every_minutes is None:
+        if self.kind == "standup" and self.every_experiments is None and self.every_minutes is None:
             raise ValueError(f"process {self.kind}: set every_experiments or every_minutes")
         return self
 

@@ -78,7 +78,8 @@ class TunerAgent:
                         data={"trial": trial.number, "params": trial.params})
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
-        self._tell(experiment)
+        if "trial" in experiment.proposal:  # not the lab's own runs (e.g. a merge re-run)
+            self._tell(experiment)
 
     # --------------------------------------------------------------------------
     def _current_values(self, ctx: AgentContext) -> dict[str, Any]:

@@ -30,7 +30,15 @@ class Git:
         self.cwd = Path(cwd)
 
     def __call__(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run(
+        """Run `git ARGS`; its stdout, stripped. A failure raises LabError unless `check` is False."""
+        proc = self.run(*args)
+        if check and proc.returncode != 0:
+            message = (proc.stderr or proc.stdout).strip().splitlines()
+            raise LabError(f"git {' '.join(args)} failed in {self.cwd}: {message[-1] if message else proc.returncode}")
+        return proc.stdout.strip()
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
             ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
             cwd=self.cwd,
             env={**os.environ, **_ENV},
@@ -39,13 +47,12 @@ class Git:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        if check and proc.returncode != 0:
-            message = (proc.stderr or proc.stdout).strip().splitlines()
-            raise LabError(f"git {' '.join(args)} failed in {self.cwd}: {message[-1] if message else proc.returncode}")
-        return proc.stdout.strip()
 
     def head(self) -> str:
         return self("rev-parse", "HEAD")
+
+    def head_of(self, branch: str) -> str:
+        return self("rev-parse", f"refs/heads/{branch}")
 
     def branch_exists(self, branch: str) -> bool:
         return self("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False) != ""
@@ -55,6 +62,14 @@ class Git:
         self("add", "-A")
         tree = self("write-tree")
         return self("commit-tree", tree, "-p", parent, "-m", message)
+
+    def is_ancestor(self, ancestor: str, commit: str) -> bool:
+        return self.run("merge-base", "--is-ancestor", ancestor, commit).returncode == 0
+
+    def merge_tree(self, ours: str, theirs: str) -> str | None:
+        """The tree of merging two commits, without touching any work tree; None when they conflict."""
+        proc = self.run("merge-tree", "--write-tree", "--no-messages", ours, theirs)
+        return proc.stdout.splitlines()[0] if proc.returncode == 0 else None
 
     def commit_all(self, message: str) -> str:
         """Stage everything in the work tree and commit it (an empty commit if nothing changed)."""

@@ -80,6 +80,21 @@ experiments = sa.Table(
     sa.Column("ended_at", sa.Float),
 )
 
+merges = sa.Table(
+    "merges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("experiment_id", sa.ForeignKey("experiments.id"), nullable=False),  # the run that earned it
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("by", sa.String, nullable=False),  # the role or process that merged
+    sa.Column("how", sa.String, nullable=False),  # fast-forward | re-run
+    sa.Column("before", sa.String, nullable=False),  # program branch before and after
+    sa.Column("after", sa.String, nullable=False),
+    sa.Column("metric", sa.Float, nullable=False),
+)
+
 messages = sa.Table(
     "messages",
     metadata,
@@ -266,6 +281,18 @@ class Ledger:
             query = query.where(experiments.c.status.not_in(exclude))
         with self._tx() as c:
             return c.execute(query).scalar_one()
+
+    # merges into the program branch --------------------------------------------
+    def record_merge(self, experiment_id: int, agent: str, by: str, how: str, before: str, after: str,
+                     metric: float) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            c.execute(merges.insert().values(program_id=program_id, at=time.time(), experiment_id=experiment_id,
+                                             agent=agent, by=by, how=how, before=before, after=after, metric=metric))
+
+    def merges(self) -> list[dict[str, Any]]:
+        with self._tx() as c:
+            return [dict(r) for r in c.execute(sa.select(merges).order_by(merges.c.id)).mappings()]
 
     # messages -----------------------------------------------------------------
     def send(self, sender: str, recipient: str | None, kind: str, body: str,

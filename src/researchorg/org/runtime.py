@@ -41,10 +41,11 @@ from researchorg.config import RoleSpec
 from researchorg.errors import LabError
 from researchorg.lab.git import Git
 from researchorg.lab.guard import check_changes, check_protected
-from researchorg.lab.program import Program
+from researchorg.lab.program import PROGRAM_BRANCH, Program
 from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
+from researchorg.org.merging import Merger
 from researchorg.org.messages import PostOffice
 from researchorg.org.processes import Standup
 from researchorg.rigor.acceptance import POLICIES
@@ -125,7 +126,11 @@ class Runtime:
         self._stop = threading.Event()  # set on Ctrl-C: runs are killed, nothing new starts
         self._lock = threading.Lock()  # results.tsv and the report
         self.post = PostOffice(self.ledger, {})
-        self.processes = [Standup(spec, self.ledger, self.post, self.task.metric) for spec in self.org.processes]
+        self.processes = [Standup(spec, self.ledger, self.post, self.task.metric)
+                          for spec in self.org.processes if spec.kind == "standup"]
+        merging = any(spec.kind == "merge" for spec in self.org.processes)
+        self.merger = Merger(program, self.post, self.task.metric) if merging else None
+        self._budget: _Budget | None = None
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
@@ -134,7 +139,7 @@ class Runtime:
             self.program.check_requirements()
             members = self._members()
             report = RunReport(slots=len(self.scheduler.slots))
-            budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)))
+            budget = self._budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)))
             self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                                   slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
             started = time.monotonic()
@@ -251,10 +256,8 @@ class Runtime:
     def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
                 metric: float | None, summary: dict[str, Any]) -> Experiment:
         with member.lock:
-            if status == "ok":  # compared only with results of the same hardware class
-                hardware = self.ledger.experiment(experiment.id).hardware
-                kept = [e for e in self.ledger.experiments(agent=member.name, status="keep") if e.hardware == hardware]
-                decision = self.policy(self.task.metric, metric, kept[-1].metric if kept else None)
+            if status == "ok":
+                decision = self.policy(self.task.metric, metric, self._incumbent(member, experiment))
                 status = "keep" if decision.keep else "discard"
                 summary = {**summary, "decision": decision.evidence}
             head = experiment.commit if status == "keep" else self.ledger.agent(member.name)["head_commit"]
@@ -268,7 +271,44 @@ class Runtime:
         self.on_event("experiment_finished", {"experiment": done})
         for process in self.processes:
             process.on_experiment()
+        if self.merger is not None:
+            self._merge(member, done)
         return done
+
+    def _incumbent(self, member: _Member, experiment: Experiment) -> float | None:
+        """What a result must beat: the program's best for a merge re-run, else the agent's best kept result
+        on the same hardware class (results are compared only within one)."""
+        if experiment.proposal.get("merge_of") and self.merger is not None:
+            return self.merger.program_best()
+        hardware = self.ledger.experiment(experiment.id).hardware
+        kept = [e for e in self.ledger.experiments(agent=member.name, status="keep") if e.hardware == hardware]
+        return kept[-1].metric if kept else None
+
+    def _merge(self, member: _Member, done: Experiment) -> None:
+        source = done.proposal.get("merge_of")
+        if source is not None:
+            if done.status == "keep":
+                self.merger.accept_rerun(done, source)
+            return
+        if not self.merger.is_candidate(done):
+            return
+        merged = self.merger.try_merge(done)
+        if merged is None or self._budget is None or not self._budget.reserve():
+            return
+        rerun = None
+        try:  # the clean merge of a moved branch is untested: run it before it can merge
+            rerun = self.ledger.start_experiment(
+                member.name, self.git_main(), merged, diff=member.git.diff(self.git_main(), merged),
+                description=f"merge #{done.id} onto main", proposal={"merge_of": done.id}, seed=self.task.seed,
+                hypothesis="the kept change still wins on top of the moved program branch", slot="", hardware="",
+                log_dir=self.program.logs_dir)
+            member.git("update-ref", f"refs/experiments/{rerun.id}", merged)
+            rerun = self._run_on_a_slot(member, rerun, None)
+        finally:
+            self._budget.settle(counted=rerun is not None and rerun.status != "interrupted")
+
+    def git_main(self) -> str:
+        return self.program.git.head_of(PROGRAM_BRANCH)
 
     def _pause(self, member: _Member, err: Exception, report: RunReport,
                experiment: Experiment | None = None) -> None:

@@ -1,0 +1,81 @@
+"""Merging: a kept change reaches the program branch only through the process allowed to merge, never blind.
+
+A kept experiment is a candidate when it beats the program branch's best (the
+metric of the last merge; the first candidate always qualifies). If the
+program branch has not moved since the change was made, it fast-forwards to
+the tested commit. If it has moved, the two are merged without a work tree
+(`git merge-tree`): a conflict is reported to the agent and nothing merges; a
+clean merge is a new, untested tree, so it is run again on top of the moved
+branch as an experiment of its own, and merges only if that run still beats
+the program's best. Every merge is recorded in the ledger and announced to
+everyone.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from researchorg.lab.git import Git
+from researchorg.lab.program import PROGRAM_BRANCH, Program
+from researchorg.ledger import Experiment
+from researchorg.org.messages import PostOffice
+from researchorg.task.spec import MetricSpec
+
+
+class Merger:
+    def __init__(self, program: Program, post: PostOffice, metric: MetricSpec, by: str = "merge"):
+        self.program, self.post, self.metric, self.by = program, post, metric, by
+        self.git = Git(program.root)
+        self.ledger = program.ledger
+        self._lock = threading.Lock()
+
+    def program_best(self) -> float | None:
+        merges = self.ledger.merges()
+        return merges[-1]["metric"] if merges else None
+
+    def is_candidate(self, experiment: Experiment) -> bool:
+        best = self.program_best()
+        return experiment.status == "keep" and experiment.metric is not None and \
+            (best is None or self.metric.better(experiment.metric, best))
+
+    def try_merge(self, experiment: Experiment) -> str | None:
+        """Merge a kept experiment if it fast-forwards; return a merged commit to run again, or None."""
+        with self._lock:
+            main = self.git.head_of(PROGRAM_BRANCH)
+            if self.git.is_ancestor(main, experiment.commit):
+                self._advance(experiment, main, experiment.commit, "fast-forward")
+                return None
+            tree = self.git.merge_tree(main, experiment.commit)
+            if tree is None:
+                self.post.send(self.by, experiment.agent, "merge",
+                               f"Experiment #{experiment.id} ({experiment.description}) beat the program's best but "
+                               f"conflicts with the program branch, which moved: not merged. Rebase onto "
+                               f"`{PROGRAM_BRANCH}` and try again.", experiment.id)
+                self.ledger.log_event("merge_conflict", experiment=experiment.id, agent=experiment.agent)
+                return None
+            return self.git("commit-tree", tree, "-p", main, "-p", experiment.commit, "-m",
+                            f"merge experiment #{experiment.id} of {experiment.agent} onto {PROGRAM_BRANCH}")
+
+    def accept_rerun(self, rerun: Experiment, source_id: int) -> bool:
+        """Merge a re-run merge commit if it still beats the program's best and the branch did not move again."""
+        with self._lock:
+            main = self.git.head_of(PROGRAM_BRANCH)
+            best = self.program_best()
+            if rerun.metric is None or (best is not None and not self.metric.better(rerun.metric, best)):
+                return False
+            if not self.git.is_ancestor(main, rerun.commit):
+                self.ledger.log_event("merge_stale", experiment=rerun.id, source=source_id)
+                return False
+            self._advance(rerun, main, rerun.commit, "re-run")
+            return True
+
+    def _advance(self, experiment: Experiment, before: str, after: str, how: str) -> None:
+        """Move the program branch forward, and the program directory's checkout with it when it is on it."""
+        if self.git("symbolic-ref", "-q", "HEAD", check=False) == f"refs/heads/{PROGRAM_BRANCH}":
+            self.git("merge", "--ff-only", "-q", after)
+        else:
+            self.git("update-ref", f"refs/heads/{PROGRAM_BRANCH}", after, before)
+        self.ledger.record_merge(experiment.id, experiment.agent, self.by, how, before, after, experiment.metric)
+        self.post.send(self.by, None, "merge",
+                       f"Merged experiment #{experiment.id} of {experiment.agent} into `{PROGRAM_BRANCH}` ({how}): "
+                       f"{self.metric.name} {experiment.metric:.6f}. {experiment.description}", experiment.id)
