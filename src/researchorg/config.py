@@ -54,6 +54,7 @@ class RoleSpec(Strict):
     max_experiments: int | None = Field(default=None, ge=1)  # cap per agent
     priority: float = Field(default=1.0, gt=0)  # weight in the scheduler's fair share
     in_flight: int = Field(default=1, ge=1)  # experiments of one agent queued or running at once
+    adopt_program: bool = True  # with a merge process: continue from the program branch when it is better
     think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
 
     @field_validator("backend")

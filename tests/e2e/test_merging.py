@@ -79,3 +79,16 @@ def test_a_conflicting_change_is_reported_to_its_agent(tmp_path):
     assert "conflicts with the program branch" in note["body"]
     assert "conflicts with the program branch" in cli("messages", str(program.root), "--agent", "b").stdout
     assert any(e["kind"] == "merge_conflict" for e in program.ledger.events())
+
+
+def test_an_agent_behind_the_program_adopts_it_and_its_change_fast_forwards(tmp_path):
+    program = _program(tmp_path, ["a", "b"])
+    SCRIPTS["a"] = [("baseline", lambda ctx: {}), ("bonus", set_line("train.py", "BONUS", "0.05"))]
+    SCRIPTS["b"] = [("wait for a", _after_merges(2, lambda ctx: {})),
+                    ("threshold", set_line("train.py", "THRESHOLD", "0.7"))]
+    Runtime(program, slots=detect_slots(2, 1)).run(Limits())
+    threshold = next(e for e in program.ledger.experiments() if e.description == "threshold")
+    assert threshold.parent_commit == program.ledger.merges()[1]["after"]  # b continued from the program branch
+    assert threshold.metric == 1.05 and threshold.status == "keep"
+    assert [m["how"] for m in program.ledger.merges()] == ["fast-forward", "fast-forward", "fast-forward"]
+    assert any(e["kind"] == "adopted_program" and e["data"]["agent"] == "b" for e in program.ledger.events())

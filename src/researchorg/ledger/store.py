@@ -202,6 +202,10 @@ class Ledger:
                     program_id=program_id, name=name, role=role, backend=backend, branch=branch,
                     worktree=worktree, head_commit=head, created_at=time.time()))
 
+    def set_agent_head(self, name: str, commit: str) -> None:
+        with self._tx() as c:
+            c.execute(agents.update().where(agents.c.name == name).values(head_commit=commit))
+
     def agents(self) -> list[dict[str, Any]]:
         with self._tx() as c:
             return [dict(r) for r in c.execute(sa.select(agents).order_by(agents.c.id)).mappings()]

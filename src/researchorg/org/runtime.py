@@ -203,6 +203,7 @@ class Runtime:
     def _submit(self, member: _Member) -> tuple[Experiment, str | None] | None:
         """Ask the agent for a proposal, commit it beside its branch and record it; None if it has none."""
         with member.lock:
+            self._adopt_program(member)
             proposal = member.agent.propose(member.ctx)
             if proposal is None or self._stop.is_set():
                 return None
@@ -276,13 +277,36 @@ class Runtime:
         return done
 
     def _incumbent(self, member: _Member, experiment: Experiment) -> float | None:
-        """What a result must beat: the program's best for a merge re-run, else the agent's best kept result
-        on the same hardware class (results are compared only within one)."""
+        """What a result must beat: the program's best for a merge re-run; else the measured metric of the
+        code the agent's branch now stands at, on the same hardware class (None: nothing measured yet)."""
         if experiment.proposal.get("merge_of") and self.merger is not None:
             return self.merger.program_best()
         hardware = self.ledger.experiment(experiment.id).hardware
-        kept = [e for e in self.ledger.experiments(agent=member.name, status="keep") if e.hardware == hardware]
-        return kept[-1].metric if kept else None
+        return self._metric_of(self.ledger.agent(member.name)["head_commit"], hardware)
+
+    def _metric_of(self, commit: str, hardware: str | None = None) -> float | None:
+        """The metric measured for `commit`: a kept experiment of it, or the merge that produced it."""
+        for e in reversed(self.ledger.experiments(status="keep")):
+            if e.commit == commit and (hardware is None or e.hardware == hardware):
+                return e.metric
+        for merge in reversed(self.ledger.merges()):
+            if merge["after"] == commit and (hardware is None or
+                                             self.ledger.experiment(merge["experiment_id"]).hardware == hardware):
+                return merge["metric"]
+        return None
+
+    def _adopt_program(self, member: _Member) -> None:
+        """Move the agent onto the program branch when what it publishes beats the agent's own head."""
+        if self.merger is None or not member.role.adopt_program:
+            return
+        main, head = self.git_main(), self.ledger.agent(member.name)["head_commit"]
+        best, mine = self.merger.program_best(), self._metric_of(head)
+        if head == main or best is None or self.program.git.is_ancestor(main, head):
+            return
+        if mine is None or self.task.metric.better(best, mine):
+            self.ledger.set_agent_head(member.name, main)
+            member.git.reset_hard(main)
+            self.ledger.log_event("adopted_program", agent=member.name, commit=main, metric=best)
 
     def _merge(self, member: _Member, done: Experiment) -> None:
         source = done.proposal.get("merge_of")
