@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from researchorg.lab.git import Git
 from researchorg.lab.program import Program
@@ -92,3 +93,33 @@ def test_an_agent_behind_the_program_adopts_it_and_its_change_fast_forwards(tmp_
     assert threshold.metric == 1.05 and threshold.status == "keep"
     assert [m["how"] for m in program.ledger.merges()] == ["fast-forward", "fast-forward", "fast-forward"]
     assert any(e["kind"] == "adopted_program" and e["data"]["agent"] == "b" for e in program.ledger.events())
+
+
+def test_no_rerun_when_the_merge_adds_nothing_or_is_exactly_what_was_tested(tmp_path):
+    program = _program(tmp_path, ["a", "b"])
+    SCRIPTS["a"] = [("a baseline", lambda ctx: {})]
+    SCRIPTS["b"] = [("b baseline", _after_merges(1, lambda ctx: {})),
+                    ("threshold", set_line("train.py", "THRESHOLD", "0.7"))]
+    program_org = program.root / "org.toml"  # b must not adopt, so its branch stays beside main
+    program_org.write_text(program_org.read_text().replace('name = "b"\n', 'name = "b"\nadopt_program = false\n'))
+    Runtime(Program(program.root), slots=detect_slots(2, 1)).run(Limits())
+    experiments = program.ledger.experiments()
+    assert not any(e.proposal.get("merge_of") for e in experiments)  # nothing was run twice
+    merges = program.ledger.merges()
+    assert [m["how"] for m in merges] == ["fast-forward", "merge of the tested tree"]
+    assert "THRESHOLD = 0.7" in _main_file(program)
+
+
+def test_a_candidate_the_program_already_has_merges_nothing(tmp_path):
+    program = _program(tmp_path, ["a", "b"])
+    SCRIPTS["a"] = [("a baseline", lambda ctx: {})]
+    SCRIPTS["b"] = [("b baseline", _after_merges(1, lambda ctx: {}))]
+    runtime = Runtime(program, slots=detect_slots(2, 1))
+    runtime.run(Limits())
+    b_baseline = next(e for e in program.ledger.experiments() if e.agent == "b")
+    main = Git(program.root).head_of("main")
+    better = replace(b_baseline, metric=0.9)  # as if noise had made b's identical code look better
+    assert runtime.merger.is_candidate(better)
+    assert runtime.merger.try_merge(better) is None
+    assert Git(program.root).head_of("main") == main and len(program.ledger.merges()) == 1
+    assert any(e["kind"] == "merge_nothing_new" for e in program.ledger.events())

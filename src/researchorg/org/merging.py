@@ -5,10 +5,11 @@ metric of the last merge; the first candidate always qualifies). If the
 program branch has not moved since the change was made, it fast-forwards to
 the tested commit. If it has moved, the two are merged without a work tree
 (`git merge-tree`): a conflict is reported to the agent and nothing merges; a
-clean merge is a new, untested tree, so it is run again on top of the moved
-branch as an experiment of its own, and merges only if that run still beats
-the program's best. Every merge is recorded in the ledger and announced to
-everyone.
+merge whose tree is the program's own has nothing new; one whose tree is
+exactly the tested one merges as it is; any other clean merge is a new,
+untested tree, so it is run again on top of the moved branch as an experiment
+of its own, and merges only if that run still beats the program's best.
+Every merge is recorded in the ledger and announced to everyone.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ class Merger:
                                f"`{PROGRAM_BRANCH}` and try again.", experiment.id)
                 self.ledger.log_event("merge_conflict", experiment=experiment.id, agent=experiment.agent)
                 return None
-            return self.git("commit-tree", tree, "-p", main, "-p", experiment.commit, "-m",
-                            f"merge experiment #{experiment.id} of {experiment.agent} onto {PROGRAM_BRANCH}")
+            if tree == self.git("rev-parse", f"{main}^{{tree}}"):  # the program already has this change
+                self.ledger.log_event("merge_nothing_new", experiment=experiment.id, agent=experiment.agent)
+                return None
+            merged = self.git("commit-tree", tree, "-p", main, "-p", experiment.commit, "-m",
+                              f"merge experiment #{experiment.id} of {experiment.agent} onto {PROGRAM_BRANCH}")
+            if tree == self.git("rev-parse", f"{experiment.commit}^{{tree}}"):  # exactly the code that was run
+                self._advance(experiment, main, merged, "merge of the tested tree")
+                return None
+            return merged
 
     def accept_rerun(self, rerun: Experiment, source_id: int) -> bool:
         """Merge a re-run merge commit if it still beats the program's best and the branch did not move again."""

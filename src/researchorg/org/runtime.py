@@ -131,6 +131,7 @@ class Runtime:
         merging = any(spec.kind == "merge" for spec in self.org.processes)
         self.merger = Merger(program, self.post, self.task.metric) if merging else None
         self._budget: _Budget | None = None
+        self._report = RunReport()
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
@@ -140,6 +141,7 @@ class Runtime:
             members = self._members()
             report = RunReport(slots=len(self.scheduler.slots))
             budget = self._budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)))
+            self._report = report
             self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                                   slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
             started = time.monotonic()
@@ -328,6 +330,8 @@ class Runtime:
                 log_dir=self.program.logs_dir)
             member.git("update-ref", f"refs/experiments/{rerun.id}", merged)
             rerun = self._run_on_a_slot(member, rerun, None)
+            with self._lock:
+                self._report.ran.append(rerun)
         finally:
             self._budget.settle(counted=rerun is not None and rerun.status != "interrupted")
 
