@@ -55,6 +55,17 @@ class RoleSpec(Strict):
     priority: float = Field(default=1.0, gt=0)  # weight in the scheduler's fair share
     in_flight: int = Field(default=1, ge=1)  # experiments of one agent queued or running at once
     adopt_program: bool = True  # with a merge process: continue from the program branch when it is better
+    # LLM backends (openai: any OpenAI-compatible server) ------------------------------
+    model: str | None = None
+    tools: list[str] | None = None  # the tools the role may use (see agents/tools.py); None: all
+    prompt: list[str] = []  # markdown files, relative to the org file, that make the role's system prompt
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 for vLLM, :11434/v1 for Ollama
+    api_key_env: str | None = None  # the environment variable holding the key (default: the provider's)
+    max_turns: int = Field(default=30, ge=1)  # model calls per proposal before the agent is paused
+    max_retries: int = Field(default=4, ge=0)  # on rate limits and server errors, with backoff
+    max_tokens: int | None = Field(default=None, ge=1)  # cap on the agent's input + output tokens
+    max_cost_usd: float | None = Field(default=None, gt=0)  # cap on the agent's spend
+    price_per_mtok: tuple[float, float] = (0.0, 0.0)  # USD per million input and output tokens
     think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
 
     @field_validator("backend")

@@ -22,7 +22,13 @@ def _tuner(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
                       think_seconds=role.think_seconds)
 
 
-_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner}
+def _openai(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.openai_agent import OpenAIAgent
+
+    return OpenAIAgent(role, ctx)
+
+
+_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai}
 
 
 def register_backend(name: str, factory: AgentFactory) -> None:

@@ -59,14 +59,16 @@ class Program:
             raise LabError(f"{root} exists and is not empty: choose a new directory")
         task_dir = find_task(task)
         load_task(task_dir)  # a broken task fails before anything is written
-        if org_file is not None:
-            load_org(org_file)
+        prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
         root.mkdir(parents=True, exist_ok=True)
         shutil.copytree(task_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         if budget is not None:
             _set_budget(root / "task.toml", budget)
         spec = load_task(root)
         shutil.copyfile(org_file or DEFAULT_ORG, root / "org.toml")
+        for source, relative in prompts:
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, root / relative)
         (root / ".gitignore").write_text(_GITIGNORE)
         git = Git(root)
         git("init", "-q", "-b", PROGRAM_BRANCH)
@@ -167,6 +169,18 @@ class Program:
 
     def write_results(self) -> None:
         write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))
+
+
+def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
+    """The prompt files the org names, relative to its file, which `init` copies beside its org.toml."""
+    found = []
+    for role in load_org(org_file).roles:
+        for prompt in role.prompt:
+            source = org_file.parent / prompt
+            if not source.is_file() or Path(prompt).is_absolute() or ".." in Path(prompt).parts:
+                raise ConfigError(f"{org_file}: roles.{role.name}.prompt: no file {prompt} next to the org file")
+            found.append((source, prompt))
+    return found
 
 
 def _set_budget(task_toml: Path, budget: float) -> None:

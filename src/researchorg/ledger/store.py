@@ -95,6 +95,19 @@ merges = sa.Table(
     sa.Column("metric", sa.Float, nullable=False),
 )
 
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("model", sa.String, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+)
+
 messages = sa.Table(
     "messages",
     metadata,
@@ -297,6 +310,25 @@ class Ledger:
     def merges(self) -> list[dict[str, Any]]:
         with self._tx() as c:
             return [dict(r) for r in c.execute(sa.select(merges).order_by(merges.c.id)).mappings()]
+
+    # LLM usage ----------------------------------------------------------------
+    def record_usage(self, agent: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            c.execute(usage.insert().values(program_id=program_id, at=time.time(), agent=agent, model=model,
+                                            input_tokens=input_tokens, output_tokens=output_tokens,
+                                            cost_usd=cost_usd))
+
+    def usage(self, agent: str | None = None) -> dict[str, float]:
+        """Total tokens and cost, of one agent or of all."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(usage.c.input_tokens), 0),
+                          sa.func.coalesce(sa.func.sum(usage.c.output_tokens), 0),
+                          sa.func.coalesce(sa.func.sum(usage.c.cost_usd), 0.0), sa.func.count())
+        if agent is not None:
+            query = query.where(usage.c.agent == agent)
+        with self._tx() as c:
+            inp, out, cost, calls = c.execute(query).one()
+        return {"input_tokens": inp, "output_tokens": out, "cost_usd": cost, "calls": calls}
 
     # messages -----------------------------------------------------------------
     def send(self, sender: str, recipient: str | None, kind: str, body: str,

@@ -1,0 +1,183 @@
+"""The tools an LLM agent works with, the same for every provider.
+
+Each tool has a JSON schema (given to the model) and a Python implementation
+over the agent's worktree, the ledger and the messages. Tools never run
+anything: the experiment is run by the lab after `submit`. A write outside the
+editable files is refused with an error the model reads, so it can correct
+itself; whatever reaches a commit is checked again by the lab's guard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from researchorg.agents.base import AgentContext
+
+MAX_READ_CHARS = 60_000
+
+
+class ToolError(Exception):
+    """A tool call the model got wrong; the message goes back to the model."""
+
+
+@dataclass
+class Submission:
+    description: str
+    hypothesis: str
+
+
+@dataclass
+class Toolbox:
+    ctx: AgentContext
+    allowed: list[str] | None = None  # tool names this role may use; None: all
+    submission: Submission | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """The tools as JSON schemas: name, description, parameters."""
+        return [spec for spec in _SPECS if self.allowed is None or spec["name"] in self.allowed]
+
+    def call(self, name: str, arguments: str | dict[str, Any]) -> str:
+        """Run one tool call; a mistake comes back as an `error: ...` string for the model."""
+        self.calls.append(name)
+        try:
+            if self.allowed is not None and name not in self.allowed and name != "submit":
+                raise ToolError(f"tool {name} is not allowed for this role")
+            args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments or {})
+            if not isinstance(args, dict):
+                raise ToolError("arguments must be a JSON object")
+            method = getattr(self, f"_tool_{name}", None)
+            if method is None:
+                raise ToolError(f"no tool named {name!r}")
+            return method(**args)
+        except json.JSONDecodeError as err:
+            return f"error: the arguments are not valid JSON ({err.msg} at position {err.pos}); call the tool again"
+        except TypeError as err:
+            return f"error: wrong arguments for {name}: {err}"
+        except (ToolError, OSError, UnicodeDecodeError) as err:
+            return f"error: {err}"
+
+    # the tools -----------------------------------------------------------------------
+    def _tool_list_files(self) -> str:
+        files = sorted(p.relative_to(self.ctx.worktree).as_posix() for p in self.ctx.worktree.rglob("*")
+                       if p.is_file() and ".git" not in p.parts and ".researchorg" not in p.parts)
+        task = self.ctx.task
+        return "\n".join(f"{f}  ({'editable' if task.is_editable(f) else 'read-only'})" for f in files)
+
+    def _tool_read_file(self, path: str) -> str:
+        target = self._inside(path)
+        if not target.is_file():
+            raise ToolError(f"no file {path}")
+        text = target.read_text()
+        return text if len(text) <= MAX_READ_CHARS else text[:MAX_READ_CHARS] + "\n... (truncated)"
+
+    def _tool_write_file(self, path: str, content: str) -> str:
+        target = self._editable(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        return f"wrote {path} ({len(content)} characters)"
+
+    def _tool_replace_in_file(self, path: str, old: str, new: str) -> str:
+        target = self._editable(path)
+        if not target.is_file():
+            raise ToolError(f"no file {path}")
+        text = target.read_text()
+        count = text.count(old)
+        if count != 1:
+            raise ToolError(f"`old` occurs {count} times in {path}; it must occur exactly once")
+        target.write_text(text.replace(old, new))
+        return f"replaced 1 occurrence in {path}"
+
+    def _tool_results(self, limit: int = 15) -> str:
+        return history_summary(self.ctx, limit)
+
+    def _tool_best_diff(self) -> str:
+        metric = self.ctx.task.metric
+        kept = [e for e in self.ctx.ledger.experiments(status="keep") if e.metric is not None]
+        if not kept:
+            return "no kept experiment yet"
+        best = kept[0]
+        for e in kept:
+            best = e if metric.better(e.metric, best.metric) else best
+        return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{best.diff}"
+
+    def _tool_read_messages(self) -> str:
+        inbox = self.ctx.inbox()
+        if not inbox:
+            return "no messages"
+        return "\n\n".join(f"#{m['id']} {m['kind']} from {m['sender']} to {m['recipient'] or 'everyone'}:\n"
+                           f"{m['body']}" for m in inbox[-10:])
+
+    def _tool_send_message(self, to: str, body: str, kind: str = "note") -> str:
+        try:
+            message_id = self.ctx.send(None if to in ("all", "everyone") else to, kind, body)
+        except ValueError as err:
+            raise ToolError(str(err)) from None
+        return f"sent message #{message_id}"
+
+    def _tool_submit(self, description: str, hypothesis: str = "") -> str:
+        if not description.strip():
+            raise ToolError("describe the experiment in `description`")
+        self.submission = Submission(description.strip().splitlines()[0][:200], hypothesis.strip())
+        return "submitted: the lab will commit and run your change"
+
+    # -----------------------------------------------------------------------------------
+    def _inside(self, path: str):
+        target = (self.ctx.worktree / path).resolve()
+        if not target.is_relative_to(self.ctx.worktree.resolve()) or ".git" in target.parts:
+            raise ToolError(f"{path} is outside the worktree")
+        return target
+
+    def _editable(self, path: str):
+        target = self._inside(path)
+        relative = target.relative_to(self.ctx.worktree.resolve()).as_posix()
+        if not self.ctx.task.is_editable(relative):
+            raise ToolError(f"{relative} is not editable (editable: {', '.join(self.ctx.task.editable)})")
+        return target
+
+
+def history_summary(ctx: AgentContext, limit: int = 15) -> str:
+    """A short, bounded account of the program's results: the best so far and the latest experiments."""
+    metric = ctx.task.metric
+    experiments = [e for e in ctx.ledger.experiments() if e.status != "running"]
+    if not experiments:
+        return "no experiments yet: start with the baseline (submit without changing anything)"
+    kept = [e for e in experiments if e.status == "keep" and e.metric is not None]
+    lines = [f"{len(experiments)} experiments so far ({metric.name}, {metric.direction})."]
+    if kept:
+        best = kept[0]
+        for e in kept:
+            best = e if metric.better(e.metric, best.metric) else best
+        lines.append(f"best: #{best.id} {best.metric:.6f} by {best.agent}: {best.description}")
+    for e in experiments[-limit:]:
+        value = f"{e.metric:.6f}" if e.metric is not None else "-"
+        mine = " (you)" if e.agent == ctx.name else ""
+        reason = f" [{e.reason.splitlines()[0]}]" if e.reason else ""
+        lines.append(f"#{e.id} {e.agent}{mine} {e.status} {value}: {e.description}{reason}")
+    return "\n".join(lines)
+
+
+def _spec(name: str, doc: str, **properties: Any) -> dict[str, Any]:
+    required = [k for k, v in properties.items() if not v.pop("optional", False)]
+    return {"name": name, "description": doc,
+            "parameters": {"type": "object", "properties": properties, "required": required}}
+
+
+_STR = {"type": "string"}
+_SPECS = [
+    _spec("list_files", "List the files of the task and whether each is editable."),
+    _spec("read_file", "Read a file of the task.", path=dict(_STR)),
+    _spec("write_file", "Replace the whole content of an editable file.", path=dict(_STR), content=dict(_STR)),
+    _spec("replace_in_file", "Replace `old` (which must occur exactly once) by `new` in an editable file.",
+          path=dict(_STR), old=dict(_STR), new=dict(_STR)),
+    _spec("results", "The best result so far and the latest experiments of everyone.",
+          limit={"type": "integer", "optional": True}),
+    _spec("best_diff", "The diff of the best kept experiment."),
+    _spec("read_messages", "Your latest messages."),
+    _spec("send_message", "Send a message to an agent, or to `everyone`.", to=dict(_STR), body=dict(_STR),
+          kind={"type": "string", "optional": True}),
+    _spec("submit", "Submit the current state of your editable files as one experiment. Call once, last.",
+          description=dict(_STR), hypothesis={"type": "string", "optional": True}),
+]
