@@ -28,7 +28,13 @@ def _openai(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     return OpenAIAgent(role, ctx)
 
 
-_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai}
+def _anthropic(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.anthropic_agent import AnthropicAgent
+
+    return AnthropicAgent(role, ctx)
+
+
+_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai, "anthropic": _anthropic}
 
 
 def register_backend(name: str, factory: AgentFactory) -> None:

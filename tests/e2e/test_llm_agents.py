@@ -1,4 +1,4 @@
-"""The openai backend against a local OpenAI-compatible server speaking the real wire format."""
+"""The openai and anthropic backends against local servers speaking each provider's real wire format."""
 
 from __future__ import annotations
 
@@ -7,21 +7,45 @@ import pytest
 from researchorg.lab.program import Program
 from researchorg.org.runtime import Limits, Runtime
 from tests.conftest import cli, copy_task
-from tests.fakes.openai_server import FakeOpenAI, Reply, tool_call
+from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply, ScriptedServer, tool_call
+
+FAKES = {"openai": FakeOpenAI, "anthropic": FakeAnthropic}
 
 
-@pytest.fixture
-def fake():
-    server = FakeOpenAI()
+@pytest.fixture(params=sorted(FAKES))
+def fake(request):
+    server = FAKES[request.param]()
+    server.backend = request.param
     yield server
     server.close()
 
 
-def _program(tmp_path, fake: FakeOpenAI, extra: str = "") -> Program:
+def _program(tmp_path, fake: ScriptedServer, extra: str = "") -> Program:
     org = tmp_path / "org.toml"
-    org.write_text(f'name = "llm"\n[[roles]]\nname = "researcher"\nbackend = "openai"\nmodel = "fake-model"\n'
-                   f'base_url = "{fake.base_url}"\nmax_retries = 3\nprice_per_mtok = [1.0, 2.0]\n{extra}')
+    org.write_text(f'name = "llm"\n[[roles]]\nname = "researcher"\nbackend = "{fake.backend}"\n'
+                   f'model = "fake-model"\nbase_url = "{fake.base_url}"\nmax_retries = 3\n'
+                   f'price_per_mtok = [1.0, 2.0]\n{extra}')
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+
+
+def _tool_results(fake: ScriptedServer) -> list[str]:
+    """Every tool result the agent sent back, whatever the provider's format."""
+    found = []
+    for request in fake.requests:
+        for m in request["messages"]:
+            if m["role"] == "tool":
+                found.append(m["content"])
+            elif m["role"] == "user" and isinstance(m["content"], list):
+                found += [block["content"] for block in m["content"] if block.get("type") == "tool_result"]
+    return found
+
+
+def _system(request: dict) -> str:
+    return request["system"] if "system" in request else request["messages"][0]["content"]
+
+
+def _user_texts(request: dict) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "user" and isinstance(m["content"], str)]
 
 
 def test_tool_loop_edits_submits_and_is_run_by_the_lab(tmp_path, fake):
@@ -46,14 +70,15 @@ def test_tool_loop_edits_submits_and_is_run_by_the_lab(tmp_path, fake):
     assert experiments[1].hypothesis == "the classes split at 0.7"
     assert "-THRESHOLD = 0.5\n+THRESHOLD = 0.7" in experiments[1].diff
     assert report.paused == {}
-    tool_results = [m["content"] for r in fake.requests for m in r["messages"] if m["role"] == "tool"]
-    assert any("arguments are not valid JSON" in t for t in tool_results)
+    tool_results = _tool_results(fake)
+    malformed = "arguments are not valid JSON" if fake.backend == "openai" else "wrong arguments for replace_in_file"
+    assert any(malformed in t for t in tool_results)
     assert any("evaluate.py is not editable" in t for t in tool_results)
-    assert any(m["content"].startswith("Use the tools") for m in fake.requests[-1]["messages"] if m["role"] == "user")
-    # the system prompt is program.md; the briefing comes from the ledger, bounded
-    first = fake.requests[0]["messages"]
-    assert first[0]["role"] == "system" and first[1]["content"].startswith("You are researcher.")
-    assert "#1 researcher (you) keep 0.800000: baseline" in fake.requests[3]["messages"][1]["content"]
+    assert any(text.startswith("Use the tools") for text in _user_texts(fake.requests[-1]))
+    # no prompt files and no program.md in this task: a one-line default; the briefing comes from the ledger
+    assert _system(fake.requests[0]) == "You are a researcher improving accuracy."
+    assert _user_texts(fake.requests[0])[0].startswith("You are researcher.")
+    assert "#1 researcher (you) keep 0.800000: baseline" in _user_texts(fake.requests[3])[0]
     # every successful call's tokens and cost are in the ledger
     usage = program.ledger.usage("researcher")
     assert usage["calls"] == 7 and usage["input_tokens"] == 700 and usage["cost_usd"] == pytest.approx(7 * 140e-6)
@@ -63,7 +88,7 @@ def test_an_outage_pauses_the_agent_with_its_reason(tmp_path, fake):
     program = _program(tmp_path, fake)  # max_retries = 3
     fake.script = [Reply(status=500)] * 10
     report = Runtime(program).run(Limits(max_experiments=1))
-    assert "InternalServerError from the provider" in report.paused["researcher"]
+    assert "Error from the provider" in report.paused["researcher"]
     assert program.ledger.count() == 0
     assert len(fake.requests) == 4  # the first call and 3 retries
 
@@ -75,14 +100,16 @@ def test_an_agent_over_its_token_cap_is_paused(tmp_path, fake):
     assert program.ledger.count() == 1 and report.paused["researcher"] == "AgentError: over its token cap (100)"
 
 
-def test_missing_api_key_is_one_error_naming_the_role(tmp_path, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+@pytest.mark.parametrize("backend, env", [("openai", "OPENAI_API_KEY"), ("anthropic", "ANTHROPIC_API_KEY")])
+def test_missing_api_key_is_one_error_naming_the_role(tmp_path, monkeypatch, backend, env):
+    monkeypatch.delenv(env, raising=False)
     org = tmp_path / "org.toml"
-    org.write_text('name = "llm"\n[[roles]]\nname = "chief"\nbackend = "openai"\nmodel = "gpt-x"\n')
+    org.write_text(f'name = "llm"\n[[roles]]\nname = "chief"\nbackend = "{backend}"\nmodel = "m"\n')
     Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=org)
     proc = cli("run", str(tmp_path / "p"), check=False)
     assert proc.returncode == 1
-    assert "role chief: the openai backend needs $OPENAI_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"role chief: the {backend} backend needs ${env}" in proc.stderr and "Traceback" not in proc.stderr
+    assert Program(tmp_path / "p").ledger.count() == 0
 
 
 def test_llm_solo_example_copies_its_prompts_and_uses_them(tmp_path, fake):
@@ -92,10 +119,11 @@ def test_llm_solo_example_copies_its_prompts_and_uses_them(tmp_path, fake):
     example = tmp_path / "llm-solo"
     shutil.copytree(Path(__file__).parents[2] / "examples" / "llm-solo", example)
     org = example / "org.toml"
-    org.write_text(org.read_text().replace('# base_url = "http://127.0.0.1:11434/v1"', f'base_url = "{fake.base_url}"'))
+    org.write_text(org.read_text().replace('# base_url = "http://127.0.0.1:11434/v1"', f'base_url = "{fake.base_url}"')
+                   .replace('backend = "openai"', f'backend = "{fake.backend}"'))
     program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=org)
     assert (program.root / "prompts" / "researcher.md").is_file()
     fake.script = [Reply(tool_calls=[tool_call("submit", {"description": "baseline"})])] * 2
     Runtime(program).run(Limits(max_experiments=2))
-    assert fake.requests[0]["messages"][0]["content"].startswith("# Researcher")
+    assert _system(fake.requests[0]).startswith("# Researcher")
     assert {e.agent for e in program.ledger.experiments()} == {"researcher-1", "researcher-2"}

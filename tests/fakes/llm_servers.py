@@ -1,0 +1,126 @@
+"""Local stand-ins for LLM providers on 127.0.0.1, speaking their real wire formats.
+
+`FakeOpenAI` answers `POST /v1/chat/completions` (Chat Completions, as OpenAI,
+vLLM, Ollama and llama.cpp serve it); `FakeAnthropic` answers `POST
+/v1/messages` (the Messages API). Both follow a script: each request takes the
+next reply, which is an assistant turn with tool calls and/or text, or an HTTP
+error status (429 with `retry-after-ms`, 500). Requests are kept for
+assertions. The official SDKs talk to them over real HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def tool_call(name: str, arguments: dict[str, Any] | str) -> tuple[str, dict[str, Any] | str]:
+    return name, arguments
+
+
+@dataclass
+class Reply:
+    tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
+    text: str | None = None
+    status: int = 200
+
+
+class ScriptedServer:
+    route = ""
+
+    def __init__(self) -> None:
+        self.script: list[Reply] = []
+        self.requests: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(body)
+                if self.path.split("?")[0].rstrip("/") != fake.route:
+                    return self._send(404, fake.error(404, f"no route {self.path}"))
+                reply = fake.script.pop(0) if fake.script else Reply(text="(the script is over)")
+                if reply.status != 200:
+                    return self._send(reply.status, fake.error(reply.status, f"scripted {reply.status}"),
+                                      {"retry-after-ms": "10"})
+                self._send(200, fake.render(reply, next(fake._ids), body))
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def render(self, reply: Reply, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class FakeOpenAI(ScriptedServer):
+    route = "/v1/chat/completions"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def render(self, reply: Reply, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        calls = [{"id": f"call_{n}_{i}", "type": "function",
+                  "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                 for i, (name, args) in enumerate(reply.tool_calls)]
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if calls:
+            message["tool_calls"] = calls
+        return {"id": f"chatcmpl-{n}", "object": "chat.completion", "created": 1_700_000_000 + n,
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "type": "rate_limit_error" if status == 429 else "server_error"}}
+
+
+class FakeAnthropic(ScriptedServer):
+    route = "/v1/messages"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def render(self, reply: Reply, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+        for i, (name, args) in enumerate(reply.tool_calls):
+            # the Messages API carries tool input as a JSON object; a malformed call is one with bad arguments
+            arguments = args if isinstance(args, dict) else {"raw": args}
+            content.append({"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name, "input": arguments})
+        return {"id": f"msg_{n}", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
+                "content": content, "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+                "stop_sequence": None, "usage": {"input_tokens": 100, "output_tokens": 20}}
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        kind = {429: "rate_limit_error", 404: "not_found_error"}.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
