@@ -55,6 +55,9 @@ class RoleSpec(Strict):
     priority: float = Field(default=1.0, gt=0)  # weight in the scheduler's fair share
     in_flight: int = Field(default=1, ge=1)  # experiments of one agent queued or running at once
     adopt_program: bool = True  # with a merge process: continue from the program branch when it is better
+    submits: bool = True  # false: a lead (e.g. a chief) that assigns and merges but runs no experiment itself
+    merges: bool = False  # the role may merge kept experiments into the program branch (its `merge` tool)
+    waits_for_assignment: bool = False  # propose only to answer an assignment message
     # LLM backends (openai: any OpenAI-compatible server) ------------------------------
     model: str | None = None
     tools: list[str] | None = None  # the tools the role may use (see agents/tools.py); None: all

@@ -120,6 +120,6 @@ def test_a_candidate_the_program_already_has_merges_nothing(tmp_path):
     main = Git(program.root).head_of("main")
     better = replace(b_baseline, metric=0.9)  # as if noise had made b's identical code look better
     assert runtime.merger.is_candidate(better)
-    assert runtime.merger.try_merge(better) is None
+    assert runtime.merger.try_merge(better, by="merge") is None
     assert Git(program.root).head_of("main") == main and len(program.ledger.merges()) == 1
     assert any(e["kind"] == "merge_nothing_new" for e in program.ledger.events())

@@ -8,6 +8,7 @@ commits it, runs it and records it; the agent never runs anything itself.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,8 @@ class AgentContext:
     role: RoleSpec | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # set when the run is stopping
     post: PostOffice | None = None
+    assignment: dict[str, Any] | None = None  # the assignment this proposal answers, if the role waits for one
+    merge: Callable[[int], str] | None = None  # for roles allowed to merge: merge a kept experiment by id
 
     def send(self, recipient: str | None, kind: str, body: str, experiment_id: int | None = None) -> int:
         """Message one agent, or everyone with `recipient` None."""
@@ -67,3 +70,6 @@ class Agent(Protocol):
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """The finished experiment of the last proposal (any status)."""
+
+    # A lead role (submits = false) implements `act(ctx) -> None` instead of proposing: it is called at the
+    # start and whenever an experiment finishes or a message arrives, and works through messages and merges.

@@ -74,6 +74,22 @@ class LLMAgent:
                                 data={"backend": self.backend, "model": self.role.model, "tools": toolbox.calls})
         raise AgentError(f"no submission after {self.role.max_turns} model calls")
 
+    def act(self, ctx: AgentContext) -> None:
+        """A lead's turn: read results and messages, send assignments, merge; until `done` or no more tool calls."""
+        self._check_caps(ctx)
+        toolbox = Toolbox(ctx, self.role.tools)
+        messages = [self._user(briefing(ctx))]
+        for _ in range(self.role.max_turns):
+            turn = self._call(system_prompt(self.role, ctx), messages, toolbox.schemas())
+            self._record_usage(ctx, turn)
+            messages.append(turn.assistant)
+            if not turn.calls:
+                return
+            messages += self._tool_results([(id_, toolbox.call(name, args)) for id_, name, args in turn.calls])
+            if toolbox.finished:
+                return
+        raise AgentError(f"did not finish its turn in {self.role.max_turns} model calls")
+
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """Nothing to keep in memory: the next briefing is built from the ledger."""
 
@@ -110,10 +126,19 @@ def briefing(ctx: AgentContext) -> str:
              f"Goal: {task.metric.direction} {task.metric.name}. Training budget: {task.budget_seconds:g} s.",
              f"Editable: {', '.join(task.editable)}. Read-only: {', '.join(task.protected)}.",
              "", "Results so far:", history_summary(ctx)]
-    inbox = ctx.inbox()[-5:]
+    inbox = ctx.inbox()[-8:]
     if inbox:
-        lines += ["", "Latest messages:"] + [f"- {m['sender']} ({m['kind']}): {m['body'][:500]}" for m in inbox]
-    lines += ["", "Make one well-scoped change, then call submit with a one-line description and your hypothesis."]
+        lines += ["", "Latest messages:"] + [f"- #{m['id']} {m['sender']} ({m['kind']}): {m['body'][:500]}"
+                                             for m in inbox]
+    agents = ", ".join(sorted(ctx.post.worktrees)) if ctx.post is not None else ctx.name
+    if ctx.role is not None and not ctx.role.submits:
+        lines += ["", f"The agents: {agents}. Assign well-scoped experiments with send_message(kind='assignment'),"
+                  " merge what truly beats the program's best, then call done."]
+    elif ctx.assignment is not None:
+        lines += ["", f"Your assignment (#{ctx.assignment['id']} from {ctx.assignment['sender']}):",
+                  ctx.assignment["body"], "", "Implement exactly this, then call submit."]
+    else:
+        lines += ["", "Make one well-scoped change, then call submit with a one-line description and your hypothesis."]
     return "\n".join(lines)
 
 

@@ -33,18 +33,26 @@ class Toolbox:
     ctx: AgentContext
     allowed: list[str] | None = None  # tool names this role may use; None: all
     submission: Submission | None = None
+    finished: bool = False  # a lead called `done`
     calls: list[str] = field(default_factory=list)
 
     def schemas(self) -> list[dict[str, Any]]:
-        """The tools as JSON schemas: name, description, parameters."""
-        return [spec for spec in _SPECS if self.allowed is None or spec["name"] in self.allowed]
+        """The tools as JSON schemas (name, description, parameters) that fit this agent's role."""
+        role = self.ctx.role
+        submits = role is None or role.submits
+        wanted = {spec["name"] for spec in _SPECS} - ({"done"} if submits else {"submit"})
+        if self.ctx.merge is None:
+            wanted.discard("merge")
+        if self.allowed is not None:
+            wanted &= set(self.allowed) | {"submit", "done"}
+        return [spec for spec in _SPECS if spec["name"] in wanted]
 
     def call(self, name: str, arguments: str | dict[str, Any]) -> str:
         """Run one tool call; a mistake comes back as an `error: ...` string for the model."""
         self.calls.append(name)
         try:
-            if self.allowed is not None and name not in self.allowed and name != "submit":
-                raise ToolError(f"tool {name} is not allowed for this role")
+            if name not in {spec["name"] for spec in self.schemas()}:
+                raise ToolError(f"tool {name} is not available to this role")
             args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments or {})
             if not isinstance(args, dict):
                 raise ToolError("arguments must be a JSON object")
@@ -123,6 +131,13 @@ class Toolbox:
         self.submission = Submission(description.strip().splitlines()[0][:200], hypothesis.strip())
         return "submitted: the lab will commit and run your change"
 
+    def _tool_merge(self, experiment: int) -> str:
+        return self.ctx.merge(experiment)
+
+    def _tool_done(self, summary: str = "") -> str:
+        self.finished = True
+        return "done until something new happens"
+
     # -----------------------------------------------------------------------------------
     def _inside(self, path: str):
         target = (self.ctx.worktree / path).resolve()
@@ -180,4 +195,8 @@ _SPECS = [
           kind={"type": "string", "optional": True}),
     _spec("submit", "Submit the current state of your editable files as one experiment. Call once, last.",
           description=dict(_STR), hypothesis={"type": "string", "optional": True}),
+    _spec("merge", "Merge a kept experiment into the program branch (it must beat the program's best; "
+          "if the branch moved, the merge is run again first).", experiment={"type": "integer"}),
+    _spec("done", "End this turn; you are called again when an experiment finishes or a message arrives.",
+          summary={"type": "string", "optional": True}),
 ]

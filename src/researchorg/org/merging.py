@@ -24,8 +24,8 @@ from researchorg.task.spec import MetricSpec
 
 
 class Merger:
-    def __init__(self, program: Program, post: PostOffice, metric: MetricSpec, by: str = "merge"):
-        self.program, self.post, self.metric, self.by = program, post, metric, by
+    def __init__(self, program: Program, post: PostOffice, metric: MetricSpec):
+        self.program, self.post, self.metric = program, post, metric
         self.git = Git(program.root)
         self.ledger = program.ledger
         self._lock = threading.Lock()
@@ -39,16 +39,18 @@ class Merger:
         return experiment.status == "keep" and experiment.metric is not None and \
             (best is None or self.metric.better(experiment.metric, best))
 
-    def try_merge(self, experiment: Experiment) -> str | None:
-        """Merge a kept experiment if it fast-forwards; return a merged commit to run again, or None."""
+    def try_merge(self, experiment: Experiment, by: str) -> str | None:
+        """Merge a kept experiment if it fast-forwards; return a merged commit to run again, or None.
+
+        `by` is the process or agent that merges, as recorded and announced."""
         with self._lock:
             main = self.git.head_of(PROGRAM_BRANCH)
             if self.git.is_ancestor(main, experiment.commit):
-                self._advance(experiment, main, experiment.commit, "fast-forward")
+                self._advance(experiment, main, experiment.commit, "fast-forward", by)
                 return None
             tree = self.git.merge_tree(main, experiment.commit)
             if tree is None:
-                self.post.send(self.by, experiment.agent, "merge",
+                self.post.send(by, experiment.agent, "merge",
                                f"Experiment #{experiment.id} ({experiment.description}) beat the program's best but "
                                f"conflicts with the program branch, which moved: not merged. Rebase onto "
                                f"`{PROGRAM_BRANCH}` and try again.", experiment.id)
@@ -60,11 +62,11 @@ class Merger:
             merged = self.git("commit-tree", tree, "-p", main, "-p", experiment.commit, "-m",
                               f"merge experiment #{experiment.id} of {experiment.agent} onto {PROGRAM_BRANCH}")
             if tree == self.git("rev-parse", f"{experiment.commit}^{{tree}}"):  # exactly the code that was run
-                self._advance(experiment, main, merged, "merge of the tested tree")
+                self._advance(experiment, main, merged, "merge of the tested tree", by)
                 return None
             return merged
 
-    def accept_rerun(self, rerun: Experiment, source_id: int) -> bool:
+    def accept_rerun(self, rerun: Experiment, source_id: int, by: str) -> bool:
         """Merge a re-run merge commit if it still beats the program's best and the branch did not move again."""
         with self._lock:
             main = self.git.head_of(PROGRAM_BRANCH)
@@ -74,16 +76,16 @@ class Merger:
             if not self.git.is_ancestor(main, rerun.commit):
                 self.ledger.log_event("merge_stale", experiment=rerun.id, source=source_id)
                 return False
-            self._advance(rerun, main, rerun.commit, "re-run")
+            self._advance(rerun, main, rerun.commit, "re-run", by)
             return True
 
-    def _advance(self, experiment: Experiment, before: str, after: str, how: str) -> None:
+    def _advance(self, experiment: Experiment, before: str, after: str, how: str, by: str) -> None:
         """Move the program branch forward, and the program directory's checkout with it when it is on it."""
         if self.git("symbolic-ref", "-q", "HEAD", check=False) == f"refs/heads/{PROGRAM_BRANCH}":
             self.git("merge", "--ff-only", "-q", after)
         else:
             self.git("update-ref", f"refs/heads/{PROGRAM_BRANCH}", after, before)
-        self.ledger.record_merge(experiment.id, experiment.agent, self.by, how, before, after, experiment.metric)
-        self.post.send(self.by, None, "merge",
+        self.ledger.record_merge(experiment.id, experiment.agent, by, how, before, after, experiment.metric)
+        self.post.send(by, None, "merge",
                        f"Merged experiment #{experiment.id} of {experiment.agent} into `{PROGRAM_BRANCH}` ({how}): "
                        f"{self.metric.name} {experiment.metric:.6f}. {experiment.description}", experiment.id)

@@ -45,6 +45,7 @@ from researchorg.lab.program import PROGRAM_BRANCH, Program
 from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
+from researchorg.org.coordination import activity, next_assignment, report_assignment
 from researchorg.org.merging import Merger
 from researchorg.org.messages import PostOffice
 from researchorg.org.processes import Standup
@@ -128,8 +129,11 @@ class Runtime:
         self.post = PostOffice(self.ledger, {})
         self.processes = [Standup(spec, self.ledger, self.post, self.task.metric)
                           for spec in self.org.processes if spec.kind == "standup"]
-        merging = any(spec.kind == "merge" for spec in self.org.processes)
+        self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
+        merging = self._merge_process or any(role.merges for role in self.org.roles)
         self.merger = Merger(program, self.post, self.task.metric) if merging else None
+        self._members_by_name: dict[str, _Member] = {}
+        self._winding_down = threading.Event()  # every submitting agent has stopped: leads stop too
         self._budget: _Budget | None = None
         self._report = RunReport()
 
@@ -145,12 +149,15 @@ class Runtime:
             self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                                   slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
             started = time.monotonic()
-            workers = [threading.Thread(target=self._work, args=(m, budget, report), name=m.name, daemon=True)
-                       for m in members]
+            workers = [threading.Thread(target=self._work if m.role.submits else self._lead,
+                                        args=(m, budget, report), name=m.name, daemon=True) for m in members]
             for worker in workers:
                 worker.start()
+            submitters = [w for w, m in zip(workers, members, strict=True) if m.role.submits]
             try:
                 while any(w.is_alive() for w in workers):
+                    if not any(w.is_alive() for w in submitters):
+                        self._winding_down.set()
                     for worker in workers:
                         worker.join(timeout=0.2)
             except KeyboardInterrupt:
@@ -179,6 +186,10 @@ class Runtime:
                 if self._at_cap(member) or not budget.reserve():
                     places.release()
                     return
+                if member.role.waits_for_assignment and not self._wait_for_assignment(member):
+                    budget.settle(counted=False)
+                    places.release()
+                    return
                 try:
                     submitted = self._submit(member)
                 except Exception as err:  # a failing agent is paused; the organization goes on
@@ -198,6 +209,35 @@ class Runtime:
             for run in runs:
                 run.join()
 
+    def _lead(self, member: _Member, budget: _Budget, report: RunReport) -> None:
+        """A role that runs no experiments (a chief): it acts at the start and whenever something new happens."""
+        seen = None
+        while not self._stop.is_set() and not self._winding_down.is_set():
+            now = activity(self.ledger, member.name)
+            if now == seen:
+                self._winding_down.wait(0.2)
+                continue
+            seen = now
+            try:
+                member.agent.act(member.ctx)
+            except Exception as err:  # a failing lead is paused; the others go on
+                self._pause(member, err, report)
+                return
+            seen = activity(self.ledger, member.name)  # what it did itself is not news
+
+    def _wait_for_assignment(self, member: _Member) -> bool:
+        """Block until an assignment for this agent arrives; False if the run stops or no lead is left."""
+        leads = [m for m in self._members_by_name.values() if not m.role.submits]
+        while not self._stop.is_set():
+            assignment = next_assignment(self.ledger, member.name)
+            if assignment is not None:
+                member.ctx.assignment = assignment
+                return True
+            if not leads or all(m.paused for m in leads):
+                return False
+            self._stop.wait(0.2)
+        return False
+
     def _at_cap(self, member: _Member) -> bool:
         cap = member.role.max_experiments
         return cap is not None and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= cap
@@ -209,6 +249,9 @@ class Runtime:
             proposal = member.agent.propose(member.ctx)
             if proposal is None or self._stop.is_set():
                 return None
+            if member.ctx.assignment is not None:
+                proposal.data = {**proposal.data, "assignment": member.ctx.assignment["id"]}
+                member.ctx.assignment = None
             parent = self.ledger.agent(member.name)["head_commit"]
             invalid = self._write_files(member.ctx.worktree, proposal.files)
             message = _commit_message(member.name, proposal.description, proposal.hypothesis)
@@ -274,8 +317,10 @@ class Runtime:
         self.on_event("experiment_finished", {"experiment": done})
         for process in self.processes:
             process.on_experiment()
-        if self.merger is not None:
+        if self.merger is not None and (self._merge_process or done.proposal.get("merge_of")):
             self._merge(member, done)
+        if done.proposal.get("assignment") and self.post is not None:
+            report_assignment(self.post, self.ledger, done, self.task.metric)
         return done
 
     def _incumbent(self, member: _Member, experiment: Experiment) -> float | None:
@@ -310,23 +355,28 @@ class Runtime:
             member.git.reset_hard(main)
             self.ledger.log_event("adopted_program", agent=member.name, commit=main, metric=best)
 
-    def _merge(self, member: _Member, done: Experiment) -> None:
+    def _merge(self, member: _Member, done: Experiment, by: str = "merge") -> str:
+        """Merge a kept experiment into the program branch if it beats the program's best; say what happened."""
         source = done.proposal.get("merge_of")
         if source is not None:
-            if done.status == "keep":
-                self.merger.accept_rerun(done, source)
-            return
+            accepted = done.status == "keep" and self.merger.accept_rerun(done, source, done.proposal["merge_by"])
+            return "merged after the re-run" if accepted else "not merged: the re-run did not beat the program's best"
         if not self.merger.is_candidate(done):
-            return
-        merged = self.merger.try_merge(done)
-        if merged is None or self._budget is None or not self._budget.reserve():
-            return
+            return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
+        before = len(self.ledger.merges())
+        merged = self.merger.try_merge(done, by)
+        if merged is None:
+            return "merged" if len(self.ledger.merges()) > before else "not merged: conflict or nothing new"
+        if self._budget is None or not self._budget.reserve():
+            return "not merged: the clean merge needs a re-run and the experiment budget is spent"
         rerun = None
         try:  # the clean merge of a moved branch is untested: run it before it can merge
+            main = self.git_main()
             rerun = self.ledger.start_experiment(
-                member.name, self.git_main(), merged, diff=member.git.diff(self.git_main(), merged),
-                description=f"merge #{done.id} onto main", proposal={"merge_of": done.id}, seed=self.task.seed,
-                hypothesis="the kept change still wins on top of the moved program branch", slot="", hardware="",
+                member.name, main, merged, diff=member.git.diff(main, merged),
+                description=f"merge #{done.id} onto main",
+                proposal={"merge_of": done.id, "merge_by": by}, seed=self.task.seed, slot="", hardware="",
+                hypothesis="the kept change still wins on top of the moved program branch",
                 log_dir=self.program.logs_dir)
             member.git("update-ref", f"refs/experiments/{rerun.id}", merged)
             rerun = self._run_on_a_slot(member, rerun, None)
@@ -334,6 +384,22 @@ class Runtime:
                 self._report.ran.append(rerun)
         finally:
             self._budget.settle(counted=rerun is not None and rerun.status != "interrupted")
+        return f"re-run as #{rerun.id} on top of the moved program branch: " + \
+            ("merged" if rerun.status == "keep" and self.ledger.merges()[-1]["experiment_id"] == rerun.id
+             else "not merged")
+
+    def _merge_on_request(self, member: _Member, experiment_id: int) -> str:
+        """The `merge` tool of a role allowed to merge."""
+        try:
+            experiment = self.ledger.experiment(int(experiment_id))
+        except Exception:
+            return f"no experiment #{experiment_id}"
+        if experiment.status != "keep":
+            return f"not merged: #{experiment.id} was not kept ({experiment.status})"
+        owner = self._members_by_name.get(experiment.agent)
+        if owner is None:
+            return f"not merged: #{experiment.id} belongs to {experiment.agent}, who is not in this org"
+        return self._merge(owner, experiment, by=member.name)
 
     def git_main(self) -> str:
         return self.program.git.head_of(PROGRAM_BRANCH)
@@ -389,8 +455,11 @@ class Runtime:
             ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger, role=role,
                                stop=self._stop, post=self.post)
             members.append(_Member(name, role, ctx, Git(worktree), make_agent(role, ctx, index=index)))
+            if role.merges:
+                ctx.merge = lambda experiment_id, m=members[-1]: self._merge_on_request(m, experiment_id)
         for member in members:
             self.post.mirror(member.name)
+            self._members_by_name[member.name] = member
         return members
 
     def _write_files(self, worktree: Path, files: dict[str, str]) -> str | None:
