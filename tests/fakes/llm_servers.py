@@ -4,8 +4,9 @@
 vLLM, Ollama and llama.cpp serve it); `FakeAnthropic` answers `POST
 /v1/messages` (the Messages API). Both follow a script: each request takes the
 next reply, which is an assistant turn with tool calls and/or text, or an HTTP
-error status (429 with `retry-after-ms`, 500). Requests are kept for
-assertions. The official SDKs talk to them over real HTTP.
+error status (429 with `retry-after-ms`, 500). With several agents on one
+server, `scripts` holds a script per agent, chosen by the "You are NAME." line
+researchorg's briefing starts with. Requests are kept for assertions. The official SDKs talk to them over real HTTP.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ScriptedServer:
 
     def __init__(self) -> None:
         self.script: list[Reply] = []
+        self.scripts: dict[str, list[Reply]] = {}  # agent name -> its own script
         self.requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         fake = self
@@ -47,7 +49,9 @@ class ScriptedServer:
                 fake.requests.append(body)
                 if self.path.split("?")[0].rstrip("/") != fake.route:
                     return self._send(404, fake.error(404, f"no route {self.path}"))
-                reply = fake.script.pop(0) if fake.script else Reply(text="(the script is over)")
+                script = next((s for name, s in fake.scripts.items() if f"You are {name}." in json.dumps(body)),
+                              fake.script)
+                reply = script.pop(0) if script else Reply(text="(the script is over)")
                 if reply.status != 200:
                     return self._send(reply.status, fake.error(reply.status, f"scripted {reply.status}"),
                                       {"retry-after-ms": "10"})
