@@ -69,6 +69,9 @@ class RoleSpec(Strict):
     max_tokens: int | None = Field(default=None, ge=1)  # cap on the agent's input + output tokens
     max_cost_usd: float | None = Field(default=None, gt=0)  # cap on the agent's spend
     price_per_mtok: tuple[float, float] = (0.0, 0.0)  # USD per million input and output tokens
+    # coding-CLI backends (claude-code, codex) -------------------------------------------
+    command: str | None = None  # the executable (default: claude / codex on PATH)
+    cli_timeout: float = Field(default=900, gt=0)  # seconds before a CLI run is killed
     think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
 
     @field_validator("backend")

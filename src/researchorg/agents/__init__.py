@@ -34,7 +34,14 @@ def _anthropic(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     return AnthropicAgent(role, ctx)
 
 
-_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai, "anthropic": _anthropic}
+def _coding_cli(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.cli_agent import CodingCLIAgent
+
+    return CodingCLIAgent(role, ctx)
+
+
+_BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai, "anthropic": _anthropic,
+                                      "claude-code": _coding_cli, "codex": _coding_cli}
 
 
 def register_backend(name: str, factory: AgentFactory) -> None:

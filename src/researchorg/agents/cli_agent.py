@@ -1,0 +1,124 @@
+"""The `claude-code` and `codex` backends: headless runs of the coding CLIs people already use.
+
+Each proposal is one run of the CLI in the agent's worktree with the role's
+prompt files, the task's program.md and a bounded briefing from the ledger:
+`claude -p ... --output-format json --permission-mode acceptEdits` (a mode that
+works as root, unlike skipping permissions) or `codex exec --json --full-auto
+-C WORKTREE ...` with stdin from /dev/null. The CLI edits files with its own
+tools; the lab then commits what changed and its guard rejects anything outside
+the editable files. The CLI is told not to run the training: the lab does,
+on a slot. A CLI that fails or hangs past `cli_timeout` is killed (its whole
+process group) and the agent is paused with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from typing import Any
+
+from researchorg.agents.base import AgentContext, Proposal
+from researchorg.agents.llm import briefing, system_prompt
+from researchorg.config import RoleSpec
+from researchorg.errors import AgentError
+from researchorg.ledger import Experiment
+
+INSTRUCTIONS = """
+Work only in the editable files of this directory, with your own tools. Do not run the training or
+the evaluation: the lab runs your change on a compute slot once you finish. Finish with two lines:
+DESCRIPTION: <one line saying what you changed>
+HYPOTHESIS: <what you expect and why>
+"""
+
+INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
+COMMAND = {"claude-code": "claude", "codex": "codex"}
+
+
+class CodingCLIAgent:
+    def __init__(self, role: RoleSpec, ctx: AgentContext):
+        self.role, self.backend = role, role.backend
+        command = role.command or COMMAND[self.backend]
+        self.executable = shutil.which(command)
+        if self.executable is None:
+            raise AgentError(f"role {role.name}: the {self.backend} backend needs the `{command}` command on PATH "
+                             f"({INSTALL[self.backend]})")
+
+    def propose(self, ctx: AgentContext) -> Proposal | None:
+        prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
+        output = self._run(self._argv(prompt, ctx), ctx)
+        text, usage = parse_claude(output) if self.backend == "claude-code" else parse_codex(output)
+        ctx.ledger.record_usage(ctx.name, self.role.model or self.backend, usage.get("input_tokens", 0),
+                                usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
+        description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return Proposal(description or first_line[:200] or f"change by {self.backend}", hypothesis,
+                        data={"backend": self.backend})
+
+    def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
+        """Nothing to keep: the next run's briefing comes from the ledger."""
+
+    def _argv(self, prompt: str, ctx: AgentContext) -> list[str]:
+        model = ["--model", self.role.model] if self.role.model else []
+        if self.backend == "claude-code":
+            tools = ",".join(self.role.tools or ["Read", "Edit", "Write", "Glob", "Grep"])
+            return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
+                    "--allowedTools", tools, *model]
+        return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
+                *model, prompt]
+
+    def _run(self, argv: list[str], ctx: AgentContext) -> str:
+        proc = subprocess.Popen(argv, cwd=ctx.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ))
+        try:
+            out, err = proc.communicate(timeout=self.role.cli_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise AgentError(f"the {self.backend} CLI did not finish in {self.role.cli_timeout:g} s; killed") from None
+        if proc.returncode != 0:
+            last = (err or out).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            raise AgentError(f"the {self.backend} CLI failed (exit code {proc.returncode}): {last[0][:300]}")
+        return out
+
+
+def parse_claude(output: str) -> tuple[str, dict[str, Any]]:
+    """The final text and usage of `claude -p --output-format json`."""
+    try:
+        result = json.loads(output)
+    except json.JSONDecodeError:
+        raise AgentError("the claude CLI did not print its JSON result") from None
+    if result.get("is_error") or result.get("subtype") not in (None, "success"):
+        raise AgentError(f"the claude CLI reported an error: {str(result.get('result', result))[:300]}")
+    usage = result.get("usage") or {}
+    return result.get("result") or "", {"input_tokens": usage.get("input_tokens", 0),
+                                        "output_tokens": usage.get("output_tokens", 0),
+                                        "cost_usd": result.get("total_cost_usd", 0.0)}
+
+
+def parse_codex(output: str) -> tuple[str, dict[str, Any]]:
+    """The last agent message and the usage of `codex exec --json` (one JSON event per line)."""
+    text, usage = "", {"input_tokens": 0, "output_tokens": 0}
+    for line in output.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        item = event.get("item") or {}
+        if event.get("type") == "item.completed" and item.get("type") == "agent_message":
+            text = item.get("text", "")
+        elif event.get("type") == "turn.completed":
+            for key in usage:
+                usage[key] += (event.get("usage") or {}).get(key, 0)
+        elif event.get("type") in ("turn.failed", "error"):
+            raise AgentError(f"the codex CLI reported an error: {str(event)[:300]}")
+    return text, usage
+
+
+def _labelled(text: str, label: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip().upper().startswith(label + ":"):
+            return line.split(":", 1)[1].strip()
+    return ""

@@ -1,0 +1,74 @@
+"""The claude-code and codex backends against stand-in executables on PATH that behave like the real CLIs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from researchorg.lab.program import Program
+from researchorg.org.runtime import Limits, Runtime
+from tests.conftest import cli, copy_task
+
+FAKE_BIN = Path(__file__).parents[1] / "fakes" / "bin"
+
+
+@pytest.fixture
+def on_path(monkeypatch):
+    monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+def _program(tmp_path, backend: str, plan: list[dict], monkeypatch) -> Program:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    monkeypatch.setenv("FAKE_CLI_PLAN", str(plan_file))
+    org = tmp_path / "org.toml"
+    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "{backend}"\ncli_timeout = 3\n')
+    return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+
+
+@pytest.mark.parametrize("backend", ["claude-code", "codex"])
+def test_cli_edits_are_committed_and_run_forbidden_edits_rejected_hangs_killed(tmp_path, monkeypatch, on_path,
+                                                                                backend):
+    program = _program(tmp_path, backend, [
+        {"edits": [{"path": "train.py", "old": "THRESHOLD = 0.5", "new": "THRESHOLD = 0.7"}],
+         "text": "I raised the threshold.\nDESCRIPTION: raise the threshold to 0.7\nHYPOTHESIS: classes split at 0.7"},
+        {"edits": [{"path": "evaluate.py", "old": "return sum", "new": "return 1.0 + 0 * sum"}],
+         "text": "DESCRIPTION: make the evaluator generous"},
+        {"hang": True},
+    ], monkeypatch)
+    report = Runtime(program).run(Limits(max_experiments=5))
+    experiments = program.ledger.experiments()
+    assert [(e.description, e.status) for e in experiments] == [
+        ("raise the threshold to 0.7", "keep"), ("make the evaluator generous", "invalid")]
+    assert experiments[0].metric == 1.0 and experiments[0].hypothesis == "classes split at 0.7"
+    assert "evaluate.py, which may not be edited" in experiments[1].reason
+    assert report.paused["researcher"] == f"AgentError: the {backend} CLI did not finish in 3 s; killed"
+    assert program.ledger.usage("researcher")["calls"] == 2
+    calls = [json.loads(line) for line in open(tmp_path / "plan.json.calls")]
+    worktree = program.ledger.agent("researcher")["worktree"]
+    if backend == "claude-code":
+        assert calls[0][1] == "-p" and calls[0][calls[0].index("--permission-mode") + 1] == "acceptEdits"
+        assert calls[0][calls[0].index("--output-format") + 1] == "json"
+    else:
+        assert calls[0][1:4] == ["exec", "--json", "--full-auto"] and calls[0][calls[0].index("-C") + 1] == worktree
+    prompt = calls[0][2] if backend == "claude-code" else calls[0][-1]
+    assert "You are researcher." in prompt and "DESCRIPTION:" in prompt  # the briefing and the instructions
+
+
+def test_a_failing_cli_pauses_the_agent_with_its_error(tmp_path, monkeypatch, on_path):
+    program = _program(tmp_path, "claude-code", [{"fail": True}], monkeypatch)
+    report = Runtime(program).run(Limits(max_experiments=2))
+    assert "the claude-code CLI failed (exit code 1): Error: simulated failure" in report.paused["researcher"]
+    assert program.ledger.count() == 0
+
+
+@pytest.mark.parametrize("backend, command", [("claude-code", "claude"), ("codex", "codex")])
+def test_missing_cli_is_one_error_naming_the_role(tmp_path, monkeypatch, backend, command):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    program = _program(tmp_path, backend, [], monkeypatch)
+    proc = cli("run", str(program.root), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"role researcher: the {backend} backend needs the `{command}` command on PATH" in proc.stderr
