@@ -210,5 +210,5 @@ def main() -> None:
     except ResearchOrgError as err:
         if _debug:
             raise
-        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {err}", highlight=False)
         sys.exit(1)
