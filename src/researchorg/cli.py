@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -171,6 +172,51 @@ def messages(
         about = f" about #{m['experiment_id']}" if m["experiment_id"] else ""
         console.rule(f"#{m['id']} {m['kind']} from {m['sender']} to {to}{about}", align="left")
         console.print(Markdown(m["body"]))
+
+
+@app.command()
+def submit(
+    message: Annotated[str, typer.Option("-m", "--message", help="One line: what this experiment changes.")],
+    hypothesis: Annotated[str, typer.Option(help="What you expect, and why.")] = "",
+    wait: Annotated[bool, typer.Option(help="Wait for the result and print it.")] = True,
+) -> None:
+    """Run the changes in this agent worktree as an experiment, through the running org's scheduler."""
+    import time
+
+    program, agent = Program.of_worktree(Path.cwd())
+    if not program.run_active():
+        raise ResearchOrgError(f"no `researchorg run` is working on {program.root}: start one, or `researchorg grid`")
+    submission = program.ledger.add_submission(agent, message, hypothesis)
+    console.print(f"submitted as {agent} (submission {submission})")
+    while wait:
+        done = [e for e in program.ledger.experiments(agent=agent)
+                if e.proposal.get("submission") == submission and e.status != "running"]
+        if done:
+            e = done[0]
+            value = f"{program.task.metric.name} {e.metric:.6f}" if e.metric is not None else "no result"
+            console.print(f"experiment #{e.id} {e.commit[:7]}: {e.status}, {value}"
+                          + (f" ({e.reason.splitlines()[0]})" if e.reason else ""))
+            if e.status not in ("keep", "discard"):
+                raise typer.Exit(1)
+            return
+        if not program.run_active():
+            raise ResearchOrgError("the run stopped before the experiment finished")
+        time.sleep(0.5)
+
+
+@app.command()
+def grid(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    attach: Annotated[bool, typer.Option(help="Attach to the tmux session once it is open.")] = True,
+    slots: Annotated[int | None, typer.Option(help="Compute slots for the run pane.")] = None,
+) -> None:
+    """Open a tmux grid: the run in one pane, each interactive agent's CLI in its own, for people to take over."""
+    from researchorg.org.grid import open_grid
+
+    name = open_grid(Program(directory), [] if slots is None else ["--slots", str(slots)])
+    console.print(f"tmux session {name}: attach with `tmux attach -t {name}`")
+    if attach:
+        os.execvp("tmux", ["tmux", "attach", "-t", name])
 
 
 class Format(StrEnum):

@@ -41,12 +41,18 @@ def _apply(step: dict, root: Path) -> None:
 
 def claude(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="claude")
-    parser.add_argument("-p", "--print", dest="prompt", required=True)
+    parser.add_argument("-p", "--print", dest="prompt")
+    parser.add_argument("initial_prompt", nargs="?")
     parser.add_argument("--output-format", choices=["text", "json", "stream-json"], default="text")
     parser.add_argument("--permission-mode", choices=["default", "acceptEdits", "plan", "bypassPermissions"])
     parser.add_argument("--allowedTools")
     parser.add_argument("--model")
     args = parser.parse_args(argv)
+    if args.prompt is None:  # interactive: show the prompt, then wait for the person at the keyboard
+        print(f"claude (interactive) > {args.initial_prompt or ''}", flush=True)
+        for _ in sys.stdin:
+            pass
+        return
     if args.permission_mode == "bypassPermissions" and os.geteuid() == 0:
         sys.exit("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons")
     step = _next_step()

@@ -40,8 +40,14 @@ def _coding_cli(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     return CodingCLIAgent(role, ctx)
 
 
+def _interactive(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.interactive import InteractiveAgent
+
+    return InteractiveAgent()
+
+
 _BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai, "anthropic": _anthropic,
-                                      "claude-code": _coding_cli, "codex": _coding_cli}
+                                      "claude-code": _coding_cli, "codex": _coding_cli, "interactive": _interactive}
 
 
 def register_backend(name: str, factory: AgentFactory) -> None:

@@ -150,6 +150,26 @@ class Program:
         self.ledger.ensure_agent(name, role, backend, branch, str(worktree), baseline)
         return worktree
 
+    def run_active(self) -> bool:
+        """Whether a `researchorg run` holds this program's run lock now."""
+        import fcntl
+
+        with open(self.state_dir / "run.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    @classmethod
+    def of_worktree(cls, path: Path) -> tuple[Program, str]:
+        """The program and agent of an agent worktree that contains `path`."""
+        for folder in [path.resolve(), *path.resolve().parents]:
+            if folder.parent.name == "worktrees" and folder.parent.parent.name == STATE_DIR:
+                return cls(folder.parents[2]), folder.name
+        raise LabError(f"{path} is not inside an agent's worktree (.researchorg/worktrees/<agent>)")
+
     def checkout_for_run(self, slot: str, commit: str) -> Path:
         """The slot's own checkout, put exactly at `commit` (untracked and ignored files removed).
 

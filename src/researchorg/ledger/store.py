@@ -108,6 +108,17 @@ usage = sa.Table(
     sa.Column("cost_usd", sa.Float, nullable=False),
 )
 
+submissions = sa.Table(  # experiments people submit from an interactive pane (`researchorg submit`)
+    "submissions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("description", sa.String, nullable=False),
+    sa.Column("hypothesis", sa.Text, nullable=False, default=""),
+    sa.Column("taken", sa.Boolean, nullable=False, default=False),
+)
+
 messages = sa.Table(
     "messages",
     metadata,
@@ -329,6 +340,21 @@ class Ledger:
         with self._tx() as c:
             inp, out, cost, calls = c.execute(query).one()
         return {"input_tokens": inp, "output_tokens": out, "cost_usd": cost, "calls": calls}
+
+    # submissions from interactive panes ------------------------------------------
+    def add_submission(self, agent: str, description: str, hypothesis: str = "") -> int:
+        with self._tx() as c:
+            return c.execute(submissions.insert().values(at=time.time(), agent=agent, description=description,
+                                                         hypothesis=hypothesis, taken=False)).inserted_primary_key[0]
+
+    def take_submission(self, agent: str) -> dict[str, Any] | None:
+        """The oldest pending submission of `agent`, marked taken; None if there is none."""
+        with self._tx() as c:
+            row = c.execute(sa.select(submissions).where(submissions.c.agent == agent, submissions.c.taken.is_(False))
+                            .order_by(submissions.c.id)).mappings().first()
+            if row is not None:
+                c.execute(submissions.update().where(submissions.c.id == row["id"]).values(taken=True))
+        return dict(row) if row is not None else None
 
     # messages -----------------------------------------------------------------
     def send(self, sender: str, recipient: str | None, kind: str, body: str,

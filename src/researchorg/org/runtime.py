@@ -256,7 +256,8 @@ class Runtime:
             invalid = self._write_files(member.ctx.worktree, proposal.files)
             message = _commit_message(member.name, proposal.description, proposal.hypothesis)
             commit = member.git.commit_detached(parent, message)
-            member.git.reset_hard(parent)  # the worktree stays at the head for the next proposal
+            if member.role.in_flight > 1:
+                member.git.reset_hard(parent)  # the worktree goes back to the head for the next proposal
             experiment = self.ledger.start_experiment(
                 member.name, parent, commit, diff=member.git.diff(parent, commit), description=proposal.description,
                 hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot="", hardware="",
