@@ -1,11 +1,14 @@
 """Slot utilization: N agents on M slots through researchorg, against autoresearch's sequential loop.
 
     python benchmarks/utilization.py [--agents 4] [--slots 2] [--think 1.0] [--budget 2.0] [--experiments 40]
+                                     [--backend tuner|openai] [--in-flight 2]
 
 The task is a stand-in whose run sleeps for the budget (so the figure measures
-the scheduling, not the CPU); the agents are Optuna tuners that "think" for
-`--think` seconds before each proposal, like an LLM agent waiting on its
-provider. Both configurations go through the real runtime, lab, git and ledger.
+the scheduling, not the CPU). With `--backend tuner` the agents are Optuna
+tuners that "think" for `--think` seconds before each proposal; with
+`--backend openai` they are LLM agents talking to a local OpenAI-compatible
+server (the tests' fake, on 127.0.0.1) that takes `--think` seconds per reply.
+Both configurations go through the real runtime, lab, git and ledger.
 Prints, measured in this one invocation:
 
     slot_utilization:             researchorg, N agents on M slots (each with `--in-flight` proposals)
@@ -15,12 +18,16 @@ Prints, measured in this one invocation:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 from researchorg.lab.program import Program
 from researchorg.lab.runner import Slot
 from researchorg.org.runtime import Limits, Runtime
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' fake OpenAI-compatible server
+from tests.fakes.llm_servers import FakeOpenAI, Reply, tool_call  # noqa: E402
 
 TASK_TOML = """name = "sleep"
 command = "python train.py"
@@ -50,16 +57,27 @@ print(f"score: {1 - (X - 0.3) ** 2:.6f}")
 
 
 def measure(root: Path, agents: int, slots: int, think: float, budget: float, experiments: int,
-            in_flight: int) -> float:
+            in_flight: int, backend: str) -> float:
     task = root / "task"
     task.mkdir(parents=True)
     (task / "task.toml").write_text(TASK_TOML.format(budget=budget))
     (task / "train.py").write_text(TRAIN_PY)
     org = root / "org.toml"
-    org.write_text(f'name = "bench"\n[[roles]]\nname = "researcher"\nbackend = "tuner"\ncount = {agents}\n'
-                   f"think_seconds = {think}\nin_flight = {in_flight}\n")
-    program = Program.init(root / "program", str(task), org_file=org)
-    report = Runtime(program, slots=[Slot(f"s{i}") for i in range(slots)]).run(Limits(max_experiments=experiments))
+    server = None
+    if backend == "openai":
+        server = FakeOpenAI()
+        server.delay, server.default = think, Reply(tool_calls=[tool_call("submit", {"description": "rerun"})])
+        agent = f'backend = "openai"\nmodel = "fake"\nbase_url = "{server.base_url}"\n'
+    else:
+        agent = f'backend = "tuner"\nthink_seconds = {think}\n'
+    org.write_text(f'name = "bench"\n[[roles]]\nname = "researcher"\ncount = {agents}\nin_flight = {in_flight}\n'
+                   + agent)
+    try:
+        program = Program.init(root / "program", str(task), org_file=org)
+        report = Runtime(program, slots=[Slot(f"s{i}") for i in range(slots)]).run(Limits(max_experiments=experiments))
+    finally:
+        if server is not None:
+            server.close()
     assert len(report.ran) == experiments and all(e.status in ("keep", "discard") for e in report.ran)
     return report.utilization
 
@@ -72,11 +90,14 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=2.0)
     parser.add_argument("--experiments", type=int, default=40)
     parser.add_argument("--in-flight", type=int, default=2)
+    parser.add_argument("--backend", choices=["tuner", "openai"], default="tuner")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ours = measure(Path(tmp) / "org", args.agents, args.slots, args.think, args.budget, args.experiments,
-                       args.in_flight)
-        sequential = measure(Path(tmp) / "seq", 1, 1, args.think, args.budget, max(args.experiments // 4, 5), 1)
+                       args.in_flight, args.backend)
+        sequential = measure(Path(tmp) / "seq", 1, 1, args.think, args.budget, max(args.experiments // 4, 5), 1,
+                             args.backend)
+    print(f"backend: {args.backend}")
     print(f"agents: {args.agents}")
     print(f"slots: {args.slots}")
     print(f"think_seconds: {args.think:g}")

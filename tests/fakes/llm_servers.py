@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +38,8 @@ class ScriptedServer:
         self.script: list[Reply] = []
         self.scripts: dict[str, list[Reply]] = {}  # agent name -> its own script
         self.requests: list[dict[str, Any]] = []
+        self.delay = 0.0  # seconds each reply takes, like a model thinking
+        self.default: Reply | None = None  # the reply once a script is over (default: plain text)
         self._ids = itertools.count(1)
         fake = self
 
@@ -51,7 +54,8 @@ class ScriptedServer:
                     return self._send(404, fake.error(404, f"no route {self.path}"))
                 script = next((s for name, s in fake.scripts.items() if f"You are {name}." in json.dumps(body)),
                               fake.script)
-                reply = script.pop(0) if script else Reply(text="(the script is over)")
+                reply = script.pop(0) if script else (fake.default or Reply(text="(the script is over)"))
+                time.sleep(fake.delay)
                 if reply.status != 200:
                     return self._send(reply.status, fake.error(reply.status, f"scripted {reply.status}"),
                                       {"retry-after-ms": "10"})
