@@ -66,6 +66,7 @@ class RoleSpec(Strict):
     api_key_env: str | None = None  # the environment variable holding the key (default: the provider's)
     max_turns: int = Field(default=30, ge=1)  # model calls per proposal before the agent is paused
     max_retries: int = Field(default=4, ge=0)  # on rate limits and server errors, with backoff
+    stream: bool = False  # stream replies (server-sent events) instead of waiting for the whole reply
     max_tokens: int | None = Field(default=None, ge=1)  # cap on the agent's input + output tokens
     max_cost_usd: float | None = Field(default=None, gt=0)  # cap on the agent's spend
     price_per_mtok: tuple[float, float] = (0.0, 0.0)  # USD per million input and output tokens

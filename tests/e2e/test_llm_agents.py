@@ -127,3 +127,18 @@ def test_llm_solo_example_copies_its_prompts_and_uses_them(tmp_path, fake):
     Runtime(program).run(Limits(max_experiments=2))
     assert _system(fake.requests[0]).startswith("# Researcher")
     assert {e.agent for e in program.ledger.experiments()} == {"researcher-1", "researcher-2"}
+
+
+def test_streamed_replies_assemble_into_the_same_tool_calls(tmp_path, fake):
+    program = _program(tmp_path, fake, extra="stream = true\n")
+    fake.script = [
+        Reply(text="Let me raise the threshold.",
+              tool_calls=[tool_call("replace_in_file", {"path": "train.py", "old": "THRESHOLD = 0.5",
+                                                        "new": "THRESHOLD = 0.7"})]),
+        Reply(tool_calls=[tool_call("submit", {"description": "threshold 0.7, streamed"})]),
+    ]
+    Runtime(program).run(Limits(max_experiments=1))
+    (e,) = program.ledger.experiments()
+    assert (e.description, e.metric) == ("threshold 0.7, streamed", 1.0)
+    assert all(r.get("stream") for r in fake.requests)
+    assert program.ledger.usage("researcher")["input_tokens"] == 200

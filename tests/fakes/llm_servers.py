@@ -4,7 +4,8 @@
 vLLM, Ollama and llama.cpp serve it); `FakeAnthropic` answers `POST
 /v1/messages` (the Messages API). Both follow a script: each request takes the
 next reply, which is an assistant turn with tool calls and/or text, or an HTTP
-error status (429 with `retry-after-ms`, 500). With several agents on one
+error status (429 with `retry-after-ms`, 500). A request with `"stream": true`
+gets the same reply as server-sent events in the provider's streaming format. With several agents on one
 server, `scripts` holds a script per agent, chosen by the "You are NAME." line
 researchorg's briefing starts with. Requests are kept for assertions. The official SDKs talk to them over real HTTP.
 """
@@ -56,10 +57,22 @@ class ScriptedServer:
                               fake.script)
                 reply = script.pop(0) if script else (fake.default or Reply(text="(the script is over)"))
                 time.sleep(fake.delay)
+                if reply.status == 200 and body.get("stream"):
+                    return self._stream(fake.events(reply, next(fake._ids), body))
                 if reply.status != 200:
                     return self._send(reply.status, fake.error(reply.status, f"scripted {reply.status}"),
                                       {"retry-after-ms": "10"})
                 self._send(200, fake.render(reply, next(fake._ids), body))
+
+            def _stream(self, events: list[tuple[str | None, str]]) -> None:
+                """Server-sent events, as the providers stream them; the connection closes at the end."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for event, data in events:
+                    self.wfile.write(((f"event: {event}\n" if event else "") + f"data: {data}\n\n").encode())
+                    self.wfile.flush()
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
@@ -88,6 +101,15 @@ class ScriptedServer:
     def error(self, status: int, message: str) -> dict[str, Any]:
         raise NotImplementedError
 
+    def events(self, reply: Reply, n: int, body: dict[str, Any]) -> list[tuple[str | None, str]]:
+        raise NotImplementedError
+
+
+def _halves(text: str) -> list[str]:
+    """A text in two pieces, as a stream delivers it."""
+    middle = len(text) // 2
+    return [piece for piece in (text[:middle], text[middle:]) if piece]
+
 
 class FakeOpenAI(ScriptedServer):
     route = "/v1/chat/completions"
@@ -111,6 +133,27 @@ class FakeOpenAI(ScriptedServer):
     def error(self, status: int, message: str) -> dict[str, Any]:
         return {"error": {"message": message, "type": "rate_limit_error" if status == 429 else "server_error"}}
 
+    def events(self, reply: Reply, n: int, body: dict[str, Any]) -> list[tuple[str | None, str]]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, str]:
+            return None, json.dumps({"id": f"chatcmpl-{n}", "object": "chat.completion.chunk",
+                                     "created": 1_700_000_000 + n, "model": body.get("model", "fake"),
+                                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in _halves(reply.text or "")]
+        for i, (name, args) in enumerate(reply.tool_calls):
+            text = args if isinstance(args, str) else json.dumps(args)
+            events.append(chunk({"tool_calls": [{"index": i, "id": f"call_{n}_{i}", "type": "function",
+                                                 "function": {"name": name, "arguments": ""}}]}))
+            events += [chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+                       for piece in _halves(text)]
+        events.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append((None, json.dumps({"id": f"chatcmpl-{n}", "object": "chat.completion.chunk",
+                                             "created": 1_700_000_000 + n, "model": body.get("model", "fake"),
+                                             "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 20,
+                                                                      "total_tokens": 120}})))
+        return events + [(None, "[DONE]")]
+
 
 class FakeAnthropic(ScriptedServer):
     route = "/v1/messages"
@@ -132,3 +175,28 @@ class FakeAnthropic(ScriptedServer):
     def error(self, status: int, message: str) -> dict[str, Any]:
         kind = {429: "rate_limit_error", 404: "not_found_error"}.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def events(self, reply: Reply, n: int, body: dict[str, Any]) -> list[tuple[str | None, str]]:
+        message = self.render(reply, n, body)
+        start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": 100, "output_tokens": 1}}
+        events = [("message_start", {"type": "message_start", "message": start})]
+        for i, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                events.append(("content_block_start", {"type": "content_block_start", "index": i,
+                                                       "content_block": {"type": "text", "text": ""}}))
+                events += [("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                    "delta": {"type": "text_delta", "text": piece}})
+                           for piece in _halves(block["text"])]
+            else:
+                events.append(("content_block_start", {"type": "content_block_start", "index": i, "content_block":
+                                                       {"type": "tool_use", "id": block["id"], "name": block["name"],
+                                                        "input": {}}}))
+                events += [("content_block_delta", {"type": "content_block_delta", "index": i,
+                                                    "delta": {"type": "input_json_delta", "partial_json": piece}})
+                           for piece in _halves(json.dumps(block["input"]))]
+            events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+        events.append(("message_delta", {"type": "message_delta", "delta": {"stop_reason": message["stop_reason"],
+                                                                            "stop_sequence": None},
+                                         "usage": {"output_tokens": 20}}))
+        events.append(("message_stop", {"type": "message_stop"}))
+        return [(event, json.dumps(data)) for event, data in events]

@@ -28,11 +28,15 @@ class AnthropicAgent(LLMAgent):
         self.errors = (anthropic.APIError,)
 
     def _call(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+        request = {"model": self.role.model, "max_tokens": MAX_OUTPUT_TOKENS, "system": system, "messages": messages,
+                   "tools": [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
+                             for t in tools]}
         try:
-            response = self.client.messages.create(
-                model=self.role.model, max_tokens=MAX_OUTPUT_TOKENS, system=system, messages=messages,
-                tools=[{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
-                       for t in tools])
+            if self.role.stream:
+                with self.client.messages.stream(**request) as stream:
+                    response = stream.get_final_message()
+            else:
+                response = self.client.messages.create(**request)
         except self.errors as err:
             raise AgentError(f"{type(err).__name__} from the provider: {err}") from None
         content = [block.model_dump(exclude_none=True) for block in response.content]

@@ -26,10 +26,13 @@ class OpenAIAgent(LLMAgent):
         self.errors = (openai.APIError,)
 
     def _call(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+        request = {"model": self.role.model, "messages": [{"role": "system", "content": system}, *messages],
+                   "tools": [{"type": "function", "function": spec} for spec in tools]}
         try:
-            response = self.client.chat.completions.create(
-                model=self.role.model, messages=[{"role": "system", "content": system}, *messages],
-                tools=[{"type": "function", "function": spec} for spec in tools])
+            if self.role.stream:
+                return _streamed_turn(self.client.chat.completions.create(
+                    **request, stream=True, stream_options={"include_usage": True}))
+            response = self.client.chat.completions.create(**request)
         except self.errors as err:
             raise AgentError(f"{type(err).__name__} from the provider: {err}") from None
         message = response.choices[0].message
@@ -43,3 +46,26 @@ class OpenAIAgent(LLMAgent):
 
     def _tool_results(self, results: list[tuple[str, str]]) -> list[dict[str, Any]]:
         return [{"role": "tool", "tool_call_id": id_, "content": text} for id_, text in results]
+
+
+def _streamed_turn(chunks: Any) -> Turn:
+    """Assemble a streamed reply: text pieces, and tool calls whose arguments arrive in fragments."""
+    text, calls, usage = [], {}, None
+    for chunk in chunks:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                text.append(choice.delta.content)
+            for fragment in choice.delta.tool_calls or []:
+                call = calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] = fragment.id or call["id"]
+                if fragment.function is not None:
+                    call["name"] += fragment.function.name or ""
+                    call["arguments"] += fragment.function.arguments or ""
+    ordered = [calls[i] for i in sorted(calls)]
+    assistant: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if ordered:
+        assistant["tool_calls"] = [{"id": c["id"], "type": "function",
+                                    "function": {"name": c["name"], "arguments": c["arguments"]}} for c in ordered]
+    return Turn(assistant, [(c["id"], c["name"], c["arguments"]) for c in ordered],
+                usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0)
