@@ -150,6 +150,9 @@ def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]
     program = Program(directory)
     experiments = program.ledger.experiments()
     console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    merges = program.ledger.merges()
+    last = f", last: #{merges[-1]['experiment_id']} ({merges[-1]['metric']:.6f})" if merges else ""
+    console.print(f"program branch main at {program.git.head_of('main')[:7]}: {len(merges)} merges{last}")
     for agent in program.ledger.agents():
         console.print(f"agent {agent['name']} ({agent['backend']}): branch {agent['branch']} "
                       f"at {agent['head_commit'][:7]}")
