@@ -11,8 +11,11 @@ server (the tests' fake, on 127.0.0.1) that takes `--think` seconds per reply.
 Both configurations go through the real runtime, lab, git and ledger.
 Prints, measured in this one invocation:
 
-    slot_utilization:             researchorg, N agents on M slots (each with `--in-flight` proposals)
+    slot_utilization:             researchorg, N agents on M slots (each with `--in-flight` proposals),
+                                  over the whole run, the agents' first thinking included
     sequential_slot_utilization:  one agent on one slot, thinking then running, as autoresearch does
+    ..._from_first_run:           the same from the first run's start to the last run's end, counting
+                                  only time inside the runs themselves (the ledger's start and end times)
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ print(f"score: {1 - (X - 0.3) ** 2:.6f}")
 
 
 def measure(root: Path, agents: int, slots: int, think: float, budget: float, experiments: int,
-            in_flight: int, backend: str) -> float:
+            in_flight: int, backend: str) -> tuple[float, float]:
     task = root / "task"
     task.mkdir(parents=True)
     (task / "task.toml").write_text(TASK_TOML.format(budget=budget))
@@ -79,7 +82,10 @@ def measure(root: Path, agents: int, slots: int, think: float, budget: float, ex
         if server is not None:
             server.close()
     assert len(report.ran) == experiments and all(e.status in ("keep", "discard") for e in report.ran)
-    return report.utilization
+    runs = program.ledger.experiments()
+    span = max(e.ended_at for e in runs) - min(e.started_at for e in runs)
+    steady = sum(e.ended_at - e.started_at for e in runs) / (slots * span)
+    return report.utilization, steady
 
 
 def main() -> None:
@@ -93,10 +99,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["tuner", "openai"], default="tuner")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = measure(Path(tmp) / "org", args.agents, args.slots, args.think, args.budget, args.experiments,
-                       args.in_flight, args.backend)
-        sequential = measure(Path(tmp) / "seq", 1, 1, args.think, args.budget, max(args.experiments // 4, 5), 1,
-                             args.backend)
+        ours, ours_steady = measure(Path(tmp) / "org", args.agents, args.slots, args.think, args.budget,
+                                    args.experiments, args.in_flight, args.backend)
+        sequential, sequential_steady = measure(Path(tmp) / "seq", 1, 1, args.think, args.budget,
+                                                max(args.experiments // 4, 5), 1, args.backend)
     print(f"backend: {args.backend}")
     print(f"agents: {args.agents}")
     print(f"slots: {args.slots}")
@@ -104,7 +110,9 @@ def main() -> None:
     print(f"budget_seconds: {args.budget:g}")
     print(f"experiments: {args.experiments}")
     print(f"slot_utilization: {ours:.4f}")
+    print(f"slot_utilization_from_first_run: {ours_steady:.4f}")
     print(f"sequential_slot_utilization: {sequential:.4f}")
+    print(f"sequential_slot_utilization_from_first_run: {sequential_steady:.4f}")
     print(f"sequential_expected: {args.budget / (args.budget + args.think):.4f}")
 
 
