@@ -246,23 +246,25 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert not (tmp_path / "x").exists()
 
 
-def test_two_agents_on_two_slots_run_at_once_on_their_own_branches(tmp_path):
-    org = tmp_path / "org.toml"
-    write_org(org, "tuner", count=2)
-    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
-    os.environ["ACCURACY_SLEEP"] = "1"
-    try:
-        report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=6))
-    finally:
-        del os.environ["ACCURACY_SLEEP"]
+def _on_two_slots(program: Program, monkeypatch, max_experiments: int):
+    """Run on two one-core slots with runs that last a second, so they overlap."""
+    monkeypatch.setenv("ACCURACY_SLEEP", "1")
+    report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=max_experiments))
     experiments = program.ledger.experiments()
-    assert len(experiments) == 6 and report.stopped_by == "max_experiments"
-    assert {e.agent for e in experiments} == {"researcher-1", "researcher-2"}
+    assert len(experiments) == max_experiments and report.stopped_by == "max_experiments"
     assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
     # runs overlapped in time: two slots busy at once (utilization itself is measured by benchmarks/)
     intervals = sorted((e.started_at, e.ended_at) for e in experiments)
     assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False)), intervals
-    assert report.slot_seconds > 0
+    return experiments
+
+
+def test_two_agents_on_two_slots_run_at_once_on_their_own_branches(tmp_path, monkeypatch):
+    org = tmp_path / "org.toml"
+    write_org(org, "tuner", count=2)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    experiments = _on_two_slots(program, monkeypatch, 6)
+    assert {e.agent for e in experiments} == {"researcher-1", "researcher-2"}
     # each slot pinned to its own core
     cores = {e.slot: Path(e.log_path).read_text().split("cores ")[1].splitlines()[0] for e in experiments}
     assert cores["cpu0"] != cores["cpu1"]
@@ -290,20 +292,12 @@ def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
     assert events and "backend fell over" in events[0]["data"]["traceback"]
 
 
-def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path):
+def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path, monkeypatch):
     org = tmp_path / "org.toml"
     org.write_text('name = "pipelined"\n[[roles]]\nname = "researcher"\nbackend = "tuner"\nin_flight = 2\n')
     program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
-    os.environ["ACCURACY_SLEEP"] = "1"
-    try:
-        report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=4))
-    finally:
-        del os.environ["ACCURACY_SLEEP"]
-    experiments = program.ledger.experiments()
-    assert len(experiments) == 4 and {e.slot for e in experiments} == {"cpu0", "cpu1"}
-    intervals = sorted((e.started_at, e.ended_at) for e in experiments)
-    assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False))
-    assert experiments[0].description == "baseline" and report.stopped_by == "max_experiments"
+    experiments = _on_two_slots(program, monkeypatch, 4)
+    assert experiments[0].description == "baseline"
     # the agent's branch stands at its best kept commit; every experiment is a child of a head it had
     agent = program.ledger.agent("researcher")
     kept = [e for e in experiments if e.status == "keep"]
