@@ -318,6 +318,18 @@ class Ledger:
             c.execute(merges.insert().values(program_id=program_id, at=time.time(), experiment_id=experiment_id,
                                              agent=agent, by=by, how=how, before=before, after=after, metric=metric))
 
+    def metric_of(self, commit: str, hardware: str | None = None) -> float | None:
+        """The metric measured for `commit` (on `hardware`, if given): a kept experiment of it, or the merge
+        that produced it; None if it was never measured."""
+        for e in reversed(self.experiments(status="keep")):
+            if e.commit == commit and (hardware is None or e.hardware == hardware):
+                return e.metric
+        for merge in reversed(self.merges()):
+            if merge["after"] == commit and (hardware is None or
+                                             self.experiment(merge["experiment_id"]).hardware == hardware):
+                return merge["metric"]
+        return None
+
     def merges(self) -> list[dict[str, Any]]:
         with self._tx() as c:
             return [dict(r) for r in c.execute(sa.select(merges).order_by(merges.c.id)).mappings()]

@@ -34,6 +34,15 @@ class Merger:
         merges = self.ledger.merges()
         return merges[-1]["metric"] if merges else None
 
+    def worth_adopting(self, head: str) -> str | None:
+        """The program branch's head, if an agent standing at `head` should continue from it instead:
+        the program has a best, the agent is not already on or ahead of it, and it beats the agent's own."""
+        main = self.git.head_of(PROGRAM_BRANCH)
+        best, mine = self.program_best(), self.ledger.metric_of(head)
+        if head == main or best is None or self.git.is_ancestor(main, head):
+            return None
+        return main if mine is None or self.metric.better(best, mine) else None
+
     def is_candidate(self, experiment: Experiment) -> bool:
         best = self.program_best()
         return experiment.status == "keep" and experiment.metric is not None and \

@@ -330,31 +330,17 @@ class Runtime:
         if experiment.proposal.get("merge_of") and self.merger is not None:
             return self.merger.program_best()
         hardware = self.ledger.experiment(experiment.id).hardware
-        return self._metric_of(self.ledger.agent(member.name)["head_commit"], hardware)
-
-    def _metric_of(self, commit: str, hardware: str | None = None) -> float | None:
-        """The metric measured for `commit`: a kept experiment of it, or the merge that produced it."""
-        for e in reversed(self.ledger.experiments(status="keep")):
-            if e.commit == commit and (hardware is None or e.hardware == hardware):
-                return e.metric
-        for merge in reversed(self.ledger.merges()):
-            if merge["after"] == commit and (hardware is None or
-                                             self.ledger.experiment(merge["experiment_id"]).hardware == hardware):
-                return merge["metric"]
-        return None
+        return self.ledger.metric_of(self.ledger.agent(member.name)["head_commit"], hardware)
 
     def _adopt_program(self, member: _Member) -> None:
         """Move the agent onto the program branch when what it publishes beats the agent's own head."""
         if self.merger is None or not member.role.adopt_program:
             return
-        main, head = self.git_main(), self.ledger.agent(member.name)["head_commit"]
-        best, mine = self.merger.program_best(), self._metric_of(head)
-        if head == main or best is None or self.program.git.is_ancestor(main, head):
-            return
-        if mine is None or self.task.metric.better(best, mine):
+        main = self.merger.worth_adopting(self.ledger.agent(member.name)["head_commit"])
+        if main is not None:
             self.ledger.set_agent_head(member.name, main)
             member.git.reset_hard(main)
-            self.ledger.log_event("adopted_program", agent=member.name, commit=main, metric=best)
+            self.ledger.log_event("adopted_program", agent=member.name, commit=main, metric=self.merger.program_best())
 
     def _merge(self, member: _Member, done: Experiment, by: str = "merge") -> str:
         """Merge a kept experiment into the program branch if it beats the program's best; say what happened."""
