@@ -27,7 +27,7 @@ from pathlib import Path
 
 from researchorg.lab.git import Git
 from researchorg.lab.program import Program
-from researchorg.lab.runner import Slot, _environment
+from researchorg.lab.runner import Slot, run_environment
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
 
         program = Program(root)
         experiments = program.ledger.experiments()
-        env = _environment(program.task, program.task.seed, Slot("cpu0", threads))
+        env = run_environment(program.task, program.task.seed, Slot("cpu0", threads))
         bare = 0.0
         for e in experiments:
             checkout = Path(tmp) / f"bare-{e.id}"

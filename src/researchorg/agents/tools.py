@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from researchorg.agents.base import AgentContext
+from researchorg.report.summary import summarize
 
 MAX_READ_CHARS = 60_000
 
@@ -103,12 +104,9 @@ class Toolbox:
 
     def _tool_best_diff(self) -> str:
         metric = self.ctx.task.metric
-        kept = [e for e in self.ctx.ledger.experiments(status="keep") if e.metric is not None]
-        if not kept:
+        best = summarize(self.ctx.ledger.experiments(status="keep"), metric).best
+        if best is None:
             return "no kept experiment yet"
-        best = kept[0]
-        for e in kept:
-            best = e if metric.better(e.metric, best.metric) else best
         return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{best.diff}"
 
     def _tool_read_messages(self) -> str:
@@ -159,12 +157,9 @@ def history_summary(ctx: AgentContext, limit: int = 15) -> str:
     experiments = [e for e in ctx.ledger.experiments() if e.status != "running"]
     if not experiments:
         return "no experiments yet: start with the baseline (submit without changing anything)"
-    kept = [e for e in experiments if e.status == "keep" and e.metric is not None]
+    best = summarize(experiments, metric).best
     lines = [f"{len(experiments)} experiments so far ({metric.name}, {metric.direction})."]
-    if kept:
-        best = kept[0]
-        for e in kept:
-            best = e if metric.better(e.metric, best.metric) else best
+    if best is not None:
         lines.append(f"best: #{best.id} {best.metric:.6f} by {best.agent}: {best.description}")
     for e in experiments[-limit:]:
         value = f"{e.metric:.6f}" if e.metric is not None else "-"

@@ -15,12 +15,16 @@ experiments run in a detached checkout per compute slot, `.researchorg/slots/<sl
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -150,17 +154,28 @@ class Program:
         self.ledger.ensure_agent(name, role, backend, branch, str(worktree), baseline)
         return worktree
 
-    def run_active(self) -> bool:
-        """Whether a `researchorg run` holds this program's run lock now."""
-        import fcntl
-
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the program's run lock: one `researchorg run` at a time. The kernel frees it if we die."""
         with open(self.state_dir / "run.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
+                handle.seek(0)
+                raise LabError(f"another `researchorg run` is working on {self.root} "
+                               f"(pid {handle.read().strip() or '?'})") from None
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    def run_active(self) -> bool:
+        """Whether a `researchorg run` holds this program's run lock now."""
+        try:
+            with self.run_lock():
+                return False
+        except LabError:
+            return True
 
     @classmethod
     def of_worktree(cls, path: Path) -> tuple[Program, str]:

@@ -79,7 +79,7 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
     start, busy_before = time.monotonic(), _machine_busy_seconds()
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=_environment(task, seed, slot),
+            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=run_environment(task, seed, slot),
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as err:
@@ -170,7 +170,8 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 3
         proc.wait()
 
 
-def _environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
+def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
+    """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({

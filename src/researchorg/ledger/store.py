@@ -19,6 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from researchorg.errors import LabError
+
 STATUSES = ("running", "keep", "discard", "crash", "timeout", "invalid", "interrupted")
 FINISHED_OK = ("keep", "discard")  # statuses that carry a valid metric
 
@@ -143,6 +145,9 @@ events = sa.Table(
 )
 
 
+_EXPERIMENT_ROWS = sa.select(experiments, agents.c.name.label("agent")).join(agents)
+
+
 @dataclass
 class Experiment:
     """One row of the experiments table."""
@@ -213,7 +218,6 @@ class Ledger:
         with self._tx() as c:
             row = c.execute(sa.select(programs).order_by(programs.c.id)).mappings().first()
         if row is None:
-            from researchorg.errors import LabError
             raise LabError("the ledger holds no program: was `researchorg init` run here?")
         return dict(row)
 
@@ -284,8 +288,7 @@ class Ledger:
             c.execute(agents.update().where(agents.c.id == row.agent_id).values(head_commit=agent_head))
 
     def experiments(self, agent: str | None = None, status: str | None = None) -> list[Experiment]:
-        query = (sa.select(experiments, agents.c.name.label("agent")).join(agents)
-                 .order_by(experiments.c.id))
+        query = _EXPERIMENT_ROWS.order_by(experiments.c.id)
         if agent is not None:
             query = query.where(agents.c.name == agent)
         if status is not None:
@@ -295,10 +298,18 @@ class Ledger:
         return [_experiment(r) for r in rows]
 
     def experiment(self, experiment_id: int) -> Experiment:
-        query = (sa.select(experiments, agents.c.name.label("agent")).join(agents)
-                 .where(experiments.c.id == experiment_id))
+        query = _EXPERIMENT_ROWS.where(experiments.c.id == experiment_id)
         with self._tx() as c:
             return _experiment(c.execute(query).mappings().one())
+
+    def activity(self, agent: str) -> tuple[int, int]:
+        """(last finished experiment, last message to `agent` from someone else): changes when there is news."""
+        finished = sa.select(sa.func.coalesce(sa.func.max(experiments.c.id), 0)) \
+            .where(experiments.c.status != "running")
+        received = sa.select(sa.func.coalesce(sa.func.max(messages.c.id), 0)).where(
+            sa.or_(messages.c.recipient == agent, messages.c.recipient.is_(None)), messages.c.sender != agent)
+        with self._tx() as c:
+            return c.execute(finished).scalar_one(), c.execute(received).scalar_one()
 
     def count(self, agent: str | None = None, exclude: tuple[str, ...] = ()) -> int:
         """How many experiments (of one agent), leaving out those with a status in `exclude`."""

@@ -38,8 +38,3 @@ def report_assignment(post: PostOffice, ledger: Ledger, experiment: Experiment, 
               f"{value}{reason}. {experiment.description}", experiment.id)
 
 
-def activity(ledger: Ledger, agent: str) -> tuple[int, int]:
-    """A marker that changes when an experiment finishes or a message reaches `agent`."""
-    finished = [e.id for e in ledger.experiments() if e.status != "running"]
-    messages = [m["id"] for m in ledger.messages(for_agent=agent) if m["sender"] != agent]
-    return max(finished, default=0), max(messages, default=0)

@@ -14,6 +14,7 @@ import time
 from researchorg.config import ProcessSpec
 from researchorg.ledger import Experiment, Ledger
 from researchorg.org.messages import PostOffice
+from researchorg.report.summary import summarize
 from researchorg.task.spec import MetricSpec
 
 
@@ -42,10 +43,7 @@ def digest(recent: list[Experiment], everything: list[Experiment], metric: Metri
     lines = [f"Standup: {len(recent)} experiments since the last one ({metric.name}, {metric.direction})."]
     for agent in sorted({e.agent for e in everything}):
         mine = [e for e in recent if e.agent == agent]
-        kept = [e for e in everything if e.agent == agent and e.status == "keep" and e.metric is not None]
-        best = kept[0] if kept else None
-        for e in kept:
-            best = e if metric.better(e.metric, best.metric) else best
+        best = summarize([e for e in everything if e.agent == agent], metric).best
         head = f"- **{agent}**: {len(mine)} new, {sum(e.status == 'keep' for e in mine)} kept"
         lines.append(head + (f"; best {best.metric:.6f} (#{best.id}: {best.description})" if best else ""))
         for e in mine[-3:]:

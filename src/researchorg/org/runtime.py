@@ -24,8 +24,6 @@ events; the others carry on.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import signal
 import threading
 import time
@@ -38,14 +36,13 @@ from typing import Any
 
 from researchorg.agents import Agent, AgentContext, make_agent
 from researchorg.config import RoleSpec
-from researchorg.errors import LabError
 from researchorg.lab.git import Git
 from researchorg.lab.guard import check_changes, check_protected
 from researchorg.lab.program import PROGRAM_BRANCH, Program
 from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
-from researchorg.org.coordination import activity, next_assignment, report_assignment
+from researchorg.org.coordination import next_assignment, report_assignment
 from researchorg.org.merging import Merger
 from researchorg.org.messages import PostOffice
 from researchorg.org.processes import Standup
@@ -139,7 +136,7 @@ class Runtime:
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
-        with self._run_lock():
+        with self.program.run_lock():
             self.recover()
             self.program.check_requirements()
             members = self._members()
@@ -213,7 +210,7 @@ class Runtime:
         """A role that runs no experiments (a chief): it acts at the start and whenever something new happens."""
         seen = None
         while not self._stop.is_set() and not self._winding_down.is_set():
-            now = activity(self.ledger, member.name)
+            now = self.ledger.activity(member.name)
             if now == seen:
                 self._winding_down.wait(0.2)
                 continue
@@ -223,7 +220,7 @@ class Runtime:
             except Exception as err:  # a failing lead is paused; the others go on
                 self._pause(member, err, report)
                 return
-            seen = activity(self.ledger, member.name)  # what it did itself is not news
+            seen = self.ledger.activity(member.name)  # what it did itself is not news
 
     def _wait_for_assignment(self, member: _Member) -> bool:
         """Block until an assignment for this agent arrives; False if the run stops or no lead is left."""
@@ -459,21 +456,6 @@ class Runtime:
             if not target.is_file() or target.read_text() != content:
                 target.write_text(content)
         return None
-
-    @contextmanager
-    def _run_lock(self) -> Iterator[None]:
-        path = self.program.state_dir / "run.lock"
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                raise LabError(f"another `researchorg run` is working on {self.program.root} "
-                               f"(pid {handle.read().strip() or '?'})") from None
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield
 
 
 def _commit_message(agent: str, description: str, hypothesis: str) -> str:
