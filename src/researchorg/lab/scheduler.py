@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 
 from researchorg.errors import ConfigError
@@ -113,8 +112,3 @@ def _visible_gpus() -> list[tuple[str, str]]:
         gpus = [g for g in gpus if g[0] in allowed.split(",")]
     return gpus
 
-
-def utilization(busy_seconds: float, slots: int, started: float, ended: float | None = None) -> float:
-    """Fraction of slot time spent running experiments between `started` and `ended` (monotonic clock)."""
-    span = ((ended if ended is not None else time.monotonic()) - started) * slots
-    return busy_seconds / span if span > 0 else 0.0
