@@ -56,8 +56,13 @@ def set_line(path: str, name: str, value: str) -> Edit:
     return edit
 
 
-def write_org(path: Path, backend: str, count: int = 1) -> Path:
-    path.write_text(f'name = "test-org"\n[[roles]]\nname = "researcher"\ncount = {count}\nbackend = "{backend}"\n')
+# Tests of the lab's mechanics use orgs without a noise floor, so that every run they count is a proposal.
+NO_NOISE = "\n[rigor]\nnoise_runs = 0\n"
+
+
+def write_org(path: Path, backend: str, count: int = 1, rigor: str = NO_NOISE) -> Path:
+    path.write_text(f'name = "test-org"\n[[roles]]\nname = "researcher"\ncount = {count}\nbackend = "{backend}"\n'
+                    + rigor)
     return path
 
 

@@ -18,7 +18,7 @@ from researchorg.lab.program import Program
 from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger.export import results_json, results_tsv
 from researchorg.org.runtime import Limits, RunReport, Runtime
-from researchorg.report.console import LiveView, experiments_table, summary_table
+from researchorg.report.console import LiveView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -66,7 +66,8 @@ def _init(directory: Path, task: str, budget: float | None, org: Path | None) ->
 @app.command()
 def run(
     directory: Annotated[Path, typer.Argument(help="Program directory.")],
-    max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many experiments "
+    max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many runs: proposals, "
+                                                        "noise-floor runs, re-runs and verifications alike "
                                                         "(interrupted ones not counted).")] = None,
     max_hours: Annotated[float | None, typer.Option(help="Stop after this many hours of this run.")] = None,
     slots: Annotated[int | None, typer.Option(help="Compute slots: experiments that run at once "
@@ -93,7 +94,8 @@ def demo(
 
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
          threads: int | None) -> None:
-    view = LiveView(program.task, program.ledger.experiments(), max_experiments)
+    view = LiveView(program.task, program.ledger.experiments(), max_experiments,
+                    rigor_lines(program.ledger, program.task.metric.name))
     runtime = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event)
     with Live(view, console=console, refresh_per_second=2, transient=False):
         report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
@@ -110,6 +112,8 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     if experiments:
         progress_plot(experiments, program.task.metric, program.plot_path)
     console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    for line in rigor_lines(program.ledger, program.task.metric.name):
+        console.print(line)
     reasons = {"interrupted": "stopped by Ctrl-C; the experiment in flight is recorded as interrupted",
                "max_experiments": "reached --max-experiments", "max_hours": "reached --max-hours",
                "agents_done": "every agent is done or at its cap"}
@@ -150,10 +154,14 @@ def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]
     program = Program(directory)
     experiments = program.ledger.experiments()
     console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    for line in rigor_lines(program.ledger, program.task.metric.name):
+        console.print(line)
     merges = program.ledger.merges()
     last = f", last: #{merges[-1]['experiment_id']} ({merges[-1]['metric']:.6f})" if merges else ""
     console.print(f"program branch main at {program.git.head_of('main')[:7]}: {len(merges)} merges{last}")
     for agent in program.ledger.agents():
+        if not agent["worktree"]:
+            continue  # the lab's own runs (noise floor)
         console.print(f"agent {agent['name']} ({agent['backend']}): branch {agent['branch']} "
                       f"at {agent['head_commit'][:7]}")
     if experiments:

@@ -38,7 +38,8 @@ def load_toml_model(path: Path, model: type[M], **extra: Any) -> M:
         # an unknown key is most often a misspelt one: report it before the "missing" it causes
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        got = f" (got {first['input']!r})" if first["type"] not in ("missing",) and "input" in first else ""
+        shown = not first["loc"] or isinstance(first.get("input"), dict | list)  # a whole table: too long to show
+        got = f" (got {first['input']!r})" if first["type"] != "missing" and "input" in first and not shown else ""
         more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
         raise ConfigError(f"{path}: {key}: {first['msg']}{got}{more}") from None
 
@@ -74,6 +75,7 @@ class RoleSpec(Strict):
     command: str | None = None  # the executable (default: claude / codex on PATH)
     cli_timeout: float = Field(default=900, gt=0)  # seconds before a CLI run is killed
     think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
+    idea_quality: float = Field(default=0.5, ge=0, le=1)  # simulated agents: chance an idea truly helps
 
     @field_validator("backend")
     @classmethod
@@ -86,11 +88,13 @@ class RoleSpec(Strict):
 
 
 class ProcessSpec(Strict):
-    """A process of the org: `standup` on a clock, `merge` on every kept experiment (see org/)."""
+    """A process of the org: `standup` on a clock, `merge` on every kept experiment, `verify` before every
+    merge (see org/)."""
 
-    kind: Literal["standup", "merge"]
+    kind: Literal["standup", "merge", "verify"]
     every_experiments: int | None = Field(default=None, ge=1)
     every_minutes: float | None = Field(default=None, gt=0)
+    runs: int = Field(default=2, ge=1)  # verify: fresh-seed runs of a candidate before it may merge
 
     @model_validator(mode="after")
     def _has_a_clock(self) -> ProcessSpec:
@@ -99,13 +103,22 @@ class ProcessSpec(Strict):
         return self
 
 
+class RigorSpec(Strict):
+    """How results are judged (see rigor/acceptance.py)."""
+
+    noise_runs: int = Field(default=5, ge=0)  # baseline runs with different seeds per hardware class; 0: none
+    sigmas: float = Field(default=2.0, gt=0)  # noise-aware: keep only a gain above this many standard errors
+    max_runs: int = Field(default=4, ge=1)  # noise-aware: runs of a borderline candidate before it is dropped
+
+
 class OrgSpec(Strict):
     """An organization: who works on the program and how their results are judged."""
 
     name: str
     description: str = ""
     roles: list[RoleSpec] = Field(min_length=1)
-    policy: Literal["greedy"] = "greedy"
+    policy: Literal["greedy", "noise-aware"] = "noise-aware"
+    rigor: RigorSpec = RigorSpec()
     processes: list[ProcessSpec] = []
 
     @field_validator("roles")

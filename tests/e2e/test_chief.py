@@ -11,7 +11,7 @@ from researchorg.lab.git import Git
 from researchorg.lab.program import Program
 from researchorg.lab.scheduler import detect_slots
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import cli
+from tests.conftest import NO_NOISE, cli
 from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply, tool_call
 
 pytest.importorskip("torch")
@@ -37,7 +37,8 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         text = org.read_text().replace('prompt = ["prompts/chief.md"]',
                                        f'prompt = ["prompts/chief.md"]\nbase_url = "{chief_server.base_url}"')
         org.write_text(text.replace('prompt = ["prompts/junior.md"]',
-                                    f'prompt = ["prompts/junior.md"]\nbase_url = "{junior_server.base_url}"'))
+                                    f'prompt = ["prompts/junior.md"]\nbase_url = "{junior_server.base_url}"')
+                       + NO_NOISE)  # the experiment ids the chief's script merges are the juniors' first two
         cli("init", str(tmp_path / "lab"), "--task", "tinylm", "--budget", "2", "--org", str(org))
         program = Program(tmp_path / "lab")
         chief_server.scripts["chief"] = [

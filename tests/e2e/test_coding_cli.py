@@ -10,7 +10,7 @@ import pytest
 
 from researchorg.lab.program import Program
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import cli, copy_task
+from tests.conftest import NO_NOISE, cli, copy_task
 
 FAKE_BIN = Path(__file__).parents[1] / "fakes" / "bin"
 
@@ -25,7 +25,7 @@ def _program(tmp_path, backend: str, plan: list[dict], monkeypatch) -> Program:
     plan_file.write_text(json.dumps(plan))
     monkeypatch.setenv("FAKE_CLI_PLAN", str(plan_file))
     org = tmp_path / "org.toml"
-    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "{backend}"\ncli_timeout = 3\n')
+    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "{backend}"\ncli_timeout = 3\n' + NO_NOISE)
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 
 

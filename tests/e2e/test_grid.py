@@ -13,7 +13,7 @@ import pytest
 
 from researchorg.lab.program import Program
 from researchorg.org.grid import pane_paths
-from tests.conftest import cli, copy_task
+from tests.conftest import NO_NOISE, cli, copy_task
 
 FAKE_BIN = Path(__file__).parents[1] / "fakes" / "bin"
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
@@ -26,7 +26,7 @@ def _tmux(*args: str) -> subprocess.CompletedProcess:
 def test_grid_panes_and_a_submission_through_the_running_org(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}")
     org = tmp_path / "org.toml"
-    org.write_text('name = "people"\n[[roles]]\nname = "person"\nbackend = "interactive"\n')
+    org.write_text('name = "people"\n[[roles]]\nname = "person"\nbackend = "interactive"\n' + NO_NOISE)
     program = Program.init(tmp_path / "lab", str(copy_task(tmp_path)), org_file=org)
     out = cli("grid", str(program.root), "--no-attach", "--slots", "1").stdout
     name = out.split("tmux session ")[1].split(":")[0]
@@ -57,7 +57,7 @@ def test_grid_panes_and_a_submission_through_the_running_org(tmp_path, monkeypat
 
 def test_submit_outside_a_worktree_or_without_a_run_is_one_error(tmp_path):
     org = tmp_path / "org.toml"
-    org.write_text('name = "people"\n[[roles]]\nname = "person"\nbackend = "interactive"\n')
+    org.write_text('name = "people"\n[[roles]]\nname = "person"\nbackend = "interactive"\n' + NO_NOISE)
     program = Program.init(tmp_path / "lab", str(copy_task(tmp_path)), org_file=org)
     program.ensure_agent("person", "person", "interactive")
     outside = subprocess.run([sys.executable, "-m", "researchorg", "submit", "-m", "x"], cwd=tmp_path,

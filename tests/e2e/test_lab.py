@@ -17,7 +17,7 @@ from researchorg.lab.program import Program
 from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger import Ledger
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import SCRIPTS, alive, cli, copy_task, set_line, write_org
+from tests.conftest import NO_NOISE, SCRIPTS, alive, cli, copy_task, set_line, write_org
 
 
 def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
@@ -278,7 +278,7 @@ def test_two_agents_on_two_slots_run_at_once_on_their_own_branches(tmp_path, mon
 def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
     org = tmp_path / "org.toml"
     org.write_text('name = "mixed"\n[[roles]]\nname = "flaky"\nbackend = "scripted"\n'
-                   '[[roles]]\nname = "steady"\nbackend = "tuner"\n')
+                   '[[roles]]\nname = "steady"\nbackend = "tuner"\n' + NO_NOISE)
     program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 
     def explode(ctx):
@@ -294,7 +294,7 @@ def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
 
 def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path, monkeypatch):
     org = tmp_path / "org.toml"
-    org.write_text('name = "pipelined"\n[[roles]]\nname = "researcher"\nbackend = "tuner"\nin_flight = 2\n')
+    org.write_text('name = "pipelined"\n[[roles]]\nname = "researcher"\nbackend = "tuner"\nin_flight = 2\n' + NO_NOISE)
     program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
     experiments = _on_two_slots(program, monkeypatch, 4)
     assert experiments[0].description == "baseline"
@@ -321,7 +321,8 @@ def test_check_validates_examples_and_programs(tmp_path):
 def test_standup_posts_digests_to_every_inbox(tmp_path):
     root = Path(__file__).parents[2]
     program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=root / "examples/standup/org.toml")
-    Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=8))
+    Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=13))  # 5 noise-floor runs + 8
+    assert program.ledger.count() == 13 and len(program.ledger.experiments(kind="noise")) == 5
     digests = program.ledger.messages()
     assert len(digests) == 2 and all(m["kind"] == "digest" and m["recipient"] is None for m in digests)
     assert "researcher-1" in digests[0]["body"] and "researcher-2" in digests[0]["body"]

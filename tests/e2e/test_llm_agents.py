@@ -6,7 +6,7 @@ import pytest
 
 from researchorg.lab.program import Program
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import cli, copy_task
+from tests.conftest import NO_NOISE, cli, copy_task
 from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply, ScriptedServer, tool_call
 
 FAKES = {"openai": FakeOpenAI, "anthropic": FakeAnthropic}
@@ -24,7 +24,7 @@ def _program(tmp_path, fake: ScriptedServer, extra: str = "") -> Program:
     org = tmp_path / "org.toml"
     org.write_text(f'name = "llm"\n[[roles]]\nname = "researcher"\nbackend = "{fake.backend}"\n'
                    f'model = "fake-model"\nbase_url = "{fake.base_url}"\nmax_retries = 3\n'
-                   f'price_per_mtok = [1.0, 2.0]\n{extra}')
+                   f'price_per_mtok = [1.0, 2.0]\n{extra}' + NO_NOISE)
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 
 
@@ -124,9 +124,10 @@ def test_llm_solo_example_copies_its_prompts_and_uses_them(tmp_path, fake):
     program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=org)
     assert (program.root / "prompts" / "researcher.md").is_file()
     fake.script = [Reply(tool_calls=[tool_call("submit", {"description": "baseline"})])] * 2
-    Runtime(program).run(Limits(max_experiments=2))
+    Runtime(program).run(Limits(max_experiments=7))  # the noise floor's 5 runs, then one proposal each
     assert _system(fake.requests[0]).startswith("# Researcher")
-    assert {e.agent for e in program.ledger.experiments()} == {"researcher-1", "researcher-2"}
+    assert {e.agent for e in program.ledger.experiments(kind="proposal")} == {"researcher-1", "researcher-2"}
+    assert {e.agent for e in program.ledger.experiments(kind="noise")} == {"lab"}
 
 
 def test_streamed_replies_assemble_into_the_same_tool_calls(tmp_path, fake):

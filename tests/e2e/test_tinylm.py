@@ -17,11 +17,15 @@ def test_init_and_run_three_tinylm_experiments(tmp_path):
     directory = tmp_path / "lm"
     out = cli("init", str(directory), "--task", "tinylm", "--budget", "2").stdout
     assert "task tinylm, 2 s budget" in out
-    run = cli("run", str(directory), "--max-experiments", "3").stdout
-    assert "reached --max-experiments" in run and "progress.png" in run
+    org = directory / "org.toml"  # the default org, with a 2-seed noise floor to keep the test short
+    org.write_text(org.read_text().replace("noise_runs = 5", "noise_runs = 2"))
+    run = cli("run", str(directory), "--max-experiments", "5").stdout
+    assert "reached --max-experiments" in run and "progress.png" in run and "noise floor" in run
     program = Program(directory)
-    experiments = program.ledger.experiments()
-    assert len(experiments) == 3 and experiments[0].description == "baseline"
+    assert [e.kind for e in program.ledger.experiments()][:2] == ["noise", "noise"]
+    assert program.ledger.noise_floor()["sigma"] >= 0
+    experiments = program.ledger.experiments(kind="proposal")
+    assert len(experiments) >= 2 and experiments[0].description == "baseline"
     assert all(e.status in ("keep", "discard") for e in experiments), [e.reason for e in experiments]
     baseline = experiments[0]
     assert 2.0 < baseline.metric < 8.0  # bits per byte of a barely trained byte model
@@ -33,8 +37,8 @@ def test_init_and_run_three_tinylm_experiments(tmp_path):
     # a tuner experiment is a real edit of train.py's knobs, visible in git
     assert "train.py" in experiments[1].diff and experiments[1].description != "baseline"
     rows = json.loads(cli("results", str(directory), "--format", "json").stdout)
-    assert [r["metric"] for r in rows] == [e.metric for e in experiments]
-    assert program.results_path.read_text().count("\n") == 4
+    assert [r["metric"] for r in rows] == [e.metric for e in program.ledger.experiments()]
+    assert program.results_path.read_text().count("\n") == 6
     assert program.plot_path.stat().st_size > 10_000
     status = cli("status", str(directory)).stdout
     assert "agents/researcher" in status and "baseline" in status

@@ -40,6 +40,12 @@ def _coding_cli(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     return CodingCLIAgent(role, ctx)
 
 
+def _simulated(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
+    from researchorg.agents.simulated import SimulatedAgent
+
+    return SimulatedAgent(ctx, role.idea_quality, seed=role.seed + index, think_seconds=role.think_seconds)
+
+
 def _interactive(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     from researchorg.agents.interactive import InteractiveAgent
 
@@ -47,7 +53,8 @@ def _interactive(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
 
 
 _BACKENDS: dict[str, AgentFactory] = {"tuner": _tuner, "random": _tuner, "openai": _openai, "anthropic": _anthropic,
-                                      "claude-code": _coding_cli, "codex": _coding_cli, "interactive": _interactive}
+                                      "claude-code": _coding_cli, "codex": _coding_cli, "interactive": _interactive,
+                                      "simulated": _simulated}
 
 
 def register_backend(name: str, factory: AgentFactory) -> None:

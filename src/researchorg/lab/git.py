@@ -54,6 +54,10 @@ class Git:
     def head_of(self, branch: str) -> str:
         return self("rev-parse", f"refs/heads/{branch}")
 
+    def tree_of(self, commit: str) -> str:
+        """The tree a commit points to: what was measured, whatever the commit's history."""
+        return self("rev-parse", f"{commit}^{{tree}}")
+
     def branch_exists(self, branch: str) -> bool:
         return self("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False) != ""
 

@@ -17,6 +17,7 @@ OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -199,6 +200,7 @@ def _machine_busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+@functools.cache
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

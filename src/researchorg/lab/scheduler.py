@@ -28,6 +28,10 @@ class _Waiter:
     agent: str
     priority: float
     order: int
+    hardware: str | None = None  # only a slot of this hardware class will do
+
+    def fits(self, slot: Slot) -> bool:
+        return self.hardware is None or slot.hardware() == self.hardware
 
 
 class Scheduler:
@@ -44,17 +48,20 @@ class Scheduler:
         self._order = itertools.count()
         self._cond = threading.Condition()
 
-    def acquire(self, agent: str, priority: float = 1.0, cancel: threading.Event | None = None) -> Slot | None:
-        """Block until a slot is this agent's turn; None if `cancel` is set first."""
-        me = _Waiter(agent, max(priority, 1e-9), next(self._order))
+    def acquire(self, agent: str, priority: float = 1.0, cancel: threading.Event | None = None,
+                hardware: str | None = None) -> Slot | None:
+        """Block until a slot (of `hardware` class, if given) is this agent's turn; None if `cancel` is set first."""
+        me = _Waiter(agent, max(priority, 1e-9), next(self._order), hardware)
         with self._cond:
             self._waiting.append(me)
             try:
-                while not (self._free and self._next() is me):
+                while self._next() is not me:
                     if cancel is not None and cancel.is_set():
                         return None
                     self._cond.wait(timeout=0.1)
-                return self._free.pop(0)
+                slot = next(s for s in self._free if me.fits(s))
+                self._free.remove(slot)
+                return slot
             finally:
                 self._waiting.remove(me)
                 self._cond.notify_all()
@@ -77,8 +84,16 @@ class Scheduler:
         with self._cond:
             return self._busy_seconds
 
-    def _next(self) -> _Waiter:
-        return min(self._waiting, key=lambda w: (self._used.get(w.agent, 0.0) / w.priority, w.order))
+    def _next(self) -> _Waiter | None:
+        """Whose turn it is: of the waiters a free slot fits, the least used for its priority."""
+        ready = [w for w in self._waiting if any(w.fits(s) for s in self._free)]
+        return min(ready, key=lambda w: fair_share_key(self._used.get(w.agent, 0.0), w.priority, w.order),
+                   default=None)
+
+
+def fair_share_key(used_seconds: float, priority: float, order: int) -> tuple[float, int]:
+    """Who gets a free slot first: the least slot time for its priority, then whoever asked first."""
+    return used_seconds / priority, order
 
 
 def detect_slots(count: int | None = None, threads: int | None = None) -> list[Slot]:

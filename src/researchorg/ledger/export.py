@@ -5,7 +5,9 @@ results.tsv follows autoresearch's format to the letter (tab-separated; header
 `0.000000` and `0.0` for runs without a result), so its analysis notebook reads
 ours. Its status column knows only keep, discard and crash: our timeout,
 invalid and interrupted runs are written as crash, with the real status in
-brackets at the start of the description. JSON carries every field as is.
+brackets at the start of the description; runs made as evidence (noise floor,
+re-runs, verifications, ablations: status `measured`) are written as discard
+with their kind and seed in brackets. JSON carries every field as is.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from researchorg.ledger.store import FINISHED_OK, Experiment
 
 def _tsv_description(e: Experiment) -> str:
     text = e.description
-    if e.status not in ("keep", "discard", "crash"):
+    if e.status == "measured":
+        text = f"[{e.kind} seed {e.seed}] {text}"
+    elif e.status not in ("keep", "discard", "crash"):
         text = f"[{e.status}] {text}"
     if e.reason and e.status != "keep" and e.status != "discard":
         text = f"{text} ({e.reason.splitlines()[0]})"
@@ -35,7 +39,7 @@ def results_tsv(experiments: list[Experiment], metric: str) -> str:
         ok = e.status in FINISHED_OK and e.metric is not None
         value = f"{e.metric:.6f}" if ok else "0.000000"
         memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-        status = e.status if e.status in ("keep", "discard") else "crash"
+        status = e.status if e.status in ("keep", "discard") else "discard" if e.status == "measured" else "crash"
         lines.append(f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{_tsv_description(e)}")
     return "\n".join(lines) + "\n"
 

@@ -21,8 +21,12 @@ from sqlalchemy import event
 
 from researchorg.errors import LabError
 
-STATUSES = ("running", "keep", "discard", "crash", "timeout", "invalid", "interrupted")
-FINISHED_OK = ("keep", "discard")  # statuses that carry a valid metric
+STATUSES = ("running", "keep", "discard", "measured", "crash", "timeout", "invalid", "interrupted")
+FINISHED_OK = ("keep", "discard", "measured")  # statuses that carry a valid metric
+# Why a run was made: an agent's proposal; the noise floor (the baseline with other seeds); a re-run of a
+# borderline candidate (sequential test); a verification before merge; a merge re-run; an ablation.
+# Only proposals are decided (keep/discard); the other runs end `measured` and serve as evidence.
+KINDS = ("proposal", "noise", "rerun", "verify", "merge", "ablation")
 
 metadata = sa.MetaData()
 
@@ -80,6 +84,40 @@ experiments = sa.Table(
     sa.Column("log_path", sa.String, nullable=False, default=""),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("ended_at", sa.Float),
+    sa.Column("kind", sa.String, nullable=False, default="proposal", server_default="proposal"),
+    sa.Column("rerun_of", sa.Integer),  # the proposal a re-run or verification run measures again
+    sa.Column("tree", sa.String, nullable=False, default="", server_default=""),  # the code run: its git tree
+)
+
+noise = sa.Table(  # the noise floor: the baseline run with K seeds, per hardware class
+    "noise",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("hardware", sa.String, nullable=False),
+    sa.Column("commit", sa.String, nullable=False),
+    sa.Column("runs", sa.JSON, nullable=False),  # experiment ids
+    sa.Column("mean", sa.Float, nullable=False),
+    sa.Column("sigma", sa.Float, nullable=False),  # sample standard deviation of one run
+    sa.Column("sigma_low", sa.Float, nullable=False),  # 95% interval of sigma (chi-square)
+    sa.Column("sigma_high", sa.Float, nullable=False),
+)
+
+verifications = sa.Table(  # fresh-seed re-runs of a candidate before it may merge
+    "verifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("program_id", sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("experiment_id", sa.ForeignKey("experiments.id"), nullable=False),
+    sa.Column("agent", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("runs", sa.JSON, nullable=False),  # experiment ids of the fresh runs
+    sa.Column("mean", sa.Float),  # of the fresh runs; NULL when none succeeded
+    sa.Column("claimed", sa.Float, nullable=False),  # what the candidate's decision measured
+    sa.Column("incumbent", sa.Float),  # what it had to beat
+    sa.Column("reproduced", sa.Boolean, nullable=False),
 )
 
 merges = sa.Table(
@@ -174,6 +212,9 @@ class Experiment:
     log_path: str = ""
     started_at: float = 0.0
     ended_at: float | None = None
+    kind: str = "proposal"
+    rerun_of: int | None = None
+    tree: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -197,6 +238,20 @@ class Ledger:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Programs created by an older researchorg get the columns added since (with their defaults)."""
+        inspector = sa.inspect(self.engine)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    default = column.server_default.arg if column.server_default is not None else None
+                    ddl = f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" ' \
+                          f'{column.type.compile(self.engine.dialect)}' + (f" DEFAULT '{default}'" if default else "")
+                    with self._tx() as c:
+                        c.execute(sa.text(ddl))
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
@@ -245,10 +300,11 @@ class Ledger:
     # experiments --------------------------------------------------------------
     def start_experiment(self, agent: str, parent_commit: str, commit: str, *, diff: str, description: str,
                          hypothesis: str, proposal: dict[str, Any], seed: int, slot: str, hardware: str,
-                         log_dir: Path) -> Experiment:
+                         log_dir: Path | None, kind: str = "proposal", rerun_of: int | None = None,
+                         tree: str = "") -> Experiment:
         """Record an experiment as `running` before it runs, so a crash of this process leaves a trace.
 
-        Its log goes to `log_dir/<id>.log`.
+        Its log goes to `log_dir/<id>.log` (no log without a log_dir: a simulated run).
         """
         with self._tx() as c:
             ids = c.execute(sa.select(programs.c.id, agents.c.id).join(agents)
@@ -256,10 +312,11 @@ class Ledger:
             new_id = c.execute(experiments.insert().values(
                 program_id=ids[0], agent_id=ids[1], parent_commit=parent_commit, commit=commit, diff=diff,
                 description=description, hypothesis=hypothesis, proposal=proposal, status="running",
-                seed=seed, slot=slot, hardware=hardware, started_at=time.time(),
-                summary={})).inserted_primary_key[0]
-            c.execute(experiments.update().where(experiments.c.id == new_id)
-                      .values(log_path=str(log_dir / f"{new_id:05d}.log")))
+                seed=seed, slot=slot, hardware=hardware, started_at=time.time(), kind=kind, rerun_of=rerun_of,
+                tree=tree, summary={})).inserted_primary_key[0]
+            if log_dir is not None:
+                c.execute(experiments.update().where(experiments.c.id == new_id)
+                          .values(log_path=str(log_dir / f"{new_id:05d}.log")))
         return self.experiment(new_id)
 
     def set_slot(self, experiment_id: int, slot: str, hardware: str) -> None:
@@ -272,9 +329,9 @@ class Ledger:
         with self._tx() as c:
             c.execute(experiments.update().where(experiments.c.id == experiment_id).values(pid=pid))
 
-    def finish_experiment(self, experiment_id: int, status: str, *, agent_head: str, reason: str = "",
+    def finish_experiment(self, experiment_id: int, status: str, *, agent_head: str | None = None, reason: str = "",
                           metric: float | None = None, summary: dict[str, Any] | None = None) -> None:
-        """Record the outcome and where the agent's branch now stands, in one transaction."""
+        """Record the outcome and where the agent's branch now stands (if given), in one transaction."""
         if status not in STATUSES or status == "running":
             raise ValueError(f"not a final status: {status}")
         summary = summary or {}
@@ -285,14 +342,18 @@ class Ledger:
                 peak_mem_mb=_num(summary.get("peak_mem_mb")),
                 training_seconds=_num(summary.get("training_seconds")),
                 total_seconds=_num(summary.get("total_seconds"))))
-            c.execute(agents.update().where(agents.c.id == row.agent_id).values(head_commit=agent_head))
+            if agent_head is not None:
+                c.execute(agents.update().where(agents.c.id == row.agent_id).values(head_commit=agent_head))
 
-    def experiments(self, agent: str | None = None, status: str | None = None) -> list[Experiment]:
+    def experiments(self, agent: str | None = None, status: str | None = None,
+                    kind: str | None = None) -> list[Experiment]:
         query = _EXPERIMENT_ROWS.order_by(experiments.c.id)
         if agent is not None:
             query = query.where(agents.c.name == agent)
         if status is not None:
             query = query.where(experiments.c.status == status)
+        if kind is not None:
+            query = query.where(experiments.c.kind == kind)
         with self._tx() as c:
             rows = c.execute(query).mappings().all()
         return [_experiment(r) for r in rows]
@@ -329,21 +390,69 @@ class Ledger:
             c.execute(merges.insert().values(program_id=program_id, at=time.time(), experiment_id=experiment_id,
                                              agent=agent, by=by, how=how, before=before, after=after, metric=metric))
 
-    def metric_of(self, commit: str, hardware: str | None = None) -> float | None:
-        """The metric measured for `commit` (on `hardware`, if given): a kept experiment of it, or the merge
-        that produced it; None if it was never measured."""
-        for e in reversed(self.experiments(status="keep")):
-            if e.commit == commit and (hardware is None or e.hardware == hardware):
-                return e.metric
-        for merge in reversed(self.merges()):
-            if merge["after"] == commit and (hardware is None or
-                                             self.experiment(merge["experiment_id"]).hardware == hardware):
-                return merge["metric"]
-        return None
+    def runs_of(self, tree: str, hardware: str | None = None) -> list[Experiment]:
+        """Every successful run of the code `tree` (on `hardware`, if given), whatever it was run for, in order.
+
+        Code is identified by its git tree, not its commit: the baseline, an agent's replay of it and a
+        merge commit of a tested tree are the same code, and their runs pool."""
+        query = _EXPERIMENT_ROWS.where(experiments.c.tree == tree, experiments.c.status.in_(FINISHED_OK)) \
+            .order_by(experiments.c.id)
+        if hardware is not None:
+            query = query.where(experiments.c.hardware == hardware)
+        with self._tx() as c:
+            return [_experiment(r) for r in c.execute(query).mappings()]
+
+    def seeds_of(self, tree: str) -> set[int]:
+        """The seeds already used to run `tree` (so that a re-run can take a fresh one)."""
+        with self._tx() as c:
+            return set(c.execute(sa.select(experiments.c.seed).where(experiments.c.tree == tree)).scalars())
+
+    def metric_of(self, tree: str, hardware: str | None = None) -> float | None:
+        """The mean metric of every run of the code `tree` (on `hardware`, if given); None if never measured."""
+        runs = self.runs_of(tree, hardware)
+        return sum(e.metric for e in runs) / len(runs) if runs else None
 
     def merges(self) -> list[dict[str, Any]]:
         with self._tx() as c:
             return [dict(r) for r in c.execute(sa.select(merges).order_by(merges.c.id)).mappings()]
+
+    # the noise floor and verifications ------------------------------------------
+    def record_noise(self, hardware: str, commit: str, runs: list[int], mean: float, sigma: float,
+                     sigma_low: float, sigma_high: float) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            c.execute(noise.insert().values(program_id=program_id, at=time.time(), hardware=hardware, commit=commit,
+                                            runs=runs, mean=mean, sigma=sigma, sigma_low=sigma_low,
+                                            sigma_high=sigma_high))
+
+    def noise_floor(self, hardware: str | None = None) -> dict[str, Any] | None:
+        """The latest noise-floor estimate (of one hardware class); None if none was measured."""
+        query = sa.select(noise).order_by(noise.c.id.desc())
+        if hardware is not None:
+            query = query.where(noise.c.hardware == hardware)
+        with self._tx() as c:
+            row = c.execute(query).mappings().first()
+        return dict(row) if row is not None else None
+
+    def record_verification(self, experiment_id: int, agent: str, role: str, runs: list[int], mean: float | None,
+                            claimed: float, incumbent: float | None, reproduced: bool) -> None:
+        program_id = self.program()["id"]
+        with self._tx() as c:
+            c.execute(verifications.insert().values(
+                program_id=program_id, at=time.time(), experiment_id=experiment_id, agent=agent, role=role,
+                runs=runs, mean=mean, claimed=claimed, incumbent=incumbent, reproduced=reproduced))
+
+    def verifications(self) -> list[dict[str, Any]]:
+        with self._tx() as c:
+            return [dict(r) for r in c.execute(sa.select(verifications).order_by(verifications.c.id)).mappings()]
+
+    def reproduction(self, by: str = "agent") -> dict[str, tuple[int, int]]:
+        """(reproduced, verified) per agent or per role."""
+        column = verifications.c.agent if by == "agent" else verifications.c.role
+        query = sa.select(column, sa.func.sum(sa.cast(verifications.c.reproduced, sa.Integer)), sa.func.count()) \
+            .group_by(column).order_by(column)
+        with self._tx() as c:
+            return {name: (int(ok or 0), n) for name, ok, n in c.execute(query)}
 
     # LLM usage ----------------------------------------------------------------
     def record_usage(self, agent: str, model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:

@@ -1,7 +1,9 @@
 """Merging: a kept change reaches the program branch only through the process allowed to merge, never blind.
 
-A kept experiment is a candidate when it beats the program branch's best (the
-metric of the last merge; the first candidate always qualifies). If the
+A kept experiment is a candidate when its code beats the program branch's
+(means over every run of each tree; the program's first code is the baseline,
+measured by the noise floor). With a `verify` process the runtime re-runs it
+with fresh seeds first, and only what reproduces goes on. If the
 program branch has not moved since the change was made, it fast-forwards to
 the tested commit. If it has moved, the two are merged without a work tree
 (`git merge-tree`): a conflict is reported to the agent and nothing merges; a
@@ -31,22 +33,25 @@ class Merger:
         self._lock = threading.Lock()
 
     def program_best(self) -> float | None:
-        merges = self.ledger.merges()
-        return merges[-1]["metric"] if merges else None
+        """The mean metric of the program branch's code; None while it was never measured."""
+        return self.ledger.metric_of(self.git.tree_of(self.git.head_of(PROGRAM_BRANCH)))
+
+    def value(self, experiment: Experiment) -> float | None:
+        """The mean metric of an experiment's code over all its runs (re-runs and verifications included)."""
+        return self.ledger.metric_of(experiment.tree) if experiment.tree else experiment.metric
 
     def worth_adopting(self, head: str) -> str | None:
         """The program branch's head, if an agent standing at `head` should continue from it instead:
         the program has a best, the agent is not already on or ahead of it, and it beats the agent's own."""
         main = self.git.head_of(PROGRAM_BRANCH)
-        best, mine = self.program_best(), self.ledger.metric_of(head)
+        best, mine = self.program_best(), self.ledger.metric_of(self.git.tree_of(head))
         if head == main or best is None or self.git.is_ancestor(main, head):
             return None
         return main if mine is None or self.metric.better(best, mine) else None
 
     def is_candidate(self, experiment: Experiment) -> bool:
-        best = self.program_best()
-        return experiment.status == "keep" and experiment.metric is not None and \
-            (best is None or self.metric.better(experiment.metric, best))
+        best, value = self.program_best(), self.value(experiment)
+        return experiment.status == "keep" and value is not None and (best is None or self.metric.better(value, best))
 
     def try_merge(self, experiment: Experiment, by: str) -> str | None:
         """Merge a kept experiment if it fast-forwards; return a merged commit to run again, or None.
@@ -79,8 +84,8 @@ class Merger:
         """Merge a re-run merge commit if it still beats the program's best and the branch did not move again."""
         with self._lock:
             main = self.git.head_of(PROGRAM_BRANCH)
-            best = self.program_best()
-            if rerun.metric is None or (best is not None and not self.metric.better(rerun.metric, best)):
+            best, value = self.program_best(), self.value(rerun)
+            if value is None or (best is not None and not self.metric.better(value, best)):
                 return False
             if not self.git.is_ancestor(main, rerun.commit):
                 self.ledger.log_event("merge_stale", experiment=rerun.id, source=source_id)
@@ -94,7 +99,8 @@ class Merger:
             self.git("merge", "--ff-only", "-q", after)
         else:
             self.git("update-ref", f"refs/heads/{PROGRAM_BRANCH}", after, before)
-        self.ledger.record_merge(experiment.id, experiment.agent, by, how, before, after, experiment.metric)
+        value = self.value(experiment)
+        self.ledger.record_merge(experiment.id, experiment.agent, by, how, before, after, value)
         self.post.send(by, None, "merge",
                        f"Merged experiment #{experiment.id} of {experiment.agent} into `{PROGRAM_BRANCH}` ({how}): "
-                       f"{self.metric.name} {experiment.metric:.6f}. {experiment.description}", experiment.id)
+                       f"{self.metric.name} {value:.6f}. {experiment.description}", experiment.id)

@@ -1,7 +1,8 @@
 """Processes: what the organization does on a clock or on events, beside the agents' own work.
 
-`standup`: every `every_experiments` finished experiments or `every_minutes`
-minutes (whichever comes first), post a digest of everyone's results to
+`standup`: every `every_experiments` finished proposals (the lab's own runs,
+noise floor and re-runs, do not count) or `every_minutes` minutes (whichever
+comes first), post a digest of everyone's results to
 everyone: per agent, how many experiments since the last standup, how many
 kept, its best and its latest tries.
 """
@@ -25,18 +26,19 @@ class Standup:
         self.spec, self.ledger, self.post, self.metric = spec, ledger, post, metric
         self._lock = threading.Lock()
         self._last_at = time.time()
-        self._last_id = max((e.id for e in ledger.experiments()), default=0)
+        self._last_id = max((e.id for e in ledger.experiments(kind="proposal")), default=0)
 
     def on_experiment(self) -> int | None:
         """Called after every finished experiment; posts the digest if it is due and returns its message id."""
         with self._lock:
-            finished = [e for e in self.ledger.experiments() if e.id > self._last_id and e.status != "running"]
+            proposals = self.ledger.experiments(kind="proposal")
+            finished = [e for e in proposals if e.id > self._last_id and e.status != "running"]
             due = (self.spec.every_experiments is not None and len(finished) >= self.spec.every_experiments) or \
                   (self.spec.every_minutes is not None and time.time() - self._last_at >= 60 * self.spec.every_minutes)
             if not due or not finished:
                 return None
             self._last_id, self._last_at = max(e.id for e in finished), time.time()
-            return self.post.send("standup", None, "digest", digest(finished, self.ledger.experiments(), self.metric))
+            return self.post.send("standup", None, "digest", digest(finished, proposals, self.metric))
 
 
 def digest(recent: list[Experiment], everything: list[Experiment], metric: MetricSpec) -> str:

@@ -43,10 +43,11 @@ from researchorg.lab.runner import Slot, kill_group, run_command
 from researchorg.lab.scheduler import Scheduler, detect_slots
 from researchorg.ledger import Experiment
 from researchorg.org.coordination import next_assignment, report_assignment
+from researchorg.org.evidence import Evidence
 from researchorg.org.merging import Merger
 from researchorg.org.messages import PostOffice
 from researchorg.org.processes import Standup
-from researchorg.rigor.acceptance import POLICIES
+from researchorg.rigor.acceptance import make_policy
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 
@@ -120,7 +121,7 @@ class Runtime:
         self.ledger = program.ledger
         self.scheduler = Scheduler(slots or detect_slots())
         self.on_event = on_event or (lambda kind, data: None)
-        self.policy = POLICIES[self.org.policy]
+        self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
         self._stop = threading.Event()  # set on Ctrl-C: runs are killed, nothing new starts
         self._lock = threading.Lock()  # results.tsv and the report
         self.post = PostOffice(self.ledger, {})
@@ -133,6 +134,7 @@ class Runtime:
         self._winding_down = threading.Event()  # every submitting agent has stopped: leads stop too
         self._budget: _Budget | None = None
         self._report = RunReport()
+        self.evidence = Evidence(self)
 
     # the loop ---------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
@@ -146,6 +148,16 @@ class Runtime:
             self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                                   slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
             started = time.monotonic()
+            try:
+                self.evidence.noise_floors()
+            except KeyboardInterrupt:
+                with _no_sigint():
+                    self._stop.set()
+                    self.evidence.settle_interrupted()
+                report.stopped_by = "interrupted"
+                report.wall_seconds = time.monotonic() - started
+                self.ledger.log_event("run_stopped", stopped_by="interrupted", experiments=len(report.ran))
+                return report
             workers = [threading.Thread(target=self._work if m.role.submits else self._lead,
                                         args=(m, budget, report), name=m.name, daemon=True) for m in members]
             for worker in workers:
@@ -258,7 +270,7 @@ class Runtime:
             experiment = self.ledger.start_experiment(
                 member.name, parent, commit, diff=member.git.diff(parent, commit), description=proposal.description,
                 hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self.task.seed, slot="", hardware="",
-                log_dir=self.program.logs_dir)
+                log_dir=self.program.logs_dir, tree=member.git.tree_of(commit))
             member.git("update-ref", f"refs/experiments/{experiment.id}", commit)  # readable, safe from git gc
         return experiment, invalid
 
@@ -280,39 +292,44 @@ class Runtime:
         invalid = invalid or check_changes(self.task, member.git, experiment.parent_commit, experiment.commit)
         if invalid:
             return self._finish(member, experiment, "invalid", invalid, None, {})
-        slot = self.scheduler.acquire(member.name, member.role.priority, cancel=self._stop)
+        status, reason, metric, summary = self.measure(member.name, member.role.priority, experiment)
+        if status == "ok":
+            decision = self.evidence.decide(member.name, experiment, metric, summary,
+                                            self._incumbent(member, experiment))
+            status, summary = ("keep" if decision.keep else "discard"), {**summary, "decision": decision.evidence}
+        return self._finish(member, experiment, status, reason, metric, summary)
+
+    def measure(self, agent: str, priority: float, experiment: Experiment,
+                hardware: str | None = None) -> tuple[str, str, float | None, dict[str, Any]]:
+        """Run an experiment's commit once on a slot (of `hardware` class, if given): (status, reason, metric,
+        summary), status `ok` when it produced a metric."""
+        slot = self.scheduler.acquire(agent, priority, cancel=self._stop, hardware=hardware)
         if slot is None:
-            return self._finish(member, experiment, "interrupted", "stopped by Ctrl-C before it ran", None, {})
+            return "interrupted", "stopped by Ctrl-C before it ran", None, {}
         started = time.monotonic()
         try:
             checkout = self.program.checkout_for_run(slot.name, experiment.commit)
             invalid = check_protected(checkout, self.ledger.program()["protected_hashes"])
             if invalid:
-                return self._finish(member, experiment, "invalid", invalid, None, {})
+                return "invalid", invalid, None, {}
             self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
             self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
-            result = run_command(self.task, checkout, Path(experiment.log_path), seed=self.task.seed, slot=slot,
+            result = run_command(self.task, checkout, Path(experiment.log_path), seed=experiment.seed, slot=slot,
                                  on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=self._stop)
         finally:
-            self.scheduler.release(slot, member.name, time.monotonic() - started)
-        return self._finish(member, experiment, result.status, result.reason, result.metric, result.summary)
+            self.scheduler.release(slot, agent, time.monotonic() - started)
+        return result.status, result.reason, result.metric, result.summary
 
     def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
                 metric: float | None, summary: dict[str, Any]) -> Experiment:
         with member.lock:
-            if status == "ok":
-                decision = self.policy(self.task.metric, metric, self._incumbent(member, experiment))
-                status = "keep" if decision.keep else "discard"
-                summary = {**summary, "decision": decision.evidence}
             head = experiment.commit if status == "keep" else self.ledger.agent(member.name)["head_commit"]
             self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
                                           summary=summary)
             member.git.reset_hard(head)  # keep moves the agent's branch; anything else leaves it
             done = self.ledger.experiment(experiment.id)
             member.agent.observe(member.ctx, done)
-        with self._lock:
-            self.program.write_results()
-        self.on_event("experiment_finished", {"experiment": done})
+        self.written(done)
         for process in self.processes:
             process.on_experiment()
         if self.merger is not None and (self._merge_process or done.proposal.get("merge_of")):
@@ -321,13 +338,20 @@ class Runtime:
             report_assignment(self.post, self.ledger, done, self.task.metric)
         return done
 
-    def _incumbent(self, member: _Member, experiment: Experiment) -> float | None:
-        """What a result must beat: the program's best for a merge re-run; else the measured metric of the
-        code the agent's branch now stands at, on the same hardware class (None: nothing measured yet)."""
-        if experiment.proposal.get("merge_of") and self.merger is not None:
-            return self.merger.program_best()
-        hardware = self.ledger.experiment(experiment.id).hardware
-        return self.ledger.metric_of(self.ledger.agent(member.name)["head_commit"], hardware)
+    def written(self, done: Experiment) -> None:
+        """A run was recorded: rewrite results.tsv and tell the display."""
+        with self._lock:
+            self.program.write_results()
+        self.on_event("experiment_finished", {"experiment": done})
+
+    def _incumbent(self, member: _Member, experiment: Experiment) -> Callable[[], str]:
+        """What a candidate of `member` must beat, asked at decision time: the code its branch stands at
+        (or, for a merge re-run, the program branch's), as a git tree."""
+        def tree() -> str:
+            if experiment.proposal.get("merge_of"):
+                return member.git.tree_of(self.git_main())
+            return member.git.tree_of(self.ledger.agent(member.name)["head_commit"])
+        return tree
 
     def _adopt_program(self, member: _Member) -> None:
         """Move the agent onto the program branch when what it publishes beats the agent's own head."""
@@ -347,6 +371,13 @@ class Runtime:
             return "merged after the re-run" if accepted else "not merged: the re-run did not beat the program's best"
         if not self.merger.is_candidate(done):
             return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
+        if self.evidence.verify_runs:
+            reproduced = self.evidence.verify(done, member.role.name)
+            if not reproduced:
+                return "not merged: " + ("no experiment budget left to verify it" if reproduced is None
+                                         else "it did not reproduce with fresh seeds")
+            if not self.merger.is_candidate(done):  # its mean now includes the fresh runs
+                return f"not merged: with the fresh runs #{done.id} no longer beats the program's best"
         before = len(self.ledger.merges())
         merged = self.merger.try_merge(done, by)
         if merged is None:
@@ -361,7 +392,7 @@ class Runtime:
                 description=f"merge #{done.id} onto main",
                 proposal={"merge_of": done.id, "merge_by": by}, seed=self.task.seed, slot="", hardware="",
                 hypothesis="the kept change still wins on top of the moved program branch",
-                log_dir=self.program.logs_dir)
+                log_dir=self.program.logs_dir, kind="merge", tree=member.git.tree_of(merged))
             member.git("update-ref", f"refs/experiments/{rerun.id}", merged)
             rerun = self._run_on_a_slot(member, rerun, None)
             with self._lock:
@@ -420,7 +451,7 @@ class Runtime:
                                           reason="the run process stopped before this experiment finished")
             settled.append(experiment)
         for agent in self.ledger.agents():
-            if Path(agent["worktree"], ".git").exists():
+            if agent["worktree"] and Path(agent["worktree"], ".git").exists():
                 git = Git(Path(agent["worktree"]))
                 git.remove_stale_lock()  # we hold the run lock: no other git of ours is running here
                 git.reset_hard(agent["head_commit"])

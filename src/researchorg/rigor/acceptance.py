@@ -1,30 +1,118 @@
-"""Acceptance policies: whether a finished experiment is kept.
+"""Acceptance policies: whether a candidate is kept, from its runs, the incumbent's runs and the noise floor.
 
-`greedy` is autoresearch's rule: keep when the metric beats the agent's
-current best (its last kept experiment); the first successful run of an agent
-(its baseline) is always kept. Every decision carries its evidence, which the
-ledger stores with the experiment.
+A policy sees every successful run of the candidate so far (one at first) and
+of the incumbent (the code the agent's branch stands at), on one hardware
+class, and the noise floor (sigma of one run, from the baseline run with K
+seeds). It answers keep, discard, or "run it again with a new seed" (`keep`
+None): the runtime then runs the candidate once more and asks again. With
+`final` set (no budget left for another run) it must decide.
+
+- `greedy`: autoresearch's rule, kept for comparison: keep when the mean beats
+  the incumbent's mean at all. Never asks for a re-run.
+- `noise-aware` (the default): a sequential z-test. The gain is the difference
+  of the means in the metric's good direction; its standard error is
+  sigma * sqrt(1/n_candidate + 1/n_incumbent). Keep when the gain exceeds
+  `sigmas` standard errors (default 2); drop when it is not positive or after
+  `max_runs` runs; in between (borderline) run again with a new seed.
+
+Every decision carries its evidence: the policy, the runs and their means,
+sigma, the standard error, z, the threshold and the rule that fired. The
+runtime adds the confounds (rigor/confounds.py).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from researchorg.task.spec import MetricSpec
 
 
 @dataclass
 class Decision:
-    keep: bool
+    keep: bool | None  # None: run the candidate again with a new seed before deciding
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def greedy(metric: MetricSpec, candidate: float, incumbent: float | None) -> Decision:
-    if incumbent is None:
-        return Decision(True, {"policy": "greedy", "rule": "first result of the agent"})
-    keep = metric.better(candidate, incumbent)
-    return Decision(keep, {"policy": "greedy", "incumbent": incumbent, "delta": candidate - incumbent})
+class Policy(Protocol):
+    name: str
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False) -> Decision: ...
 
 
-POLICIES = {"greedy": greedy}
+def gain(metric: MetricSpec, candidate: float, incumbent: float) -> float:
+    """How much `candidate` is better than `incumbent` (positive: better), whatever the metric's direction."""
+    return incumbent - candidate if metric.direction == "minimize" else candidate - incumbent
+
+
+def _base_evidence(name: str, metric: MetricSpec, candidate: list[float], incumbent: list[float]) -> dict[str, Any]:
+    mean_c, mean_i = statistics.fmean(candidate), statistics.fmean(incumbent)
+    return {"policy": name, "candidate_runs": [round(v, 6) for v in candidate],
+            "incumbent_runs": [round(v, 6) for v in incumbent], "candidate_mean": mean_c,
+            "incumbent_mean": mean_i, "gain": gain(metric, mean_c, mean_i)}
+
+
+@dataclass
+class Greedy:
+    name: str = "greedy"
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False) -> Decision:
+        if not incumbent:
+            return Decision(True, {"policy": self.name, "rule": "first result of the agent",
+                                   "candidate_runs": candidate})
+        evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        keep = evidence["gain"] > 0
+        return Decision(keep, {**evidence, "rule": "better than the incumbent" if keep else "not better"})
+
+
+@dataclass
+class NoiseAware:
+    sigmas: float = 2.0
+    max_runs: int = 4
+    name: str = "noise-aware"
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False) -> Decision:
+        if not incumbent:
+            return Decision(True, {"policy": self.name, "rule": "first result of the agent",
+                                   "candidate_runs": candidate})
+        evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if sigma is None:  # no noise floor measured: estimate it from the runs themselves, if there are some
+            sigma = pooled_sigma([candidate, incumbent])
+            evidence["sigma_from"] = "these runs" if sigma is not None else "none: no noise estimate"
+        se = (sigma or 0.0) * math.sqrt(1 / len(candidate) + 1 / len(incumbent))
+        z = evidence["gain"] / se if se > 0 else math.copysign(math.inf, evidence["gain"]) if evidence["gain"] else 0.0
+        evidence.update(sigma=sigma, se=se, z=z, threshold=self.sigmas, test="one-sided z on the difference of means")
+        if z > self.sigmas:
+            return Decision(True, {**evidence, "rule": f"gain > {self.sigmas:g} standard errors"})
+        if z <= 0:
+            return Decision(False, {**evidence, "rule": "no gain"})
+        if final or len(candidate) >= self.max_runs:
+            why = "no budget for another run" if final and len(candidate) < self.max_runs else \
+                f"still below {self.sigmas:g} standard errors after {len(candidate)} runs"
+            return Decision(False, {**evidence, "rule": why})
+        return Decision(None, {**evidence, "rule": "borderline: run again with a new seed"})
+
+
+def pooled_sigma(groups: list[list[float]]) -> float | None:
+    """Pooled sample standard deviation of several groups of runs; None with no degree of freedom."""
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if dof == 0:
+        return None
+    ss = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups if len(g) > 1)
+    return math.sqrt(ss / dof)
+
+
+def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4) -> Policy:
+    if name == "greedy":
+        return Greedy()
+    if name == "noise-aware":
+        return NoiseAware(sigmas=sigmas, max_runs=max_runs)
+    raise ValueError(f"unknown acceptance policy {name!r}; known: {', '.join(POLICIES)}")
+
+
+POLICIES = ("greedy", "noise-aware")

@@ -1,0 +1,338 @@
+"""The virtual lab: an organization of simulated agents on the simulated task, in virtual time.
+
+It makes the same moves as the real runtime (org/runtime.py with
+org/evidence.py), with each change held in memory as a set of ideas instead of
+a git commit, and a virtual clock instead of real training:
+
+- the noise floor first (the baseline with `noise_runs` seeds, never the task seed);
+- each agent, in turn: reserve an experiment of the budget, think, pick an idea
+  (sim/ideas.py), run the candidate with the task seed; if it ran, ask the same
+  acceptance policy (rigor/acceptance.py) with the incumbent's runs and the
+  noise floor, re-running borderline candidates with the lowest unused seed;
+  keep moves the agent's code;
+- a kept candidate that beats the program's code is verified with
+  `verify_runs` fresh seeds and merged if it reproduces and still beats it;
+  when the program moved under it, the union of both is run again and merged
+  only if it still wins;
+- slots go to waiting runs by the scheduler's weighted fair share (lab/scheduler.py).
+
+Every run can also be written to a ledger (the same tables as a real program).
+The landscape knows the truth, so every decision is recorded with its true
+gain: this is what benchmarks/decisions.py scores.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import statistics
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from researchorg.lab.scheduler import fair_share_key
+from researchorg.ledger import Ledger
+from researchorg.rigor.acceptance import gain, make_policy
+from researchorg.rigor.noise import estimate
+from researchorg.sim.ideas import IdeaPicker, describe
+from researchorg.sim.landscape import Landscape, tree_of
+from researchorg.task.spec import MetricSpec
+
+METRIC = MetricSpec(name="loss", direction="minimize")
+HARDWARE = "virtual"
+
+
+@dataclass
+class SimRole:
+    name: str = "researcher"
+    count: int = 1
+    quality: float = 0.5
+    think_seconds: float = 60.0
+    priority: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Run:
+    id: int
+    agent: str
+    config: frozenset[str]
+    seed: int
+    kind: str  # proposal | noise | rerun | verify | merge
+    description: str = ""
+    rerun_of: int | None = None
+    metric: float | None = None
+    status: str = "running"
+    started: float = 0.0
+    ended: float = 0.0
+
+
+@dataclass
+class SimDecision:
+    run: int
+    agent: str
+    keep: bool
+    true_gain: float  # what the candidate truly gains over the incumbent (positive: better)
+    runs: int  # how many runs the decision used
+    evidence: dict[str, Any]
+    at: float
+
+
+@dataclass
+class SimResult:
+    runs: list[Run] = field(default_factory=list)
+    decisions: list[SimDecision] = field(default_factory=list)
+    verifications: list[tuple[int, bool, float]] = field(default_factory=list)  # (run, reproduced, true gain)
+    merges: list[tuple[float, int, float]] = field(default_factory=list)  # (time, run, true value of the program)
+    noise_sigma: float | None = None
+    seconds: float = 0.0  # virtual time at the end
+    slot_seconds: float = 0.0
+
+
+_Request = tuple[str, Any]  # ("think", seconds) | ("runs", [Run, ...])
+
+
+class VirtualLab:
+    def __init__(self, landscape: Landscape, roles: list[SimRole], *, slots: int = 1, policy: str = "noise-aware",
+                 sigmas: float = 2.0, max_runs: int = 4, noise_runs: int = 5, verify_runs: int = 2,
+                 merge: bool = True, adopt_program: bool = True, task_seed: int = 1,
+                 max_experiments: int | None = None, max_hours: float | None = None, ledger: Ledger | None = None):
+        self.landscape, self.roles, self.slots = landscape, roles, slots
+        self.policy = make_policy(policy, sigmas, max_runs)
+        self.noise_runs, self.verify_runs, self.merge, self.adopt = noise_runs, verify_runs, merge, adopt_program
+        self.task_seed = task_seed
+        self.max_experiments, self.deadline = max_experiments, max_hours * 3600 if max_hours else None
+        self.ledger = ledger
+        self.result = SimResult()
+        self.now = 0.0
+        self._ids = itertools.count(1)
+        self._order = itertools.count()
+        self._events: list[tuple[float, int, Any, Any]] = []
+        self._waiting: list[tuple[str, float, int, Run, list]] = []  # (agent, priority, order, run, group)
+        self._used: dict[str, float] = {}
+        self._free = slots
+        self._reserved = 0
+        self._metrics: dict[frozenset[str], list[float]] = {}  # successful runs of each code
+        self._seeds: dict[frozenset[str], set[int]] = {}
+        self.program: frozenset[str] = frozenset()
+        self._ledger_ids: dict[int, int] = {}
+        self._group_of: dict[int, list] = {}  # run id -> [process, runs still out, runs]
+        self.baseline_commit = "0" * 40
+
+    # the engine ----------------------------------------------------------------------
+    def run(self) -> SimResult:
+        if self.ledger is not None:
+            self.ledger.create_program("virtual", "simulated", METRIC.name, METRIC.direction, self.baseline_commit, {})
+        self._start(self._lab())
+        while self._events:
+            self.now, _, target, value = heapq.heappop(self._events)
+            if isinstance(target, Run):
+                self._finished(target)
+            else:
+                self._step(target, value)
+        self.result.seconds = self.now
+        self.result.slot_seconds = sum(self._used.values())
+        return self.result
+
+    def _start(self, process: Generator[_Request, Any, None]) -> None:
+        self._step(process, None)
+
+    def _step(self, process: Generator[_Request, Any, None], value: Any) -> None:
+        try:
+            kind, arg = process.send(value)
+        except StopIteration:
+            return
+        if kind == "think":
+            heapq.heappush(self._events, (self.now + arg, next(self._order), process, None))
+        elif not arg:
+            heapq.heappush(self._events, (self.now, next(self._order), process, []))
+        else:
+            group: list[Any] = [process, len(arg), arg]
+            for run in arg:
+                self._waiting.append((run.agent, self._priority(run.agent), next(self._order), run, group))
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._free and self._waiting:
+            chosen = min(self._waiting, key=lambda w: fair_share_key(self._used.get(w[0], 0.0), w[1], w[2]))
+            self._waiting.remove(chosen)
+            self._free -= 1
+            run = chosen[3]
+            run.started = self.now
+            outcome = self.landscape.run(run.config, run.seed)
+            run.metric, run.ended = outcome.metric, self.now + outcome.seconds
+            self._group_of[run.id] = chosen[4]
+            heapq.heappush(self._events, (run.ended, next(self._order), run, None))
+
+    def _finished(self, run: Run) -> None:
+        self._free += 1
+        self._used[run.agent] = self._used.get(run.agent, 0.0) + run.ended - run.started
+        run.status = "measured" if run.metric is not None else "crash"
+        if run.metric is not None:
+            self._metrics.setdefault(run.config, []).append(run.metric)
+        self._record(run)
+        group = self._group_of.pop(run.id)
+        group[1] -= 1
+        if group[1] == 0:
+            heapq.heappush(self._events, (self.now, next(self._order), group[0], group[2]))
+        self._dispatch()
+
+    # budget and seeds ------------------------------------------------------------------
+    def _reserve(self) -> bool:
+        if self.max_experiments is not None and self._reserved >= self.max_experiments:
+            return False
+        if self.deadline is not None and self.now >= self.deadline:
+            return False
+        self._reserved += 1
+        return True
+
+    def _new_run(self, agent: str, config: frozenset[str], kind: str, rerun_of: int | None = None,
+                 description: str = "", seed: int | None = None) -> Run:
+        used = self._seeds.setdefault(config, set())
+        if seed is None:  # the lowest seed this code never ran with; the task seed is a proposal's own
+            seed = self.task_seed
+            while seed in used or seed == self.task_seed:
+                seed += 1
+        used.add(seed)
+        run = Run(next(self._ids), agent, config, seed, kind, description, rerun_of)
+        self.result.runs.append(run)
+        return run
+
+    def _runs(self, agent: str, config: frozenset[str], kind: str, n: int, rerun_of: int | None,
+              description: str) -> list[Run]:
+        runs = []
+        for _ in range(n):
+            if not self._reserve():
+                break
+            runs.append(self._new_run(agent, config, kind, rerun_of, description))
+        return runs
+
+    def _value(self, config: frozenset[str]) -> float | None:
+        runs = self._metrics.get(config)
+        return statistics.fmean(runs) if runs else None
+
+    def _priority(self, agent: str) -> float:
+        return next((r.priority for name, r in self._agents() if name == agent), 1.0)
+
+    def _agents(self) -> list[tuple[str, SimRole]]:
+        return [(r.name if r.count == 1 else f"{r.name}-{i + 1}", r) for r in self.roles for i in range(r.count)]
+
+    # the processes ------------------------------------------------------------------------
+    def _lab(self) -> Generator[_Request, Any, None]:
+        """The noise floor, then every agent at once."""
+        if self.noise_runs >= 2:
+            runs = yield ("runs", self._runs("lab", frozenset(), "noise", self.noise_runs, None,
+                                             "baseline (noise floor)"))
+            values = [r.metric for r in runs if r.metric is not None]
+            if len(values) >= 2:
+                self.result.noise_sigma = estimate(values).sigma
+        for index, (name, role) in enumerate(self._agents()):
+            self._start(self._agent(name, role, IdeaPicker(self.landscape, role.quality, role.seed + index)))
+
+    def _agent(self, name: str, role: SimRole, picker: IdeaPicker) -> Generator[_Request, Any, None]:
+        config: frozenset[str] = frozenset()
+        while True:
+            if not self._reserve():
+                return
+            if self.merge and self.adopt and self.program != config and not self.program <= config:
+                mine, best = self._value(config), self._value(self.program)
+                if best is not None and (mine is None or METRIC.better(best, mine)):
+                    config = self.program
+            yield ("think", role.think_seconds)
+            idea = picker.next(config)
+            if idea is None:
+                self._reserved -= 1
+                return
+            candidate = config | {idea}
+            (run,) = yield ("runs", [self._new_run(name, candidate, "proposal", None, describe(self.landscape, idea),
+                                                   self.task_seed)])
+            if run.metric is None:
+                continue
+            keep = yield from self._decide(name, run, config)
+            run.status = "keep" if keep else "discard"
+            self._record(run)
+            if keep:
+                config = candidate
+                if self.merge:
+                    config = yield from self._merge(name, run, config)
+
+    def _decide(self, agent: str, run: Run, incumbent: frozenset[str]) -> Generator[_Request, Any, bool]:
+        """The sequential test of a candidate's first run against `incumbent`, with re-runs while borderline."""
+        runs, final = [run.metric], False
+        while True:
+            decision = self.policy.decide(METRIC, runs, list(self._metrics.get(incumbent, [])),
+                                          self.result.noise_sigma, final)
+            if decision.keep is not None:
+                break
+            extra = self._runs(agent, run.config, "rerun", 1, run.id, run.description)
+            if not extra:
+                final = True
+                continue
+            (rerun,) = yield ("runs", extra)
+            if rerun.metric is None:
+                final = True
+            else:
+                runs.append(rerun.metric)
+        self.result.decisions.append(SimDecision(run.id, agent, decision.keep,
+                                                 self.landscape.true_gain(run.config, incumbent), len(runs),
+                                                 decision.evidence, self.now))
+        return decision.keep
+
+    def _merge(self, agent: str, run: Run, config: frozenset[str]) -> Generator[_Request, Any, frozenset[str]]:
+        """Verify and merge a kept candidate; return the agent's code after it (a kept merge re-run moves it)."""
+        best, value = self._value(self.program), self._value(run.config)
+        if best is not None and not METRIC.better(value, best):
+            return config
+        if self.verify_runs:
+            incumbent = self.result.decisions[-1].evidence.get("incumbent_mean")
+            fresh = yield ("runs", self._runs(agent, run.config, "verify", self.verify_runs, run.id, run.description))
+            if not fresh:
+                return config
+            values = [r.metric for r in fresh if r.metric is not None]
+            reproduced = bool(values) and (incumbent is None or gain(METRIC, statistics.fmean(values), incumbent) > 0)
+            self.result.verifications.append((run.id, reproduced, self.result.decisions[-1].true_gain))
+            best, value = self._value(self.program), self._value(run.config)
+            if not reproduced or (best is not None and not METRIC.better(value, best)):
+                return config
+        if self.program <= run.config:  # the program did not move under it: fast-forward
+            self._advance(run)
+            return config
+        merged = self.program | run.config
+        if merged == self.program:
+            return config
+        if merged == run.config:
+            self._advance(run)
+            return config
+        if not self._reserve():
+            return config
+        (rerun,) = yield ("runs", [self._new_run(agent, merged, "merge", run.id, f"merge #{run.id}", self.task_seed)])
+        if rerun.metric is None:
+            return config
+        program = self.program
+        keep = yield from self._decide(agent, rerun, program)
+        rerun.status = "keep" if keep else "discard"
+        self._record(rerun)
+        best, value = self._value(self.program), self._value(merged)
+        if keep and self.program == program and (best is None or METRIC.better(value, best)):
+            self._advance(rerun)
+        return merged if keep else config
+
+    def _advance(self, run: Run) -> None:
+        self.program = run.config
+        self.result.merges.append((self.now, run.id, self.landscape.true_value(run.config)))
+
+    # the ledger ------------------------------------------------------------------------------
+    def _record(self, run: Run) -> None:
+        if self.ledger is None:
+            return
+        if run.id not in self._ledger_ids:
+            self.ledger.ensure_agent(run.agent, run.agent, "simulated", "", "", self.baseline_commit)
+            row = self.ledger.start_experiment(
+                run.agent, self.baseline_commit, tree_of(run.config), diff="", description=run.description,
+                hypothesis="", proposal={"ideas": sorted(run.config)}, seed=run.seed, slot="virtual",
+                hardware=HARDWARE, log_dir=None, kind=run.kind, rerun_of=self._ledger_ids.get(run.rerun_of),
+                tree=tree_of(run.config))
+            self._ledger_ids[run.id] = row.id
+        self.ledger.finish_experiment(self._ledger_ids[run.id], run.status, metric=run.metric,
+                                      summary={"training_seconds": run.ended - run.started, "virtual_end": run.ended})
+

@@ -1,0 +1,69 @@
+"""Acceptance policies, the noise floor and confounds, on numbers whose answer is known."""
+
+from __future__ import annotations
+
+import pytest
+
+from researchorg.rigor import confounds
+from researchorg.rigor.acceptance import make_policy, pooled_sigma
+from researchorg.rigor.noise import estimate
+from researchorg.task.spec import MetricSpec
+
+LOSS = MetricSpec(name="loss", direction="minimize")
+ACC = MetricSpec(name="acc", direction="maximize")
+
+
+def test_greedy_keeps_anything_better_and_records_its_evidence():
+    greedy = make_policy("greedy")
+    assert greedy.decide(LOSS, [0.999], [1.0, 1.0], sigma=0.05).keep is True  # noise read as progress
+    decision = greedy.decide(ACC, [0.7], [0.8], sigma=None)
+    assert decision.keep is False and decision.evidence["gain"] == pytest.approx(-0.1)
+    assert greedy.decide(LOSS, [1.0], [], sigma=None).evidence["rule"] == "first result of the agent"
+
+
+def test_noise_aware_keeps_clear_gains_drops_losses_and_reruns_borderline_ones():
+    policy = make_policy("noise-aware", sigmas=2.0, max_runs=3)
+    incumbent = [1.0] * 5
+    clear = policy.decide(LOSS, [0.9], incumbent, sigma=0.01)  # 10 sigma
+    assert clear.keep is True and clear.evidence["z"] > 2 and clear.evidence["rule"].startswith("gain >")
+    assert policy.decide(LOSS, [1.01], incumbent, sigma=0.01).keep is False  # worse: no gain
+    borderline = policy.decide(LOSS, [0.99], incumbent, sigma=0.01)  # z = 0.01 / (0.01 * sqrt(1.2)) = 0.91
+    assert borderline.keep is None and borderline.evidence["se"] == pytest.approx(0.01 * 1.2 ** 0.5)
+    # the same gain confirmed over more runs crosses the threshold: z = 0.01 / (0.01 * sqrt(1/3 + 1/5)) = 1.37...
+    assert policy.decide(LOSS, [0.99, 0.99, 0.99], incumbent, sigma=0.01).keep is False  # ... not enough at max_runs
+    assert policy.decide(LOSS, [0.98, 0.98], incumbent, sigma=0.01).keep is True  # z = 2.39
+    final = policy.decide(LOSS, [0.99], incumbent, sigma=0.01, final=True)
+    assert final.keep is False and final.evidence["rule"] == "no budget for another run"
+
+
+def test_noise_aware_without_a_noise_floor_estimates_sigma_from_the_runs():
+    policy = make_policy("noise-aware")
+    decision = policy.decide(ACC, [0.9, 0.92], [0.8, 0.82], sigma=None)
+    assert decision.evidence["sigma"] == pytest.approx(pooled_sigma([[0.9, 0.92], [0.8, 0.82]]))
+    assert decision.evidence["sigma_from"] == "these runs" and decision.keep is True
+    assert make_policy("noise-aware").decide(ACC, [0.9], [0.8], sigma=None).evidence["sigma_from"].startswith("none")
+
+
+def test_unknown_policy_is_an_error():
+    with pytest.raises(ValueError, match="unknown acceptance policy 'lucky'"):
+        make_policy("lucky")
+
+
+def test_noise_floor_interval_matches_the_chi_square_distribution():
+    floor = estimate([1.0, 1.02, 0.98, 1.01, 0.99])
+    assert floor.mean == pytest.approx(1.0) and floor.sigma == pytest.approx(0.0158114, rel=1e-4)
+    # 4 degrees of freedom: chi2 quantiles 0.4844 and 11.143
+    assert floor.sigma_low == pytest.approx(floor.sigma * (4 / 11.1433) ** 0.5, rel=1e-3)
+    assert floor.sigma_high == pytest.approx(floor.sigma * (4 / 0.48442) ** 0.5, rel=1e-3)
+    assert "5 seeds" in floor.describe("loss")
+    with pytest.raises(ValueError):
+        estimate([1.0])
+
+
+def test_confounds_read_beside_the_gain():
+    found = confounds.compare({"num_params": 1.4e6, "tokens": 1e6, "flops": 8.4e12, "steps": 100},
+                              {"num_params": 1.0e6, "tokens": 1e6, "flops": 6e12, "steps": 0})
+    assert found["num_params"]["ratio"] == pytest.approx(1.4) and "steps" not in found  # nothing to compare to 0
+    text = confounds.describe("val_bpb", -0.02, found)
+    assert text == "-0.0200 val_bpb, +40% params, same tokens, +40% FLOPs"
+    assert confounds.flops_estimate(1e6, 2e6) == 1.2e13
