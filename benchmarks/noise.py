@@ -33,7 +33,7 @@ def main() -> None:
             if result.status != "ok":
                 raise SystemExit(f"seed {seed}: {result.status}: {result.reason}")
             values.append(result.metric)
-            steps.append(result.summary.get("num_steps", 0.0))
+            steps.append(result.summary.get("steps", 0.0))
             print(f"seed {seed}: {program.task.metric.name} {result.metric:.6f}  steps {steps[-1]:.0f}", flush=True)
     print(f"task: {program.task.name}")
     print(f"budget_seconds: {program.task.budget_seconds:g}")

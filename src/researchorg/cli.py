@@ -261,6 +261,64 @@ def plot(
     console.print(f"wrote {output}")
 
 
+@app.command()
+def ablate(
+    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    repeats: Annotated[int, typer.Option(min=1, help="Fresh-seed runs of each configuration.")] = 3,
+    prune: Annotated[bool, typer.Option(help="Propose a branch `pruned`: main without the changes that do not "
+                                              "matter (main itself never moves).")] = False,
+    slots: Annotated[int | None, typer.Option(help="Compute slots (as for run).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per slot (as for run).")] = None,
+) -> None:
+    """Leave-one-out ablation of the changes merged into main: which ones matter (table and ablation.png)."""
+    from rich.table import Table
+
+    from researchorg.org.runtime import Runtime
+    from researchorg.rigor.ablation import Ablation, ablation_plot
+
+    program = Program(directory)
+    merges = program.ledger.merges()
+    if not merges:
+        raise ResearchOrgError(f"{program.root}: nothing merged into main yet, so nothing to ablate")
+    runtime = Runtime(program, slots=detect_slots(slots, threads))
+    ablation = Ablation(program, runtime, repeats)
+    console.print(f"ablating {len(merges)} merged changes: main and each change left out, {repeats} fresh seeds "
+                  f"each, on {len(runtime.scheduler.slots)} slot(s)")
+    with program.run_lock():
+        runtime.recover()
+        try:
+            report = ablation.run(prune=prune)
+        except KeyboardInterrupt:
+            runtime._stop.set()
+            runtime.evidence.settle_interrupted()
+            console.print("stopped by Ctrl-C; the runs made so far are in the ledger (kind ablation)")
+            raise typer.Exit(130) from None
+    name = program.task.metric.name
+    mean = lambda runs: f"{sum(runs) / len(runs):.6f} (n={len(runs)})" if runs else "-"  # noqa: E731
+    table = Table(title=f"leave-one-out ablation: main {report.main[:7]} = {mean(report.main_runs)}"
+                        + (f", sigma {report.sigma:.4f}" if report.sigma else ""), title_justify="left")
+    for column in ("merge", "change", f"{name} without it", "contribution", "±2 SE", "matters"):
+        table.add_column(column)
+    for c in report.changes:
+        if c.commit is None:
+            table.add_row(f"#{c.experiment_id}", c.description, "-", "-", "-", "cannot be removed alone")
+            continue
+        table.add_row(f"#{c.experiment_id}", c.description, mean(c.runs),
+                      f"{c.contribution:+.6f}" if c.contribution is not None else "-",
+                      f"{2 * c.se:.6f}" if c.se is not None else "-",
+                      {True: "[green]yes[/]", False: "no", None: "-"}[c.matters])
+    console.print(table)
+    out = ablation_plot(report, name, program.root / "ablation.png")
+    console.print(f"ablation.png: {out}")
+    if prune:
+        if report.pruned is None:
+            console.print("nothing to prune: every change matters (or the rest cannot be removed cleanly)")
+        else:
+            console.print(f"proposed branch pruned at {report.pruned[:7]}: {name} {mean(report.pruned_runs)} vs main "
+                          f"{mean(report.main_runs)}; compare with `git -C {program.root} diff main pruned`, adopt "
+                          f"with `git -C {program.root} branch -f main pruned`")
+
+
 def main() -> None:
     try:
         app()

@@ -29,8 +29,11 @@ def test_init_and_run_three_tinylm_experiments(tmp_path):
     assert all(e.status in ("keep", "discard") for e in experiments), [e.reason for e in experiments]
     baseline = experiments[0]
     assert 2.0 < baseline.metric < 8.0  # bits per byte of a barely trained byte model
-    for key in ("training_seconds", "total_seconds", "peak_mem_mb", "num_steps", "num_params_M", "total_tokens_M"):
+    for key in ("training_seconds", "peak_mem_mb", "steps", "tokens", "flops"):  # measured by the harness
         assert isinstance(baseline.summary[key], float), key
+    assert baseline.summary["flops"] == 6 * baseline.summary["num_params"] * baseline.summary["tokens"]
+    decided = [e for e in experiments[1:] if e.summary.get("decision", {}).get("confounds")]
+    assert decided and "params" in decided[0].summary["decision"]["text"]  # confounds beside the gain
     assert len(baseline.summary["corpus_hash"]) == 16
     assert baseline.training_seconds >= 2.0 and baseline.peak_mem_mb > 0
     assert baseline.hardware.startswith("cpu:") and baseline.seed == 42

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from researchorg.errors import LabError
@@ -37,16 +38,32 @@ class Git:
             raise LabError(f"git {' '.join(args)} failed in {self.cwd}: {message[-1] if message else proc.returncode}")
         return proc.stdout.strip()
 
-    def run(self, *args: str) -> subprocess.CompletedProcess:
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) \
+            -> subprocess.CompletedProcess:
         return subprocess.run(
             ["git", "-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", *args],
             cwd=self.cwd,
-            env={**os.environ, **_ENV},
+            env={**os.environ, **_ENV, **(env or {})},
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             start_new_session=True,
         )
+
+    def without(self, base: str, changes: list[tuple[str, str]], message: str) -> str | None:
+        """A commit on top of `base` with the given changes (before, after) undone, made in a scratch index
+        (no work tree is touched); None when undoing them does not apply cleanly."""
+        with tempfile.TemporaryDirectory(prefix="researchorg-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            self.run("read-tree", base, env=env).check_returncode()
+            for before, after in reversed(changes):
+                patch = self("diff", "--binary", "-U0", before, after)  # no context: neighbouring edits stay apart
+                if patch and self.run("apply", "--cached", "--unidiff-zero", "-R", "-", input=patch + "\n",
+                                      env=env).returncode != 0:
+                    return None
+            tree = self.run("write-tree", env=env).stdout.strip()
+        return self("commit-tree", tree, "-p", base, "-m", message)
 
     def head(self) -> str:
         return self("rev-parse", "HEAD")

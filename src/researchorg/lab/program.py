@@ -39,7 +39,7 @@ from researchorg.task import TaskSpec, find_task, load_task
 PROGRAM_BRANCH = "main"
 STATE_DIR = ".researchorg"
 DEFAULT_ORG = Path(__file__).parent.parent / "org" / "templates" / "solo-tuner.toml"
-_GITIGNORE = "results.tsv\nprogress.png\n.researchorg/\n__pycache__/\n*.pyc\nrun.log\n"
+_GITIGNORE = "results.tsv\nprogress.png\nablation.png\n.researchorg/\n__pycache__/\n*.pyc\nrun.log\n"
 
 
 class Program:

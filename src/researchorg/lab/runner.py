@@ -1,5 +1,9 @@
 """The runner: one experiment command in a worktree, held to its time limit.
 
+For a task whose metric comes from its protected harness (`[metric] source =
+"harness"`), the result is the harness's verdict file (RESEARCHORG_RESULT,
+beside the log), not anything printed: see rigor/harness.py.
+
 The command runs in its own process group (a new session), so a timeout or a
 Ctrl-C kills everything it started, and a Ctrl-C in the terminal reaches the
 lab, not the training. Its output goes to a log file. The metric and the
@@ -18,6 +22,8 @@ OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
 from __future__ import annotations
 
 import functools
+import json
+import math
 import os
 import platform
 import re
@@ -32,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from researchorg.rigor.harness import RESULT_ENV
 from researchorg.task.spec import TaskSpec
 
 CRASH_LOG_LINES = 50
@@ -79,8 +86,12 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start, busy_before = time.monotonic(), _machine_busy_seconds()
     with open(log_path, "wb") as log:
+        env = run_environment(task, seed, slot)
+        if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
+            verdict_path(log_path).unlink(missing_ok=True)
+            env[RESULT_ENV] = str(verdict_path(log_path))
         try:
-            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=run_environment(task, seed, slot),
+            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as err:
@@ -120,7 +131,32 @@ def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | Non
     return None
 
 
+def verdict_path(log_path: Path) -> Path:
+    return log_path.with_suffix(".verdict.json")
+
+
+def _read_verdict(log_path: Path, returncode: int, wall: float) -> RunResult:
+    """The result of a task whose protected harness computes the metric: only its verdict file counts."""
+    text = log_path.read_text(errors="replace")
+    try:
+        verdict = json.loads(verdict_path(log_path).read_text())
+    except (OSError, ValueError):
+        return RunResult("crash", returncode=returncode, wall_seconds=wall,
+                         reason=f"the harness wrote no verdict (exit code {returncode})\n{tail(text)}")
+    status, metric = verdict.get("status"), verdict.get("metric")
+    summary = verdict.get("summary") or {}
+    if status == "ok" and isinstance(metric, int | float) and math.isfinite(metric):
+        return RunResult("ok", metric=float(metric), summary=summary, returncode=returncode, wall_seconds=wall)
+    if status in ("invalid", "crash"):
+        return RunResult(status, summary=summary, returncode=returncode, wall_seconds=wall,
+                         reason=verdict.get("reason") or status)
+    return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
+                     reason=f"the harness's verdict has no finite metric: {verdict!r}"[:500])
+
+
 def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -> RunResult:
+    if task.metric.source == "harness":
+        return _read_verdict(log_path, returncode, wall)
     text = log_path.read_text(errors="replace")
     summary = parse_summary(text)
     metric = task.read_metric(text)

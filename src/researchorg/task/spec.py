@@ -50,6 +50,9 @@ class MetricSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     direction: Literal["minimize", "maximize"]
     pattern: str | None = None  # a regex whose first group is the value; default `^<name>:\s*<number>`
+    # "stdout": the command prints the metric; "harness": the protected command writes a verdict file
+    # (status, metric, summary) to $RESEARCHORG_RESULT and printed lines are ignored (rigor/harness.py)
+    source: Literal["stdout", "harness"] = "stdout"
 
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.pattern or rf"^{re.escape(self.name)}:\s*{NUMBER}\s*$", re.MULTILINE)

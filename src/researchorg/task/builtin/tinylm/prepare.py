@@ -1,7 +1,9 @@
-"""tinylm harness: data, the fixed validation bytes and the val_bpb metric.
+"""tinylm: data, the model hand-off and the val_bpb metric.
 
 PROTECTED. Agents never edit this file; the lab checks its hash before every
-run. train.py imports what it needs from here.
+run. train.py imports what it needs from here: `setup`, `train_batches`,
+`save_model` and `report`. The metric itself is computed by harness.py, in a
+process where no agent code runs, from the model train.py saved.
 
 Corpus: the CPython standard library's .py sources of the interpreter that runs
 this file (test directories, site-packages and the generated codec tables in
@@ -19,6 +21,7 @@ Run directly (`python prepare.py`) to check the corpus and print its hash.
 """
 
 import hashlib
+import json
 import os
 import resource
 import sysconfig
@@ -54,17 +57,24 @@ def _is_validation(relpath: Path) -> bool:
     return int.from_bytes(digest[:4], "little") % VAL_ONE_IN == 0
 
 
-@lru_cache(maxsize=1)
-def load_corpus() -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Return (train bytes, validation bytes, corpus hash) as uint8 tensors."""
+def split_files(split: str) -> list[Path]:
+    """The source files of the "train" or "val" split (absolute paths)."""
     relpaths, root = _source_files()
-    train, val = bytearray(), bytearray()
-    for rel in relpaths:
-        data = (root / rel).read_bytes() + b"\n\n"
-        (val if _is_validation(rel) else train).extend(data)
-    corpus_hash = hashlib.sha256(bytes(train) + b"\0" + bytes(val)).hexdigest()[:16]
-    as_tensor = lambda b: torch.frombuffer(bytearray(b), dtype=torch.uint8)  # noqa: E731
-    return as_tensor(train), as_tensor(val), corpus_hash
+    return [root / rel for rel in relpaths if _is_validation(rel) == (split == "val")]
+
+
+@lru_cache(maxsize=2)
+def load_split(split: str) -> torch.Tensor:
+    """The bytes of one split as a uint8 tensor. Training reads only "train"; the harness refuses "val" to it."""
+    data = bytearray()
+    for path in split_files(split):
+        data.extend(path.read_bytes() + b"\n\n")
+    return torch.frombuffer(data, dtype=torch.uint8)
+
+
+def corpus_hash() -> str:
+    train, val = load_split("train"), load_split("val")
+    return hashlib.sha256(bytes(train.numpy()) + b"\0" + bytes(val.numpy())).hexdigest()[:16]
 
 
 def setup() -> None:
@@ -76,7 +86,7 @@ def setup() -> None:
 
 def train_batches(batch_size: int, seq_len: int):
     """Yield (inputs, targets) int64 batches of random windows of the train split, forever."""
-    train, _, _ = load_corpus()
+    train = load_split("train")
     gen = torch.Generator().manual_seed(SEED)
     offsets = torch.arange(seq_len + 1)
     while True:
@@ -85,34 +95,67 @@ def train_batches(batch_size: int, seq_len: int):
         yield window[:, :-1], window[:, 1:]
 
 
-@torch.no_grad()
-def evaluate_bpb(model: torch.nn.Module, seq_len: int, batch_size: int = 32) -> float:
-    """Bits per byte of `model` on the fixed validation bytes.
+EVAL_BATCH = 32  # the saved model takes (EVAL_BATCH, seq_len) inputs
 
-    `model(inputs)` must return logits of shape (batch, seq_len, 256). The
-    EVAL_BYTES bytes are cut into windows of seq_len + 1; every byte after the
-    first of each window is scored.
+
+def artifact_dir() -> Path:
+    """Where train.py saves its model: the harness's directory for this run, or ./artifact by hand."""
+    path = Path(os.environ.get("RESEARCHORG_ARTIFACT", "artifact"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_model(model: torch.nn.Module, seq_len: int) -> None:
+    """Hand the trained model to the harness: exported (torch.export) as a graph of tensor operations, so
+    that evaluating it runs no code of train.py. Its input is (EVAL_BATCH, seq_len) bytes; its output the
+    logits (EVAL_BATCH, seq_len, 256)."""
+    model.eval()
+    example = torch.zeros(EVAL_BATCH, seq_len, dtype=torch.long)
+    with torch.no_grad():
+        exported = torch.export.export(model, (example,))
+    torch.export.save(exported, artifact_dir() / "model.pt2")
+    (artifact_dir() / "meta.json").write_text(json.dumps({"seq_len": seq_len}))
+
+
+def report(**figures: float) -> None:
+    """What train.py says about its own run (steps, tokens): recorded as confounds, never as the metric."""
+    (artifact_dir() / "train.json").write_text(json.dumps(figures))
+
+
+@torch.no_grad()
+def evaluate_bpb(model, seq_len: int) -> float:
+    """Bits per byte of `model` on the fixed validation bytes (called by harness.py only).
+
+    The EVAL_BYTES bytes are cut into windows of seq_len + 1 and scored in
+    batches of EVAL_BATCH (the last one padded with repeats, not scored);
+    every byte after the first of each window is scored.
     """
-    _, val, _ = load_corpus()
+    val = load_split("val")
     n_windows = EVAL_BYTES // seq_len
     windows = val[: n_windows * seq_len + 1].long()
-    was_training = model.training
-    model.eval()
     total_nats, total_bytes = 0.0, 0
-    for first in range(0, n_windows, batch_size):
-        idx = torch.arange(first, min(first + batch_size, n_windows))
+    for first in range(0, n_windows, EVAL_BATCH):
+        idx = torch.arange(first, min(first + EVAL_BATCH, n_windows))
         rows = (idx * seq_len).unsqueeze(1) + torch.arange(seq_len + 1)
         chunk = windows[rows]
-        logits = model(chunk[:, :-1]).float()
+        inputs = torch.cat([chunk[:, :-1], chunk[:1, :-1].expand(EVAL_BATCH - len(idx), -1)])
+        logits = model(inputs)[: len(idx)].float()
         loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), chunk[:, 1:].reshape(-1), reduction="sum")
         total_nats += loss.item()
         total_bytes += chunk[:, 1:].numel()
-    model.train(was_training)
     return total_nats / total_bytes / torch.log(torch.tensor(2.0)).item()
 
 
-def corpus_hash() -> str:
-    return load_corpus()[2]
+@torch.no_grad()
+def looks_ahead(model, seq_len: int) -> bool:
+    """Whether the model's prediction at a position depends on later bytes (a model that peeks is not a
+    language model): change the second half of the inputs and compare the first half's logits."""
+    val = load_split("val")
+    inputs = val[: EVAL_BATCH * seq_len].long().view(EVAL_BATCH, seq_len)
+    changed = inputs.clone()
+    half = seq_len // 2
+    changed[:, half:] = (changed[:, half:] + 1) % VOCAB_SIZE
+    return not torch.allclose(model(inputs)[:, :half], model(changed)[:, :half], atol=1e-4, rtol=1e-4)
 
 
 def peak_memory_mb() -> float:
@@ -123,8 +166,7 @@ def peak_memory_mb() -> float:
 
 
 if __name__ == "__main__":
-    train, val, digest = load_corpus()
-    print(f"train_bytes:      {len(train)}")
-    print(f"val_bytes:        {len(val)}")
+    print(f"train_bytes:      {len(load_split('train'))}")
+    print(f"val_bytes:        {len(load_split('val'))}")
     print(f"eval_bytes:       {EVAL_BYTES}")
-    print(f"corpus_hash:      {digest}")
+    print(f"corpus_hash:      {corpus_hash()}")

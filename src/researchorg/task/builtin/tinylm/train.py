@@ -1,8 +1,11 @@
 """tinylm: a byte-level GPT trained for a fixed wall-clock budget on the CPU.
 
 EDITABLE. This is the file agents change: model, optimizer, hyperparameters
-and training loop are all fair game. The data, the validation bytes and the
-val_bpb metric live in the protected prepare.py.
+and training loop are all fair game. It must train within the time budget and
+hand the model over with `save_model`; the protected harness.py then computes
+val_bpb from the saved model, in a process where this code never runs. It may
+not read the validation split, write outside its run directory, start
+processes or reseed: the harness watches and marks such runs invalid.
 
 The constants below are the task's declared knobs (see task.toml): offline
 agents such as the tuner change them and nothing else.
@@ -14,7 +17,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from prepare import TIME_BUDGET, corpus_hash, evaluate_bpb, peak_memory_mb, setup, train_batches
+from prepare import TIME_BUDGET, report, save_model, setup, train_batches
 
 # Hyperparameters ------------------------------------------------------------
 N_LAYER = 4
@@ -79,7 +82,6 @@ def lr_at(progress: float) -> float:
 
 
 # Training ---------------------------------------------------------------------
-t_start = time.perf_counter()
 setup()
 model = GPT(N_LAYER, N_EMBD, HEAD_DIM, SEQ_LEN)
 num_params = sum(p.numel() for p in model.parameters())
@@ -107,15 +109,7 @@ while training_seconds < TIME_BUDGET:
     if step % 100 == 0:
         print(f"step {step:5d}  loss {loss.item():.4f}  {training_seconds:5.1f}s", flush=True)
 
-with autocast:
-    val_bpb = evaluate_bpb(model, SEQ_LEN)
-
-print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
-print(f"training_seconds: {training_seconds:.1f}")
-print(f"total_seconds:    {time.perf_counter() - t_start:.1f}")
-print(f"peak_mem_mb:      {peak_memory_mb():.1f}")
-print(f"num_steps:        {step}")
-print(f"num_params_M:     {num_params / 1e6:.3f}")
-print(f"total_tokens_M:   {step * BATCH_SIZE * SEQ_LEN / 1e6:.3f}")
-print(f"corpus_hash:      {corpus_hash()}")
+# Hand-off: the protected harness evaluates the saved model (val_bpb) and measures the run itself.
+save_model(model, SEQ_LEN)
+report(steps=step, tokens=step * BATCH_SIZE * SEQ_LEN)
+print(f"trained {step} steps in {training_seconds:.1f} s ({num_params / 1e6:.3f}M parameters)")

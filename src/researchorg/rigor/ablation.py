@@ -1,0 +1,147 @@
+"""Ablation: which of the changes merged into the program branch actually matter.
+
+Each merge into `main` since the baseline is one change (the program branch
+before and after it). For every change, the program is rebuilt without it
+alone (its diff undone on top of `main`, in a scratch index: no work tree is
+touched) and measured with `repeats` fresh seeds beside `main` itself, through
+the same scheduler, slots and ledger as any run (kind `ablation`, agent
+`ablate`). A change's contribution is how much worse the program is without
+it; it matters when that exceeds `sigmas` standard errors (the noise floor's
+sigma, or the runs' own when there is none). A change that later changes
+build on cannot be removed alone and is reported as such.
+
+`prune` proposes a branch `pruned`: `main` without every change that did not
+matter, measured the same way, so a person can compare and adopt it
+(`git branch -f main pruned`); `main` itself never moves.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from researchorg.lab.git import Git
+from researchorg.lab.program import PROGRAM_BRANCH, Program
+from researchorg.org.evidence import _Code
+from researchorg.org.runtime import Runtime
+from researchorg.rigor.acceptance import gain, pooled_sigma
+
+AGENT = "ablate"
+PRUNED_BRANCH = "pruned"
+
+
+@dataclass
+class Change:
+    merge_id: int
+    experiment_id: int
+    description: str
+    before: str
+    after: str
+    commit: str | None = None  # main without this change; None: it cannot be removed alone
+    runs: list[float] = field(default_factory=list)
+    contribution: float | None = None  # how much worse the program is without it (positive: it helps)
+    se: float | None = None
+
+    @property
+    def matters(self) -> bool | None:
+        if self.contribution is None or self.se is None:
+            return None
+        return self.contribution > self.threshold * self.se if self.se > 0 else self.contribution > 0
+
+    threshold: float = 2.0
+
+
+@dataclass
+class AblationReport:
+    main: str
+    main_runs: list[float]
+    sigma: float | None
+    changes: list[Change]
+    pruned: str | None = None
+    pruned_runs: list[float] = field(default_factory=list)
+
+
+class Ablation:
+    def __init__(self, program: Program, runtime: Runtime, repeats: int = 3):
+        self.program, self.runtime, self.repeats = program, runtime, repeats
+        self.ledger, self.metric = program.ledger, program.task.metric
+        self.git = Git(program.root)
+
+    def changes(self) -> list[Change]:
+        found = []
+        for merge in self.ledger.merges():
+            experiment = self.ledger.experiment(merge["experiment_id"])
+            found.append(Change(merge["id"], experiment.id, experiment.description, merge["before"], merge["after"],
+                                threshold=self.runtime.org.rigor.sigmas))
+        return found
+
+    def run(self, prune: bool = False) -> AblationReport:
+        main = self.git.head_of(PROGRAM_BRANCH)
+        changes = self.changes()
+        baseline = self.ledger.program()["baseline_commit"]
+        self.ledger.ensure_agent(AGENT, AGENT, AGENT, "", "", baseline)
+        for change in changes:
+            change.commit = self.git.without(main, [(change.before, change.after)],
+                                             f"ablation: main without merge {change.merge_id} (#{change.experiment_id})")
+        main_runs = self._measure(main, f"ablation: {PROGRAM_BRANCH} as it is")
+        for change in changes:
+            if change.commit is not None:
+                change.runs = self._measure(change.commit, f"ablation: without #{change.experiment_id} "
+                                                           f"{change.description}")
+        sigma = self._sigma([main_runs, *[c.runs for c in changes]])
+        for change in changes:
+            if change.runs and main_runs:
+                change.contribution = gain(self.metric, statistics.fmean(main_runs), statistics.fmean(change.runs))
+                change.se = (sigma or 0.0) * math.sqrt(1 / len(main_runs) + 1 / len(change.runs))
+        report = AblationReport(main, main_runs, sigma, changes)
+        if prune:
+            drop = [(c.before, c.after) for c in changes if c.matters is False]
+            if drop:
+                pruned = self.git.without(main, drop, f"pruned: main without {len(drop)} changes that did not matter")
+                if pruned is not None:
+                    self.git("branch", "-f", PRUNED_BRANCH, pruned)
+                    report.pruned = pruned
+                    report.pruned_runs = self._measure(pruned, "ablation: the pruned program")
+        self.ledger.log_event("ablation", main=main, sigma=sigma, pruned=report.pruned, changes=[
+            {"merge": c.merge_id, "experiment": c.experiment_id, "contribution": c.contribution, "se": c.se,
+             "matters": c.matters, "removable": c.commit is not None} for c in changes])
+        return report
+
+    def _measure(self, commit: str, description: str) -> list[float]:
+        """`repeats` fresh-seed runs of `commit` beside what was already measured of its code on this hardware."""
+        tree = self.git.tree_of(commit)
+        code = _Code(commit, self.git.head_of(PROGRAM_BRANCH), tree, description)
+        hardware = self.runtime.scheduler.slots[0].hardware()
+        earlier = [e.metric for e in self.ledger.runs_of(tree, hardware)]
+        fresh = self.runtime.evidence.extra_runs(AGENT, code, "ablation", self.repeats, hardware)
+        return earlier + [e.metric for e in fresh if e.status == "measured"]
+
+    def _sigma(self, groups: list[list[float]]) -> float | None:
+        floor = self.ledger.noise_floor(self.runtime.scheduler.slots[0].hardware())
+        return floor["sigma"] if floor else pooled_sigma([g for g in groups if g])
+
+
+def ablation_plot(report: AblationReport, metric_name: str, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [c for c in report.changes if c.contribution is not None]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.5 * max(len(measured), 1)))
+    labels = [f"#{c.experiment_id} {c.description[:50]}" for c in measured]
+    values = [c.contribution for c in measured]
+    errors = [2 * (c.se or 0.0) for c in measured]
+    colors = ["#2ca02c" if c.matters else "#bbbbbb" for c in measured]
+    ax.barh(range(len(measured)), values, xerr=errors, color=colors, edgecolor="black", linewidth=0.5, capsize=3)
+    ax.set_yticks(range(len(measured)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"{metric_name} lost without the change (bars: ±2 SE; green: it matters)")
+    ax.set_title("leave-one-out ablation of the merged changes")
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out

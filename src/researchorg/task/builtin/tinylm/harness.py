@@ -1,0 +1,87 @@
+"""tinylm's entry point: run train.py under watch and the budget, then compute val_bpb itself.
+
+PROTECTED, like prepare.py. The lab runs `python harness.py`; it
+
+1. runs train.py as a watched guest (researchorg.rigor.guest) with the run's
+   seed, killed at the budget plus a grace for start-up and export; reading
+   the validation split, writing outside the run's files or to a protected
+   file, starting processes, loading native code and reseeding are refused
+   and make the run invalid, and so does printing a val_bpb line;
+2. loads the model train.py saved (a torch.export graph: no code of train.py
+   runs here), checks that it does not look ahead, and scores the fixed
+   validation bytes;
+3. measures the confounds: parameters (from the saved weights), training
+   wall time and peak memory (of the guest process, measured from outside),
+   steps and tokens (as train.py reports them), FLOPs = 6 x params x tokens;
+4. writes its verdict where the lab reads it (RESEARCHORG_RESULT).
+"""
+
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import prepare
+import torch
+
+from researchorg.rigor.confounds import flops_estimate
+from researchorg.rigor.harness import judge, run_guest, verdict
+
+HERE = Path(__file__).resolve().parent
+BUDGET = prepare.TIME_BUDGET
+GRACE = 10 + 0.1 * BUDGET  # seconds for interpreter start-up, data loading and the export
+PROTECTED = ["prepare.py", "harness.py", "task.toml", "program.md"]
+
+
+def count_parameters(program) -> int:
+    seen, total = set(), 0
+    for tensor in program.state_dict.values():
+        if tensor.data_ptr() not in seen:  # tied weights count once
+            seen.add(tensor.data_ptr())
+            total += tensor.numel()
+    return total
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tinylm-run-") as tmp:
+        artifact = Path(tmp)
+        run = run_guest(HERE / "train.py", budget=BUDGET, grace=GRACE, seed=prepare.SEED, artifact_dir=artifact,
+                        forbidden_reads=[str(p) for p in prepare.split_files("val")],
+                        protected=[str(HERE / name) for name in PROTECTED],
+                        metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=("torch",))
+        measured = {"training_seconds": round(run.seconds, 2), "peak_mem_mb": round(run.peak_mem_mb, 1)}
+        problem = judge(run, BUDGET, GRACE)
+        if problem is not None:
+            return verdict(problem[0], reason=problem[1], summary=measured)
+        if not (artifact / "model.pt2").is_file():
+            return verdict("crash", reason="train.py saved no model: it must call prepare.save_model(model, "
+                                           "seq_len)", summary=measured)
+        t_eval = time.perf_counter()
+        try:
+            program = torch.export.load(artifact / "model.pt2")
+            model = program.module()
+            seq_len = int(json.loads((artifact / "meta.json").read_text())["seq_len"])
+            if prepare.looks_ahead(model, seq_len):
+                return verdict("invalid", reason="the saved model looks ahead: its predictions change with later "
+                                                 "bytes", summary=measured)
+            val_bpb = prepare.evaluate_bpb(model, seq_len)
+        except Exception as err:  # a model that cannot be loaded or run is the training code's failure
+            return verdict("crash", reason=f"the saved model cannot be evaluated: {type(err).__name__}: {err}",
+                           summary=measured)
+        told = json.loads((artifact / "train.json").read_text()) if (artifact / "train.json").is_file() else {}
+        params = count_parameters(program)
+        tokens = float(told.get("tokens", 0.0))
+        summary = {**measured, "num_params": params, "steps": float(told.get("steps", 0.0)), "tokens": tokens,
+                   "flops": flops_estimate(params, tokens), "eval_seconds": round(time.perf_counter() - t_eval, 2),
+                   "corpus_hash": prepare.corpus_hash(), "budget_seconds": BUDGET}
+        print("---")
+        print(f"val_bpb:          {val_bpb:.6f}")
+        for key, value in summary.items():
+            print(f"{key + ':':<18}{value}")
+        verdict("ok", metric=val_bpb, summary=summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
