@@ -83,8 +83,8 @@ class Ablation:
         baseline = self.ledger.program()["baseline_commit"]
         self.ledger.ensure_agent(AGENT, AGENT, AGENT, "", "", baseline)
         for change in changes:
-            change.commit = self.git.without(main, [(change.before, change.after)],
-                                             f"ablation: main without merge {change.merge_id} (#{change.experiment_id})")
+            message = f"ablation: main without merge {change.merge_id} (#{change.experiment_id})"
+            change.commit = self.git.without(main, [(change.before, change.after)], message)
         main_runs = self._measure(main, f"ablation: {PROGRAM_BRANCH} as it is")
         for change in changes:
             if change.commit is not None:
