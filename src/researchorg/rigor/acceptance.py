@@ -48,7 +48,11 @@ def gain(metric: MetricSpec, candidate: float, incumbent: float) -> float:
     return incumbent - candidate if metric.direction == "minimize" else candidate - incumbent
 
 
-def _base_evidence(name: str, metric: MetricSpec, candidate: list[float], incumbent: list[float]) -> dict[str, Any]:
+def _base_evidence(name: str, metric: MetricSpec, candidate: list[float],
+                   incumbent: list[float]) -> dict[str, Any] | Decision:
+    """The means and the gain; with nothing to compare to, the decision itself: the agent's first result is kept."""
+    if not incumbent:
+        return Decision(True, {"policy": name, "rule": "first result of the agent", "candidate_runs": candidate})
     mean_c, mean_i = statistics.fmean(candidate), statistics.fmean(incumbent)
     return {"policy": name, "candidate_runs": [round(v, 6) for v in candidate],
             "incumbent_runs": [round(v, 6) for v in incumbent], "candidate_mean": mean_c,
@@ -61,10 +65,9 @@ class Greedy:
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False) -> Decision:
-        if not incumbent:
-            return Decision(True, {"policy": self.name, "rule": "first result of the agent",
-                                   "candidate_runs": candidate})
         evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if isinstance(evidence, Decision):
+            return evidence
         keep = evidence["gain"] > 0
         return Decision(keep, {**evidence, "rule": "better than the incumbent" if keep else "not better"})
 
@@ -77,10 +80,9 @@ class NoiseAware:
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False) -> Decision:
-        if not incumbent:
-            return Decision(True, {"policy": self.name, "rule": "first result of the agent",
-                                   "candidate_runs": candidate})
         evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if isinstance(evidence, Decision):
+            return evidence
         if sigma is None:  # no noise floor measured: estimate it from the runs themselves, if there are some
             sigma = pooled_sigma([candidate, incumbent])
             evidence["sigma_from"] = "these runs" if sigma is not None else "none: no noise estimate"
