@@ -142,7 +142,7 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     proc = _hanging_run(program)
     (running,) = program.ledger.experiments(status="running")
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "stopped by Ctrl-C" in out and "resume with: researchorg run" in out and "Traceback" not in out
     (e,) = program.ledger.experiments()
@@ -162,7 +162,7 @@ def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
     program = _slow_program(tmp_path, agents=2)
     proc = _hanging_run(program, "--slots", "2", "--threads", "1", running=2)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     experiments = program.ledger.experiments()
     assert [e.status for e in experiments] == ["interrupted", "interrupted"]
@@ -230,7 +230,7 @@ def test_second_run_on_the_same_program_is_refused(tmp_path):
         assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=120)
 
 
 @pytest.mark.parametrize("args, message", [
