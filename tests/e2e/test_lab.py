@@ -107,11 +107,16 @@ def test_protected_file_check_names_the_file(tmp_path):
     assert check_protected(tmp_path, hashes) == "protected file evaluate.py is missing"
 
 
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a test suite started in the background (`cmd &`) inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _hanging_run(program: Program, *args: str, running: int = 1) -> subprocess.Popen:
     """Start `researchorg run` in a subprocess whose experiments hang; wait until `running` of them run."""
     proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root), *args],
                             env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
     ledger = Ledger(program.root / ".researchorg" / "ledger.db")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -142,7 +147,7 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     proc = _hanging_run(program)
     (running,) = program.ledger.experiments(status="running")
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "stopped by Ctrl-C" in out and "resume with: researchorg run" in out and "Traceback" not in out
     (e,) = program.ledger.experiments()
@@ -162,7 +167,7 @@ def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
     program = _slow_program(tmp_path, agents=2)
     proc = _hanging_run(program, "--slots", "2", "--threads", "1", running=2)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     experiments = program.ledger.experiments()
     assert [e.status for e in experiments] == ["interrupted", "interrupted"]
@@ -230,7 +235,7 @@ def test_second_run_on_the_same_program_is_refused(tmp_path):
         assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
+        proc.communicate(timeout=60)
 
 
 @pytest.mark.parametrize("args, message", [
