@@ -27,11 +27,11 @@ def test_noise_aware_keeps_clear_gains_drops_losses_and_reruns_borderline_ones()
     clear = policy.decide(LOSS, [0.9], incumbent, sigma=0.01)  # 10 sigma
     assert clear.keep is True and clear.evidence["z"] > 2 and clear.evidence["rule"].startswith("gain >")
     assert policy.decide(LOSS, [1.01], incumbent, sigma=0.01).keep is False  # worse: no gain
-    borderline = policy.decide(LOSS, [0.99], incumbent, sigma=0.01)  # z = 0.01 / (0.01 * sqrt(1.2)) = 0.91
-    assert borderline.keep is None and borderline.evidence["se"] == pytest.approx(0.01 * 1.2 ** 0.5)
-    # the same gain confirmed over more runs crosses the threshold: z = 0.01 / (0.01 * sqrt(1/3 + 1/5)) = 1.37...
-    assert policy.decide(LOSS, [0.99, 0.99, 0.99], incumbent, sigma=0.01).keep is False  # ... not enough at max_runs
-    assert policy.decide(LOSS, [0.98, 0.98], incumbent, sigma=0.01).keep is True  # z = 2.39
+    # one run: the noise floor's variance; the incumbent's 5 identical runs shrink its variance to half of it
+    borderline = policy.decide(LOSS, [0.99], incumbent, sigma=0.01)
+    assert borderline.keep is None and borderline.evidence["se"] == pytest.approx((1e-4 + 0.5e-4 / 5) ** 0.5)
+    assert policy.decide(LOSS, [0.99, 0.99, 0.99], incumbent, sigma=0.01).keep is False  # z = 1.76 at max_runs
+    assert policy.decide(LOSS, [0.98, 0.98], incumbent, sigma=0.01).keep is True  # z = 2.83
     final = policy.decide(LOSS, [0.99], incumbent, sigma=0.01, final=True)
     assert final.keep is False and final.evidence["rule"] == "no budget for another run"
 
@@ -67,3 +67,16 @@ def test_confounds_read_beside_the_gain():
     text = confounds.describe("val_bpb", -0.02, found)
     assert text == "-0.0200 val_bpb, +40% params, same tokens, +40% FLOPs"
     assert confounds.flops_estimate(1e6, 2e6) == 1.2e13
+
+
+def test_a_steady_candidate_against_a_noisy_baseline_is_judged_by_both_variances():
+    """tinylm at 10 s: one layer runs far steadier (sd 0.004) than the baseline (sd 0.07). With the baseline's
+    sigma for both sides it was dropped at z = 1.97; each side's variance shrunk toward the noise floor keeps it."""
+    candidate = [3.605284, 3.604927, 3.604307, 3.613128]
+    incumbent = [3.692554, 3.617171, 3.75226, 3.618692, 3.76977, 3.739079]
+    decision = make_policy("noise-aware").decide(LOSS, candidate, incumbent, sigma=0.0718245, sigma_dof=4)
+    assert decision.keep is True and 2.2 < decision.evidence["z"] < 2.5
+    assert decision.evidence["sigma_candidate"] < decision.evidence["sigma_incumbent"]
+    # with the noise floor's sigma treated as exact (a huge prior), the old answer comes back: dropped after 4 runs
+    assert make_policy("noise-aware").decide(LOSS, candidate, incumbent, sigma=0.0718245, sigma_dof=10**9).keep \
+        is False

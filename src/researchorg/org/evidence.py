@@ -144,9 +144,10 @@ class Evidence:
             self.ledger.log_event("noise_floor", hardware=hardware, mean=floor.mean, sigma=floor.sigma, runs=len(runs))
             self.rt.on_event("noise_floor", {"hardware": hardware, "floor": floor})
 
-    def sigma(self, hardware: str) -> float | None:
+    def sigma(self, hardware: str) -> tuple[float | None, int]:
+        """The noise floor's sigma on `hardware` and its degrees of freedom (None, 0 without one)."""
         floor = self.ledger.noise_floor(hardware)
-        return floor["sigma"] if floor else None
+        return (floor["sigma"], len(floor["runs"]) - 1) if floor else (None, 0)
 
     # decisions ------------------------------------------------------------------------------
     def decide(self, agent: str, experiment: Experiment, metric: float, summary: dict[str, Any],
@@ -162,8 +163,9 @@ class Evidence:
                 return Decision(True, {"policy": self.rt.policy.name, "candidate_runs": runs,
                                        "rule": "same code as the incumbent: a re-measurement"})
             incumbent = self.ledger.runs_of(tree, hardware)
-            decision = self.rt.policy.decide(self.task.metric, runs, [e.metric for e in incumbent],
-                                             self.sigma(hardware), final or self.rt._stop.is_set())
+            sigma, dof = self.sigma(hardware)
+            decision = self.rt.policy.decide(self.task.metric, runs, [e.metric for e in incumbent], sigma,
+                                             final or self.rt._stop.is_set(), sigma_dof=dof)
             if decision.keep is not None:
                 break
             extra = self.extra_runs(agent, code, "rerun", 1, hardware)

@@ -11,9 +11,14 @@ None): the runtime then runs the candidate once more and asks again. With
   the incumbent's mean at all. Never asks for a re-run.
 - `noise-aware` (the default): a sequential z-test. The gain is the difference
   of the means in the metric's good direction; its standard error is
-  sigma * sqrt(1/n_candidate + 1/n_incumbent). Keep when the gain exceeds
-  `sigmas` standard errors (default 2); drop when it is not positive or after
-  `max_runs` runs; in between (borderline) run again with a new seed.
+  sqrt(v_c/n_c + v_i/n_i), where each side's variance v is its own sample
+  variance shrunk toward the noise floor's (which counts as K-1 degrees of
+  freedom): v = ((K-1) sigma^2 + (n-1) s^2) / (K-1 + n-1). Seed noise differs
+  between configurations (a small model can be far steadier than the
+  baseline), so one sigma for all would drop steady real gains; the shrinkage
+  keeps a lucky tight pair of runs from claiming much. Keep when the gain
+  exceeds `sigmas` standard errors (default 2); drop when it is not positive
+  or after `max_runs` runs; in between (borderline) run again with a new seed.
 
 Every decision carries its evidence: the policy, the runs and their means,
 sigma, the standard error, z, the threshold and the rule that fired. The
@@ -40,7 +45,7 @@ class Policy(Protocol):
     name: str
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
-               final: bool = False) -> Decision: ...
+               final: bool = False, sigma_dof: int = 4) -> Decision: ...
 
 
 def gain(metric: MetricSpec, candidate: float, incumbent: float) -> float:
@@ -64,7 +69,7 @@ class Greedy:
     name: str = "greedy"
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
-               final: bool = False) -> Decision:
+               final: bool = False, sigma_dof: int = 4) -> Decision:
         evidence = _base_evidence(self.name, metric, candidate, incumbent)
         if isinstance(evidence, Decision):
             return evidence
@@ -79,14 +84,18 @@ class NoiseAware:
     name: str = "noise-aware"
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
-               final: bool = False) -> Decision:
+               final: bool = False, sigma_dof: int = 4) -> Decision:
         evidence = _base_evidence(self.name, metric, candidate, incumbent)
         if isinstance(evidence, Decision):
             return evidence
         if sigma is None:  # no noise floor measured: estimate it from the runs themselves, if there are some
             sigma = pooled_sigma([candidate, incumbent])
             evidence["sigma_from"] = "these runs" if sigma is not None else "none: no noise estimate"
-        se = (sigma or 0.0) * math.sqrt(1 / len(candidate) + 1 / len(incumbent))
+            se = (sigma or 0.0) * math.sqrt(1 / len(candidate) + 1 / len(incumbent))
+        else:
+            v_c, v_i = shrunk_variance(candidate, sigma, sigma_dof), shrunk_variance(incumbent, sigma, sigma_dof)
+            se = math.sqrt(v_c / len(candidate) + v_i / len(incumbent))
+            evidence.update(sigma_candidate=math.sqrt(v_c), sigma_incumbent=math.sqrt(v_i))
         z = evidence["gain"] / se if se > 0 else math.copysign(math.inf, evidence["gain"]) if evidence["gain"] else 0.0
         evidence.update(sigma=sigma, se=se, z=z, threshold=self.sigmas, test="one-sided z on the difference of means")
         if z > self.sigmas:
@@ -98,6 +107,14 @@ class NoiseAware:
                 f"still below {self.sigmas:g} standard errors after {len(candidate)} runs"
             return Decision(False, {**evidence, "rule": why})
         return Decision(None, {**evidence, "rule": "borderline: run again with a new seed"})
+
+
+def shrunk_variance(runs: list[float], sigma: float, sigma_dof: int) -> float:
+    """The variance of one run of this code: its sample variance shrunk toward the noise floor's sigma^2."""
+    own = len(runs) - 1
+    if own <= 0:
+        return sigma ** 2
+    return (sigma_dof * sigma ** 2 + own * statistics.variance(runs)) / (sigma_dof + own)
 
 
 def pooled_sigma(groups: list[list[float]]) -> float | None:

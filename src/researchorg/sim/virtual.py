@@ -117,6 +117,7 @@ class VirtualLab:
         self.program: frozenset[str] = frozenset()
         self._ledger_ids: dict[int, int] = {}
         self._group_of: dict[int, list] = {}  # run id -> [process, runs still out, runs]
+        self._noise_dof = 0
         self.baseline_commit = "0" * 40
 
     # the engine ----------------------------------------------------------------------
@@ -225,7 +226,7 @@ class VirtualLab:
                                              "baseline (noise floor)"))
             values = [r.metric for r in runs if r.metric is not None]
             if len(values) >= 2:
-                self.result.noise_sigma = estimate(values).sigma
+                self.result.noise_sigma, self._noise_dof = estimate(values).sigma, len(values) - 1
         for index, (name, role) in enumerate(self._agents()):
             self._start(self._agent(name, role, IdeaPicker(self.landscape, role.quality, role.seed + index)))
 
@@ -261,7 +262,7 @@ class VirtualLab:
         runs, final = [run.metric], False
         while True:
             decision = self.policy.decide(METRIC, runs, list(self._metrics.get(incumbent, [])),
-                                          self.result.noise_sigma, final)
+                                          self.result.noise_sigma, final, sigma_dof=self._noise_dof)
             if decision.keep is not None:
                 break
             extra = self._runs(agent, run.config, "rerun", 1, run.id, run.description)
