@@ -76,13 +76,17 @@ def summary_table(summary: Summary, task: TaskSpec) -> Table:
     table.add_column()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status.items()))
     table.add_row("experiments", f"{summary.total} ({counts})" if summary.total else "0")
+    def shown(e: Experiment) -> str:
+        n = summary.count(e)
+        return f"{summary.value(e):.6f}  ({'mean of ' + str(n) + ' runs, ' if n > 1 else ''}#{e.id}"
+
     if summary.baseline is not None:
-        table.add_row("baseline", f"{summary.baseline.metric:.6f}  (#{summary.baseline.id})")
+        table.add_row("baseline", shown(summary.baseline) + ")")
     if summary.best is not None:
-        table.add_row("best", f"{summary.best.metric:.6f}  (#{summary.best.id}, {summary.best.commit[:7]}: "
-                              f"{summary.best.description})")
+        table.add_row("best", shown(summary.best) + f", {summary.best.commit[:7]}: {summary.best.description})")
     if summary.improvement is not None and summary.baseline is not None:
-        pct = 100 * summary.improvement / abs(summary.baseline.metric) if summary.baseline.metric else 0.0
+        base = summary.value(summary.baseline)
+        pct = 100 * summary.improvement / abs(base) if base else 0.0
         table.add_row("improvement", f"{summary.improvement:.6f}  ({pct:.1f}%)")
     table.add_row("budget", f"{task.budget_seconds:g} s of training per experiment")
     return table
@@ -127,8 +131,8 @@ class LiveView:
                                                                             else "")))
         summary = summarize(sorted(done, key=lambda e: e.id), self.task.metric)
         if summary.best is not None and summary.baseline is not None:
-            parts.append(Text(f"best {self.task.metric.name} {summary.best.metric:.6f} (#{summary.best.id}), "
-                              f"baseline {summary.baseline.metric:.6f}", style="green"))
+            parts.append(Text(f"best {self.task.metric.name} {summary.value(summary.best):.6f} "
+                              f"(#{summary.best.id}), baseline {summary.value(summary.baseline):.6f}", style="green"))
         expected = self._expected_seconds()
         for experiment, slot, started in sorted(self.running.values(), key=lambda r: r[1]):
             elapsed = time.monotonic() - started

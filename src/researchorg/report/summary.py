@@ -1,11 +1,19 @@
-"""Summary figures of a program's experiments: counts, baseline, best, improvement."""
+"""Summary figures of a program's experiments: counts, baseline, best, improvement.
+
+A result is the mean over every successful run of the same code (its git
+tree): the baseline with its noise-floor seeds, a kept change with its re-runs
+and verifications. So "best" is the kept code with the best mean, not the
+luckiest single run.
+"""
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from researchorg.ledger import Experiment
+from researchorg.ledger.store import FINISHED_OK
 from researchorg.task.spec import MetricSpec
 
 
@@ -14,21 +22,35 @@ class Summary:
     total: int
     by_status: dict[str, int]
     baseline: Experiment | None  # the first kept run: the unchanged code
-    best: Experiment | None  # the best kept run
+    best: Experiment | None  # the kept run whose code has the best mean
+    runs: dict[str, list[float]] = field(default_factory=dict)  # tree -> metrics of its successful runs
+
+    def value(self, e: Experiment) -> float:
+        """The mean metric of `e`'s code over all its runs (just its own metric when it has no tree)."""
+        runs = self.runs.get(e.tree) if e.tree else None
+        return statistics.fmean(runs) if runs else e.metric
+
+    def count(self, e: Experiment) -> int:
+        return len(self.runs.get(e.tree, [])) if e.tree else 1
 
     @property
     def improvement(self) -> float | None:
         """How much the best beats the baseline, in the metric's good direction (positive is better)."""
         if self.baseline is None or self.best is None:
             return None
-        return abs(self.best.metric - self.baseline.metric)
+        return abs(self.value(self.best) - self.value(self.baseline))
 
 
 def summarize(experiments: list[Experiment], metric: MetricSpec) -> Summary:
+    runs: dict[str, list[float]] = {}
+    for e in experiments:
+        if e.tree and e.status in FINISHED_OK and e.metric is not None:
+            runs.setdefault(e.tree, []).append(e.metric)
+    summary = Summary(total=len(experiments), by_status=dict(Counter(e.status for e in experiments)),
+                      baseline=None, best=None, runs=runs)
     kept = [e for e in experiments if e.status == "keep" and e.metric is not None]
-    best = None
     for e in kept:
-        if best is None or metric.better(e.metric, best.metric):
-            best = e
-    return Summary(total=len(experiments), by_status=dict(Counter(e.status for e in experiments)),
-                   baseline=kept[0] if kept else None, best=best)
+        if summary.best is None or metric.better(summary.value(e), summary.value(summary.best)):
+            summary.best = e
+    summary.baseline = kept[0] if kept else None
+    return summary
