@@ -56,5 +56,8 @@ def test_one_landscape_through_the_real_and_the_virtual_lab_decides_alike(tmp_pa
         assert [m["experiment_id"] for m in program.ledger.merges()] == [run for _, run, _ in virtual.merges]
         assert [(v["experiment_id"], v["reproduced"]) for v in program.ledger.verifications()] == \
             [(run, ok) for run, ok, _ in virtual.verifications]
+        reproduced = sum(ok for _, ok, _ in virtual.verifications)
+        assert program.ledger.reproduction("role") == program.ledger.reproduction("agent") == \
+            {"researcher": (reproduced, len(virtual.verifications))}
         assert program.ledger.noise_floor()["sigma"] == virtual.noise_sigma or \
             abs(program.ledger.noise_floor()["sigma"] - virtual.noise_sigma) < 1e-5

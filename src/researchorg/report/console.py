@@ -65,7 +65,9 @@ def rigor_lines(ledger: Ledger, metric_name: str) -> list[str]:
     if rates:
         total_ok, total = sum(ok for ok, _ in rates.values()), sum(n for _, n in rates.values())
         per = ", ".join(f"{agent} {ok}/{n}" for agent, (ok, n) in rates.items())
-        lines.append(f"reproduction: {total_ok}/{total} verified candidates reproduced with fresh seeds ({per})")
+        roles = ", ".join(f"{role} {ok}/{n}" for role, (ok, n) in ledger.reproduction("role").items())
+        lines.append(f"reproduction: {total_ok}/{total} verified candidates reproduced with fresh seeds "
+                     f"(agents: {per}; roles: {roles})")
     return lines
 
 
