@@ -275,6 +275,7 @@ def ablate(
 
     from researchorg.org.runtime import Runtime
     from researchorg.rigor.ablation import Ablation, ablation_plot
+    from researchorg.rigor.acceptance import make_policy
 
     program = Program(directory)
     merges = program.ledger.merges()
@@ -301,9 +302,11 @@ def ablate(
         table.add_column(column)
     for c in report.changes:
         if c.commit is None:
-            table.add_row(f"#{c.experiment_id}", c.description, "-", "-", "-", "cannot be removed alone")
+            table.add_row(f"#{c.experiment_id}", c.description, "-", "-", "-", "superseded: later changes "
+                          "rewrote all of it")
             continue
-        table.add_row(f"#{c.experiment_id}", c.description, mean(c.runs),
+        part = f" [{c.parts[0]} of its {c.parts[1]} edits remain]" if c.parts[0] < c.parts[1] else ""
+        table.add_row(f"#{c.experiment_id}", c.description + part, mean(c.runs),
                       f"{c.contribution:+.6f}" if c.contribution is not None else "-",
                       f"{2 * c.se:.6f}" if c.se is not None else "-",
                       {True: "[green]yes[/]", False: "no", None: "-"}[c.matters])
@@ -317,6 +320,12 @@ def ablate(
             console.print(f"proposed branch pruned at {report.pruned[:7]}: {name} {mean(report.pruned_runs)} vs main "
                           f"{mean(report.main_runs)}; compare with `git -C {program.root} diff main pruned`, adopt "
                           f"with `git -C {program.root} branch -f main pruned`")
+            if report.pruned_runs and report.main_runs and report.sigma:
+                judged = make_policy("noise-aware", program.org().rigor.sigmas).decide(
+                    program.task.metric, report.pruned_runs, report.main_runs, report.sigma, final=True)
+                verdict = "worse than main beyond the noise: keep main" if judged.evidence["z"] < \
+                    -program.org().rigor.sigmas else "not worse than main beyond the noise"
+                console.print(f"the pruned program is {verdict} (z = {judged.evidence['z']:.1f})")
 
 
 def main() -> None:

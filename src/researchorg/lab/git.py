@@ -51,19 +51,25 @@ class Git:
             start_new_session=True,
         )
 
-    def without(self, base: str, changes: list[tuple[str, str]], message: str) -> str | None:
-        """A commit on top of `base` with the given changes (before, after) undone, made in a scratch index
-        (no work tree is touched); None when undoing them does not apply cleanly."""
+    def without(self, base: str, changes: list[tuple[str, str]], message: str) -> tuple[str | None, int, int]:
+        """Undo on top of `base` what still remains there of the given changes (before, after), hunk by hunk,
+        in a scratch index (no work tree is touched). A hunk that later changes rewrote no longer applies and
+        is skipped: it is not in `base` any more. Return (the commit, or None if nothing was left to undo;
+        hunks undone; hunks in all)."""
+        undone = total = 0
         with tempfile.TemporaryDirectory(prefix="researchorg-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             self.run("read-tree", base, env=env).check_returncode()
             for before, after in reversed(changes):
                 patch = self("diff", "--binary", "-U0", before, after)  # no context: neighbouring edits stay apart
-                if patch and self.run("apply", "--cached", "--unidiff-zero", "-R", "-", input=patch + "\n",
-                                      env=env).returncode != 0:
-                    return None
+                for hunk in reversed(_hunks(patch)):
+                    total += 1
+                    applied = self.run("apply", "--cached", "--unidiff-zero", "-R", "-", input=hunk, env=env)
+                    undone += applied.returncode == 0
             tree = self.run("write-tree", env=env).stdout.strip()
-        return self("commit-tree", tree, "-p", base, "-m", message)
+        if not undone:
+            return None, 0, total
+        return self("commit-tree", tree, "-p", base, "-m", message), undone, total
 
     def head(self) -> str:
         return self("rev-parse", "HEAD")
@@ -115,3 +121,33 @@ class Git:
         """Put the work tree exactly at `commit`: tracked files reset, untracked files removed."""
         self("reset", "--hard", "-q", commit)
         self("clean", "-fdq")
+
+
+def _hunks(patch: str) -> list[str]:
+    """A unified diff cut into one patch per hunk (each with its file's header); a file without text hunks
+    (binary, a new or deleted empty file) stays one piece."""
+    pieces: list[str] = []
+    header: list[str] = []
+    hunk: list[str] = []
+    in_header = False
+
+    def flush() -> None:
+        if hunk:
+            pieces.append("\n".join(header + hunk) + "\n")
+        elif header:
+            pieces.append("\n".join(header) + "\n")
+
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            flush()
+            header, hunk, in_header = [line], [], True
+        elif line.startswith("@@"):
+            if hunk:
+                pieces.append("\n".join(header + hunk) + "\n")
+            hunk, in_header = [line], False
+        elif in_header:
+            header.append(line)
+        else:
+            hunk.append(line)
+    flush()
+    return pieces

@@ -1,14 +1,15 @@
 """Ablation: which of the changes merged into the program branch actually matter.
 
 Each merge into `main` since the baseline is one change (the program branch
-before and after it). For every change, the program is rebuilt without it
-alone (its diff undone on top of `main`, in a scratch index: no work tree is
-touched) and measured with `repeats` fresh seeds beside `main` itself, through
+before and after it). For every change, the program is rebuilt without what
+remains of it (its diff undone hunk by hunk on top of `main`, in a scratch
+index: no work tree is touched; a hunk a later change rewrote is not in `main`
+any more and stays) and measured with `repeats` fresh seeds beside `main` itself, through
 the same scheduler, slots and ledger as any run (kind `ablation`, agent
 `ablate`). A change's contribution is how much worse the program is without
 it; it matters when that exceeds `sigmas` standard errors (the noise floor's
-sigma, or the runs' own when there is none). A change that later changes
-build on cannot be removed alone and is reported as such.
+sigma, or the runs' own when there is none). A change whose every hunk later
+changes rewrote is reported as superseded: nothing of it is left to measure.
 
 `prune` proposes a branch `pruned`: `main` without every change that did not
 matter, measured the same way, so a person can compare and adopt it
@@ -39,7 +40,8 @@ class Change:
     description: str
     before: str
     after: str
-    commit: str | None = None  # main without this change; None: it cannot be removed alone
+    commit: str | None = None  # main without what remains of this change; None: nothing of it remains
+    parts: tuple[int, int] = (0, 0)  # its hunks still in main (undone), of all its hunks
     runs: list[float] = field(default_factory=list)
     contribution: float | None = None  # how much worse the program is without it (positive: it helps)
     se: float | None = None
@@ -84,7 +86,8 @@ class Ablation:
         self.ledger.ensure_agent(AGENT, AGENT, AGENT, "", "", baseline)
         for change in changes:
             message = f"ablation: main without merge {change.merge_id} (#{change.experiment_id})"
-            change.commit = self.git.without(main, [(change.before, change.after)], message)
+            change.commit, *parts = self.git.without(main, [(change.before, change.after)], message)
+            change.parts = (parts[0], parts[1])
         main_runs = self._measure(main, f"ablation: {PROGRAM_BRANCH} as it is")
         for change in changes:
             if change.commit is not None:
@@ -99,14 +102,15 @@ class Ablation:
         if prune:
             drop = [(c.before, c.after) for c in changes if c.matters is False]
             if drop:
-                pruned = self.git.without(main, drop, f"pruned: main without {len(drop)} changes that did not matter")
+                pruned, _, _ = self.git.without(main, drop, f"pruned: main without {len(drop)} changes that did not "
+                                                            "matter")
                 if pruned is not None:
                     self.git("branch", "-f", PRUNED_BRANCH, pruned)
                     report.pruned = pruned
                     report.pruned_runs = self._measure(pruned, "ablation: the pruned program")
         self.ledger.log_event("ablation", main=main, sigma=sigma, pruned=report.pruned, changes=[
             {"merge": c.merge_id, "experiment": c.experiment_id, "contribution": c.contribution, "se": c.se,
-             "matters": c.matters, "removable": c.commit is not None} for c in changes])
+             "matters": c.matters, "removable": c.commit is not None, "parts": list(c.parts)} for c in changes])
         return report
 
     def _measure(self, commit: str, description: str) -> list[float]:
