@@ -86,7 +86,7 @@ def demo(
     max_experiments: Annotated[int, typer.Option(help="Experiments to run in total.")] = 20,
     budget: Annotated[float | None, typer.Option(help="Training budget per experiment, seconds.")] = None,
 ) -> None:
-    """The tinylm task with the default offline org: about 14 minutes on 2 CPU cores, no download, no API key."""
+    """The tinylm task with the default offline org: about 13 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
         _init(directory, "tinylm", budget, None)
     _run(Program(directory), max_experiments, None, None, None)
