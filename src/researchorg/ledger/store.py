@@ -285,6 +285,27 @@ class Ledger:
                     program_id=program_id, name=name, role=role, backend=backend, branch=branch,
                     worktree=worktree, head_commit=head, created_at=time.time()))
 
+    def add_agents(self, names: list[str], backend: str, head: str) -> dict[str, int]:
+        """Register many agents without worktrees at once (simulated ones); return name -> id."""
+        program_id = self.program()["id"]
+        now = time.time()
+        with self._tx() as c:
+            known = dict(c.execute(sa.select(agents.c.name, agents.c.id)).all())
+            new = [{"program_id": program_id, "name": n, "role": n.rsplit("-", 1)[0], "backend": backend,
+                    "branch": "", "worktree": "", "head_commit": head, "created_at": now}
+                   for n in dict.fromkeys(names) if n not in known]
+            if new:
+                c.execute(agents.insert(), new)
+            return dict(c.execute(sa.select(agents.c.name, agents.c.id)).all())
+
+    def record_runs(self, rows: list[dict[str, Any]]) -> None:
+        """Insert finished experiments in one transaction (the virtual lab's bookkeeping: one row per run,
+        written once with its final status). Each row carries the experiments table's columns."""
+        if rows:
+            program_id = self.program()["id"]
+            with self._tx() as c:
+                c.execute(experiments.insert(), [{"program_id": program_id, **row} for row in rows])
+
     def set_agent_head(self, name: str, commit: str) -> None:
         with self._tx() as c:
             c.execute(agents.update().where(agents.c.name == name).values(head_commit=commit))

@@ -108,22 +108,26 @@ class VirtualLab:
         self._ids = itertools.count(1)
         self._order = itertools.count()
         self._events: list[tuple[float, int, Any, Any]] = []
-        self._waiting: list[tuple[str, float, int, Run, list]] = []  # (agent, priority, order, run, group)
+        self._waiting: list[tuple[tuple[float, int], int, float, Run, list]] = []  # heap: (key, order, priority, ...)
         self._used: dict[str, float] = {}
         self._free = slots
         self._reserved = 0
         self._metrics: dict[frozenset[str], list[float]] = {}  # successful runs of each code
         self._seeds: dict[frozenset[str], set[int]] = {}
         self.program: frozenset[str] = frozenset()
-        self._ledger_ids: dict[int, int] = {}
         self._group_of: dict[int, list] = {}  # run id -> [process, runs still out, runs]
         self._noise_dof = 0
+        self._priorities = {name: role.priority for name, role in self._agents()}
+        self._agent_ids: dict[str, int] = {}
+        self._pending: list[dict[str, Any]] = []
         self.baseline_commit = "0" * 40
 
     # the engine ----------------------------------------------------------------------
     def run(self) -> SimResult:
         if self.ledger is not None:
             self.ledger.create_program("virtual", "simulated", METRIC.name, METRIC.direction, self.baseline_commit, {})
+            self._agent_ids = self.ledger.add_agents(["lab"] + [name for name, _ in self._agents()], "simulated",
+                                                     self.baseline_commit)
         self._start(self._lab())
         while self._events:
             self.now, _, target, value = heapq.heappop(self._events)
@@ -131,6 +135,7 @@ class VirtualLab:
                 self._finished(target)
             else:
                 self._step(target, value)
+        self._flush()
         self.result.seconds = self.now
         self.result.slot_seconds = sum(self._used.values())
         return self.result
@@ -150,19 +155,25 @@ class VirtualLab:
         else:
             group: list[Any] = [process, len(arg), arg]
             for run in arg:
-                self._waiting.append((run.agent, self._priority(run.agent), next(self._order), run, group))
+                priority, order = self._priorities.get(run.agent, 1.0), next(self._order)
+                key = fair_share_key(self._used.get(run.agent, 0.0), priority, order)
+                heapq.heappush(self._waiting, (key, order, priority, run, group))
             self._dispatch()
 
     def _dispatch(self) -> None:
+        """Free slots go to waiting runs by the scheduler's fair share. The queue is a heap whose keys may be
+        stale (an agent's slot time only grows): a popped run whose key grew goes back in with the new one."""
         while self._free and self._waiting:
-            chosen = min(self._waiting, key=lambda w: fair_share_key(self._used.get(w[0], 0.0), w[1], w[2]))
-            self._waiting.remove(chosen)
+            key, order, priority, run, group = heapq.heappop(self._waiting)
+            fresh = fair_share_key(self._used.get(run.agent, 0.0), priority, order)
+            if fresh > key:
+                heapq.heappush(self._waiting, (fresh, order, priority, run, group))
+                continue
             self._free -= 1
-            run = chosen[3]
             run.started = self.now
             outcome = self.landscape.run(run.config, run.seed)
             run.metric, run.ended = outcome.metric, self.now + outcome.seconds
-            self._group_of[run.id] = chosen[4]
+            self._group_of[run.id] = group
             heapq.heappush(self._events, (run.ended, next(self._order), run, None))
 
     def _finished(self, run: Run) -> None:
@@ -171,7 +182,8 @@ class VirtualLab:
         run.status = "measured" if run.metric is not None else "crash"
         if run.metric is not None:
             self._metrics.setdefault(run.config, []).append(run.metric)
-        self._record(run)
+        if run.kind not in ("proposal", "merge") or run.metric is None:  # decided runs are recorded when decided
+            self._record(run)
         group = self._group_of.pop(run.id)
         group[1] -= 1
         if group[1] == 0:
@@ -211,9 +223,6 @@ class VirtualLab:
     def _value(self, config: frozenset[str]) -> float | None:
         runs = self._metrics.get(config)
         return statistics.fmean(runs) if runs else None
-
-    def _priority(self, agent: str) -> float:
-        return next((r.priority for name, r in self._agents() if name == agent), 1.0)
 
     def _agents(self) -> list[tuple[str, SimRole]]:
         return [(r.name if r.count == 1 else f"{r.name}-{i + 1}", r) for r in self.roles for i in range(r.count)]
@@ -324,16 +333,22 @@ class VirtualLab:
 
     # the ledger ------------------------------------------------------------------------------
     def _record(self, run: Run) -> None:
+        """A run reached its final status: queue its ledger row (written in batches)."""
         if self.ledger is None:
             return
-        if run.id not in self._ledger_ids:
-            self.ledger.ensure_agent(run.agent, run.agent, "simulated", "", "", self.baseline_commit)
-            row = self.ledger.start_experiment(
-                run.agent, self.baseline_commit, tree_of(run.config), diff="", description=run.description,
-                hypothesis="", proposal={"ideas": sorted(run.config)}, seed=run.seed, slot="virtual",
-                hardware=HARDWARE, log_dir=None, kind=run.kind, rerun_of=self._ledger_ids.get(run.rerun_of),
-                tree=tree_of(run.config))
-            self._ledger_ids[run.id] = row.id
-        self.ledger.finish_experiment(self._ledger_ids[run.id], run.status, metric=run.metric,
-                                      summary={"training_seconds": run.ended - run.started, "virtual_end": run.ended})
+        tree = tree_of(run.config)
+        self._pending.append({
+            "id": run.id, "agent_id": self._agent_ids[run.agent], "parent_commit": self.baseline_commit,
+            "commit": tree, "diff": "", "description": run.description, "hypothesis": "",
+            "proposal": {"ideas": sorted(run.config)}, "status": run.status, "reason": "", "metric": run.metric,
+            "summary": {"training_seconds": run.ended - run.started, "virtual_end": run.ended},
+            "training_seconds": run.ended - run.started, "seed": run.seed, "slot": "virtual", "hardware": HARDWARE,
+            "log_path": "", "started_at": run.started, "ended_at": run.ended, "kind": run.kind,
+            "rerun_of": run.rerun_of, "tree": tree})
+        if len(self._pending) >= 5000:
+            self._flush()
 
+    def _flush(self) -> None:
+        if self.ledger is not None and self._pending:
+            self.ledger.record_runs(self._pending)
+            self._pending = []
