@@ -328,6 +328,35 @@ def ablate(
                 console.print(f"the pruned program is {verdict} (z = {judged.evidence['z']:.1f})")
 
 
+@app.command()
+def bench(
+    spec_file: Annotated[Path, typer.Argument(help="The benchmark spec (bench.toml).")],
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: bench-<name> beside the spec); "
+                                                  "finished repeats there are kept, so a bench resumes.")] = None,
+    target: Annotated[float | None, typer.Option(help="Improvement whose time to reach is reported.")] = None,
+) -> None:
+    """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png."""
+    from researchorg.bench.report import write_report
+    from researchorg.bench.run import run_bench, summarize
+    from researchorg.bench.spec import load_bench
+
+    spec, orgs = load_bench(spec_file)
+    out = out or spec_file.parent / f"bench-{spec.name}"
+    total = len(orgs) * spec.repeats
+    done = []
+
+    def progress(result) -> None:
+        done.append(result)
+        console.print(f"[{len(done)}/{total}] {result.org} repeat {result.repeat}: verified improvement "
+                      f"{result.final_verified:.4f}, {result.experiments} runs, {result.horizon / 3600:.1f} h")
+
+    results = run_bench(spec, orgs, out, on_done=progress)
+    summary = summarize(results, target)
+    paths = write_report(spec.name, spec_file.read_text(), results, summary, out)
+    for kind, path in paths.items():
+        console.print(f"{kind}: {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -84,6 +84,8 @@ class SimResult:
     decisions: list[SimDecision] = field(default_factory=list)
     verifications: list[tuple[int, bool, float]] = field(default_factory=list)  # (run, reproduced, true gain)
     merges: list[tuple[float, int, float]] = field(default_factory=list)  # (time, run, true value of the program)
+    merged_values: list[float] = field(default_factory=list)  # the measured value (mean of its runs) at each merge
+    baseline_value: float | None = None  # the baseline's measured value (the noise floor's mean)
     noise_sigma: float | None = None
     seconds: float = 0.0  # virtual time at the end
     slot_seconds: float = 0.0
@@ -236,6 +238,7 @@ class VirtualLab:
             values = [r.metric for r in runs if r.metric is not None]
             if len(values) >= 2:
                 self.result.noise_sigma, self._noise_dof = estimate(values).sigma, len(values) - 1
+            self.result.baseline_value = self._value(frozenset())
         for index, (name, role) in enumerate(self._agents()):
             self._start(self._agent(name, role, IdeaPicker(self.landscape, role.quality, role.seed + index)))
 
@@ -330,6 +333,7 @@ class VirtualLab:
     def _advance(self, run: Run) -> None:
         self.program = run.config
         self.result.merges.append((self.now, run.id, self.landscape.true_value(run.config)))
+        self.result.merged_values.append(self._value(run.config))
 
     # the ledger ------------------------------------------------------------------------------
     def _record(self, run: Run) -> None:

@@ -1,0 +1,108 @@
+"""The benchmark's report: markdown, a self-contained HTML page, JSON and the curves as PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from researchorg.bench.run import MEASURES, RepeatResult, interval, value_at
+
+
+def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
+    """Verified best-so-far improvement over virtual hours: the mean per org with its 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    horizon = max(r.horizon for repeats in results.values() for r in repeats)
+    grid = [horizon * i / 200 for i in range(201)]
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    for label, repeats in results.items():
+        points = [interval([value_at(r.verified_curve, t) for r in repeats]) for t in grid]
+        means = [m for m, _ in points]
+        halves = [0.0 if math.isnan(h) else h for _, h in points]
+        hours = [t / 3600 for t in grid]
+        (line,) = ax.plot(hours, means, drawstyle="steps-post", label=f"{label} (n={len(repeats)})")
+        ax.fill_between(hours, [m - h for m, h in zip(means, halves, strict=True)],
+                        [m + h for m, h in zip(means, halves, strict=True)], step="post", alpha=0.2,
+                        color=line.get_color())
+    ax.set_xlabel("virtual hours")
+    ax.set_ylabel("improvement of main over the baseline")
+    ax.set_title("best-so-far improvement of the program branch (mean and 95% CI over repeats)")
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _cell(value: tuple[float, float], percent: bool = False) -> str:
+    mean, half = value
+    if math.isnan(mean):
+        return "-"
+    if percent:
+        return f"{100 * mean:.1f}% ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}%"
+    return f"{mean:.4f} ± {half:.4f}" if not math.isnan(half) else f"{mean:.4f}"
+
+
+def _rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["org", *[name for _, name in MEASURES]]
+    rows = []
+    for label, row in summary["orgs"].items():
+        rows.append([label, *[_cell(row[key], percent=key.endswith("rate")) for key, _ in MEASURES]])
+    return head, rows
+
+
+def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult]], summary: dict[str, Any],
+                 out: Path) -> dict[str, Path]:
+    png = curves_plot(results, out / "curves.png")
+    head, rows = _rows(summary)
+    paired = [f"| {p['a']} - {p['b']} | {p['mean_diff']:+.4f} ± {p['ci95']:.4f} | {p['p']:.3g} |"
+              for p in summary["paired"]]
+    repeats = {label: len(r) for label, r in results.items()}
+    md = [f"# Benchmark: {name}", "", f"Repeats per org: {repeats}. Mean ± 95% CI half-width over repeats "
+          "(Student t). Improvement of main: the program branch's measured value (the mean of its code's runs) "
+          "over the baseline's, after merges, which are verified where the org has a verify process; raw: the "
+          "best single kept run; true: what the simulation knows.", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+          *["| " + " | ".join(r) + " |" for r in rows], "",
+          "Paired comparisons of the final verified improvement (same landscape per repeat):", "",
+          "| orgs | mean difference | p (paired t) |", "|---|---|---|", *paired, "",
+          "![curves](curves.png)", "", "## Spec", "", "```toml", spec_text.strip(), "```", ""]
+    (out / "report.md").write_text("\n".join(md))
+    image = base64.b64encode(png.read_bytes()).decode()
+    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
+    pairs = "<table><tr><th>orgs</th><th>mean difference</th><th>p (paired t)</th></tr>" + "".join(
+        f"<tr><td>{html.escape(p['a'])} - {html.escape(p['b'])}</td><td>{p['mean_diff']:+.4f} ± {p['ci95']:.4f}"
+        f"</td><td>{p['p']:.3g}</td></tr>" for p in summary["paired"]) + "</table>"
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px}</style>"
+            f"<h1>Benchmark: {html.escape(name)}</h1>{table}<h2>Paired comparisons</h2>{pairs}"
+            f"<h2>Curves</h2><img alt='curves' src='data:image/png;base64,{image}' style='max-width:100%'>"
+            f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre>")
+    (out / "report.html").write_text(page)
+    data = {"name": name, "summary": _finite(summary), "runs": {k: [asdict(r) for r in v] for k, v in results.items()},
+            "spec": spec_text}
+    (out / "report.json").write_text(json.dumps(data, indent=1))
+    return {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json", "png": png}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+

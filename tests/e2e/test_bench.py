@@ -1,0 +1,51 @@
+"""`researchorg bench` on the simulated task in the virtual lab: equal compute, repeats, intervals, a report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.conftest import cli
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "bench" / "simulated"
+
+
+def _spec(tmp_path: Path, repeats: int = 4, experiments: int = 150) -> Path:
+    folder = tmp_path / "spec"
+    shutil.copytree(EXAMPLE, folder)
+    spec = folder / "bench.toml"
+    spec.write_text(spec.read_text().replace("repeats = 8", f"repeats = {repeats}")
+                    .replace("experiments = 400", f"experiments = {experiments}"))
+    return spec
+
+
+def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path):
+    spec = _spec(tmp_path)
+    out = tmp_path / "out"
+    proc = cli("bench", str(spec), "--out", str(out), "--target", "0.05")
+    assert "[12/12]" in proc.stdout
+    for name in ("report.md", "report.html", "report.json", "curves.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 500, name
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["summary"]["orgs"]) == {"solo", "solo-greedy", "strong-few"}
+    assert all(r["experiments"] == 150 for runs in data["runs"].values() for r in runs)  # equal compute
+    solo = data["summary"]["orgs"]["solo"]
+    assert solo["final_verified"][1] > 0 and 0 <= solo["reproduction_rate"][0] <= 1  # mean and CI half-width
+    assert len(data["summary"]["paired"]) == 3
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "solo-greedy" in html and "[compute]" in html  # self-contained
+    assert "| solo |" in (out / "report.md").read_text()
+    # resumable: a second call recomputes nothing and reports the same
+    again = cli("bench", str(spec), "--out", str(out), "--target", "0.05")
+    assert json.loads((out / "report.json").read_text())["summary"] == data["summary"] and "[12/12]" in again.stdout
+
+
+def test_a_bench_of_real_backends_or_tasks_is_one_clear_error(tmp_path):
+    spec = _spec(tmp_path)
+    (spec.parent / "solo.toml").write_text((spec.parent / "solo.toml").read_text().replace('"simulated"', '"tuner"'))
+    proc = cli("bench", str(spec), check=False)
+    assert proc.returncode == 1 and "runs `simulated` agents only, not 'tuner'" in proc.stderr
+    spec.write_text(spec.read_text().replace('task = "simulated"', 'task = "tinylm"'))
+    proc = cli("bench", str(spec), check=False)
+    assert proc.returncode == 1 and "real-lab runner (not built yet)" in proc.stderr
