@@ -347,10 +347,14 @@ def bench(
 
     def progress(result) -> None:
         done.append(result)
-        console.print(f"[{len(done)}/{total}] {result.org} repeat {result.repeat}: verified improvement "
-                      f"{result.final_verified:.4f}, {result.experiments} runs, {result.horizon / 3600:.1f} h")
+        console.print(f"[{len(done)}/{total}] {result.org} repeat {result.repeat}: improvement of main "
+                      f"{result.final_verified:.4f}, {result.experiments} runs, {result.horizon / 3600:.2f} h")
 
-    results = run_bench(spec, orgs, out, on_done=progress)
+    try:
+        results = run_bench(spec, orgs, out, on_done=progress)
+    except KeyboardInterrupt:
+        console.print(f"stopped by Ctrl-C; finished repeats are kept in {out}: run the same command to resume")
+        raise typer.Exit(130) from None
     summary = summarize(results, target)
     paths = write_report(spec.name, spec_file.read_text(), results, summary, out)
     for kind, path in paths.items():

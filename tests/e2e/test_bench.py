@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import cli
+from researchorg.lab.program import Program
+from tests.conftest import cli, copy_task
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "bench" / "simulated"
 
@@ -41,11 +42,33 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
     assert json.loads((out / "report.json").read_text())["summary"] == data["summary"] and "[12/12]" in again.stdout
 
 
-def test_a_bench_of_real_backends_or_tasks_is_one_clear_error(tmp_path):
+def test_a_simulated_bench_of_real_backends_is_one_clear_error(tmp_path):
     spec = _spec(tmp_path)
     (spec.parent / "solo.toml").write_text((spec.parent / "solo.toml").read_text().replace('"simulated"', '"tuner"'))
     proc = cli("bench", str(spec), check=False)
     assert proc.returncode == 1 and "runs `simulated` agents only, not 'tuner'" in proc.stderr
-    spec.write_text(spec.read_text().replace('task = "simulated"', 'task = "tinylm"'))
-    proc = cli("bench", str(spec), check=False)
-    assert proc.returncode == 1 and "real-lab runner (not built yet)" in proc.stderr
+
+
+def test_a_bench_on_a_real_task_runs_each_repeat_as_a_program_through_the_real_lab(tmp_path):
+    task = copy_task(tmp_path)
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    for name, backend in (("tuner", "tuner"), ("random", "random")):
+        (folder / f"{name}.toml").write_text(f'name = "{name}"\npolicy = "greedy"\n[rigor]\nnoise_runs = 0\n'
+                                             f'[[roles]]\nname = "researcher"\nbackend = "{backend}"\n'
+                                             '[[processes]]\nkind = "merge"\n')
+    spec = folder / "bench.toml"
+    spec.write_text(f'name = "real"\ntask = "{task}"\nrepeats = 2\n[compute]\nslots = 1\nexperiments = 5\n'
+                    '[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\nfile = "random.toml"\n')
+    out = tmp_path / "out"
+    cli("bench", str(spec), "--out", str(out))
+    data = json.loads((out / "report.json").read_text())
+    assert set(data["summary"]["orgs"]) == {"tuner", "random"}
+    runs = [r for repeats in data["runs"].values() for r in repeats]
+    assert len(runs) == 4 and all(r["experiments"] == 5 and r["final_true"] is None for r in runs)
+    assert all(r["final_verified"] >= 0 for r in runs) and any(r["final_verified"] > 0 for r in runs)
+    programs = sorted(p.name for p in (out / "programs").iterdir())
+    assert programs == ["random-0", "random-1", "tuner-0", "tuner-1"]
+    first = Program(out / "programs" / "random-0").ledger.experiments(agent="researcher")
+    second = Program(out / "programs" / "random-1").ledger.experiments(agent="researcher")
+    assert [e.description for e in first][1:] != [e.description for e in second][1:]  # other seeds, other search

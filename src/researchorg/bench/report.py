@@ -14,7 +14,8 @@ from researchorg.bench.run import MEASURES, RepeatResult, interval, value_at
 
 
 def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
-    """Verified best-so-far improvement over virtual hours: the mean per org with its 95% band."""
+    """Best-so-far improvement of main over hours (virtual in simulation, wall time on a real task): the mean
+    per org with its 95% band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +33,7 @@ def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
         ax.fill_between(hours, [m - h for m, h in zip(means, halves, strict=True)],
                         [m + h for m, h in zip(means, halves, strict=True)], step="post", alpha=0.2,
                         color=line.get_color())
-    ax.set_xlabel("virtual hours")
+    ax.set_xlabel("hours (virtual in simulation, wall time on a real task)")
     ax.set_ylabel("improvement of main over the baseline")
     ax.set_title("best-so-far improvement of the program branch (mean and 95% CI over repeats)")
     ax.grid(True, alpha=0.25)
@@ -57,6 +58,9 @@ def _rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for label, row in summary["orgs"].items():
         rows.append([label, *[_cell(row[key], percent=key.endswith("rate")) for key, _ in MEASURES]])
+    used = [i for i in range(1, len(head)) if any(r[i] != "-" for r in rows)]  # no empty columns (e.g. tokens)
+    head = [head[0], *[head[i] for i in used]]
+    rows = [[r[0], *[r[i] for i in used]] for r in rows]
     return head, rows
 
 

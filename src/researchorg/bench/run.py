@@ -41,19 +41,31 @@ class RepeatResult:
     experiments: int
     final_verified: float
     final_raw: float
-    final_true: float
+    final_true: float | None  # known only in simulation
     auc: float  # time-average of the verified improvement over the horizon
     keep_rate: float
     reproduction_rate: float | None
     crash_rate: float
+    merges: int = 0
+    tokens: int = 0  # LLM agents' input + output tokens
+    cost_usd: float = 0.0
+
+    @property
+    def tokens_per_merge(self) -> float | None:
+        """Tokens spent per change merged into main (LLM agents); None without tokens or merges."""
+        return self.tokens / self.merges if self.tokens and self.merges else None
+
+    @property
+    def cost_per_merge(self) -> float | None:
+        return self.cost_usd / self.merges if self.cost_usd and self.merges else None
 
 
-def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int) -> RepeatResult:
+def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int, slots: int) -> RepeatResult:
     roles = [SimRole(r.name, r.count, r.idea_quality, r.think_seconds, r.priority, r.seed + 1000 * repeat)
              for r in org.roles]
     verify = [p.runs for p in org.processes if p.kind == "verify"]
     landscape = Landscape(seed=repeat, **spec.landscape)
-    lab = VirtualLab(landscape, roles, slots=spec.compute.slots, policy=org.policy, sigmas=org.rigor.sigmas,
+    lab = VirtualLab(landscape, roles, slots=slots, policy=org.policy, sigmas=org.rigor.sigmas,
                      max_runs=org.rigor.max_runs, noise_runs=org.rigor.noise_runs,
                      verify_runs=verify[0] if verify else 0,
                      merge=any(p.kind == "merge" for p in org.processes),
@@ -75,7 +87,7 @@ def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int) -> Repeat
         landscape.base - landscape.true_value(lab.program), area(verified, horizon) / horizon,
         sum(d.keep for d in result.decisions) / decisions if decisions else 0.0,
         sum(ok for _, ok, _ in result.verifications) / len(result.verifications) if result.verifications else None,
-        sum(r.status == "crash" for r in result.runs) / max(len(result.runs), 1))
+        sum(r.status == "crash" for r in result.runs) / max(len(result.runs), 1), merges=len(result.merges))
 
 
 def area(curve: list[tuple[float, float]], horizon: float) -> float:
@@ -95,12 +107,13 @@ def value_at(curve: list[tuple[float, float]], t: float) -> float:
     return value
 
 
-def run_bench(spec: BenchSpec, orgs: list[tuple[str, OrgSpec]], out: Path,
+def run_bench(spec: BenchSpec, orgs: list[tuple[str, OrgSpec, Path, int]], out: Path,
               on_done: Any = None) -> dict[str, list[RepeatResult]]:
-    """Every (org, repeat), skipping those already saved in `out`."""
+    """Every (org, repeat), skipping those already saved in `out`: the simulated task in the virtual lab, any
+    other task through the real lab (bench/real.py)."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[RepeatResult]] = {}
-    for label, org in orgs:
+    for label, org, org_file, slots in orgs:
         for repeat in range(spec.repeats):
             path = out / "runs" / f"{label}-{repeat}.json"
             if path.is_file():
@@ -109,7 +122,13 @@ def run_bench(spec: BenchSpec, orgs: list[tuple[str, OrgSpec]], out: Path,
                 data["raw_curve"] = [tuple(p) for p in data["raw_curve"]]
                 result = RepeatResult(**data)
             else:
-                result = run_repeat(spec, label, org, repeat)
+                if spec.task == "simulated":
+                    result = run_repeat(spec, label, org, repeat, slots)
+                else:
+                    from researchorg.bench.real import run_real_repeat
+
+                    result = run_real_repeat(spec, label, org_file, repeat, slots,
+                                             out / "programs" / f"{label}-{repeat}")
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(json.dumps(asdict(result)))
             results.setdefault(label, []).append(result)
@@ -128,7 +147,8 @@ def interval(values: list[float]) -> tuple[float, float]:
 
 MEASURES = (("final_verified", "final improvement of main"), ("final_raw", "final raw improvement"),
             ("final_true", "final true improvement"), ("auc", "time-averaged improvement of main (AUC)"),
-            ("keep_rate", "keep rate"), ("reproduction_rate", "reproduction rate"), ("crash_rate", "crash rate"))
+            ("keep_rate", "keep rate"), ("reproduction_rate", "reproduction rate"), ("crash_rate", "crash rate"),
+            ("tokens_per_merge", "tokens per merged gain"), ("cost_per_merge", "USD per merged gain"))
 
 
 def summarize(results: dict[str, list[RepeatResult]], target: float | None = None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The benchmark spec (bench.toml): org files x one task x compute x repeats.
 
     name = "topologies"
-    task = "simulated"        # this first version runs the simulated task in the virtual lab
+    task = "simulated"        # in the virtual lab; any other task (tinylm, a path) runs through the real lab
     repeats = 5               # repeat r uses landscape seed r for every org: paired comparisons
     [compute]
     slots = 8
@@ -36,6 +36,7 @@ class ComputeSpec(Strict):
 class OrgEntry(Strict):
     file: str
     label: str | None = None
+    slots: int | None = Field(default=None, ge=1)  # this entry's slots instead of compute.slots (a scaling test)
 
 
 class BenchSpec(Strict):
@@ -45,23 +46,22 @@ class BenchSpec(Strict):
     compute: ComputeSpec
     orgs: list[OrgEntry] = Field(min_length=1)
     landscape: dict[str, float | int] = {}  # overrides of the simulated landscape (e.g. n_ideas = 400)
+    budget: float | None = Field(default=None, gt=0)  # real tasks: training seconds per run (task default if unset)
+    threads: int | None = Field(default=None, ge=1)  # real tasks: CPU threads per slot
 
 
-def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec]]]:
-    """The spec and its orgs (label, org), every file checked before anything runs."""
+def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, int]]]:
+    """The spec and its orgs (label, org, org file, slots), every file checked before anything runs."""
     spec = load_toml_model(path, BenchSpec)
-    if spec.task != "simulated":
-        raise ConfigError(f"{path}: task: this version of `researchorg bench` runs the simulated task in the "
-                          f"virtual lab; {spec.task!r} needs the real-lab runner (not built yet)")
     orgs = []
     for entry in spec.orgs:
         org = load_org(path.parent / entry.file)
         for role in org.roles:
-            if role.backend != "simulated":
+            if spec.task == "simulated" and role.backend != "simulated":
                 raise ConfigError(f"{path.parent / entry.file}: roles.{role.name}.backend: the virtual lab runs "
                                   f"`simulated` agents only, not {role.backend!r}")
-        orgs.append((entry.label or org.name, org))
-    labels = [label for label, _ in orgs]
+        orgs.append((entry.label or org.name, org, path.parent / entry.file, entry.slots or spec.compute.slots))
+    labels = [label for label, *_ in orgs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: orgs: labels must be unique, got {labels}")
     return spec, orgs

@@ -114,8 +114,10 @@ class _Budget:
 class Runtime:
     """Runs an organization on a program until a limit is reached, Ctrl-C, or the agents have nothing left."""
 
-    def __init__(self, program: Program, slots: list[Slot] | None = None, on_event: EventHandler | None = None):
+    def __init__(self, program: Program, slots: list[Slot] | None = None, on_event: EventHandler | None = None,
+                 seed_offset: int = 0):
         self.program = program
+        self.seed_offset = seed_offset  # added to every agent's seed: repeats of a benchmark search differently
         self.task = program.task
         self.org = program.org()
         self.ledger = program.ledger
@@ -469,7 +471,8 @@ class Runtime:
             self.post.worktrees[name] = worktree
             ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger, role=role,
                                stop=self._stop, post=self.post)
-            members.append(_Member(name, role, ctx, Git(worktree), make_agent(role, ctx, index=index)))
+            agent = make_agent(role, ctx, index=index + self.seed_offset)
+            members.append(_Member(name, role, ctx, Git(worktree), agent))
             if role.merges:
                 ctx.merge = lambda experiment_id, m=members[-1]: self._merge_on_request(m, experiment_id)
         for member in members:
