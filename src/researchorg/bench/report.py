@@ -77,7 +77,8 @@ def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult
           "best single kept run; true: what the simulation knows.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
           *["| " + " | ".join(r) + " |" for r in rows], "",
-          "Paired comparisons of the final verified improvement (same landscape per repeat):", "",
+          "Paired comparisons of the final improvement of main (paired by repeat: the same landscape in "
+          "simulation, the same agent seeds on a real task):", "",
           "| orgs | mean difference | p (paired t) |", "|---|---|---|", *paired, "",
           "![curves](curves.png)", "", "## Spec", "", "```toml", spec_text.strip(), "```", ""]
     (out / "report.md").write_text("\n".join(md))

@@ -31,12 +31,13 @@ class Standup:
     def on_experiment(self) -> int | None:
         """Called after every finished experiment; posts the digest if it is due and returns its message id."""
         with self._lock:
+            n, _ = self.ledger.finished_since(self._last_id)  # a count: cheap after every run, at any scale
+            due = (self.spec.every_experiments is not None and n >= self.spec.every_experiments) or \
+                  (self.spec.every_minutes is not None and time.time() - self._last_at >= 60 * self.spec.every_minutes)
+            if not due or not n:
+                return None
             proposals = self.ledger.experiments(kind="proposal")
             finished = [e for e in proposals if e.id > self._last_id and e.status != "running"]
-            due = (self.spec.every_experiments is not None and len(finished) >= self.spec.every_experiments) or \
-                  (self.spec.every_minutes is not None and time.time() - self._last_at >= 60 * self.spec.every_minutes)
-            if not due or not finished:
-                return None
             self._last_id, self._last_at = max(e.id for e in finished), time.time()
             return self.post.send("standup", None, "digest", digest(finished, proposals, self.metric))
 
