@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from researchorg.ledger import Experiment
 from researchorg.rigor import confounds
 from researchorg.rigor.acceptance import Decision, gain
-from researchorg.rigor.noise import estimate
+from researchorg.rigor.noise import estimate, fresh_seed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,9 +72,7 @@ class Evidence:
                 budget = self.rt._budget
                 if self.rt._stop.is_set() or (budget is not None and not budget.reserve()):
                     break
-                seed = self.task.seed  # the lowest seed this code never ran with; the task seed is a proposal's own
-                while seed in used or seed == self.task.seed:
-                    seed += 1
+                seed = fresh_seed(self.task.seed, used)
                 used.add(seed)
                 rows.append(self.ledger.start_experiment(
                     agent, code.parent, code.commit, diff="", description=code.description, hypothesis="",

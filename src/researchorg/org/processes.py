@@ -31,7 +31,7 @@ class Standup:
     def on_experiment(self) -> int | None:
         """Called after every finished experiment; posts the digest if it is due and returns its message id."""
         with self._lock:
-            n, _ = self.ledger.finished_since(self._last_id)  # a count: cheap after every run, at any scale
+            n = self.ledger.finished_since(self._last_id)  # a count: cheap after every run, at any scale
             due = (self.spec.every_experiments is not None and n >= self.spec.every_experiments) or \
                   (self.spec.every_minutes is not None and time.time() - self._last_at >= 60 * self.spec.every_minutes)
             if not due or not n:

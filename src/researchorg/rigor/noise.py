@@ -38,3 +38,13 @@ def estimate(values: list[float]) -> NoiseFloor:
     low, high = stats.chi2.ppf(0.975, dof), stats.chi2.ppf(0.025, dof)
     return NoiseFloor(statistics.fmean(values), sigma, sigma * math.sqrt(dof / low),
                       sigma * math.sqrt(dof / high), len(values))
+
+
+def fresh_seed(task_seed: int, used: set[int]) -> int:
+    """The seed of an extra run (noise floor, re-run, verification, ablation): the lowest one this code never
+    ran with, never the task seed, which belongs to a proposal's first run. The real and the virtual lab
+    both choose seeds here, so they run the same seeds."""
+    seed = task_seed + 1
+    while seed in used:
+        seed += 1
+    return seed

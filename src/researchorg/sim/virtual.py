@@ -33,7 +33,7 @@ from typing import Any
 from researchorg.lab.scheduler import fair_share_key
 from researchorg.ledger import Ledger
 from researchorg.rigor.acceptance import gain, make_policy
-from researchorg.rigor.noise import estimate
+from researchorg.rigor.noise import estimate, fresh_seed
 from researchorg.sim.ideas import IdeaPicker, describe
 from researchorg.sim.landscape import Landscape, tree_of
 from researchorg.task.spec import MetricSpec
@@ -204,10 +204,8 @@ class VirtualLab:
     def _new_run(self, agent: str, config: frozenset[str], kind: str, rerun_of: int | None = None,
                  description: str = "", seed: int | None = None) -> Run:
         used = self._seeds.setdefault(config, set())
-        if seed is None:  # the lowest seed this code never ran with; the task seed is a proposal's own
-            seed = self.task_seed
-            while seed in used or seed == self.task_seed:
-                seed += 1
+        if seed is None:
+            seed = fresh_seed(self.task_seed, used)
         used.add(seed)
         run = Run(next(self._ids), agent, config, seed, kind, description, rerun_of)
         self.result.runs.append(run)
