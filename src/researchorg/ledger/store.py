@@ -385,9 +385,9 @@ class Ledger:
             return _experiment(c.execute(query).mappings().one())
 
     def activity(self, agent: str) -> tuple[int, int]:
-        """(last finished experiment, last message to `agent` from someone else): changes when there is news."""
-        finished = sa.select(sa.func.coalesce(sa.func.max(experiments.c.id), 0)) \
-            .where(experiments.c.status != "running")
+        """(finished experiments, last message to `agent` from someone else): changes when there is news, also
+        when experiments finish out of order."""
+        finished = sa.select(sa.func.count()).where(experiments.c.status != "running")
         received = sa.select(sa.func.coalesce(sa.func.max(messages.c.id), 0)).where(
             sa.or_(messages.c.recipient == agent, messages.c.recipient.is_(None)), messages.c.sender != agent)
         with self._tx() as c:

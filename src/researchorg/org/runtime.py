@@ -221,11 +221,17 @@ class Runtime:
                 run.join()
 
     def _lead(self, member: _Member, budget: _Budget, report: RunReport) -> None:
-        """A role that runs no experiments (a chief): it acts at the start and whenever something new happens."""
+        """A role that runs no experiments (a chief): it acts at the start and whenever something new happens.
+
+        When every submitting agent has stopped it gets one last turn if something happened since it last acted
+        (the final reports), so it can still merge what the juniors finished."""
         seen = None
-        while not self._stop.is_set() and not self._winding_down.is_set():
+        while not self._stop.is_set():
+            winding_down = self._winding_down.is_set()  # read before the activity: nothing new can follow it
             now = self.ledger.activity(member.name)
             if now == seen:
+                if winding_down:
+                    return
                 self._winding_down.wait(0.2)
                 continue
             seen = now
@@ -234,7 +240,9 @@ class Runtime:
             except Exception as err:  # a failing lead is paused; the others go on
                 self._pause(member, err, report)
                 return
-            seen = self.ledger.activity(member.name)  # what it did itself is not news
+            # what it did itself (merges and their verification runs) is not news; messages from others that
+            # arrived while it acted are: they are compared as they were before it acted
+            seen = (self.ledger.activity(member.name)[0], now[1])
 
     def _wait_for_assignment(self, member: _Member) -> bool:
         """Block until an assignment for this agent arrives; False if the run stops or no lead is left."""
