@@ -334,6 +334,8 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: bench-<name> beside the spec); "
                                                   "finished repeats there are kept, so a bench resumes.")] = None,
     target: Annotated[float | None, typer.Option(help="Improvement whose time to reach is reported.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="The spec's seed instead (repeat r uses seed + r): an "
+                                                       "independent rerun of the comparison.")] = None,
 ) -> None:
     """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png."""
     from researchorg.bench.report import write_report
@@ -341,6 +343,8 @@ def bench(
     from researchorg.bench.spec import load_bench
 
     spec, orgs = load_bench(spec_file)
+    if seed is not None:
+        spec.seed = seed
     out = out or spec_file.parent / f"bench-{spec.name}"
     total = len(orgs) * spec.repeats
     done = []
@@ -356,7 +360,8 @@ def bench(
         console.print(f"stopped by Ctrl-C; finished repeats are kept in {out}: run the same command to resume")
         raise typer.Exit(130) from None
     summary = summarize(results, target)
-    paths = write_report(spec.name, spec_file.read_text(), results, summary, out)
+    spec_text = spec_file.read_text() + (f"\n# run with --seed {seed}\n" if seed is not None else "")
+    paths = write_report(spec.name, spec_text, results, summary, out)
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
 

@@ -37,9 +37,19 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "solo-greedy" in html and "[compute]" in html  # self-contained
     assert "| solo |" in (out / "report.md").read_text()
+    assert all(len(p) == 4 for r in data["runs"]["solo"] for p in r["verified_curve"])  # hours, slot-h, runs
+    assert "median experiments to it" in (out / "report.md").read_text()
     # resumable: a second call recomputes nothing and reports the same
     again = cli("bench", str(spec), "--out", str(out), "--target", "0.05")
     assert json.loads((out / "report.json").read_text())["summary"] == data["summary"] and "[12/12]" in again.stdout
+    # another seed is an independent rerun beside the first: other landscapes, intervals that overlap
+    cli("bench", str(spec), "--out", str(out), "--seed", "100")
+    rerun = json.loads((out / "report.json").read_text())
+    assert all((out / "runs" / f"solo-{seed}.json").is_file() for seed in (0, 1, 2, 3, 100, 101, 102, 103))
+    assert [r["repeat"] for r in rerun["runs"]["solo"]] == [100, 101, 102, 103] and "--seed 100" in rerun["spec"]
+    for org, row in rerun["summary"]["orgs"].items():
+        (m1, h1), (m2, h2) = data["summary"]["orgs"][org]["final_verified"], row["final_verified"]
+        assert m1 != m2 and abs(m1 - m2) <= h1 + h2, org
 
 
 def test_a_simulated_bench_of_real_backends_is_one_clear_error(tmp_path):
@@ -58,8 +68,8 @@ def test_a_bench_on_a_real_task_runs_each_repeat_as_a_program_through_the_real_l
                                              f'[[roles]]\nname = "researcher"\nbackend = "{backend}"\n'
                                              '[[processes]]\nkind = "merge"\n')
     spec = folder / "bench.toml"
-    spec.write_text(f'name = "real"\ntask = "{task}"\nrepeats = 2\n[compute]\nslots = 1\nexperiments = 5\n'
-                    '[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\nfile = "random.toml"\n')
+    spec.write_text(f'name = "real"\ntask = "{task}"\nrepeats = 2\nthreads = 1\n[compute]\nslots = 1\n'
+                    'experiments = 5\nmachine_slots = 2\n[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\nfile = "random.toml"\n')
     out = tmp_path / "out"
     cli("bench", str(spec), "--out", str(out))
     data = json.loads((out / "report.json").read_text())
@@ -72,3 +82,6 @@ def test_a_bench_on_a_real_task_runs_each_repeat_as_a_program_through_the_real_l
     first = Program(out / "programs" / "random-0").ledger.experiments(agent="researcher")
     second = Program(out / "programs" / "random-1").ledger.experiments(agent="researcher")
     assert [e.description for e in first][1:] != [e.description for e in second][1:]  # other seeds, other search
+    # two programs side by side on the machine's two slots, each on its own core
+    slots = {e.slot for p in (out / "programs").iterdir() for e in Program(p).ledger.experiments()}
+    assert slots == {"cpu0", "cpu1"}

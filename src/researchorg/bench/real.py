@@ -1,33 +1,87 @@
-"""A benchmark repeat on a real task: one program per (org, repeat), run through the real lab.
+"""Benchmark repeats on a real task: one program per (org, repeat), run through the real lab.
 
 Every repeat starts from the task's baseline in a program of its own
-(`OUT/programs/<org>-<repeat>`), with the spec's compute (slots, threads,
-runs or hours) and the agents' seeds offset by the repeat, so repeats search
+(`OUT/programs/<org>-<seed>`), with the spec's compute (slots, threads, runs
+or hours) and the agents' seeds offset by the repeat's seed, so repeats search
 differently. A repeat interrupted midway resumes like `researchorg run`.
-Curves are over wall time since the repeat's first run started.
+
+Programs run side by side when `compute.machine_slots` allows: the machine's
+slots (CPU cores in groups of `threads`, or GPUs) form a pool, each program
+takes as many as its org has, on disjoint cores or GPUs, and the next waits
+(in spec order) until enough are free. Curves are over wall time since the
+repeat's first run started.
 """
 
 from __future__ import annotations
 
+import queue
 import statistics
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from researchorg.bench.run import RepeatResult, area
+from researchorg.bench.run import RepeatResult, area, on_axes
 from researchorg.bench.spec import BenchSpec
 from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
+from researchorg.lab.scheduler import Slot, detect_slots
 from researchorg.org.runtime import Limits, Runtime
 
 
-def run_real_repeat(spec: BenchSpec, label: str, org_file: Path, repeat: int, slots: int,
-                    where: Path) -> RepeatResult:
-    program = Program(where) if (where / ".researchorg").exists() else \
-        Program.init(where, spec.task, budget=spec.budget, org_file=org_file)
-    runtime = Runtime(program, slots=detect_slots(slots, spec.threads), seed_offset=1000 * repeat)
-    report = runtime.run(Limits(max_experiments=spec.compute.experiments, max_hours=spec.compute.hours))
-    if report.stopped_by == "interrupted":
-        raise KeyboardInterrupt  # the bench stops here; the same command resumes this repeat
-    return measure(program, label, repeat)
+def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int, Path]], programs: Path,
+                     save: Callable[[RepeatResult, Path], None]) -> None:
+    """Run the (label, org, org file, slots, seed, result path) repeats, side by side as far as the machine's
+    slots allow; `save` is called in this thread as each finishes. Ctrl-C interrupts every program in flight
+    (each resumes like `run`) and is raised again."""
+    pool = detect_slots(spec.compute.machine_slots or max(job[3] for job in todo), spec.threads)
+    free: list[Slot] = list(pool)
+    finished: queue.Queue = queue.Queue()
+    running: dict[int, Runtime] = {}
+    threads: list[threading.Thread] = []
+
+    def work(key: int, label: str, org_file: Path, seed: int, slots: list[Slot], path: Path) -> None:
+        try:
+            where = programs / f"{label}-{seed}"
+            program = Program(where) if (where / ".researchorg").exists() else \
+                Program.init(where, spec.task, budget=spec.budget, org_file=org_file)
+            runtime = running[key] = Runtime(program, slots=slots, seed_offset=1000 * seed)
+            report = runtime.run(Limits(max_experiments=spec.compute.experiments, max_hours=spec.compute.hours))
+            result = None if report.stopped_by == "interrupted" else measure(program, label, seed)
+            finished.put((key, slots, result, path, None))
+        except BaseException as err:  # reported in the bench's thread
+            finished.put((key, slots, None, path, err))
+
+    pending = list(enumerate(todo))
+    in_flight = 0
+    try:
+        while pending or in_flight:
+            while pending and len(free) >= pending[0][1][3]:
+                key, (label, _, org_file, slots, seed, path) = pending.pop(0)
+                mine, free[:] = free[:slots], free[slots:]
+                thread = threading.Thread(target=work, args=(key, label, org_file, seed, mine, path),
+                                          name=f"bench-{label}-{seed}", daemon=True)
+                thread.start()
+                threads.append(thread)
+                in_flight += 1
+            try:
+                key, slots, result, path, error = finished.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            in_flight -= 1
+            running.pop(key, None)
+            free.extend(slots)
+            free.sort(key=pool.index)
+            if error is not None:
+                raise error
+            if result is None:
+                raise KeyboardInterrupt  # a program was interrupted (its run saw Ctrl-C first)
+            save(result, path)
+    except BaseException:
+        for runtime in list(running.values()):
+            runtime.interrupt()
+        for thread in threads:
+            thread.join()
+        raise
 
 
 def measure(program: Program, label: str, repeat: int) -> RepeatResult:
@@ -45,16 +99,17 @@ def measure(program: Program, label: str, repeat: int) -> RepeatResult:
         if sign * (e.metric - base) > best:
             best = sign * (e.metric - base)
             raw.append(((e.ended_at or start) - start, best))
-    horizon = max((e.ended_at or start for e in runs), default=start) - start or 1e-9
+    spans = [(e.started_at - start, (e.ended_at or e.started_at) - start) for e in runs]
+    horizon = max((end for _, end in spans), default=0.0) or 1e-9
     decided = [e for e in runs if e.kind == "proposal" and e.status in ("keep", "discard")]
     rates = ledger.reproduction("agent").values()
     usage = ledger.usage()
     verified_n = sum(n for _, n in rates)
     return RepeatResult(
-        label, repeat, verified, raw, horizon, len(runs), verified[-1][1], raw[-1][1], None,
-        area(verified, horizon) / horizon,
+        label, repeat, on_axes(verified, spans), on_axes(raw, spans), horizon, len(runs), verified[-1][1],
+        raw[-1][1], None, area(verified, horizon) / horizon,
         sum(e.status == "keep" for e in decided) / len(decided) if decided else 0.0,
         sum(ok for ok, _ in rates) / verified_n if verified_n else None,
         statistics.fmean(e.status in ("crash", "timeout", "invalid") for e in runs) if runs else 0.0,
         merges=len(ledger.merges()), tokens=int(usage["input_tokens"] + usage["output_tokens"]),
-        cost_usd=float(usage["cost_usd"]))
+        cost_usd=float(usage["cost_usd"]), slot_seconds=sum(end - begin for begin, end in spans))

@@ -6,40 +6,46 @@ import base64
 import html
 import json
 import math
+import statistics
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from researchorg.bench.run import MEASURES, RepeatResult, interval, value_at
+from researchorg.bench.run import AXES, MEASURES, RepeatResult, interval, value_at
 
 
 def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
-    """Best-so-far improvement of main over hours (virtual in simulation, wall time on a real task): the mean
-    per org with its 95% band."""
+    """Best-so-far improvement of main over hours (virtual in simulation, wall time on a real task), slot-hours
+    and experiments: the mean per org with its 95% band, and the raw curve (best single kept run) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    horizon = max(r.horizon for repeats in results.values() for r in repeats)
-    grid = [horizon * i / 200 for i in range(201)]
-    fig, ax = plt.subplots(figsize=(10, 5.5))
-    for label, repeats in results.items():
-        points = [interval([value_at(r.verified_curve, t) for r in repeats]) for t in grid]
-        means = [m for m, _ in points]
-        halves = [0.0 if math.isnan(h) else h for _, h in points]
-        hours = [t / 3600 for t in grid]
-        (line,) = ax.plot(hours, means, drawstyle="steps-post", label=f"{label} (n={len(repeats)})")
-        ax.fill_between(hours, [m - h for m, h in zip(means, halves, strict=True)],
-                        [m + h for m, h in zip(means, halves, strict=True)], step="post", alpha=0.2,
-                        color=line.get_color())
-    ax.set_xlabel("hours (virtual in simulation, wall time on a real task)")
-    ax.set_ylabel("improvement of main over the baseline")
-    ax.set_title("best-so-far improvement of the program branch (mean and 95% CI over repeats)")
-    ax.grid(True, alpha=0.25)
-    ax.legend(fontsize=9)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5), sharey=True)
+    scales = (3600.0, 3600.0, 1.0)
+    for axis, (ax, name, scale) in enumerate(zip(axes, AXES, scales, strict=True)):
+        horizon = max(r.horizons[axis] for repeats in results.values() for r in repeats)
+        grid = [horizon * i / 200 for i in range(201)]
+        for label, repeats in results.items():
+            points = [interval([value_at(r.verified_curve, x, axis) for r in repeats]) for x in grid]
+            means = [m for m, _ in points]
+            halves = [0.0 if math.isnan(h) else h for _, h in points]
+            xs = [x / scale for x in grid]
+            (line,) = ax.plot(xs, means, drawstyle="steps-post", label=f"{label} (n={len(repeats)})")
+            ax.fill_between(xs, [m - h for m, h in zip(means, halves, strict=True)],
+                            [m + h for m, h in zip(means, halves, strict=True)], step="post", alpha=0.2,
+                            color=line.get_color())
+            raw = [statistics.fmean(value_at(r.raw_curve, x, axis) for r in repeats) for x in grid]
+            ax.plot(xs, raw, drawstyle="steps-post", linestyle=":", linewidth=1, color=line.get_color())
+        ax.set_xlabel(name)
+        ax.grid(True, alpha=0.25)
+    axes[0].set_ylabel("improvement over the baseline")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("improvement of main (solid, mean and 95% CI over repeats) and best single kept run (dotted); "
+                 "hours are virtual in simulation")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -53,11 +59,22 @@ def _cell(value: tuple[float, float], percent: bool = False) -> str:
     return f"{mean:.4f} ± {half:.4f}" if not math.isnan(half) else f"{mean:.4f}"
 
 
+def _median(value: float, form: str) -> str:
+    return format(value, form) if math.isfinite(value) else "not reached"
+
+
 def _rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["org", *[name for _, name in MEASURES]]
     rows = []
+    target = any("reached_target" in row for row in summary["orgs"].values())
+    if target:
+        head += ["reached the target", "median hours to it", "median experiments to it"]
     for label, row in summary["orgs"].items():
-        rows.append([label, *[_cell(row[key], percent=key.endswith("rate")) for key, _ in MEASURES]])
+        cells = [label, *[_cell(row[key], percent=key.endswith("rate")) for key, _ in MEASURES]]
+        if target:
+            cells += [f"{100 * row['reached_target']:.0f}%", _median(row["time_to_target_h"], ".2f"),
+                      _median(row["experiments_to_target"], ".0f")]
+        rows.append(cells)
     used = [i for i in range(1, len(head)) if any(r[i] != "-" for r in rows)]  # no empty columns (e.g. tokens)
     head = [head[0], *[head[i] for i in used]]
     rows = [[r[0], *[r[i] for i in used]] for r in rows]

@@ -2,10 +2,12 @@
 
     name = "topologies"
     task = "simulated"        # in the virtual lab; any other task (tinylm, a path) runs through the real lab
-    repeats = 5               # repeat r uses landscape seed r for every org: paired comparisons
+    repeats = 5               # repeat r uses seed + r for every org (the landscape, the agents): paired
+    seed = 0                  # another seed: an independent rerun of the whole comparison
     [compute]
     slots = 8
     experiments = 400         # runs per repeat, for every org (or hours = virtual hours)
+    machine_slots = 2         # real tasks: this machine's slots filled at once, programs side by side
     [[orgs]]
     file = "solo.toml"        # relative to the spec; roles must be `simulated` in the virtual lab
     label = "solo"            # optional; default: the org's name
@@ -24,7 +26,10 @@ from researchorg.errors import ConfigError
 class ComputeSpec(Strict):
     slots: int = Field(default=1, ge=1)
     experiments: int | None = Field(default=None, ge=1)  # runs per repeat, every kind counted
-    hours: float | None = Field(default=None, gt=0)  # virtual hours per repeat
+    hours: float | None = Field(default=None, gt=0)  # hours per repeat (virtual in simulation)
+    # real tasks: how many of this machine's slots the bench fills at once, with programs side by side on
+    # disjoint cores or GPUs (each program gets its org's slots); default: one program at a time
+    machine_slots: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _bounded(self) -> ComputeSpec:
@@ -43,6 +48,7 @@ class BenchSpec(Strict):
     name: str
     task: str = "simulated"
     repeats: int = Field(default=3, ge=2)  # at least two, for an interval
+    seed: int = Field(default=0, ge=0)  # repeat r uses seed + r: landscape seed, agents' seed offset
     compute: ComputeSpec
     orgs: list[OrgEntry] = Field(min_length=1)
     landscape: dict[str, float | int] = {}  # overrides of the simulated landscape (e.g. n_ideas = 400)
@@ -61,6 +67,9 @@ def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, in
                 raise ConfigError(f"{path.parent / entry.file}: roles.{role.name}.backend: the virtual lab runs "
                                   f"`simulated` agents only, not {role.backend!r}")
         orgs.append((entry.label or org.name, org, path.parent / entry.file, entry.slots or spec.compute.slots))
+    if spec.compute.machine_slots is not None and max(slots for *_, slots in orgs) > spec.compute.machine_slots:
+        raise ConfigError(f"{path}: compute.machine_slots = {spec.compute.machine_slots} is fewer than an org's "
+                          f"{max(slots for *_, slots in orgs)} slots")
     labels = [label for label, *_ in orgs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: orgs: labels must be unique, got {labels}")

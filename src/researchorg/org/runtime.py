@@ -156,6 +156,8 @@ class Runtime:
                 with _no_sigint():
                     self._stop.set()
                     self.evidence.settle_interrupted()
+            if self._stop.is_set():  # Ctrl-C, or interrupt() from another thread
+                self.evidence.settle_interrupted()
                 report.stopped_by = "interrupted"
                 report.wall_seconds = time.monotonic() - started
                 self.ledger.log_event("run_stopped", stopped_by="interrupted", experiments=len(report.ran))
@@ -176,7 +178,10 @@ class Runtime:
                     self._stop.set()
                     for worker in workers:
                         worker.join()
-                    self._reset_worktrees(members)
+            if self._stop.is_set():
+                for worker in workers:
+                    worker.join()
+                self._reset_worktrees(members)
                 report.stopped_by = "interrupted"
             else:
                 report.stopped_by = budget.exhausted_by or "agents_done"
@@ -185,6 +190,11 @@ class Runtime:
             self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=len(report.ran),
                                   utilization=round(report.utilization, 4), paused=report.paused)
             return report
+
+    def interrupt(self) -> None:
+        """Stop a run from another thread as Ctrl-C does: runs in flight are killed and recorded as interrupted,
+        nothing new starts, and `run` returns with `stopped_by = "interrupted"`."""
+        self._stop.set()
 
     def _work(self, member: _Member, budget: _Budget, report: RunReport) -> None:
         """One agent's loop, in its own thread: propose while up to `in_flight` of its experiments run."""
