@@ -69,7 +69,8 @@ def test_a_bench_on_a_real_task_runs_each_repeat_as_a_program_through_the_real_l
                                              '[[processes]]\nkind = "merge"\n')
     spec = folder / "bench.toml"
     spec.write_text(f'name = "real"\ntask = "{task}"\nrepeats = 2\nthreads = 1\n[compute]\nslots = 1\n'
-                    'experiments = 5\nmachine_slots = 2\n[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\nfile = "random.toml"\n')
+                    'experiments = 5\nmachine_slots = 2\n[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\n'
+                    'file = "random.toml"\n')
     out = tmp_path / "out"
     cli("bench", str(spec), "--out", str(out))
     data = json.loads((out / "report.json").read_text())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 from researchorg.lab.program import Program
 from researchorg.lab.scheduler import detect_slots
 from researchorg.org.runtime import Limits, Runtime
 from researchorg.sim.landscape import Landscape
 from researchorg.sim.virtual import SimRole, VirtualLab
+from tests.conftest import cli
 
 ORG = '''name = "sim-solo"
 policy = "{policy}"
@@ -60,3 +62,13 @@ def test_one_landscape_through_the_real_and_the_virtual_lab_decides_alike(tmp_pa
         assert program.ledger.reproduction("role") == program.ledger.reproduction("agent") == \
             {"researcher": (reproduced, len(virtual.verifications))}
         assert abs(program.ledger.noise_floor()["sigma"] - virtual.noise_sigma) < 1e-5
+
+
+def test_a_simulated_chief_in_the_real_lab_is_one_clear_error_and_runs_nothing(tmp_path):
+    org = tmp_path / "chief.toml"
+    org.write_text((Path(__file__).parents[2] / "examples" / "bench" / "scale" / "chief-64.toml").read_text())
+    cli("init", str(tmp_path / "lab"), "--task", "simulated", "--org", str(org))
+    proc = cli("run", str(tmp_path / "lab"), "--max-experiments", "3", check=False)
+    assert proc.returncode == 1
+    assert "roles.chief: submits = false makes it a lead, and the 'simulated' backend cannot lead" in proc.stderr
+    assert Program(tmp_path / "lab").ledger.experiments() == []

@@ -34,8 +34,7 @@ from scipy import stats
 from researchorg.bench.spec import BenchSpec
 from researchorg.config import OrgSpec
 from researchorg.sim.landscape import Landscape
-from researchorg.sim.virtual import SimRole, VirtualLab
-
+from researchorg.sim.virtual import VirtualLab
 
 Point = tuple[float, float, float, float]  # (seconds, slot-seconds, experiments finished, improvement)
 AXES = ("hours", "slot-hours", "experiments")  # the x axes of a curve: its first three coordinates
@@ -105,15 +104,9 @@ def repeat_seed(spec: BenchSpec, index: int) -> int:
 
 def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int, slots: int) -> RepeatResult:
     """One repeat in the virtual lab; `repeat` is its seed (the landscape's, and the agents' offset)."""
-    roles = [SimRole(r.name, r.count, r.idea_quality, r.think_seconds, r.priority, r.seed + 1000 * repeat)
-             for r in org.roles]
-    verify = [p.runs for p in org.processes if p.kind == "verify"]
     landscape = Landscape(seed=repeat, **spec.landscape)
-    lab = VirtualLab(landscape, roles, slots=slots, policy=org.policy, sigmas=org.rigor.sigmas,
-                     max_runs=org.rigor.max_runs, noise_runs=org.rigor.noise_runs,
-                     verify_runs=verify[0] if verify else 0,
-                     merge=any(p.kind == "merge" for p in org.processes),
-                     max_experiments=spec.compute.experiments, max_hours=spec.compute.hours)
+    lab = VirtualLab.from_org(org, landscape, slots=slots, seed_offset=1000 * repeat,
+                              max_experiments=spec.compute.experiments, max_hours=spec.compute.hours)
     result = lab.run()
     base = result.baseline_value if result.baseline_value is not None else landscape.base
     verified = [(0.0, 0.0)] + [(t, base - v) for (t, _, _), v in zip(result.merges, result.merged_values,

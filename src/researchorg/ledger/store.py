@@ -20,13 +20,15 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from researchorg.errors import LabError
+from researchorg.rigor.acceptance import incumbent_sample
 
 STATUSES = ("running", "keep", "discard", "measured", "crash", "timeout", "invalid", "interrupted")
 FINISHED_OK = ("keep", "discard", "measured")  # statuses that carry a valid metric
 # Why a run was made: an agent's proposal; the noise floor (the baseline with other seeds); a re-run of a
-# borderline candidate (sequential test); a verification before merge; a merge re-run; an ablation.
+# borderline candidate (sequential test); a fresh run of the incumbent it is compared with (when the
+# incumbent has fewer runs); a verification before merge; a merge re-run; an ablation.
 # Only proposals are decided (keep/discard); the other runs end `measured` and serve as evidence.
-KINDS = ("proposal", "noise", "rerun", "verify", "merge", "ablation")
+KINDS = ("proposal", "noise", "rerun", "incumbent", "verify", "merge", "ablation")
 
 metadata = sa.MetaData()
 
@@ -437,9 +439,14 @@ class Ledger:
             return set(c.execute(sa.select(experiments.c.seed).where(experiments.c.tree == tree)).scalars())
 
     def metric_of(self, tree: str, hardware: str | None = None) -> float | None:
-        """The mean metric of every run of the code `tree` (on `hardware`, if given); None if never measured."""
-        runs = self.runs_of(tree, hardware)
-        return sum(e.metric for e in runs) / len(runs) if runs else None
+        """The measured value of the code `tree` (on `hardware`, if given): the mean of its unselected runs if it
+        has any, else of all (rigor.acceptance.incumbent_sample); None if never measured."""
+        sample = self.incumbent_sample(tree, hardware)
+        return sum(sample) / len(sample) if sample else None
+
+    def incumbent_sample(self, tree: str, hardware: str | None = None) -> list[float]:
+        """The metrics that measure the code `tree` as an incumbent (rigor.acceptance.incumbent_sample)."""
+        return incumbent_sample([(e.kind, e.metric) for e in self.runs_of(tree, hardware)])
 
     def merges(self) -> list[dict[str, Any]]:
         with self._tx() as c:

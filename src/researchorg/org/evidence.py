@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from researchorg.ledger import Experiment
 from researchorg.rigor import confounds
-from researchorg.rigor.acceptance import Decision, gain
+from researchorg.rigor.acceptance import Decision, gain, incumbent_sample, rerun_incumbent
 from researchorg.rigor.noise import estimate, fresh_seed
 
 if TYPE_CHECKING:
@@ -149,23 +149,32 @@ class Evidence:
 
     # decisions ------------------------------------------------------------------------------
     def decide(self, agent: str, experiment: Experiment, metric: float, summary: dict[str, Any],
-               incumbent_tree: Callable[[], str]) -> Decision:
-        """Judge a candidate's first run, re-running it with fresh seeds while the policy asks for it."""
+               incumbent_commit: Callable[[], str]) -> Decision:
+        """Judge a candidate's first run against the incumbent's unselected runs; while the policy finds it
+        borderline, run again whichever side has fewer runs, with a fresh seed."""
         hardware = self.ledger.experiment(experiment.id).hardware
         runs, reruns, final = [metric], [], False
         code = _Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
                      experiment.id)
         while True:
-            tree = incumbent_tree()
+            commit = incumbent_commit()
+            tree = self.rt.program.git.tree_of(commit)
             if tree == experiment.tree:
                 return Decision(True, {"policy": self.rt.policy.name, "candidate_runs": runs,
                                        "rule": "same code as the incumbent: a re-measurement"})
             incumbent = self.ledger.runs_of(tree, hardware)
+            sample = incumbent_sample([(e.kind, e.metric) for e in incumbent])  # not the runs that kept it
             sigma, dof = self.sigma(hardware)
-            decision = self.rt.policy.decide(self.task.metric, runs, [e.metric for e in incumbent], sigma,
+            decision = self.rt.policy.decide(self.task.metric, runs, sample, sigma,
                                              final or self.rt._stop.is_set(), sigma_dof=dof)
             if decision.keep is not None:
                 break
+            if sample and rerun_incumbent(runs, sample):
+                measured = _Code(commit, commit, tree, f"incumbent of #{experiment.id}", experiment.id)
+                extra = self.extra_runs(agent, measured, "incumbent", 1, hardware)
+                if not (extra and extra[0].status == "measured"):
+                    final = True
+                continue
             extra = self.extra_runs(agent, code, "rerun", 1, hardware)
             if extra and extra[0].status == "measured":
                 runs.append(extra[0].metric)
@@ -175,7 +184,7 @@ class Evidence:
         evidence = {**decision.evidence, "reruns": reruns, "hardware": hardware}
         if incumbent:
             found = confounds.compare(summary, incumbent[0].summary)
-            delta = statistics.fmean(runs) - statistics.fmean(e.metric for e in incumbent)
+            delta = statistics.fmean(runs) - statistics.fmean(sample)
             evidence.update(confounds=found, text=confounds.describe(self.task.metric.name, delta, found))
         return Decision(decision.keep, evidence)
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from researchorg.agents import Agent, AgentContext, make_agent
 from researchorg.config import RoleSpec
+from researchorg.errors import ConfigError
 from researchorg.lab.git import Git
 from researchorg.lab.guard import check_changes, check_protected
 from researchorg.lab.program import PROGRAM_BRANCH, Program
@@ -365,13 +366,13 @@ class Runtime:
         self.on_event("experiment_finished", {"experiment": done})
 
     def _incumbent(self, member: _Member, experiment: Experiment) -> Callable[[], str]:
-        """What a candidate of `member` must beat, asked at decision time: the code its branch stands at
-        (or, for a merge re-run, the program branch's), as a git tree."""
-        def tree() -> str:
+        """What a candidate of `member` must beat, asked at decision time: the commit its branch stands at
+        (or, for a merge re-run, the program branch's)."""
+        def commit() -> str:
             if experiment.proposal.get("merge_of"):
-                return member.git.tree_of(self.git_main())
-            return member.git.tree_of(self.ledger.agent(member.name)["head_commit"])
-        return tree
+                return self.git_main()
+            return self.ledger.agent(member.name)["head_commit"]
+        return commit
 
     def _adopt_program(self, member: _Member) -> None:
         """Move the agent onto the program branch when what it publishes beats the agent's own head."""
@@ -490,6 +491,10 @@ class Runtime:
             ctx = AgentContext(name, self.task, worktree, self.program.agent_dir(name), self.ledger, role=role,
                                stop=self._stop, post=self.post)
             agent = make_agent(role, ctx, index=index + self.seed_offset)
+            if not role.submits and not hasattr(agent, "act"):
+                where = " (it leads in the virtual lab: researchorg bench)" if role.backend == "simulated" else ""
+                raise ConfigError(f"roles.{role.name}: submits = false makes it a lead, and the {role.backend!r} "
+                                  f"backend cannot lead in the real lab{where}; use an LLM backend")
             members.append(_Member(name, role, ctx, Git(worktree), agent))
             if role.merges:
                 ctx.merge = lambda experiment_id, m=members[-1]: self._merge_on_request(m, experiment_id)

@@ -27,7 +27,7 @@ from researchorg.lab.git import Git
 from researchorg.lab.program import PROGRAM_BRANCH, Program
 from researchorg.org.evidence import _Code
 from researchorg.org.runtime import Runtime
-from researchorg.rigor.acceptance import gain, pooled_sigma
+from researchorg.rigor.acceptance import gain, incumbent_sample, pooled_sigma
 
 AGENT = "ablate"
 PRUNED_BRANCH = "pruned"
@@ -88,7 +88,10 @@ class Ablation:
             message = f"ablation: main without merge {change.merge_id} (#{change.experiment_id})"
             change.commit, *parts = self.git.without(main, [(change.before, change.after)], message)
             change.parts = (parts[0], parts[1])
-        main_runs = self._measure(main, f"ablation: {PROGRAM_BRANCH} as it is")
+        # main is the reference of every comparison: its error is common to all of them, so it gets
+        # sqrt(k) times the runs of each of the k variants (the allocation that minimizes the total variance)
+        main_repeats = self.repeats * max(1, math.ceil(math.sqrt(sum(c.commit is not None for c in changes))))
+        main_runs = self._measure(main, f"ablation: {PROGRAM_BRANCH} as it is", main_repeats)
         for change in changes:
             if change.commit is not None:
                 change.runs = self._measure(change.commit, f"ablation: without #{change.experiment_id} "
@@ -113,14 +116,17 @@ class Ablation:
              "matters": c.matters, "removable": c.commit is not None, "parts": list(c.parts)} for c in changes])
         return report
 
-    def _measure(self, commit: str, description: str) -> list[float]:
-        """`repeats` fresh-seed runs of `commit` beside what was already measured of its code on this hardware."""
+    def _measure(self, commit: str, description: str, repeats: int | None = None) -> list[float]:
+        """`repeats` fresh-seed runs of `commit` beside the unselected runs already made of its code on this
+        hardware (not the runs that got it kept: they overstate it)."""
         tree = self.git.tree_of(commit)
         code = _Code(commit, self.git.head_of(PROGRAM_BRANCH), tree, description)
         hardware = self.runtime.scheduler.slots[0].hardware()
-        earlier = [e.metric for e in self.ledger.runs_of(tree, hardware)]
-        fresh = self.runtime.evidence.extra_runs(AGENT, code, "ablation", self.repeats, hardware)
-        return earlier + [e.metric for e in fresh if e.status == "measured"]
+        earlier = self.ledger.runs_of(tree, hardware)
+        fresh = [e for e in self.runtime.evidence.extra_runs(AGENT, code, "ablation", repeats or self.repeats,
+                                                                     hardware)
+                 if e.status == "measured"]
+        return incumbent_sample([(e.kind, e.metric) for e in earlier + fresh])
 
     def _sigma(self, groups: list[list[float]]) -> float | None:
         floor = self.ledger.noise_floor(self.runtime.scheduler.slots[0].hardware())

@@ -23,6 +23,16 @@ None): the runtime then runs the candidate once more and asks again. With
 Every decision carries its evidence: the policy, the runs and their means,
 sigma, the standard error, z, the threshold and the rule that fired. The
 runtime adds the confounds (rigor/confounds.py).
+
+The incumbent is measured by its unselected runs (`incumbent_sample`): a code
+was kept because its runs came out well, so those runs overstate it (the
+winner's curse), and with many agents the overstatement grows until nothing
+can beat a lucky incumbent. Runs that no keep decision chose (the noise floor,
+verifications, ablations) measure it without that bias; only a code that has
+none is measured by all its runs. And while a decision is borderline, the side
+with fewer runs runs again (`rerun_incumbent`): a sequential test that only
+re-runs the candidate can never overcome an incumbent measured once, however
+lucky that once was.
 """
 
 from __future__ import annotations
@@ -33,6 +43,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from researchorg.task.spec import MetricSpec
+
+UNSELECTED_KINDS = frozenset({"noise", "incumbent", "verify", "ablation"})  # runs no keep decision chose
+
+
+def incumbent_sample(runs: list[tuple[str, float]]) -> list[float]:
+    """The metrics that measure a code as an incumbent or as the program's value, from its (kind, metric) runs:
+    the unselected ones if it has any, else all (see the module's docstring)."""
+    unselected = [metric for kind, metric in runs if kind in UNSELECTED_KINDS]
+    return unselected or [metric for _, metric in runs]
+
+
+def rerun_incumbent(candidate: list[float], incumbent: list[float]) -> bool:
+    """A borderline decision's next run: the incumbent's code when it has fewer runs than the candidate (its
+    uncertainty then weighs more in the standard error), else the candidate's."""
+    return len(incumbent) < len(candidate)
 
 
 @dataclass

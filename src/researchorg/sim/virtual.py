@@ -16,6 +16,23 @@ a git commit, and a virtual clock instead of real training:
   only if it still wins;
 - slots go to waiting runs by the scheduler's weighted fair share (lab/scheduler.py).
 
+Topologies, read from the org as the real runtime reads them:
+
+- **solo**: every agent of a submitting role picks its own ideas (its role's
+  `idea_quality`), runs them, keeps and merges as above;
+- **chief**: a role with `submits = false` is a lead. Agents of a role with
+  `waits_for_assignment = true` queue at the least busy lead, which spends its
+  `think_seconds` per assignment (one at a time: a lead is a serial
+  bottleneck) and picks the idea with its own `idea_quality` from what the
+  whole organization already tried, for the program's current code; the
+  junior then spends its own `think_seconds` implementing it, runs it against
+  the program it started from, and a kept result is verified and merged;
+- **standup**: with a `standup` process, every `every_experiments` finished
+  proposals (or `every_minutes` of virtual time, checked as each finishes),
+  everyone hears the digest the real process posts (per agent, its latest
+  three tries since the last standup), and no agent tries again an idea it
+  heard was tried.
+
 Every run can also be written to a ledger (the same tables as a real program).
 The landscape knows the truth, so every decision is recorded with its true
 gain: this is what benchmarks/decisions.py scores.
@@ -30,9 +47,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from researchorg.config import OrgSpec
+from researchorg.errors import ConfigError
 from researchorg.lab.scheduler import fair_share_key
 from researchorg.ledger import Ledger
-from researchorg.rigor.acceptance import gain, make_policy
+from researchorg.rigor.acceptance import gain, incumbent_sample, make_policy, rerun_incumbent
 from researchorg.rigor.noise import estimate, fresh_seed
 from researchorg.sim.ideas import IdeaPicker, describe
 from researchorg.sim.landscape import Landscape, tree_of
@@ -50,6 +69,18 @@ class SimRole:
     think_seconds: float = 60.0
     priority: float = 1.0
     seed: int = 0
+    lead: bool = False  # runs no experiment: assigns ideas to the roles that wait for assignments (a chief)
+    assigned: bool = False  # proposes only what a lead assigns
+
+
+@dataclass
+class _Desk:
+    """A lead: when it is next free to think about an assignment, and how it picks ideas."""
+
+    name: str
+    think_seconds: float
+    picker: IdeaPicker
+    free_at: float = 0.0
 
 
 @dataclass
@@ -84,6 +115,7 @@ class SimResult:
     decisions: list[SimDecision] = field(default_factory=list)
     verifications: list[tuple[int, bool, float]] = field(default_factory=list)  # (run, reproduced, true gain)
     merges: list[tuple[float, int, float]] = field(default_factory=list)  # (time, run, true value of the program)
+    standups: int = 0
     merged_values: list[float] = field(default_factory=list)  # the measured value (mean of its runs) at each merge
     baseline_value: float | None = None  # the baseline's measured value (the noise floor's mean)
     noise_sigma: float | None = None
@@ -98,8 +130,16 @@ class VirtualLab:
     def __init__(self, landscape: Landscape, roles: list[SimRole], *, slots: int = 1, policy: str = "noise-aware",
                  sigmas: float = 2.0, max_runs: int = 4, noise_runs: int = 5, verify_runs: int = 2,
                  merge: bool = True, adopt_program: bool = True, task_seed: int = 1,
-                 max_experiments: int | None = None, max_hours: float | None = None, ledger: Ledger | None = None):
+                 max_experiments: int | None = None, max_hours: float | None = None, ledger: Ledger | None = None,
+                 standup_every: int | None = None, standup_minutes: float | None = None):
+        if any(r.assigned for r in roles) and not any(r.lead for r in roles):
+            raise ConfigError("roles wait for assignments but no role assigns them (set submits = false on a lead)")
         self.landscape, self.roles, self.slots = landscape, roles, slots
+        self.standup_every, self.standup_minutes = standup_every, standup_minutes
+        self._heard: dict[str, list[str]] = {}  # agent -> ideas it tried since the last standup
+        self._since_standup, self._last_standup = 0, 0.0
+        self._pickers: list[IdeaPicker] = []  # every picker that hears the standups
+        self._desks: list[_Desk] = []
         self.policy = make_policy(policy, sigmas, max_runs)
         self.noise_runs, self.verify_runs, self.merge, self.adopt = noise_runs, verify_runs, merge, adopt_program
         self.task_seed = task_seed
@@ -114,7 +154,7 @@ class VirtualLab:
         self._used: dict[str, float] = {}
         self._free = slots
         self._reserved = 0
-        self._metrics: dict[frozenset[str], list[float]] = {}  # successful runs of each code
+        self._metrics: dict[frozenset[str], list[tuple[str, float]]] = {}  # (kind, metric) of each code's runs
         self._seeds: dict[frozenset[str], set[int]] = {}
         self.program: frozenset[str] = frozenset()
         self._group_of: dict[int, list] = {}  # run id -> [process, runs still out, runs]
@@ -123,6 +163,22 @@ class VirtualLab:
         self._agent_ids: dict[str, int] = {}
         self._pending: list[dict[str, Any]] = []
         self.baseline_commit = "0" * 40
+
+    @classmethod
+    def from_org(cls, org: OrgSpec, landscape: Landscape, *, slots: int = 1, seed_offset: int = 0,
+                 **limits: Any) -> VirtualLab:
+        """The virtual lab of an org of `simulated` agents: its roles, policy, rigor and processes; agents'
+        seeds offset by `seed_offset` (a benchmark repeat)."""
+        roles = [SimRole(r.name, r.count, r.idea_quality, r.think_seconds, r.priority, r.seed + seed_offset,
+                         lead=not r.submits, assigned=r.waits_for_assignment) for r in org.roles]
+        verify = [p.runs for p in org.processes if p.kind == "verify"]
+        standup = next((p for p in org.processes if p.kind == "standup"), None)
+        return cls(landscape, roles, slots=slots, policy=org.policy, sigmas=org.rigor.sigmas,
+                   max_runs=org.rigor.max_runs, noise_runs=org.rigor.noise_runs,
+                   verify_runs=verify[0] if verify else 0,
+                   merge=any(p.kind == "merge" for p in org.processes) or any(r.merges for r in org.roles),
+                   standup_every=standup.every_experiments if standup else None,
+                   standup_minutes=standup.every_minutes if standup else None, **limits)
 
     # the engine ----------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -183,7 +239,7 @@ class VirtualLab:
         self._used[run.agent] = self._used.get(run.agent, 0.0) + run.ended - run.started
         run.status = "measured" if run.metric is not None else "crash"
         if run.metric is not None:
-            self._metrics.setdefault(run.config, []).append(run.metric)
+            self._metrics.setdefault(run.config, []).append((run.kind, run.metric))
         if run.kind not in ("proposal", "merge") or run.metric is None:  # decided runs are recorded when decided
             self._record(run)
         group = self._group_of.pop(run.id)
@@ -220,8 +276,11 @@ class VirtualLab:
             runs.append(self._new_run(agent, config, kind, rerun_of, description))
         return runs
 
+    def _sample(self, config: frozenset[str]) -> list[float]:
+        return incumbent_sample(self._metrics.get(config, []))
+
     def _value(self, config: frozenset[str]) -> float | None:
-        runs = self._metrics.get(config)
+        runs = self._sample(config)
         return statistics.fmean(runs) if runs else None
 
     def _agents(self) -> list[tuple[str, SimRole]]:
@@ -237,8 +296,21 @@ class VirtualLab:
             if len(values) >= 2:
                 self.result.noise_sigma, self._noise_dof = estimate(values).sigma, len(values) - 1
             self.result.baseline_value = self._value(frozenset())
-        for index, (name, role) in enumerate(self._agents()):
-            self._start(self._agent(name, role, IdeaPicker(self.landscape, role.quality, role.seed + index)))
+        agents = list(enumerate(self._agents()))
+        shared: set[str] = set()  # what the leads assigned: they read the same ledger
+        for index, (name, role) in agents:
+            if role.lead:
+                picker = IdeaPicker(self.landscape, role.quality, role.seed + index)
+                picker.tried = shared
+                self._desks.append(_Desk(name, role.think_seconds, picker))
+                self._pickers.append(picker)
+        for index, (name, role) in agents:
+            if role.assigned:
+                self._start(self._junior(name, role))
+            elif not role.lead:
+                picker = IdeaPicker(self.landscape, role.quality, role.seed + index)
+                self._pickers.append(picker)
+                self._start(self._agent(name, role, picker))
 
     def _agent(self, name: str, role: SimRole, picker: IdeaPicker) -> Generator[_Request, Any, None]:
         config: frozenset[str] = frozenset()
@@ -254,27 +326,78 @@ class VirtualLab:
             if idea is None:
                 self._reserved -= 1
                 return
-            candidate = config | {idea}
-            (run,) = yield ("runs", [self._new_run(name, candidate, "proposal", None, describe(self.landscape, idea),
-                                                   self.task_seed)])
-            if run.metric is None:
-                continue
-            keep = yield from self._decide(name, run, config)
-            run.status = "keep" if keep else "discard"
-            self._record(run)
+            keep, run = yield from self._try(name, idea, config)
             if keep:
-                config = candidate
+                config = run.config
                 if self.merge:
                     config = yield from self._merge(name, run, config)
 
+    def _junior(self, name: str, role: SimRole) -> Generator[_Request, Any, None]:
+        """An agent that proposes what a lead assigns: it queues at the least busy lead, which thinks and picks
+        an idea for the program's code of that moment; it implements it, runs it from there and merges a keep."""
+        while True:
+            if not self._reserve():
+                return
+            desk = min(self._desks, key=lambda d: d.free_at)
+            desk.free_at = max(self.now, desk.free_at) + desk.think_seconds
+            yield ("think", desk.free_at - self.now)
+            base = self.program
+            idea = desk.picker.next(base)
+            if idea is None:
+                self._reserved -= 1
+                return
+            yield ("think", role.think_seconds)
+            keep, run = yield from self._try(name, idea, base, assigned_by=desk.name)
+            if keep and self.merge:
+                yield from self._merge(name, run, run.config)
+
+    def _try(self, name: str, idea: str, config: frozenset[str],
+             assigned_by: str | None = None) -> Generator[_Request, Any, tuple[bool, Run]]:
+        """Run `config` plus `idea` with the task seed and decide it against `config`; tell the standup."""
+        (run,) = yield ("runs", [self._new_run(name, config | {idea}, "proposal", None,
+                                               describe(self.landscape, idea), self.task_seed)])
+        keep = False
+        if run.metric is not None:
+            keep = yield from self._decide(name, run, config)
+            run.status = "keep" if keep else "discard"
+            self._record(run)
+        self._standup(name, idea)
+        return keep, run
+
+    def _standup(self, agent: str, idea: str) -> None:
+        """Count a finished proposal; when a standup is due, everyone hears what was tried since the last."""
+        if self.standup_every is None and self.standup_minutes is None:
+            return
+        self._heard.setdefault(agent, []).append(idea)
+        self._since_standup += 1
+        due = (self.standup_every is not None and self._since_standup >= self.standup_every) or \
+              (self.standup_minutes is not None and self.now - self._last_standup >= 60 * self.standup_minutes)
+        if not due:
+            return
+        digest = {i for ideas in self._heard.values() for i in ideas[-3:]}  # the digest shows 3 per agent
+        for picker in self._pickers:
+            picker.tried |= digest
+        self._heard, self._since_standup, self._last_standup = {}, 0, self.now
+        self.result.standups += 1
+
     def _decide(self, agent: str, run: Run, incumbent: frozenset[str]) -> Generator[_Request, Any, bool]:
-        """The sequential test of a candidate's first run against `incumbent`, with re-runs while borderline."""
+        """The sequential test of a candidate's first run against `incumbent`'s unselected runs; while it is
+        borderline, the side with fewer runs runs again."""
         runs, final = [run.metric], False
         while True:
-            decision = self.policy.decide(METRIC, runs, list(self._metrics.get(incumbent, [])),
-                                          self.result.noise_sigma, final, sigma_dof=self._noise_dof)
+            sample = self._sample(incumbent)
+            decision = self.policy.decide(METRIC, runs, sample, self.result.noise_sigma, final,
+                                          sigma_dof=self._noise_dof)
             if decision.keep is not None:
                 break
+            if sample and rerun_incumbent(runs, sample):
+                extra = self._runs(agent, incumbent, "incumbent", 1, run.id, f"incumbent of #{run.id}")
+                if not extra:
+                    final = True
+                    continue
+                (measured,) = yield ("runs", extra)
+                final = measured.metric is None
+                continue
             extra = self._runs(agent, run.config, "rerun", 1, run.id, run.description)
             if not extra:
                 final = True
