@@ -333,11 +333,14 @@ def bench(
     spec_file: Annotated[Path, typer.Argument(help="The benchmark spec (bench.toml).")],
     out: Annotated[Path | None, typer.Option(help="Output directory (default: bench-<name> beside the spec); "
                                                   "finished repeats there are kept, so a bench resumes.")] = None,
-    target: Annotated[float | None, typer.Option(help="Improvement whose time to reach is reported.")] = None,
+    target: Annotated[float | None, typer.Option(help="Improvement of main whose hours and experiments to reach are "
+                                                             "reported.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="The spec's seed instead (repeat r uses seed + r): an "
                                                        "independent rerun of the comparison.")] = None,
 ) -> None:
-    """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png."""
+    """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png.
+
+    The simulated task runs in the virtual lab, in seconds; any other task through the real lab (OUT/programs)."""
     from researchorg.bench.report import write_report
     from researchorg.bench.run import run_bench, summarize
     from researchorg.bench.spec import load_bench

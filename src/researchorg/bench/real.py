@@ -100,7 +100,8 @@ def measure(program: Program, label: str, repeat: int) -> RepeatResult:
             best = sign * (e.metric - base)
             raw.append(((e.ended_at or start) - start, best))
     spans = [(e.started_at - start, (e.ended_at or e.started_at) - start) for e in runs]
-    horizon = max((end for _, end in spans), default=0.0) or 1e-9
+    # a merge can land just after the last run ended (its verification decided it)
+    horizon = max([end for _, end in spans] + [verified[-1][0], raw[-1][0]]) or 1e-9
     decided = [e for e in runs if e.kind == "proposal" and e.status in ("keep", "discard")]
     rates = ledger.reproduction("agent").values()
     usage = ledger.usage()

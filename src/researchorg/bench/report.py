@@ -25,8 +25,10 @@ def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 5), sharey=True)
     scales = (3600.0, 3600.0, 1.0)
     for axis, (ax, name, scale) in enumerate(zip(axes, AXES, scales, strict=True)):
-        horizon = max(r.horizons[axis] for repeats in results.values() for r in repeats)
-        grid = [horizon * i / 200 for i in range(201)]
+        horizon = max(max(r.horizons[axis], r.verified_curve[-1][axis], r.raw_curve[-1][axis])
+                      for repeats in results.values() for r in repeats)
+        # the curves hold after their last point: a little past the horizon, so a change at its very end shows
+        grid = [horizon * i / 200 for i in range(200)] + [horizon, horizon * 1.02]
         for label, repeats in results.items():
             points = [interval([value_at(r.verified_curve, x, axis) for r in repeats]) for x in grid]
             means = [m for m, _ in points]
