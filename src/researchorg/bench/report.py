@@ -25,11 +25,13 @@ def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 5), sharey=True)
     scales = (3600.0, 3600.0, 1.0)
     for axis, (ax, name, scale) in enumerate(zip(axes, AXES, scales, strict=True)):
-        horizon = max(max(r.horizons[axis], r.verified_curve[-1][axis], r.raw_curve[-1][axis])
-                      for repeats in results.values() for r in repeats)
-        # the curves hold after their last point: a little past the horizon, so a change at its very end shows
-        grid = [horizon * i / 200 for i in range(200)] + [horizon, horizon * 1.02]
+        ends = {}
         for label, repeats in results.items():
+            # each org over its own compute; the curves hold after their last point, so the grid goes a little
+            # past it and a change at its very end shows
+            horizon = ends[label] = max(max(r.horizons[axis], r.verified_curve[-1][axis], r.raw_curve[-1][axis])
+                                        for r in repeats)
+            grid = [horizon * i / 200 for i in range(200)] + [horizon, horizon * 1.02]
             points = [interval([value_at(r.verified_curve, x, axis) for r in repeats]) for x in grid]
             means = [m for m, _ in points]
             halves = [0.0 if math.isnan(h) else h for _, h in points]
@@ -40,6 +42,10 @@ def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:
                             color=line.get_color())
             raw = [statistics.fmean(value_at(r.raw_curve, x, axis) for r in repeats) for x in grid]
             ax.plot(xs, raw, drawstyle="steps-post", linestyle=":", linewidth=1, color=line.get_color())
+        small, large = min(ends.values()), max(ends.values())
+        if small > 0 and large / small > 20:  # orgs of very different sizes (a scaling study): a log axis
+            ax.set_xscale("symlog", linthresh=small / scale / 10)
+            name += " (log)"
         ax.set_xlabel(name)
         ax.grid(True, alpha=0.25)
     axes[0].set_ylabel("improvement over the baseline")
