@@ -41,3 +41,15 @@ def test_the_virtual_lab_runs_thousands_of_experiments_and_writes_the_ledger(tmp
     rows = ledger.experiments()
     assert [(r.kind, r.seed, r.status) for r in rows] == [(r.kind, r.seed, r.status) for r in small.runs]
     assert ledger.runs_of(rows[0].tree) and rows[0].hardware == "virtual"
+
+
+def test_a_configs_value_does_not_depend_on_the_processs_hash_seed():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from researchorg.sim.landscape import Landscape; l = Landscape(seed=3, n_ideas=400); "
+            "print(repr(l.raw_gain(frozenset(i.name for i in l.ideas[::3]))))")
+    values = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3, 4)}
+    assert len(values) == 1

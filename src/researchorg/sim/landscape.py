@@ -76,8 +76,10 @@ class Landscape:
         return self._by_name[name]
 
     def raw_gain(self, config: frozenset[str]) -> float:
-        gain = sum(self._by_name[name].effect for name in config)
-        return gain + sum(v for (a, b), v in self.pairs.items() if a in config and b in config)
+        # fsum: exact, so the value of a set of ideas does not depend on the order a set iterates in (which
+        # changes with PYTHONHASHSEED between processes)
+        return math.fsum([*(self._by_name[name].effect for name in config),
+                          *(v for (a, b), v in self.pairs.items() if a in config and b in config)])
 
     def true_value(self, config: frozenset[str]) -> float:
         """The metric of `config` without noise (the mean over infinitely many seeds)."""
