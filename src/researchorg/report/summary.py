@@ -1,9 +1,10 @@
 """Summary figures of a program's experiments: counts, baseline, best, improvement.
 
-A result is the mean over every successful run of the same code (its git
-tree): the baseline with its noise-floor seeds, a kept change with its re-runs
-and verifications. So "best" is the kept code with the best mean, not the
-luckiest single run.
+A result is the mean over the successful runs of the same code (its git
+tree) that measure it as the decisions do (rigor.acceptance.incumbent_sample):
+its unselected runs (noise floor, incumbent re-runs, verifications,
+ablations) when it has any, else all of them. So "best" is the kept code with
+the best such mean, not the luckiest single run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from researchorg.ledger import Experiment
 from researchorg.ledger.store import FINISHED_OK
+from researchorg.rigor.acceptance import incumbent_sample
 from researchorg.task.spec import MetricSpec
 
 
@@ -23,10 +25,10 @@ class Summary:
     by_status: dict[str, int]
     baseline: Experiment | None  # the first kept run: the unchanged code
     best: Experiment | None  # the kept run whose code has the best mean
-    runs: dict[str, list[float]] = field(default_factory=dict)  # tree -> metrics of its successful runs
+    runs: dict[str, list[float]] = field(default_factory=dict)  # tree -> the metrics that measure the code
 
     def value(self, e: Experiment) -> float:
-        """The mean metric of `e`'s code over all its runs (just its own metric when it has no tree)."""
+        """The mean metric of `e`'s code over the runs that measure it (just its own metric without a tree)."""
         runs = self.runs.get(e.tree) if e.tree else None
         return statistics.fmean(runs) if runs else e.metric
 
@@ -42,10 +44,11 @@ class Summary:
 
 
 def summarize(experiments: list[Experiment], metric: MetricSpec) -> Summary:
-    runs: dict[str, list[float]] = {}
+    found: dict[str, list[tuple[str, float]]] = {}
     for e in experiments:
         if e.tree and e.status in FINISHED_OK and e.metric is not None:
-            runs.setdefault(e.tree, []).append(e.metric)
+            found.setdefault(e.tree, []).append((e.kind, e.metric))
+    runs = {tree: incumbent_sample(pairs) for tree, pairs in found.items()}
     summary = Summary(total=len(experiments), by_status=dict(Counter(e.status for e in experiments)),
                       baseline=None, best=None, runs=runs)
     kept = [e for e in experiments if e.status == "keep" and e.metric is not None]
