@@ -116,7 +116,7 @@ class SimResult:
     verifications: list[tuple[int, bool, float]] = field(default_factory=list)  # (run, reproduced, true gain)
     merges: list[tuple[float, int, float]] = field(default_factory=list)  # (time, run, true value of the program)
     standups: int = 0
-    merged_values: list[float] = field(default_factory=list)  # the measured value (mean of its runs) at each merge
+    merged_values: list[float] = field(default_factory=list)  # main's measured value at each merge
     baseline_value: float | None = None  # the baseline's measured value (the noise floor's mean)
     noise_sigma: float | None = None
     seconds: float = 0.0  # virtual time at the end
