@@ -132,20 +132,42 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
 
 @app.command()
 def check(
-    path: Annotated[Path, typer.Argument(help="A program directory, a directory with an org.toml, or an org file.")],
+    path: Annotated[Path, typer.Argument(help="A program directory, a directory with an org.toml, an org file, or "
+                                             "a bench spec.")],
 ) -> None:
-    """Validate an org.toml (and a program's task.toml) without running anything."""
+    """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running."""
+    import tomllib
+
     from researchorg.config import load_org
     from researchorg.task import load_task
 
     org_file = path / "org.toml" if path.is_dir() else path
+    try:
+        is_bench = "orgs" in tomllib.loads(org_file.read_text()) if org_file.is_file() else False
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        is_bench = False  # load_org says what is wrong
+    if is_bench:
+        from researchorg.bench.spec import load_bench
+
+        spec, orgs = load_bench(org_file)
+        console.print(f"[green]ok[/] {org_file}: bench {spec.name} on {spec.task}, {spec.repeats} repeats, "
+                      f"{len(orgs)} orgs: " + "; ".join(f"{label} ({_roles(org, 0)}, {slots} slots)"
+                                                     for label, org, _, slots in orgs))
+        return
     org = load_org(org_file)
-    agents = ", ".join(f"{name} ({role.backend})" for name, role in org.agent_names())
-    console.print(f"[green]ok[/] {org_file}: org {org.name}, {len(org.agent_names())} agents: {agents}")
+    console.print(f"[green]ok[/] {org_file}: org {org.name}, {len(org.agent_names())} agents: {_roles(org)}")
     if (path / "task.toml").is_file():
         task = load_task(path)
         console.print(f"[green]ok[/] {path / 'task.toml'}: task {task.name}, {task.budget_seconds:g} s budget, "
                       f"{task.metric.name} ({task.metric.direction}), {len(task.knobs)} knobs")
+
+
+def _roles(org, by_name: int = 8) -> str:
+    """The org's agents in a few words: each agent by name up to `by_name` of them, else each role and its count."""
+    names = org.agent_names()
+    if len(names) <= by_name:
+        return ", ".join(f"{name} ({role.backend})" for name, role in names)
+    return ", ".join(f"{role.name} x{role.count} ({role.backend})" for role in org.roles)
 
 
 @app.command()

@@ -52,6 +52,15 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
         assert m1 != m2 and abs(m1 - m2) <= h1 + h2, org
 
 
+def test_check_validates_a_bench_spec_and_its_orgs(tmp_path):
+    spec = _spec(tmp_path)
+    assert "bench simulated-orgs on simulated, 4 repeats, 3 orgs: solo (researcher x8 (simulated), 8 slots)" \
+        in " ".join(cli("check", str(spec)).stdout.split())
+    (spec.parent / "strong-few.toml").write_text("name = 3\n")
+    proc = cli("check", str(spec), check=False)
+    assert proc.returncode == 1 and "strong-few.toml" in proc.stderr
+
+
 def test_a_simulated_bench_of_real_backends_is_one_clear_error(tmp_path):
     spec = _spec(tmp_path)
     (spec.parent / "solo.toml").write_text((spec.parent / "solo.toml").read_text().replace('"simulated"', '"tuner"'))
