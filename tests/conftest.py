@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -90,6 +91,17 @@ def alive(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
     except (ProcessLookupError, FileNotFoundError):
         return False
+
+
+def default_sigint() -> None:
+    """Ctrl-C as in a terminal, for a subprocess's preexec_fn: a test suite started in the background
+    (`cmd &`) inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def pids_in_log(log_path: str) -> list[int]:
+    """The accuracy task's training processes, as its train.py logs them (`child PID`)."""
+    return [int(line.split()[1]) for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
 
 
 def copy_task(tmp_path: Path, source: Path = ACCURACY_TASK) -> Path:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from researchorg.lab.program import Program
-from tests.conftest import cli, copy_task
+from researchorg.ledger import Ledger
+from tests.conftest import alive, cli, copy_task, default_sigint, pids_in_log
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "bench" / "simulated"
 
@@ -95,3 +101,39 @@ def test_a_bench_on_a_real_task_runs_each_repeat_as_a_program_through_the_real_l
     # two programs side by side on the machine's two slots, each on its own core
     slots = {e.slot for p in (out / "programs").iterdir() for e in Program(p).ledger.experiments()}
     assert slots == {"cpu0", "cpu1"}
+
+
+def test_ctrl_c_interrupts_the_programs_running_side_by_side_and_the_same_command_resumes(tmp_path):
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text().replace("timeout_seconds = 4", "timeout_seconds = 120"))
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    (folder / "tuner.toml").write_text('name = "tuner"\npolicy = "greedy"\n[rigor]\nnoise_runs = 0\n[[roles]]\n'
+                                       'name = "researcher"\nbackend = "tuner"\n[[processes]]\nkind = "merge"\n')
+    spec = folder / "bench.toml"
+    spec.write_text(f'name = "real"\ntask = "{task}"\nrepeats = 2\nthreads = 1\n[compute]\nslots = 1\n'
+                    'experiments = 3\nmachine_slots = 2\n[[orgs]]\nfile = "tuner.toml"\n')
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "researchorg", "bench", str(spec), "--out", str(out)],
+                            env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
+    ledgers = [out / "programs" / f"tuner-{seed}" / ".researchorg" / "ledger.db" for seed in (0, 1)]
+    deadline, running = time.monotonic() + 60, []
+    while time.monotonic() < deadline and len(running) < 2:  # both programs' first runs hang, side by side
+        time.sleep(0.2)
+        running = [e for db in ledgers if db.is_file() for e in Ledger(db).experiments(status="running")
+                   if e.pid and Path(e.log_path).is_file() and "child" in Path(e.log_path).read_text()]
+    assert len(running) == 2, proc.communicate(timeout=5)[0] if proc.poll() is not None else "no two runs"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "stopped by Ctrl-C" in output and "Traceback" not in output, output
+    for db in ledgers:
+        (e,) = Ledger(db).experiments()
+        assert e.status == "interrupted" and not any(alive(pid) for pid in pids_in_log(e.log_path))
+    assert not list((out / "runs").glob("*.json"))
+    cli("bench", str(spec), "--out", str(out))  # resumes: each program runs the rest, nothing twice
+    for db in ledgers:
+        statuses = [e.status for e in Ledger(db).experiments()]
+        assert statuses[0] == "interrupted" and len(statuses) == 4 and "running" not in statuses
+    assert (out / "report.md").is_file()

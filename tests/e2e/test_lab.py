@@ -17,7 +17,7 @@ from researchorg.lab.program import Program
 from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger import Ledger
 from researchorg.org.runtime import Limits, Runtime
-from tests.conftest import NO_NOISE, SCRIPTS, alive, cli, copy_task, set_line, write_org
+from tests.conftest import NO_NOISE, SCRIPTS, alive, cli, copy_task, default_sigint, pids_in_log, set_line, write_org
 
 
 def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
@@ -107,16 +107,11 @@ def test_protected_file_check_names_the_file(tmp_path):
     assert check_protected(tmp_path, hashes) == "protected file evaluate.py is missing"
 
 
-def _default_sigint() -> None:
-    """Ctrl-C as in a terminal: a test suite started in the background (`cmd &`) inherits SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _hanging_run(program: Program, *args: str, running: int = 1) -> subprocess.Popen:
     """Start `researchorg run` in a subprocess whose experiments hang; wait until `running` of them run."""
     proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root), *args],
                             env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
     ledger = Ledger(program.root / ".researchorg" / "ledger.db")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -138,10 +133,6 @@ def _slow_program(tmp_path: Path, agents: int = 1) -> Program:
     return Program.init(tmp_path / "program", str(task), org_file=org)
 
 
-def _pids_in_log(log_path: str) -> list[int]:
-    return [int(line.split()[1]) for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
-
-
 def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     program = _slow_program(tmp_path)
     proc = _hanging_run(program)
@@ -152,7 +143,7 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     assert "stopped by Ctrl-C" in out and "resume with: researchorg run" in out and "Traceback" not in out
     (e,) = program.ledger.experiments()
     assert e.status == "interrupted" and e.id == running.id
-    assert not any(alive(pid) for pid in _pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
+    assert not any(alive(pid) for pid in pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
     worktree = Path(program.ledger.agent("researcher")["worktree"])
     assert Git(worktree)("status", "--porcelain") == ""
     # run again: the interrupted baseline is run again, not lost, and nothing runs twice
@@ -172,7 +163,7 @@ def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
     experiments = program.ledger.experiments()
     assert [e.status for e in experiments] == ["interrupted", "interrupted"]
     assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
-    assert not any(alive(pid) for e in experiments for pid in _pids_in_log(e.log_path))
+    assert not any(alive(pid) for e in experiments for pid in pids_in_log(e.log_path))
     for agent in program.ledger.agents():
         assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
 
@@ -181,7 +172,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
     program = _slow_program(tmp_path)
     proc = _hanging_run(program)
     (running,) = program.ledger.experiments(status="running")
-    orphans = _pids_in_log(running.log_path) + [running.pid]
+    orphans = pids_in_log(running.log_path) + [running.pid]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any(alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
