@@ -77,7 +77,6 @@ class SimRole:
 class _Desk:
     """A lead: when it is next free to think about an assignment, and how it picks ideas."""
 
-    name: str
     think_seconds: float
     picker: IdeaPicker
     free_at: float = 0.0
@@ -298,11 +297,11 @@ class VirtualLab:
             self.result.baseline_value = self._value(frozenset())
         agents = list(enumerate(self._agents()))
         shared: set[str] = set()  # what the leads assigned: they read the same ledger
-        for index, (name, role) in agents:
+        for index, (_, role) in agents:
             if role.lead:
                 picker = IdeaPicker(self.landscape, role.quality, role.seed + index)
                 picker.tried = shared
-                self._desks.append(_Desk(name, role.think_seconds, picker))
+                self._desks.append(_Desk(role.think_seconds, picker))
                 self._pickers.append(picker)
         for index, (name, role) in agents:
             if role.assigned:
@@ -347,12 +346,11 @@ class VirtualLab:
                 self._reserved -= 1
                 return
             yield ("think", role.think_seconds)
-            keep, run = yield from self._try(name, idea, base, assigned_by=desk.name)
+            keep, run = yield from self._try(name, idea, base)
             if keep and self.merge:
                 yield from self._merge(name, run, run.config)
 
-    def _try(self, name: str, idea: str, config: frozenset[str],
-             assigned_by: str | None = None) -> Generator[_Request, Any, tuple[bool, Run]]:
+    def _try(self, name: str, idea: str, config: frozenset[str]) -> Generator[_Request, Any, tuple[bool, Run]]:
         """Run `config` plus `idea` with the task seed and decide it against `config`; tell the standup."""
         (run,) = yield ("runs", [self._new_run(name, config | {idea}, "proposal", None,
                                                describe(self.landscape, idea), self.task_seed)])
