@@ -14,6 +14,7 @@ from pathlib import Path
 from researchorg.lab.program import Program
 from researchorg.ledger import Ledger
 from tests.conftest import alive, cli, copy_task, default_sigint, pids_in_log
+from tests.fakes.llm_servers import FakeOpenAI, Reply, tool_call
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "bench" / "simulated"
 
@@ -137,3 +138,35 @@ def test_ctrl_c_interrupts_the_programs_running_side_by_side_and_the_same_comman
         statuses = [e.status for e in Ledger(db).experiments()]
         assert statuses[0] == "interrupted" and len(statuses) == 4 and "running" not in statuses
     assert (out / "report.md").is_file()
+
+
+def test_a_bench_of_llm_agents_measures_tokens_and_dollars_per_merged_gain(tmp_path):
+    fake = FakeOpenAI()
+    try:
+        folder = tmp_path / "spec"
+        folder.mkdir()
+        (folder / "llm.toml").write_text(
+            f'name = "llm"\npolicy = "greedy"\n[rigor]\nnoise_runs = 0\n[[roles]]\nname = "researcher"\n'
+            f'backend = "openai"\nmodel = "fake-model"\nbase_url = "{fake.base_url}"\n'
+            'price_per_mtok = [1.0, 2.0]\n[[processes]]\nkind = "merge"\n')
+        spec = folder / "bench.toml"
+        spec.write_text(f'name = "llm"\ntask = "{copy_task(tmp_path)}"\nrepeats = 2\n[compute]\nslots = 1\n'
+                        'experiments = 2\n[[orgs]]\nfile = "llm.toml"\n')
+        per_repeat = [Reply(tool_calls=[tool_call("submit", {"description": "baseline", "hypothesis": "-"})]),
+                      Reply(tool_calls=[tool_call("replace_in_file", {"path": "train.py", "old": "BONUS = 0.0",
+                                                                      "new": "BONUS = 0.1"})]),
+                      Reply(tool_calls=[tool_call("submit", {"description": "bonus", "hypothesis": "+0.1"})])]
+        fake.script = per_repeat * 2
+        out = tmp_path / "out"
+        cli("bench", str(spec), "--out", str(out))
+        data = json.loads((out / "report.json").read_text())
+        runs = data["runs"]["llm"]
+        assert all(r["merges"] == 1 and r["final_verified"] > 0.09 for r in runs)
+        # every model call's usage (100 in, 20 out on this server) is counted, priced and divided by the merges
+        assert sum(r["tokens"] for r in runs) == 120 * len(fake.requests) and len(fake.requests) >= 6
+        assert abs(sum(r["cost_usd"] for r in runs) - len(fake.requests) * (100 * 1.0 + 20 * 2.0) / 1e6) < 1e-12
+        tokens, _ = data["summary"]["orgs"]["llm"]["tokens_per_merge"]
+        assert tokens == sum(r["tokens"] for r in runs) / 2
+        assert "tokens per merged gain" in (out / "report.md").read_text()
+    finally:
+        fake.close()
