@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from researchorg.bench.run import RepeatResult, area, on_axes
+from researchorg.bench.run import RepeatResult, area, best_so_far, on_axes
 from researchorg.bench.spec import BenchSpec
 from researchorg.lab.program import Program
 from researchorg.lab.scheduler import Slot, detect_slots
@@ -94,11 +94,7 @@ def measure(program: Program, label: str, repeat: int) -> RepeatResult:
     kept = [e for e in runs if e.status == "keep" and e.metric is not None]
     base = floor["mean"] if floor else (kept[0].metric if kept else 0.0)
     verified = [(0.0, 0.0)] + [(m["at"] - start, sign * (m["metric"] - base)) for m in ledger.merges()]
-    raw, best = [(0.0, 0.0)], 0.0
-    for e in sorted(kept, key=lambda e: e.ended_at or 0.0):
-        if sign * (e.metric - base) > best:
-            best = sign * (e.metric - base)
-            raw.append(((e.ended_at or start) - start, best))
+    raw = best_so_far(((e.ended_at or start) - start, sign * (e.metric - base)) for e in kept)
     spans = [(e.started_at - start, (e.ended_at or e.started_at) - start) for e in runs]
     # a merge can land just after the last run ended (its verification decided it)
     horizon = max([end for _, end in spans] + [verified[-1][0], raw[-1][0]]) or 1e-9

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -111,12 +112,8 @@ def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int, slots: in
     base = result.baseline_value if result.baseline_value is not None else landscape.base
     verified = [(0.0, 0.0)] + [(t, base - v) for (t, _, _), v in zip(result.merges, result.merged_values,
                                                                       strict=True)]
-    raw, best = [(0.0, 0.0)], 0.0
     kept = {d.run for d in result.decisions if d.keep}
-    for run in sorted((r for r in result.runs if r.id in kept), key=lambda r: r.ended):
-        if base - run.metric > best:
-            best = base - run.metric
-            raw.append((run.ended, best))
+    raw = best_so_far((r.ended, base - r.metric) for r in result.runs if r.id in kept)
     spans = [(r.started, r.ended) for r in result.runs]
     horizon = max(result.seconds, 1e-9)
     decisions = len(result.decisions)
@@ -127,6 +124,15 @@ def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int, slots: in
         sum(ok for _, ok, _ in result.verifications) / len(result.verifications) if result.verifications else None,
         sum(r.status == "crash" for r in result.runs) / max(len(result.runs), 1), merges=len(result.merges),
         slot_seconds=result.slot_seconds)
+
+
+def best_so_far(gains: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The raw curve: from (0, 0), each (time, gain) that beats every earlier one, in time order."""
+    curve = [(0.0, 0.0)]
+    for t, g in sorted(gains):
+        if g > curve[-1][1]:
+            curve.append((t, g))
+    return curve
 
 
 def area(curve: list[tuple[float, ...]], horizon: float) -> float:
