@@ -1,14 +1,15 @@
 """How often acceptance policies keep noise and drop real wins, on the simulated task where the truth is known.
 
-    python benchmarks/decisions.py [--repeats 200] [--experiments 60] [--quality 0.3] [--win-sigmas 2]
+    python benchmarks/decisions.py [--repeats 200] [--experiments 60] [--quality 0.3] [--win-sigmas 2] [--quick]
 
 Each repeat draws a fresh hidden landscape (seed = repeat number) and runs one
-simulated researcher on it in the virtual lab (sim/virtual.py, the same
-decisions as the real lab; tests/e2e/test_simulated.py checks that they agree)
-with a 5-run noise floor, merges verified with 2 fresh seeds, and the same
-compute for every policy: `--experiments` runs in all, re-runs and
-verifications included. Every decision is scored against the landscape's
-truth: the candidate's true gain over the code it had to beat.
+simulated researcher on it in the simulated world (the engine that runs the
+real lab, in virtual time; tests/e2e/test_simulated.py checks that both worlds
+decide alike) with a 5-run noise floor, merges verified with 2 fresh seeds,
+and the same compute for every policy: `--experiments` runs in all, re-runs
+and verifications included. Every decision in the repeat's ledger is scored
+against the landscape's truth: the candidate's true gain over the code it had
+to beat (the incumbent tree its evidence names).
 
 Prints, per policy:
   false_keep_rate:   kept among candidates with no true gain (true gain <= 0)
@@ -28,8 +29,7 @@ import time
 
 from scipy import stats
 
-from researchorg.sim.landscape import Landscape
-from researchorg.sim.virtual import SimRole, VirtualLab
+from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
 
 TARGETS = {"false_keep_rate": ("<=", 0.05), "missed_win_rate": ("<=", 0.20), "reproduction_rate": (">=", 0.90)}
 
@@ -38,37 +38,54 @@ def _rate(hits: int, total: int) -> str:
     return f"{hits / total:.3f}  ({hits}/{total})" if total else "n/a  (0/0)"
 
 
+def org_for(policy: str, quality: float) -> OrgSpec:
+    return OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 5},
+                   roles=[{"name": "researcher", "backend": "simulated", "idea_quality": quality,
+                           "think_seconds": 60}],
+                   processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}])
+
+
 def evaluate(policy: str, args: argparse.Namespace) -> dict[str, float]:
     counts = {"null": 0, "null_kept": 0, "win": 0, "win_missed": 0, "small": 0, "small_missed": 0,
               "verified": 0, "reproduced": 0, "merged": 0, "merged_true": 0}
     improvements = []
     started = time.perf_counter()
     runs = 0
+    org = org_for(policy, args.quality)
     for repeat in range(args.repeats):
         landscape = Landscape(seed=repeat)
-        lab = VirtualLab(landscape, [SimRole(quality=args.quality, think_seconds=60)], policy=policy,
-                         noise_runs=5, verify_runs=2, max_experiments=args.experiments)
-        result = lab.run()
-        runs += len(result.runs)
+        world = SimWorld(landscape, org)
+        Runtime(world).run(Limits(max_experiments=args.experiments))
+        ledger = world.ledger
+        experiments = ledger.experiments()
+        runs += len(experiments)
         win = args.win_sigmas * landscape.sigma
-        for d in result.decisions:
-            if d.true_gain <= 0:
+        true_gain = {}
+        for e in experiments:
+            decision = e.summary.get("decision")
+            if e.status not in ("keep", "discard") or not decision or "incumbent_tree" not in decision:
+                continue
+            true_gain[e.id] = gained = world.true_gain(e.tree, decision["incumbent_tree"])
+            keep = e.status == "keep"
+            if gained <= 0:
                 counts["null"] += 1
-                counts["null_kept"] += d.keep
-            elif d.true_gain >= win:
+                counts["null_kept"] += keep
+            elif gained >= win:
                 counts["win"] += 1
-                counts["win_missed"] += not d.keep
+                counts["win_missed"] += not keep
             else:
                 counts["small"] += 1
-                counts["small_missed"] += not d.keep
-        counts["verified"] += len(result.verifications)
-        counts["reproduced"] += sum(ok for _, ok, _ in result.verifications)
+                counts["small_missed"] += not keep
+        verifications = ledger.verifications()
+        counts["verified"] += len(verifications)
+        counts["reproduced"] += sum(v.reproduced for v in verifications)
         previous = landscape.base
-        for _, _, value in result.merges:
+        for merge in ledger.merges():
+            value = world.true_value(merge.after)
             counts["merged"] += 1
             counts["merged_true"] += value < previous
             previous = value
-        improvements.append(landscape.base - landscape.true_value(lab.program))
+        improvements.append(landscape.base - world.true_value(world.main()))
     seconds = time.perf_counter() - started
     mean = statistics.fmean(improvements)
     half = stats.t.ppf(0.975, len(improvements) - 1) * statistics.stdev(improvements) / len(improvements) ** 0.5
@@ -93,7 +110,10 @@ def main() -> None:
     parser.add_argument("--quality", type=float, default=0.3, help="the simulated researcher's idea quality")
     parser.add_argument("--win-sigmas", type=float, default=2.0,
                         help="a true win gains at least this many noise sigmas")
+    parser.add_argument("--quick", action="store_true", help="a few landscapes: checks that the script runs (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 5
     print(f"repeats: {args.repeats}  experiments_per_repeat: {args.experiments}  idea_quality: {args.quality}  "
           f"win: true gain >= {args.win_sigmas:g} sigma\n")
     results = {policy: evaluate(policy, args) for policy in ("greedy", "noise-aware")}

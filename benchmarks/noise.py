@@ -13,8 +13,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from researchorg.lab.program import Program
-from researchorg.lab.runner import Slot, run_command
+from researchorg import Program, Slot
+from researchorg.world.runner import run_command
 
 
 def main() -> None:

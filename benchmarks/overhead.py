@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from researchorg.lab.git import Git
-from researchorg.lab.program import Program
-from researchorg.lab.runner import Slot, run_environment
+from researchorg import Program, Slot
+from researchorg.world.git import Git
+from researchorg.world.runner import run_environment
 
 
 def main() -> None:

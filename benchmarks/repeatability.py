@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from researchorg import load_bench
 from researchorg.bench.run import run_bench, summarize
-from researchorg.bench.spec import load_bench
 
 DEFAULT = Path(__file__).parents[1] / "examples" / "bench" / "simulated" / "bench.toml"
 

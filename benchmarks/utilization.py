@@ -25,11 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from researchorg.lab.program import Program
-from researchorg.lab.runner import Slot
-from researchorg.org.runtime import Limits, Runtime
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' fake OpenAI-compatible server
+from researchorg import Limits, Program, Runtime, Slot
 from tests.fakes.llm_servers import FakeOpenAI, Reply, tool_call  # noqa: E402
 
 TASK_TOML = """name = "sleep"

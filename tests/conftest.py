@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from researchorg import Program
 from researchorg.agents import Proposal, register_backend
 from researchorg.agents.base import AgentContext
-from researchorg.lab.program import Program
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ACCURACY_TASK = FIXTURES / "accuracy_task"

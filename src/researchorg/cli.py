@@ -13,13 +13,15 @@ from rich.console import Console
 from rich.live import Live
 
 from researchorg import __version__
+from researchorg.agents import check_org
+from researchorg.config import load_org
+from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ResearchOrgError
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
 from researchorg.ledger.export import results_json, results_tsv
-from researchorg.org.runtime import Limits, RunReport, Runtime
 from researchorg.report.console import LiveView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
+from researchorg.world.program import Program
+from researchorg.world.slots import detect_slots
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Program a research organization of agents, run it on a task, and measure it.")
@@ -56,6 +58,8 @@ def init(
 
 
 def _init(directory: Path, task: str, budget: float | None, org: Path | None) -> Program:
+    if org is not None:
+        check_org(load_org(org), org)  # a bad backend or option fails before anything is written
     program = Program.init(directory, task, budget=budget, org_file=org)
     t = program.task
     console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "
@@ -138,7 +142,6 @@ def check(
     """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running."""
     import tomllib
 
-    from researchorg.config import load_org
     from researchorg.task import load_task
 
     org_file = path / "org.toml" if path.is_dir() else path
@@ -155,6 +158,7 @@ def check(
                                                      for label, org, _, slots in orgs))
         return
     org = load_org(org_file)
+    check_org(org, org_file)
     console.print(f"[green]ok[/] {org_file}: org {org.name}, {len(org.agent_names())} agents: {_roles(org)}")
     if (path / "task.toml").is_file():
         task = load_task(path)
@@ -179,13 +183,12 @@ def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     merges = program.ledger.merges()
-    last = f", last: #{merges[-1]['experiment_id']} ({merges[-1]['metric']:.6f})" if merges else ""
+    last = f", last: #{merges[-1].experiment_id} ({merges[-1].metric:.6f})" if merges else ""
     console.print(f"program branch main at {program.git.head_of('main')[:7]}: {len(merges)} merges{last}")
     for agent in program.ledger.agents():
-        if not agent["worktree"]:
+        if not agent.worktree:
             continue  # the lab's own runs (noise floor)
-        console.print(f"agent {agent['name']} ({agent['backend']}): branch {agent['branch']} "
-                      f"at {agent['head_commit'][:7]}")
+        console.print(f"agent {agent.name} ({agent.backend}): branch {agent.branch} at {agent.head_commit[:7]}")
     if experiments:
         console.print(experiments_table(experiments[-10:], title="latest experiments"))
 
@@ -201,10 +204,10 @@ def messages(
 
     program = Program(directory)
     for m in program.ledger.messages(for_agent=agent, limit=last):
-        to = m["recipient"] or "everyone"
-        about = f" about #{m['experiment_id']}" if m["experiment_id"] else ""
-        console.rule(f"#{m['id']} {m['kind']} from {m['sender']} to {to}{about}", align="left")
-        console.print(Markdown(m["body"]))
+        to = m.recipient or "everyone"
+        about = f" about #{m.experiment_id}" if m.experiment_id else ""
+        console.rule(f"#{m.id} {m.kind} from {m.sender} to {to}{about}", align="left")
+        console.print(Markdown(m.body))
 
 
 @app.command()
@@ -244,7 +247,7 @@ def grid(
     slots: Annotated[int | None, typer.Option(help="Compute slots for the run pane.")] = None,
 ) -> None:
     """Open a tmux grid: the run in one pane, each interactive agent's CLI in its own, for people to take over."""
-    from researchorg.org.grid import open_grid
+    from researchorg.world.grid import open_grid
 
     name = open_grid(Program(directory), [] if slots is None else ["--slots", str(slots)])
     console.print(f"tmux session {name}: attach with `tmux attach -t {name}`")
@@ -295,27 +298,19 @@ def ablate(
     """Leave-one-out ablation of the changes merged into main: which ones matter (table and ablation.png)."""
     from rich.table import Table
 
-    from researchorg.org.runtime import Runtime
-    from researchorg.rigor.ablation import Ablation, ablation_plot
-    from researchorg.rigor.acceptance import make_policy
+    from researchorg.bench.ablation import Ablation, ablation_plot
 
     program = Program(directory)
     merges = program.ledger.merges()
     if not merges:
         raise ResearchOrgError(f"{program.root}: nothing merged into main yet, so nothing to ablate")
     runtime = Runtime(program, slots=detect_slots(slots, threads))
-    ablation = Ablation(program, runtime, repeats)
     console.print(f"ablating {len(merges)} merged changes: main and each change left out, {repeats} fresh seeds "
                   f"each, on {len(runtime.scheduler.slots)} slot(s)")
-    with program.run_lock():
-        runtime.recover()
-        try:
-            report = ablation.run(prune=prune)
-        except KeyboardInterrupt:
-            runtime._stop.set()
-            runtime.evidence.settle_interrupted()
-            console.print("stopped by Ctrl-C; the runs made so far are in the ledger (kind ablation)")
-            raise typer.Exit(130) from None
+    report = Ablation(program, runtime, repeats).run(prune=prune)
+    if report.interrupted:
+        console.print("stopped by Ctrl-C; the runs made so far are in the ledger (kind ablation)")
+        raise typer.Exit(130)
     name = program.task.metric.name
     mean = lambda runs: f"{sum(runs) / len(runs):.6f} (n={len(runs)})" if runs else "-"  # noqa: E731
     table = Table(title=f"leave-one-out ablation: main {report.main[:7]} = {mean(report.main_runs)}"
@@ -342,12 +337,10 @@ def ablate(
             console.print(f"proposed branch pruned at {report.pruned[:7]}: {name} {mean(report.pruned_runs)} vs main "
                           f"{mean(report.main_runs)}; compare with `git -C {program.root} diff main pruned`, adopt "
                           f"with `git -C {program.root} branch -f main pruned`")
-            if report.pruned_runs and report.main_runs and report.sigma:
-                judged = make_policy("noise-aware", program.org().rigor.sigmas).decide(
-                    program.task.metric, report.pruned_runs, report.main_runs, report.sigma, final=True)
-                verdict = "worse than main beyond the noise: keep main" if judged.evidence["z"] < \
-                    -program.org().rigor.sigmas else "not worse than main beyond the noise"
-                console.print(f"the pruned program is {verdict} (z = {judged.evidence['z']:.1f})")
+            if report.pruned_worse is not None:
+                verdict = "worse than main beyond the noise: keep main" if report.pruned_worse else \
+                    "not worse than main beyond the noise"
+                console.print(f"the pruned program is {verdict} (z = {report.pruned_z:.1f})")
 
 
 @app.command()
@@ -363,8 +356,9 @@ def bench(
     """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png.
 
     The simulated task runs in the virtual lab, in seconds; any other task through the real lab (OUT/programs)."""
+    from researchorg.bench.measures import summarize
     from researchorg.bench.report import write_report
-    from researchorg.bench.run import run_bench, summarize
+    from researchorg.bench.run import run_bench
     from researchorg.bench.spec import load_bench
 
     spec, orgs = load_bench(spec_file)

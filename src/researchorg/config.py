@@ -32,21 +32,32 @@ def load_toml_model(path: Path, model: type[M], **extra: Any) -> M:
         raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return validate(model, {**data, **extra}, path)
+
+
+def validate(model: type[M], data: dict[str, Any], where: Path | str, at: tuple[str | int, ...] = ()) -> M:
+    """`data` validated as `model`; a ConfigError naming the file (`where`), the key (under `at`) and what is
+    allowed otherwise."""
     try:
-        return model.model_validate({**data, **extra})
+        return model.model_validate(data)
     except ValidationError as err:
         # an unknown key is most often a misspelt one: report it before the "missing" it causes
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in (*at, *first["loc"])) or "(top level)"
         shown = not first["loc"] or isinstance(first.get("input"), dict | list)  # a whole table: too long to show
         got = f" (got {first['input']!r})" if first["type"] != "missing" and "input" in first and not shown else ""
         more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
-        raise ConfigError(f"{path}: {key}: {first['msg']}{got}{more}") from None
+        raise ConfigError(f"{where}: {key}: {first['msg']}{got}{more}") from None
 
 
 # The org spec -----------------------------------------------------------------
 class RoleSpec(Strict):
-    """One role of the organization, filled by `count` agents of one backend."""
+    """One role of the organization, filled by `count` agents of one backend.
+
+    These are the keys every role has; any other key is an option of the role's backend, checked by the
+    backend's own model (agents/options.py) when the org is checked or run."""
+
+    model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     count: int = Field(default=1, ge=1)
@@ -59,32 +70,13 @@ class RoleSpec(Strict):
     submits: bool = True  # false: a lead (e.g. a chief) that assigns and merges but runs no experiment itself
     merges: bool = False  # the role may merge kept experiments into the program branch (its `merge` tool)
     waits_for_assignment: bool = False  # propose only to answer an assignment message
-    # LLM backends (openai: any OpenAI-compatible server) ------------------------------
-    model: str | None = None
-    tools: list[str] | None = None  # the tools the role may use (see agents/tools.py); None: all
     prompt: list[str] = []  # markdown files, relative to the org file, that make the role's system prompt
-    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 for vLLM, :11434/v1 for Ollama
-    api_key_env: str | None = None  # the environment variable holding the key (default: the provider's)
-    max_turns: int = Field(default=30, ge=1)  # model calls per proposal before the agent is paused
-    max_retries: int = Field(default=4, ge=0)  # on rate limits and server errors, with backoff
-    stream: bool = False  # stream replies (server-sent events) instead of waiting for the whole reply
-    max_tokens: int | None = Field(default=None, ge=1)  # cap on the agent's input + output tokens
-    max_cost_usd: float | None = Field(default=None, gt=0)  # cap on the agent's spend
-    price_per_mtok: tuple[float, float] = (0.0, 0.0)  # USD per million input and output tokens
-    # coding-CLI backends (claude-code, codex) -------------------------------------------
-    command: str | None = None  # the executable (default: claude / codex on PATH)
-    cli_timeout: float = Field(default=900, gt=0)  # seconds before a CLI run is killed
-    think_seconds: float = Field(default=0.0, ge=0)  # offline agents: simulated thinking time per proposal
-    idea_quality: float = Field(default=0.5, ge=0, le=1)  # simulated agents: chance an idea truly helps
+    think_seconds: float = Field(default=0.0, ge=0)  # thinking time before each turn, on the engine's clock
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, backend: str) -> str:
-        from researchorg.agents import backends  # late: agents import this module
-
-        if backend not in backends():
-            raise ValueError(f"unknown backend {backend!r}; known: {', '.join(backends())}")
-        return backend
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keys of the role that belong to its backend."""
+        return dict(self.model_extra or {})
 
 
 class ProcessSpec(Strict):

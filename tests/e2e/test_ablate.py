@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
+from researchorg import Landscape, Limits, Program, Runtime, detect_slots
 from researchorg.agents.simulated import config_of
-from researchorg.lab.git import Git
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
-from researchorg.org.runtime import Limits, Runtime
-from researchorg.sim.landscape import Landscape
+from researchorg.world.git import Git
 from tests.conftest import cli
 
 ORG = '''name = "greedy-merger"
@@ -37,7 +34,7 @@ def test_ablate_finds_which_merged_changes_matter_and_prune_proposes_a_branch(tm
 
     out = cli("ablate", str(program.root), "--repeats", "3", "--slots", "2", "--prune").stdout
     assert "leave-one-out ablation" in out and "ablation.png" in out and (program.root / "ablation.png").is_file()
-    event = [e for e in program.ledger.events() if e["kind"] == "ablation"][-1]["data"]
+    event = [e for e in program.ledger.events() if e.kind == "ablation"][-1].data
     assert len(event["changes"]) == len(merges)
     # judged against the landscape's truth, each change's true leave-one-out contribution to main: one well
     # above the measurement's standard error is found to matter, a null one not

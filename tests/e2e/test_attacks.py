@@ -2,7 +2,7 @@
 
 The metric is computed by the protected harness (harness.py) from the model
 train.py saves, in a process where no agent code runs; train.py itself runs
-under watch (researchorg.rigor.guest). Each attack below is a real edit of
+under watch (researchorg.harness.guest). Each attack below is a real edit of
 train.py (or of a protected file) proposed through the lab, committed, run and
 judged like any experiment.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime, detect_slots
 from tests.conftest import NO_NOISE, SCRIPTS
 
 pytest.importorskip("torch")
@@ -85,6 +83,6 @@ def test_every_attack_on_the_metric_is_caught_and_recorded_invalid(tmp_path):
              if name != "honest run" and not (found[name].status == status and reason in found[name].reason)}
     assert wrong == {}
     assert all(found[name].metric is None for name in ATTACKS if name != "honest run")  # no forged result
-    worktree = program.ledger.agent("honest")["worktree"]
+    worktree = program.ledger.agent("honest").worktree
     assert "#" not in open(f"{worktree}/train.py").read()[-3:]  # the other worktree was not touched
     assert program.ledger.count() == len(ATTACKS)  # nothing lost, nothing recorded twice

@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from researchorg.lab.program import Program
-from researchorg.ledger import Ledger
+from researchorg import Program, SqlLedger
 from tests.conftest import alive, cli, copy_task, default_sigint, pids_in_log
 from tests.fakes.llm_servers import FakeOpenAI, Reply, tool_call
 
@@ -123,19 +122,19 @@ def test_ctrl_c_interrupts_the_programs_running_side_by_side_and_the_same_comman
     deadline, running = time.monotonic() + 60, []
     while time.monotonic() < deadline and len(running) < 2:  # both programs' first runs hang, side by side
         time.sleep(0.2)
-        running = [e for db in ledgers if db.is_file() for e in Ledger(db).experiments(status="running")
+        running = [e for db in ledgers if db.is_file() for e in SqlLedger(db).experiments(status="running")
                    if e.pid and Path(e.log_path).is_file() and "child" in Path(e.log_path).read_text()]
     assert len(running) == 2, proc.communicate(timeout=5)[0] if proc.poll() is not None else "no two runs"
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "stopped by Ctrl-C" in output and "Traceback" not in output, output
     for db in ledgers:
-        (e,) = Ledger(db).experiments()
+        (e,) = SqlLedger(db).experiments()
         assert e.status == "interrupted" and not any(alive(pid) for pid in pids_in_log(e.log_path))
     assert not list((out / "runs").glob("*.json"))
     cli("bench", str(spec), "--out", str(out))  # resumes: each program runs the rest, nothing twice
     for db in ledgers:
-        statuses = [e.status for e in Ledger(db).experiments()]
+        statuses = [e.status for e in SqlLedger(db).experiments()]
         assert statuses[0] == "interrupted" and len(statuses) == 4 and "running" not in statuses
     assert (out / "report.md").is_file()
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from researchorg.lab.git import Git
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime, detect_slots
+from researchorg.world.git import Git
 from tests.conftest import NO_NOISE, cli
 from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply, tool_call
 
@@ -56,11 +54,11 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         assert {(e.agent, e.description) for e in experiments} == {("junior-1", "2 layers"), ("junior-2", "width 64")}
         assert all(e.status == "keep" and e.proposal.get("assignment") for e in experiments)
         assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
-        reports = [m for m in program.ledger.messages(for_agent="chief") if m["kind"] == "report"]
-        assert {m["sender"] for m in reports} == {"junior-1", "junior-2"}
+        reports = [m for m in program.ledger.messages(for_agent="chief") if m.kind == "report"]
+        assert {m.sender for m in reports} == {"junior-1", "junior-2"}
         merges = program.ledger.merges()
-        assert merges and all(m["by"] == "chief" for m in merges)
-        merged = program.ledger.experiment(merges[0]["experiment_id"])
+        assert merges and all(m.by == "chief" for m in merges)
+        merged = program.ledger.experiment(merges[0].experiment_id)
         assert Git(program.root)("show", "main:train.py").count(merged.diff.splitlines()[-1][1:]) == 1
         # the chief was offered lead tools, not submit; the juniors were told their assignment
         chief_tools = {t["name"] for t in chief_server.requests[0]["tools"]}

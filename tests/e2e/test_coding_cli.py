@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from researchorg.lab.program import Program
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime
 from tests.conftest import NO_NOISE, cli, copy_task
 
 FAKE_BIN = Path(__file__).parents[1] / "fakes" / "bin"
@@ -46,9 +45,9 @@ def test_cli_edits_are_committed_and_run_forbidden_edits_rejected_hangs_killed(t
     assert experiments[0].metric == 1.0 and experiments[0].hypothesis == "classes split at 0.7"
     assert "evaluate.py, which may not be edited" in experiments[1].reason
     assert report.paused["researcher"] == f"AgentError: the {backend} CLI did not finish in 3 s; killed"
-    assert program.ledger.usage("researcher")["calls"] == 2
+    assert program.ledger.usage("researcher").calls == 2
     calls = [json.loads(line) for line in open(tmp_path / "plan.json.calls")]
-    worktree = program.ledger.agent("researcher")["worktree"]
+    worktree = program.ledger.agent("researcher").worktree
     if backend == "claude-code":
         assert calls[0][1] == "-p" and calls[0][calls[0].index("--permission-mode") + 1] == "acceptEdits"
         assert calls[0][calls[0].index("--output-format") + 1] == "json"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from researchorg.lab.program import Program
-from researchorg.org.grid import pane_paths
+from researchorg import Program
+from researchorg.world.grid import pane_paths
 from tests.conftest import NO_NOISE, cli, copy_task
 
 FAKE_BIN = Path(__file__).parents[1] / "fakes" / "bin"

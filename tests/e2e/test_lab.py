@@ -12,11 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from researchorg.lab.git import Git
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
-from researchorg.ledger import Ledger
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime, SqlLedger, detect_slots
+from researchorg.world.git import Git
 from tests.conftest import NO_NOISE, SCRIPTS, alive, cli, copy_task, default_sigint, pids_in_log, set_line, write_org
 
 
@@ -32,9 +29,9 @@ def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
     # the agent's branch stands at its best kept commit, its worktree is clean
     agent = program.ledger.agent("researcher")
     best = [e for e in experiments if e.status == "keep"][-1]
-    assert agent["head_commit"] == best.commit
-    assert Git(Path(agent["worktree"])).head() == best.commit
-    assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
+    assert agent.head_commit == best.commit
+    assert Git(Path(agent.worktree)).head() == best.commit
+    assert Git(Path(agent.worktree))("status", "--porcelain") == ""
     # each experiment is one commit, kept reachable under refs/experiments/
     for e in experiments:
         assert Git(program.root)("rev-parse", f"refs/experiments/{e.id}") == e.commit
@@ -75,7 +72,7 @@ def test_crash_timeout_and_forbidden_edits_are_recorded_and_reset(make_program):
     for name in ("edit the evaluator", "edit the task", "new file", "escape"):
         assert not Path(experiments[name].log_path).exists(), "an invalid experiment must never run"
     assert experiments["better"].metric == 1.0
-    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    worktree = Path(program.ledger.agent("researcher").worktree)
     assert Git(worktree)("status", "--porcelain") == ""
     assert "def accuracy(threshold" in (worktree / "evaluate.py").read_text()
 
@@ -96,7 +93,7 @@ def test_uncommitted_tampering_never_reaches_the_run(make_program):
 
 
 def test_protected_file_check_names_the_file(tmp_path):
-    from researchorg.lab.guard import check_protected, file_hashes
+    from researchorg.world.guard import check_protected, file_hashes
 
     (tmp_path / "evaluate.py").write_text("real\n")
     hashes = file_hashes(tmp_path, ["evaluate.py"])
@@ -112,7 +109,7 @@ def _hanging_run(program: Program, *args: str, running: int = 1) -> subprocess.P
     proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root), *args],
                             env={**os.environ, "ACCURACY_HANG": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint)
-    ledger = Ledger(program.root / ".researchorg" / "ledger.db")
+    ledger = SqlLedger(program.root / ".researchorg" / "ledger.db")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         started = [e for e in ledger.experiments(status="running")
@@ -144,7 +141,7 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     (e,) = program.ledger.experiments()
     assert e.status == "interrupted" and e.id == running.id
     assert not any(alive(pid) for pid in pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
-    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    worktree = Path(program.ledger.agent("researcher").worktree)
     assert Git(worktree)("status", "--porcelain") == ""
     # run again: the interrupted baseline is run again, not lost, and nothing runs twice
     cli("run", str(program.root), "--max-experiments", "3")
@@ -165,7 +162,7 @@ def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
     assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
     assert not any(alive(pid) for e in experiments for pid in pids_in_log(e.log_path))
     for agent in program.ledger.agents():
-        assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
+        assert Git(Path(agent.worktree))("status", "--porcelain") == ""
 
 
 def test_kill_9_then_resume_loses_nothing(tmp_path):
@@ -176,7 +173,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert any(alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
-    worktree = Path(program.ledger.agent("researcher")["worktree"])
+    worktree = Path(program.ledger.agent("researcher").worktree)
     (Path(Git(worktree)("rev-parse", "--git-path", "index.lock"))).touch()  # as a git killed mid-write leaves
     cli("run", str(program.root), "--max-experiments", "3")
     time.sleep(0.2)
@@ -186,8 +183,8 @@ def test_kill_9_then_resume_loses_nothing(tmp_path):
     assert [e.status for e in experiments[1:]].count("interrupted") == 0
     assert sum(e.status != "interrupted" for e in experiments) == 3
     agent = program.ledger.agent("researcher")
-    assert Git(Path(agent["worktree"])).head() == agent["head_commit"]
-    assert Git(Path(agent["worktree"]))("status", "--porcelain") == ""
+    assert Git(Path(agent.worktree)).head() == agent.head_commit
+    assert Git(Path(agent.worktree))("status", "--porcelain") == ""
     # the tuner's study agrees with the ledger: one finished trial per recorded experiment
     import optuna
 
@@ -232,7 +229,7 @@ def test_second_run_on_the_same_program_is_refused(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["run", "/nonexistent/dir"], "is not a researchorg program"),
     (["init", "{tmp}/x", "--task", "nope"], "no task 'nope'"),
-    (["init", "{tmp}/x", "--org", "{tmp}/bad.toml"], "bad.toml: roles.0.backend: Value error, unknown backend"),
+    (["init", "{tmp}/x", "--org", "{tmp}/bad.toml"], "bad.toml: roles.0.backend: unknown backend"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message):
     (tmp_path / "bad.toml").write_text('name = "x"\n[[roles]]\nname = "r"\nbackend = "gpt"\n')
@@ -266,8 +263,8 @@ def test_two_agents_on_two_slots_run_at_once_on_their_own_branches(tmp_path, mon
     assert cores["cpu0"] != cores["cpu1"]
     for agent in ("researcher-1", "researcher-2"):
         row = program.ledger.agent(agent)
-        assert row["branch"] == f"agents/{agent}"
-        assert Git(Path(row["worktree"])).head() == row["head_commit"]
+        assert row.branch == f"agents/{agent}"
+        assert Git(Path(row.worktree)).head() == row.head_commit
         assert [e.description for e in program.ledger.experiments(agent=agent)][0] == "baseline"
 
 
@@ -284,8 +281,8 @@ def test_a_failing_agent_is_paused_and_the_others_go_on(tmp_path):
     report = Runtime(program, slots=detect_slots(1)).run(Limits(max_experiments=5))
     assert report.paused == {"flaky": "RuntimeError: backend fell over"}
     assert program.ledger.count(agent="flaky") == 1 and program.ledger.count(agent="steady") == 4
-    events = [e for e in program.ledger.events() if e["kind"] == "agent_paused"]
-    assert events and "backend fell over" in events[0]["data"]["traceback"]
+    events = [e for e in program.ledger.events() if e.kind == "agent_paused"]
+    assert events and "backend fell over" in events[0].data["traceback"]
 
 
 def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path, monkeypatch):
@@ -297,8 +294,8 @@ def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path, monkeypatch):
     # the agent's branch stands at its best kept commit; every experiment is a child of a head it had
     agent = program.ledger.agent("researcher")
     kept = [e for e in experiments if e.status == "keep"]
-    assert agent["head_commit"] == kept[-1].commit
-    heads = {program.ledger.program()["baseline_commit"]} | {e.commit for e in kept}
+    assert agent.head_commit == kept[-1].commit
+    heads = {program.ledger.program().baseline_commit} | {e.commit for e in kept}
     assert all(e.parent_commit in heads for e in experiments)
 
 
@@ -320,12 +317,12 @@ def test_standup_posts_digests_to_every_inbox(tmp_path):
     Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=13))  # 5 noise-floor runs + 8
     assert program.ledger.count() == 13 and len(program.ledger.experiments(kind="noise")) == 5
     digests = program.ledger.messages()
-    assert len(digests) == 2 and all(m["kind"] == "digest" and m["recipient"] is None for m in digests)
-    assert "researcher-1" in digests[0]["body"] and "researcher-2" in digests[0]["body"]
+    assert len(digests) == 2 and all(m.kind == "digest" and m.recipient is None for m in digests)
+    assert "researcher-1" in digests[0].body and "researcher-2" in digests[0].body
     for agent in ("researcher-1", "researcher-2"):
-        inbox = (Path(program.ledger.agent(agent)["worktree"]) / ".researchorg" / "inbox.md").read_text()
+        inbox = (Path(program.ledger.agent(agent).worktree) / ".researchorg" / "inbox.md").read_text()
         assert f"# Inbox of {agent}" in inbox and inbox.count("digest from standup to everyone") == 2
-        assert Git(Path(program.ledger.agent(agent)["worktree"]))("status", "--porcelain") == ""  # never committed
+        assert Git(Path(program.ledger.agent(agent).worktree))("status", "--porcelain") == ""  # never committed
     shown = cli("messages", str(program.root), "--agent", "researcher-1").stdout
     assert "digest from standup to everyone" in shown and "Standup: 4 experiments" in shown
 
@@ -340,6 +337,6 @@ def test_agents_message_each_other(make_program, tmp_path):
     SCRIPTS["researcher"] = [("write a note", note)]
     Runtime(program).run(Limits())
     (m,) = program.ledger.messages(for_agent="researcher")
-    assert m["sender"] == "researcher" and m["body"] == "remember: the threshold matters"
+    assert m.sender == "researcher" and m.body == "remember: the threshold matters"
     with pytest.raises(ValueError, match="no agent named 'nobody'"):
         Runtime(program).post.send("researcher", "nobody", "note", "x")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from researchorg.lab.program import Program
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime
 from tests.conftest import NO_NOISE, cli, copy_task
 from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply, ScriptedServer, tool_call
 
@@ -81,7 +80,7 @@ def test_tool_loop_edits_submits_and_is_run_by_the_lab(tmp_path, fake):
     assert "#1 researcher (you) keep 0.800000: baseline" in _user_texts(fake.requests[3])[0]
     # every successful call's tokens and cost are in the ledger
     usage = program.ledger.usage("researcher")
-    assert usage["calls"] == 7 and usage["input_tokens"] == 700 and usage["cost_usd"] == pytest.approx(7 * 140e-6)
+    assert usage.calls == 7 and usage.input_tokens == 700 and usage.cost_usd == pytest.approx(7 * 140e-6)
 
 
 def test_an_outage_pauses_the_agent_with_its_reason(tmp_path, fake):
@@ -142,4 +141,4 @@ def test_streamed_replies_assemble_into_the_same_tool_calls(tmp_path, fake):
     (e,) = program.ledger.experiments()
     assert (e.description, e.metric) == ("threshold 0.7, streamed", 1.0)
     assert all(r.get("stream") for r in fake.requests)
-    assert program.ledger.usage("researcher")["input_tokens"] == 200
+    assert program.ledger.usage("researcher").input_tokens == 200

@@ -5,10 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from researchorg.lab.git import Git
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import detect_slots
-from researchorg.org.runtime import Limits, Runtime
+from researchorg import Limits, Program, Runtime, detect_slots
+from researchorg.world.git import Git
 from tests.conftest import NO_NOISE, SCRIPTS, cli, copy_task, set_line
 
 
@@ -40,11 +38,11 @@ def test_kept_improvements_fast_forward_the_program_branch(tmp_path):
     Runtime(program).run(Limits())
     merges = program.ledger.merges()
     # the baseline is the program's own code (same tree): it beats nothing and merges nothing
-    assert [(m["how"], m["metric"]) for m in merges] == [("fast-forward", 1.0)]
+    assert [(m.how, m.metric) for m in merges] == [("fast-forward", 1.0)]
     better = program.ledger.experiments()[-1]
     assert Git(program.root).head_of("main") == better.commit
     assert "THRESHOLD = 0.7" in (program.root / "train.py").read_text()  # the program checkout moved too
-    assert any("Merged experiment #3 of a" in m["body"] for m in program.ledger.messages())
+    assert any("Merged experiment #3 of a" in m.body for m in program.ledger.messages())
 
 
 def test_a_clean_merge_onto_a_moved_branch_is_run_again_and_merges_only_if_it_still_wins(tmp_path):
@@ -55,7 +53,7 @@ def test_a_clean_merge_onto_a_moved_branch_is_run_again_and_merges_only_if_it_st
     rerun = next(e for e in program.ledger.experiments() if e.proposal.get("merge_of"))
     assert rerun.description.startswith("merge #") and rerun.metric == 1.05 and rerun.status == "keep"
     assert rerun.kind == "merge"
-    assert [m["how"] for m in program.ledger.merges()] == ["fast-forward", "re-run"]
+    assert [m.how for m in program.ledger.merges()] == ["fast-forward", "re-run"]
     main = _main_file(program)
     assert "BONUS = 0.05" in main and "THRESHOLD = 0.7" in main
     assert Git(program.root).head_of("main") == rerun.commit
@@ -78,10 +76,10 @@ def test_a_conflicting_change_is_reported_to_its_agent(tmp_path):
     SCRIPTS["b"] = [("b threshold", _after_merges(1, set_line("train.py", "THRESHOLD", "0.7")))]
     Runtime(program, slots=detect_slots(2, 1)).run(Limits())
     assert len(program.ledger.merges()) == 1 and "THRESHOLD = 0.6" in _main_file(program)
-    (note,) = [m for m in program.ledger.messages() if m["recipient"] == "b"]
-    assert "conflicts with the program branch" in note["body"]
+    (note,) = [m for m in program.ledger.messages() if m.recipient == "b"]
+    assert "conflicts with the program branch" in note.body
     assert "conflicts with the program branch" in cli("messages", str(program.root), "--agent", "b").stdout
-    assert any(e["kind"] == "merge_conflict" for e in program.ledger.events())
+    assert any(e.kind == "merge_conflict" for e in program.ledger.events())
 
 
 def test_an_agent_behind_the_program_adopts_it_and_its_change_fast_forwards(tmp_path):
@@ -91,10 +89,10 @@ def test_an_agent_behind_the_program_adopts_it_and_its_change_fast_forwards(tmp_
                     ("threshold", set_line("train.py", "THRESHOLD", "0.7"))]
     Runtime(program, slots=detect_slots(2, 1)).run(Limits())
     threshold = next(e for e in program.ledger.experiments() if e.description == "threshold")
-    assert threshold.parent_commit == program.ledger.merges()[0]["after"]  # b continued from the program branch
+    assert threshold.parent_commit == program.ledger.merges()[0].after  # b continued from the program branch
     assert threshold.metric == 1.05 and threshold.status == "keep"
-    assert [m["how"] for m in program.ledger.merges()] == ["fast-forward", "fast-forward"]
-    assert any(e["kind"] == "adopted_program" and e["data"]["agent"] == "b" for e in program.ledger.events())
+    assert [m.how for m in program.ledger.merges()] == ["fast-forward", "fast-forward"]
+    assert any(e.kind == "adopted_program" and e.data["agent"] == "b" for e in program.ledger.events())
 
 
 def test_no_rerun_when_the_merge_adds_nothing_or_is_exactly_what_was_tested(tmp_path):
@@ -108,7 +106,7 @@ def test_no_rerun_when_the_merge_adds_nothing_or_is_exactly_what_was_tested(tmp_
     experiments = program.ledger.experiments()
     assert not any(e.proposal.get("merge_of") for e in experiments)  # nothing was run twice
     merges = program.ledger.merges()
-    assert [m["how"] for m in merges] == ["fast-forward", "merge of the tested tree"]
+    assert [m.how for m in merges] == ["fast-forward", "merge of the tested tree"]
     assert "THRESHOLD = 0.7" in _main_file(program)
 
 
@@ -125,6 +123,6 @@ def test_a_candidate_the_program_already_has_merges_nothing(tmp_path):
     assert b_bonus.status == "keep" and b_bonus.commit != main
     better = replace(b_bonus, metric=0.9)  # however lucky its own run, its code is main's: never a candidate
     assert not runtime.merger.is_candidate(better)
-    assert runtime.merger.try_merge(better, by="merge") is None
+    assert runtime.merger.try_merge(better, by="merge") == ("nothing new", None)
     assert Git(program.root).head_of("main") == main and len(program.ledger.merges()) == 1
-    assert any(e["kind"] == "merge_nothing_new" for e in program.ledger.events())
+    assert any(e.kind == "merge_nothing_new" for e in program.ledger.events())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from researchorg.lab.program import Program
+from researchorg import Program
 from tests.conftest import cli
 
 pytest.importorskip("torch")
@@ -23,7 +23,7 @@ def test_init_and_run_three_tinylm_experiments(tmp_path):
     assert "reached --max-experiments" in run and "progress.png" in run and "noise floor" in run
     program = Program(directory)
     assert [e.kind for e in program.ledger.experiments()][:2] == ["noise", "noise"]
-    assert program.ledger.noise_floor()["sigma"] >= 0
+    assert program.ledger.noise_floor().sigma >= 0
     experiments = program.ledger.experiments(kind="proposal")
     assert len(experiments) >= 2 and experiments[0].description == "baseline"
     assert all(e.status in ("keep", "discard") for e in experiments), [e.reason for e in experiments]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from researchorg.lab.git import Git
+from researchorg.world.git import Git
 
 
 def _commit(git: Git, path, text: str, message: str) -> str:

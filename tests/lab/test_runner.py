@@ -4,8 +4,9 @@ import subprocess
 import sys
 import time
 
-from researchorg.lab.runner import Slot, parse_summary, run_command
+from researchorg import Slot
 from researchorg.task import load_task
+from researchorg.world.runner import parse_summary, run_command
 from tests.conftest import alive, copy_task
 
 

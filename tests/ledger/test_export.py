@@ -3,12 +3,12 @@
 import csv
 import io
 
-from researchorg.ledger import Ledger
+from researchorg import SqlLedger
 from researchorg.ledger.export import results_json, results_tsv
 
 
 def _ledger_with_runs(tmp_path):
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = SqlLedger(tmp_path / "ledger.db")
     ledger.create_program("p", "t", "val_bpb", "minimize", "b" * 40, {})
     ledger.ensure_agent("a", "researcher", "tuner", "agents/a", str(tmp_path), "b" * 40)
     rows = [("keep", 2.5, {"peak_mem_mb": 2048.0}, "baseline", ""),
@@ -18,7 +18,8 @@ def _ledger_with_runs(tmp_path):
             ("invalid", None, {}, "edit prepare", "changes prepare.py")]
     for i, (status, metric, summary, description, reason) in enumerate(rows):
         e = ledger.start_experiment("a", "p" * 40, f"{i:x}" * 40, diff="", description=description, hypothesis="",
-                                    proposal={}, seed=1, slot="cpu0", hardware="cpu", log_dir=tmp_path)
+                                    proposal={}, seed=1, log_dir=tmp_path)
+        ledger.set_slot(e.id, "cpu0", "cpu")
         ledger.finish_experiment(e.id, status, agent_head="b" * 40, reason=reason, metric=metric, summary=summary)
     return ledger
 
@@ -49,7 +50,7 @@ def test_json_keeps_the_real_status_and_summary(tmp_path):
 
 def test_ledger_survives_reopening_and_uses_wal(tmp_path):
     _ledger_with_runs(tmp_path).close()
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = SqlLedger(tmp_path / "ledger.db")
     assert ledger.count() == 5 and ledger.count(exclude=("crash", "timeout", "invalid")) == 2
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from researchorg.rigor import confounds
-from researchorg.rigor.acceptance import make_policy, pooled_sigma
-from researchorg.rigor.noise import estimate
+from researchorg.harness.protected import flops_estimate
+from researchorg.stats import confounds
+from researchorg.stats.acceptance import make_policy, pooled_sigma
+from researchorg.stats.noise import estimate
 from researchorg.task.spec import MetricSpec
 
 LOSS = MetricSpec(name="loss", direction="minimize")
@@ -66,7 +67,7 @@ def test_confounds_read_beside_the_gain():
     assert found["num_params"]["ratio"] == pytest.approx(1.4) and "steps" not in found  # nothing to compare to 0
     text = confounds.describe("val_bpb", -0.02, found)
     assert text == "-0.0200 val_bpb, +40% params, same tokens, +40% FLOPs"
-    assert confounds.flops_estimate(1e6, 2e6) == 1.2e13
+    assert flops_estimate(1e6, 2e6) == 1.2e13
 
 
 def test_a_steady_candidate_against_a_noisy_baseline_is_judged_by_both_variances():

@@ -1,12 +1,10 @@
-"""The simulated landscape and the virtual lab: known truth, reproducible runs, thousands of runs in seconds."""
+"""The simulated landscape and the simulated world: known truth, reproducible runs, thousands of runs in seconds."""
 
 from __future__ import annotations
 
 import statistics
 
-from researchorg.ledger import Ledger
-from researchorg.sim.landscape import Landscape
-from researchorg.sim.virtual import SimRole, VirtualLab
+from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, SqlLedger
 
 
 def test_runs_are_deterministic_and_noisy_around_the_truth():
@@ -30,17 +28,25 @@ def test_the_landscape_has_wins_harms_nulls_interactions_and_diminishing_returns
     assert 20 < crashes < 100  # crash_p = 0.03
 
 
-def test_the_virtual_lab_runs_thousands_of_experiments_and_writes_the_ledger(tmp_path):
-    landscape = Landscape(seed=1, n_ideas=500)
-    result = VirtualLab(landscape, [SimRole(count=8, quality=0.4)], slots=8, max_experiments=3000).run()
-    assert len(result.runs) == 3000  # its speed is measured by benchmarks/, not here
-    assert result.merges and result.seconds > 0
-    assert result.slot_seconds / (result.seconds * 8) > 0.8  # with thinking shorter than runs, slots stay busy
-    ledger = Ledger(tmp_path / "ledger.db")
-    small = VirtualLab(Landscape(seed=1), [SimRole(quality=0.4)], max_experiments=30, ledger=ledger).run()
-    rows = ledger.experiments()
-    assert [(r.kind, r.seed, r.status) for r in rows] == [(r.kind, r.seed, r.status) for r in small.runs]
-    assert ledger.runs_of(rows[0].tree) and rows[0].hardware == "virtual"
+def test_the_simulated_world_runs_thousands_of_experiments_in_virtual_time_and_keeps_them(tmp_path):
+    world = SimWorld(Landscape(seed=1, n_ideas=500), _org(count=8))
+    report = Runtime(world, slots=world.default_slots(8)).run(Limits(max_experiments=3000))
+    assert len(world.ledger.experiments()) == 3000  # its speed is measured by benchmarks/, not here
+    assert world.ledger.merges() and report.wall_seconds > 3000  # virtual seconds: runs take ~300 s each
+    assert report.utilization > 0.8  # with thinking shorter than runs, slots stay busy
+    small = SimWorld(Landscape(seed=1), _org(count=1))
+    Runtime(small).run(Limits(max_experiments=30))
+    stored = SqlLedger(tmp_path / "ledger.db")
+    stored.copy_from(small.ledger)
+    rows = stored.experiments()
+    assert rows == small.ledger.experiments() and stored.merges() == small.ledger.merges()
+    assert stored.runs_of(rows[0].tree) and rows[0].hardware == "virtual"
+
+
+def _org(count: int) -> OrgSpec:
+    return OrgSpec(name="solo", roles=[{"name": "researcher", "count": count, "backend": "simulated",
+                                        "idea_quality": 0.4, "think_seconds": 60}],
+                   processes=[{"kind": "merge"}, {"kind": "verify"}])
 
 
 def test_a_configs_value_does_not_depend_on_the_processs_hash_seed():
@@ -48,7 +54,7 @@ def test_a_configs_value_does_not_depend_on_the_processs_hash_seed():
     import subprocess
     import sys
 
-    code = ("from researchorg.sim.landscape import Landscape; l = Landscape(seed=3, n_ideas=400); "
+    code = ("from researchorg.harness.landscape import Landscape; l = Landscape(seed=3, n_ideas=400); "
             "print(repr(l.raw_gain(frozenset(i.name for i in l.ideas[::3]))))")
     values = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3, 4)}

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from researchorg.errors import ConfigError
+from researchorg import ConfigError
+from researchorg.stats.score import better
 from researchorg.task import find_task, load_task
 from researchorg.task.knobs import read_knob, write_knob
 from tests.conftest import ACCURACY_TASK, copy_task
@@ -21,7 +22,7 @@ def test_builtin_tinylm_loads_with_its_knobs():
 
 def test_maximize_task_compares_the_right_way():
     task = load_task(ACCURACY_TASK)
-    assert task.metric.better(0.9, 0.8) and not task.metric.better(0.8, 0.9)
+    assert better(task.metric, 0.9, 0.8) and not better(task.metric, 0.8, 0.9)
 
 
 @pytest.mark.parametrize(

@@ -23,16 +23,17 @@ class AnthropicAgent(LLMAgent):
         import anthropic  # the SDK loads only when an org uses it
 
         super().__init__(role, ctx)
-        self.client = anthropic.Anthropic(api_key=api_key(role, "ANTHROPIC_API_KEY", self.backend),
-                                          base_url=role.base_url, max_retries=role.max_retries, timeout=120)
+        key = api_key(role, self.options, "ANTHROPIC_API_KEY", self.backend)
+        self.client = anthropic.Anthropic(api_key=key, base_url=self.options.base_url,
+                                          max_retries=self.options.max_retries, timeout=120)
         self.errors = (anthropic.APIError,)
 
     def _call(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
-        request = {"model": self.role.model, "max_tokens": MAX_OUTPUT_TOKENS, "system": system, "messages": messages,
+        request = {"model": self.options.model, "max_tokens": MAX_OUTPUT_TOKENS, "system": system, "messages": messages,
                    "tools": [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
                              for t in tools]}
         try:
-            if self.role.stream:
+            if self.options.stream:
                 with self.client.messages.stream(**request) as stream:
                     response = stream.get_final_message()
             else:

@@ -22,6 +22,7 @@ from typing import Any
 
 from researchorg.agents.base import AgentContext, Proposal
 from researchorg.agents.llm import briefing, system_prompt
+from researchorg.agents.options import CodingCLIOptions
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
 from researchorg.ledger import Experiment
@@ -40,7 +41,8 @@ COMMAND = {"claude-code": "claude", "codex": "codex"}
 class CodingCLIAgent:
     def __init__(self, role: RoleSpec, ctx: AgentContext):
         self.role, self.backend = role, role.backend
-        command = role.command or COMMAND[self.backend]
+        self.options = CodingCLIOptions.model_validate(role.options)
+        command = self.options.command or COMMAND[self.backend]
         self.executable = shutil.which(command)
         if self.executable is None:
             raise AgentError(f"role {role.name}: the {self.backend} backend needs the `{command}` command on PATH "
@@ -50,7 +52,7 @@ class CodingCLIAgent:
         prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
         output = self._run(self._argv(prompt, ctx), ctx)
         text, usage = parse_claude(output) if self.backend == "claude-code" else parse_codex(output)
-        ctx.ledger.record_usage(ctx.name, self.role.model or self.backend, usage.get("input_tokens", 0),
+        ctx.ledger.record_usage(ctx.name, self.options.model or self.backend, usage.get("input_tokens", 0),
                                 usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
         description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
         first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
@@ -61,9 +63,9 @@ class CodingCLIAgent:
         """Nothing to keep: the next run's briefing comes from the ledger."""
 
     def _argv(self, prompt: str, ctx: AgentContext) -> list[str]:
-        model = ["--model", self.role.model] if self.role.model else []
+        model = ["--model", self.options.model] if self.options.model else []
         if self.backend == "claude-code":
-            tools = ",".join(self.role.tools or ["Read", "Edit", "Write", "Glob", "Grep"])
+            tools = ",".join(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"])
             return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
                     "--allowedTools", tools, *model]
         return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
@@ -73,11 +75,12 @@ class CodingCLIAgent:
         proc = subprocess.Popen(argv, cwd=ctx.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ))
         try:
-            out, err = proc.communicate(timeout=self.role.cli_timeout)
+            out, err = proc.communicate(timeout=self.options.cli_timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise AgentError(f"the {self.backend} CLI did not finish in {self.role.cli_timeout:g} s; killed") from None
+            raise AgentError(f"the {self.backend} CLI did not finish in {self.options.cli_timeout:g} s; "
+                             "killed") from None
         if proc.returncode != 0:
             last = (err or out).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             raise AgentError(f"the {self.backend} CLI failed (exit code {proc.returncode}): {last[0][:300]}")

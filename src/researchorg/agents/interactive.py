@@ -20,8 +20,8 @@ class InteractiveAgent:
         while not ctx.stop.is_set():
             submission = ctx.ledger.take_submission(ctx.name)
             if submission is not None:
-                return Proposal(submission["description"], submission["hypothesis"],
-                                data={"backend": "interactive", "submission": submission["id"]})
+                return Proposal(submission.description, submission.hypothesis,
+                                data={"backend": "interactive", "submission": submission.id})
             ctx.stop.wait(POLL_SECONDS)
         return None
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from researchorg.agents.base import AgentContext, Proposal
+from researchorg.agents.options import LLMOptions
 from researchorg.agents.tools import Toolbox, history_summary
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
@@ -41,9 +42,7 @@ class LLMAgent:
     backend = "llm"
 
     def __init__(self, role: RoleSpec, ctx: AgentContext):
-        if not role.model:
-            raise AgentError(f"role {role.name}: the {self.backend} backend needs `model`")
-        self.role = role
+        self.role, self.options = role, LLMOptions.model_validate(role.options)
 
     # the provider's part ------------------------------------------------------------
     def _call(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
@@ -58,10 +57,10 @@ class LLMAgent:
     # the loop ------------------------------------------------------------------------
     def propose(self, ctx: AgentContext) -> Proposal | None:
         self._check_caps(ctx)
-        toolbox = Toolbox(ctx, self.role.tools)
+        toolbox = Toolbox(ctx, self.options.tools)
         system = system_prompt(self.role, ctx)
         messages = [self._user(briefing(ctx))]
-        for _ in range(self.role.max_turns):
+        for _ in range(self.options.max_turns):
             turn = self._call(system, messages, toolbox.schemas())
             self._record_usage(ctx, turn)
             messages.append(turn.assistant)
@@ -71,15 +70,15 @@ class LLMAgent:
             messages += self._tool_results([(id_, toolbox.call(name, args)) for id_, name, args in turn.calls])
             if toolbox.submission is not None:
                 return Proposal(toolbox.submission.description, toolbox.submission.hypothesis,
-                                data={"backend": self.backend, "model": self.role.model, "tools": toolbox.calls})
-        raise AgentError(f"no submission after {self.role.max_turns} model calls")
+                                data={"backend": self.backend, "model": self.options.model, "tools": toolbox.calls})
+        raise AgentError(f"no submission after {self.options.max_turns} model calls")
 
     def act(self, ctx: AgentContext) -> None:
         """A lead's turn: read results and messages, send assignments, merge; until `done` or no more tool calls."""
         self._check_caps(ctx)
-        toolbox = Toolbox(ctx, self.role.tools)
+        toolbox = Toolbox(ctx, self.options.tools)
         messages = [self._user(briefing(ctx))]
-        for _ in range(self.role.max_turns):
+        for _ in range(self.options.max_turns):
             turn = self._call(system_prompt(self.role, ctx), messages, toolbox.schemas())
             self._record_usage(ctx, turn)
             messages.append(turn.assistant)
@@ -88,22 +87,22 @@ class LLMAgent:
             messages += self._tool_results([(id_, toolbox.call(name, args)) for id_, name, args in turn.calls])
             if toolbox.finished:
                 return
-        raise AgentError(f"did not finish its turn in {self.role.max_turns} model calls")
+        raise AgentError(f"did not finish its turn in {self.options.max_turns} model calls")
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """Nothing to keep in memory: the next briefing is built from the ledger."""
 
     def _record_usage(self, ctx: AgentContext, turn: Turn) -> None:
-        price_in, price_out = self.role.price_per_mtok
-        ctx.ledger.record_usage(ctx.name, self.role.model, turn.input_tokens, turn.output_tokens,
+        price_in, price_out = self.options.price_per_mtok
+        ctx.ledger.record_usage(ctx.name, self.options.model, turn.input_tokens, turn.output_tokens,
                                 (turn.input_tokens * price_in + turn.output_tokens * price_out) / 1e6)
 
     def _check_caps(self, ctx: AgentContext) -> None:
         used = ctx.ledger.usage(ctx.name)
-        if self.role.max_tokens is not None and used["input_tokens"] + used["output_tokens"] >= self.role.max_tokens:
-            raise AgentError(f"over its token cap ({self.role.max_tokens})")
-        if self.role.max_cost_usd is not None and used["cost_usd"] >= self.role.max_cost_usd:
-            raise AgentError(f"over its cost cap (${self.role.max_cost_usd:g})")
+        if self.options.max_tokens is not None and used.input_tokens + used.output_tokens >= self.options.max_tokens:
+            raise AgentError(f"over its token cap ({self.options.max_tokens})")
+        if self.options.max_cost_usd is not None and used.cost_usd >= self.options.max_cost_usd:
+            raise AgentError(f"over its cost cap (${self.options.max_cost_usd:g})")
 
 
 def system_prompt(role: RoleSpec, ctx: AgentContext) -> str:
@@ -114,7 +113,7 @@ def system_prompt(role: RoleSpec, ctx: AgentContext) -> str:
             parts.append(ctx.read(path))
         except FileNotFoundError:
             raise AgentError(f"role {role.name}: prompt file {path} is not in the program") from None
-    if (ctx.worktree / "program.md").is_file():
+    if ctx.worktree is not None and (ctx.worktree / "program.md").is_file():
         parts.append(ctx.read("program.md"))
     return "\n\n".join(parts) or f"You are a researcher improving {ctx.task.metric.name}."
 
@@ -128,26 +127,29 @@ def briefing(ctx: AgentContext) -> str:
              "", "Results so far:", history_summary(ctx)]
     inbox = ctx.inbox()[-8:]
     if inbox:
-        lines += ["", "Latest messages:"] + [f"- #{m['id']} {m['sender']} ({m['kind']}): {m['body'][:500]}"
+        lines += ["", "Latest messages:"] + [f"- #{m.id} {m.sender} ({m.kind}): {m.body[:500]}"
                                              for m in inbox]
     agents = ", ".join(sorted(ctx.post.worktrees)) if ctx.post is not None else ctx.name
     if ctx.role is not None and not ctx.role.submits:
+        idle = ctx.idle() if ctx.idle is not None else []
         lines += ["", f"The agents: {agents}. Assign well-scoped experiments with send_message(kind='assignment'),"
                   " merge what truly beats the program's best, then call done."]
+        if idle:
+            lines.append(f"Waiting for an assignment: {', '.join(idle)}.")
     elif ctx.assignment is not None:
-        lines += ["", f"Your assignment (#{ctx.assignment['id']} from {ctx.assignment['sender']}):",
-                  ctx.assignment["body"], "", "Implement exactly this, then call submit."]
+        lines += ["", f"Your assignment (#{ctx.assignment.id} from {ctx.assignment.sender}):",
+                  ctx.assignment.body, "", "Implement exactly this, then call submit."]
     else:
         lines += ["", "Make one well-scoped change, then call submit with a one-line description and your hypothesis."]
     return "\n".join(lines)
 
 
-def api_key(role: RoleSpec, default_env: str, backend: str) -> str:
+def api_key(role: RoleSpec, options: LLMOptions, default_env: str, backend: str) -> str:
     """The role's API key from the environment; a clear error naming the role when it is missing."""
     import os
 
-    env = role.api_key_env or default_env
+    env = options.api_key_env or default_env
     key = os.environ.get(env)
-    if not key and role.base_url is None:
+    if not key and options.base_url is None:
         raise AgentError(f"role {role.name}: the {backend} backend needs ${env} (or a base_url of a local server)")
     return key or "not-needed"

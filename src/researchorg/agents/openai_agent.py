@@ -21,15 +21,16 @@ class OpenAIAgent(LLMAgent):
         import openai  # the SDK loads only when an org uses it
 
         super().__init__(role, ctx)
-        self.client = openai.OpenAI(api_key=api_key(role, "OPENAI_API_KEY", self.backend), base_url=role.base_url,
-                                    max_retries=role.max_retries, timeout=120)
+        key = api_key(role, self.options, "OPENAI_API_KEY", self.backend)
+        self.client = openai.OpenAI(api_key=key, base_url=self.options.base_url,
+                                    max_retries=self.options.max_retries, timeout=120)
         self.errors = (openai.APIError,)
 
     def _call(self, system: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
-        request = {"model": self.role.model, "messages": [{"role": "system", "content": system}, *messages],
+        request = {"model": self.options.model, "messages": [{"role": "system", "content": system}, *messages],
                    "tools": [{"type": "function", "function": spec} for spec in tools]}
         try:
-            if self.role.stream:
+            if self.options.stream:
                 return _streamed_turn(self.client.chat.completions.create(
                     **request, stream=True, stream_options={"include_usage": True}))
             response = self.client.chat.completions.create(**request)

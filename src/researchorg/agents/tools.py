@@ -113,8 +113,8 @@ class Toolbox:
         inbox = self.ctx.inbox()
         if not inbox:
             return "no messages"
-        return "\n\n".join(f"#{m['id']} {m['kind']} from {m['sender']} to {m['recipient'] or 'everyone'}:\n"
-                           f"{m['body']}" for m in inbox[-10:])
+        return "\n\n".join(f"#{m.id} {m.kind} from {m.sender} to {m.recipient or 'everyone'}:\n{m.body}"
+                           for m in inbox[-10:])
 
     def _tool_send_message(self, to: str, body: str, kind: str = "note") -> str:
         try:

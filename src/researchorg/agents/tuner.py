@@ -41,12 +41,13 @@ def _distribution(knob: Knob) -> BaseDistribution:
 class TunerAgent:
     """An Optuna ask/tell loop whose trials are edits of the task's knobs."""
 
-    def __init__(self, ctx: AgentContext, sampler: str = "tpe", seed: int = 0, think_seconds: float = 0.0):
+    blocking = False  # an ask takes milliseconds: the engine calls it in its loop
+
+    def __init__(self, ctx: AgentContext, sampler: str = "tpe", seed: int = 0):
         if not ctx.task.knobs:
             raise AgentError(f"agent {ctx.name}: the {sampler} backend needs knobs, and task {ctx.task.name} "
                              "declares none in its task.toml")
         self.knobs = ctx.task.knobs
-        self.think_seconds = think_seconds
         self.distributions = {k.name: _distribution(k) for k in self.knobs}
         if sampler == "tpe":
             chosen: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
@@ -61,7 +62,6 @@ class TunerAgent:
             self.study.enqueue_trial(self._current_values(ctx), user_attrs={"baseline": True})
 
     def propose(self, ctx: AgentContext) -> Proposal:
-        ctx.think(self.think_seconds)
         trial = self.study.ask(self.distributions)
         current = self._current_values(ctx)
         files = {k.file: ctx.read(k.file) for k in self.knobs}

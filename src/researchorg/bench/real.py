@@ -15,17 +15,16 @@ repeat's first run started.
 from __future__ import annotations
 
 import queue
-import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from researchorg.bench.run import RepeatResult, area, best_so_far, on_axes
+from researchorg.bench.measures import RepeatResult, measure
 from researchorg.bench.spec import BenchSpec
-from researchorg.lab.program import Program
-from researchorg.lab.scheduler import Slot, detect_slots
-from researchorg.org.runtime import Limits, Runtime
+from researchorg.engine.runtime import Limits, Runtime
+from researchorg.world.program import Program
+from researchorg.world.slots import Slot, detect_slots
 
 
 def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int, Path]], programs: Path,
@@ -46,7 +45,8 @@ def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int,
                 Program.init(where, spec.task, budget=spec.budget, org_file=org_file)
             runtime = running[key] = Runtime(program, slots=slots, seed_offset=1000 * seed)
             report = runtime.run(Limits(max_experiments=spec.compute.experiments, max_hours=spec.compute.hours))
-            result = None if report.stopped_by == "interrupted" else measure(program, label, seed)
+            result = None if report.stopped_by == "interrupted" else \
+                measure(program.ledger, program.task.metric, label, seed)
             finished.put((key, slots, result, path, None))
         except BaseException as err:  # reported in the bench's thread
             finished.put((key, slots, None, path, err))
@@ -82,31 +82,3 @@ def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int,
         for thread in threads:
             thread.join()
         raise
-
-
-def measure(program: Program, label: str, repeat: int) -> RepeatResult:
-    """The repeat's curves and rates, from its ledger."""
-    ledger, metric = program.ledger, program.task.metric
-    runs = [e for e in ledger.experiments() if e.status != "interrupted"]
-    start = min((e.started_at for e in runs), default=0.0)
-    sign = -1.0 if metric.direction == "minimize" else 1.0
-    floor = ledger.noise_floor()
-    kept = [e for e in runs if e.status == "keep" and e.metric is not None]
-    base = floor["mean"] if floor else (kept[0].metric if kept else 0.0)
-    verified = [(0.0, 0.0)] + [(m["at"] - start, sign * (m["metric"] - base)) for m in ledger.merges()]
-    raw = best_so_far(((e.ended_at or start) - start, sign * (e.metric - base)) for e in kept)
-    spans = [(e.started_at - start, (e.ended_at or e.started_at) - start) for e in runs]
-    # a merge can land just after the last run ended (its verification decided it)
-    horizon = max([end for _, end in spans] + [verified[-1][0], raw[-1][0]]) or 1e-9
-    decided = [e for e in runs if e.kind == "proposal" and e.status in ("keep", "discard")]
-    rates = ledger.reproduction("agent").values()
-    usage = ledger.usage()
-    verified_n = sum(n for _, n in rates)
-    return RepeatResult(
-        label, repeat, on_axes(verified, spans), on_axes(raw, spans), horizon, len(runs), verified[-1][1],
-        raw[-1][1], None, area(verified, horizon) / horizon,
-        sum(e.status == "keep" for e in decided) / len(decided) if decided else 0.0,
-        sum(ok for ok, _ in rates) / verified_n if verified_n else None,
-        statistics.fmean(e.status in ("crash", "timeout", "invalid") for e in runs) if runs else 0.0,
-        merges=len(ledger.merges()), tokens=int(usage["input_tokens"] + usage["output_tokens"]),
-        cost_usd=float(usage["cost_usd"]), slot_seconds=sum(end - begin for begin, end in spans))

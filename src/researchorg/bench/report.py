@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from researchorg.bench.run import AXES, MEASURES, RepeatResult, interval, value_at
+from researchorg.bench.measures import AXES, MEASURES, RepeatResult, interval, value_at
 
 
 def curves_plot(results: dict[str, list[RepeatResult]], out: Path) -> Path:

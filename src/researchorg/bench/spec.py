@@ -1,7 +1,7 @@
 """The benchmark spec (bench.toml): org files x one task x compute x repeats.
 
     name = "topologies"
-    task = "simulated"        # in the virtual lab; any other task (tinylm, a path) runs through the real lab
+    task = "simulated"        # in the simulated world (virtual time); any other task (tinylm, a path) in the real lab
     repeats = 5               # repeat r uses seed + r for every org (the landscape, the agents): paired
     seed = 0                  # another seed: an independent rerun of the whole comparison
     [compute]
@@ -9,7 +9,7 @@
     experiments = 400         # runs per repeat, for every org (or hours = virtual hours)
     machine_slots = 2         # real tasks: this machine's slots filled at once, programs side by side
     [[orgs]]
-    file = "solo.toml"        # relative to the spec; roles must be `simulated` in the virtual lab
+    file = "solo.toml"        # relative to the spec; roles must be `simulated` on the simulated task
     label = "solo"            # optional; default: the org's name
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from researchorg.agents import check_org
 from researchorg.config import OrgSpec, Strict, load_org, load_toml_model
 from researchorg.errors import ConfigError
 
@@ -64,8 +65,9 @@ def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, in
         org = load_org(path.parent / entry.file)
         for role in org.roles:
             if spec.task == "simulated" and role.backend != "simulated":
-                raise ConfigError(f"{path.parent / entry.file}: roles.{role.name}.backend: the virtual lab runs "
+                raise ConfigError(f"{path.parent / entry.file}: roles.{role.name}.backend: the simulated world runs "
                                   f"`simulated` agents only, not {role.backend!r}")
+        check_org(org, path.parent / entry.file)
         orgs.append((entry.label or org.name, org, path.parent / entry.file, entry.slots or spec.compute.slots))
     if spec.compute.machine_slots is not None and max(slots for *_, slots in orgs) > spec.compute.machine_slots:
         raise ConfigError(f"{path}: compute.machine_slots = {spec.compute.machine_slots} is fewer than an org's "

@@ -17,7 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from researchorg.ledger.store import FINISHED_OK, Experiment
+from researchorg.ledger.records import FINISHED_OK, Experiment
 
 
 def _tsv_description(e: Experiment) -> str:

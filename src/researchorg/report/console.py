@@ -12,7 +12,7 @@ from rich.text import Text
 
 from researchorg.ledger import Experiment, Ledger
 from researchorg.report.summary import Summary, summarize
-from researchorg.rigor.noise import NoiseFloor
+from researchorg.stats.noise import NoiseEstimate
 from researchorg.task.spec import TaskSpec
 
 STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red", "invalid": "magenta",
@@ -59,8 +59,8 @@ def rigor_lines(ledger: Ledger, metric_name: str) -> list[str]:
     for hardware in sorted({e.hardware for e in ledger.experiments(kind="noise") if e.hardware}):
         floor = ledger.noise_floor(hardware)
         if floor is not None:
-            lines.append(NoiseFloor(floor["mean"], floor["sigma"], floor["sigma_low"], floor["sigma_high"],
-                                    len(floor["runs"])).describe(metric_name) + f" on {hardware}")
+            lines.append(NoiseEstimate(floor.mean, floor.sigma, floor.sigma_low, floor.sigma_high,
+                                       len(floor.runs)).describe(metric_name) + f" on {hardware}")
     rates = ledger.reproduction("agent")
     if rates:
         total_ok, total = sum(ok for ok, _ in rates.values()), sum(n for _, n in rates.values())

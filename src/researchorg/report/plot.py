@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from researchorg.ledger import Experiment  # noqa: E402
+from researchorg.stats.score import best as pick_best  # noqa: E402
 from researchorg.task.spec import MetricSpec  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     if kept:
         best, steps = [], []
         for e in kept:
-            best.append(e.metric if not best else metric.best([best[-1], e.metric]))
+            best.append(e.metric if not best else pick_best(metric, [best[-1], e.metric]))
             steps.append(e.id)
         last = finished[-1].id if finished else steps[-1]
         ax.step(steps + [last], best + [best[-1]], where="post", color="#1f7a1f", linewidth=2, alpha=0.8,

@@ -1,7 +1,7 @@
 """Summary figures of a program's experiments: counts, baseline, best, improvement.
 
 A result is the mean over the successful runs of the same code (its git
-tree) that measure it as the decisions do (rigor.acceptance.incumbent_sample):
+tree) that measure it as the decisions do (stats.score.code_sample):
 its unselected runs (noise floor, incumbent re-runs, verifications,
 ablations) when it has any, else all of them. So "best" is the kept code with
 the best such mean, not the luckiest single run.
@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from researchorg.ledger import Experiment
-from researchorg.ledger.store import FINISHED_OK
-from researchorg.rigor.acceptance import incumbent_sample
+from researchorg.ledger.records import FINISHED_OK
+from researchorg.stats.score import better, code_sample
 from researchorg.task.spec import MetricSpec
 
 
@@ -48,12 +48,12 @@ def summarize(experiments: list[Experiment], metric: MetricSpec) -> Summary:
     for e in experiments:
         if e.tree and e.status in FINISHED_OK and e.metric is not None:
             found.setdefault(e.tree, []).append((e.kind, e.metric))
-    runs = {tree: incumbent_sample(pairs) for tree, pairs in found.items()}
+    runs = {tree: code_sample(pairs) for tree, pairs in found.items()}
     summary = Summary(total=len(experiments), by_status=dict(Counter(e.status for e in experiments)),
                       baseline=None, best=None, runs=runs)
     kept = [e for e in experiments if e.status == "keep" and e.metric is not None]
     for e in kept:
-        if summary.best is None or metric.better(summary.value(e), summary.value(summary.best)):
+        if summary.best is None or better(metric, summary.value(e), summary.value(summary.best)):
             summary.best = e
     summary.baseline = kept[0] if kept else None
     return summary

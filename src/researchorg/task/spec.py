@@ -57,13 +57,6 @@ class MetricSpec(Strict):
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.pattern or rf"^{re.escape(self.name)}:\s*{NUMBER}\s*$", re.MULTILINE)
 
-    def better(self, a: float, b: float) -> bool:
-        """True when metric value `a` is strictly better than `b`."""
-        return a < b if self.direction == "minimize" else a > b
-
-    def best(self, values: list[float]) -> float:
-        return min(values) if self.direction == "minimize" else max(values)
-
 
 class TaskSpec(Strict):
     name: str

@@ -11,7 +11,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from researchorg.sim.landscape import Landscape
+from researchorg.harness.landscape import Landscape
 
 here = Path(__file__).parent
 params = tomllib.loads((here / "landscape.toml").read_text())
@@ -25,6 +25,6 @@ if outcome.metric is None:
     print(f"simulated crash after {outcome.seconds:.0f} s of training", file=sys.stderr)
     sys.exit(1)
 print("---")
-print(f"loss:             {outcome.metric:.6f}")
-print(f"training_seconds: {outcome.seconds:.1f}")
+print(f"loss:             {outcome.metric!r}")  # every digit: the simulated world sees the same number
+print(f"training_seconds: {outcome.seconds!r}")
 print(f"num_ideas:        {len(config)}")

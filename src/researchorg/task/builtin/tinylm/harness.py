@@ -2,7 +2,7 @@
 
 PROTECTED, like prepare.py. The lab runs `python harness.py`; it
 
-1. runs train.py as a watched guest (researchorg.rigor.guest) with the run's
+1. runs train.py as a watched guest (researchorg.harness.guest) with the run's
    seed, killed at the budget plus a grace for start-up and export; reading
    the validation split, writing outside the run's files or to a protected
    file, starting processes, loading native code and reseeding are refused
@@ -26,8 +26,7 @@ from pathlib import Path
 import prepare
 import torch
 
-from researchorg.rigor.confounds import flops_estimate
-from researchorg.rigor.harness import judge, run_guest, verdict
+from researchorg.harness.protected import flops_estimate, judge, run_guest, verdict
 
 HERE = Path(__file__).resolve().parent
 BUDGET = prepare.TIME_BUDGET

@@ -1,0 +1,621 @@
+"""The engine: an organization's agents work at once, and every experiment lives one life, in any world.
+
+One experiment, from any agent, in the real lab or in simulation:
+
+    reserve one experiment of the budget -> (adopt the program branch if it is better) -> think -> propose
+    -> commit (a child of the agent's head) -> record as `running` -> guard (invalid?) -> wait for a slot
+    -> run -> decide (re-running borderline candidates) -> record -> keep moves the agent's branch
+    -> tell the agent -> processes (standup) -> verify and merge -> report an assignment
+
+The rules are coroutines on one asyncio loop, run under the world's clock
+(world/clock.py): wall time in the real lab, virtual time in simulation. So
+while experiments run, their agents think about the next ones (up to the
+role's `in_flight` at once) and other agents think too: slots do not wait for
+agents. An agent that answers at once (simulated, tuner, random) is called in
+the loop; a slow one (an LLM, a coding CLI, a person) in a thread of its own.
+
+Roles: a submitting agent proposes and runs experiments; a lead (`submits =
+false`) acts at the start and whenever it has news (a message from someone
+else, a researcher of its becoming idle), sending assignments and merging;
+a researcher that `waits_for_assignment` proposes only to answer one.
+
+The ledger is the truth about where each agent's branch stands. A run that
+starts after Ctrl-C or `kill -9` first settles what the last one left: an
+experiment still marked `running` becomes `interrupted` (its process group is
+killed if it survived), and every worktree is reset to its recorded head.
+So no experiment is lost and none is recorded twice. A failing agent (its
+backend raises) is paused with the reason in the ledger's events; the others
+carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from researchorg.agents import Agent, AgentContext, make_agent
+from researchorg.config import RoleSpec
+from researchorg.engine.coordination import Assignments, report_assignment
+from researchorg.engine.evidence import LAB, Code, Evidence
+from researchorg.engine.merging import Merger
+from researchorg.engine.messages import PostOffice
+from researchorg.engine.processes import Standup
+from researchorg.engine.scheduler import Scheduler
+from researchorg.errors import ConfigError
+from researchorg.ledger import Experiment, Message
+from researchorg.stats.acceptance import make_policy
+from researchorg.stats.noise import fresh_seed
+from researchorg.world.program import Program
+from researchorg.world.protocol import RunResult, World
+from researchorg.world.real import GitWorld
+
+EventHandler = Callable[[str, dict[str, Any]], None]
+LAB_PRIORITY = 1e6  # the noise floor gates every decision: its runs go first
+
+
+@dataclass
+class Limits:
+    max_experiments: int | None = None  # total recorded in the program (interrupted ones not counted)
+    max_hours: float | None = None  # time of this invocation (virtual hours in simulation)
+
+
+@dataclass
+class RunReport:
+    ran: list[Experiment] = field(default_factory=list)
+    stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
+    paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
+    slot_seconds: float = 0.0  # slot time spent running experiments
+    wall_seconds: float = 0.0  # time from start to end (virtual seconds in simulation)
+    slots: int = 1
+
+    @property
+    def utilization(self) -> float:
+        span = self.wall_seconds * self.slots
+        return self.slot_seconds / span if span > 0 else 0.0
+
+
+@dataclass
+class _Member:
+    name: str
+    role: RoleSpec
+    ctx: AgentContext
+    agent: Agent
+    blocking: bool  # its calls take real time: they run in a thread
+    paused: bool = False
+    lead: str | None = None  # for a researcher that waits for assignments: the lead it reports to
+    waiting: bool = False  # waiting for an assignment
+    mail: int = 0  # news for a lead: messages from others, researchers becoming idle
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _Budget:
+    """How many more experiments may start."""
+
+    def __init__(self, limits: Limits, recorded: int, now: Callable[[], float]):
+        self.limits, self.recorded, self.in_flight, self.now = limits, recorded, 0, now
+        self.deadline = now() + limits.max_hours * 3600 if limits.max_hours else None
+        self.exhausted_by: str | None = None
+
+    def reserve(self) -> bool:
+        if self.limits.max_experiments is not None and self.recorded + self.in_flight >= self.limits.max_experiments:
+            self.exhausted_by = "max_experiments"
+        elif self.deadline is not None and self.now() >= self.deadline:
+            self.exhausted_by = "max_hours"
+        else:
+            self.in_flight += 1
+            return True
+        return False
+
+    def settle(self, counted: bool) -> None:
+        self.in_flight -= 1
+        self.recorded += counted
+
+
+class Runtime:
+    """Runs an organization in a world until a limit is reached, Ctrl-C, or the agents have nothing left."""
+
+    def __init__(self, world: World | Program, slots: list | None = None, on_event: EventHandler | None = None,
+                 seed_offset: int = 0):
+        self.world = GitWorld(world) if isinstance(world, Program) else world
+        self.task, self.ledger, self.clock = self.world.task, self.world.ledger, self.world.clock
+        self.org = self.world.org()
+        self.seed_offset = seed_offset  # added to every agent's seed: repeats of a benchmark search differently
+        self.scheduler = Scheduler(slots or self.world.default_slots())
+        self.on_event = on_event or (lambda kind, data: None)
+        self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
+        self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
+        self.post = PostOffice(self.ledger, self._delivered)
+        self.evidence = Evidence(self.world, self.org, self.policy, self.post, self.extra_runs, self.cancel.is_set,
+                                 self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}))
+        self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
+        merging = self._merge_process or any(role.merges for role in self.org.roles)
+        self.merger = Merger(self.world, self.ledger, self.post, self.task.metric) if merging else None
+        self.processes = [Standup(spec, self.ledger, self.post, self.task.metric, self.clock.now)
+                          for spec in self.org.processes if spec.kind == "standup"]
+        self.members: dict[str, _Member] = {}
+        self.assignments: Assignments | None = None
+        self.budget: _Budget | None = None
+        self.report = RunReport(slots=len(self.scheduler.slots))
+        self._stop: asyncio.Event | None = None
+        self._winding_down = False  # every submitting agent has stopped: leads take a last turn and stop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # running ------------------------------------------------------------------------------
+    def run(self, limits: Limits) -> RunReport:
+        """Run the organization: the noise floor and the agents at once, until they are done or a limit."""
+        return self._in_loop(lambda: self._run(limits))
+
+    def measure_codes(self, agent: str, codes: list[tuple[Code, int]], kind: str, hardware: str | None = None,
+                      limits: Limits | None = None) -> list[list[Experiment]]:
+        """An experiment plan: run each code its number of times with fresh seeds (kind `kind`, for `agent`),
+        all at once through the scheduler, and return each code's runs. Ctrl-C stops it like a run."""
+        async def plan() -> list[list[Experiment]]:
+            self.recover()
+            self.budget = _Budget(limits or Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
+            return list(await asyncio.gather(*(self.extra_runs(agent, code, kind, n, hardware)
+                                               for code, n in codes)))
+        return self._in_loop(plan)
+
+    def _in_loop(self, main: Callable[[], Any]) -> Any:
+        """Run the coroutine `main()` makes on a new loop of the world's clock, holding the world's run lock, with
+        Ctrl-C (in the main thread) stopping it cleanly."""
+        loop = self._loop = self.clock.new_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=len(self.org.agent_names()) + len(
+            self.scheduler.slots) + 8, thread_name_prefix="researchorg"))
+        self._stop = asyncio.Event()
+        self.post.open(loop)
+        sigint = threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
+        if sigint:
+            loop.add_signal_handler(signal.SIGINT, self.interrupt)
+        try:
+            with self.world.run_lock():
+                return loop.run_until_complete(main())
+        finally:
+            if sigint:
+                loop.remove_signal_handler(signal.SIGINT)
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def interrupt(self) -> None:
+        """Stop as Ctrl-C does, from any thread: runs in flight are killed and recorded as interrupted, nothing
+        new starts, and `run` returns with `stopped_by = "interrupted"`."""
+        self.cancel.set()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stopping)
+
+    def _stopping(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        self.scheduler.close()
+        for member in self.members.values():
+            member.wake.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.cancel.is_set()
+
+    async def _run(self, limits: Limits) -> RunReport:
+        self.recover()
+        self.world.check_requirements()
+        members = self._members()
+        report = self.report
+        self.budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)), self.clock.now)
+        self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
+                              slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
+        started = self.clock.now()
+        floor = self._spawn(self.evidence.noise_floors())
+        workers = [(m, self._spawn(self._researcher(m) if m.role.submits else self._lead(m))) for m in members]
+        submitters = [task for m, task in workers if m.role.submits]
+        if submitters:
+            await asyncio.wait(submitters)
+        self._winding_down = True
+        for m in members:
+            m.wake.set()
+        await asyncio.gather(floor, *(task for _, task in workers))
+        while self._tasks:  # merges a lead started, and anything they started
+            await asyncio.gather(*list(self._tasks))
+        if self.stopped:
+            for m in members:
+                self.world.reset(m.name, self.ledger.agent(m.name).head_commit)
+            self.ledger.log_event("interrupted")
+            report.stopped_by = "interrupted"
+        else:
+            report.stopped_by = self.budget.exhausted_by or "agents_done"
+        report.wall_seconds = self.clock.now() - started
+        report.slot_seconds = self.scheduler.busy_seconds
+        self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=len(report.ran),
+                              utilization=round(report.utilization, 4), paused=report.paused)
+        return report
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # an agent's loops ---------------------------------------------------------------------
+    async def _researcher(self, member: _Member) -> None:
+        """A submitting agent: propose while up to `in_flight` of its experiments run."""
+        places = asyncio.Semaphore(member.role.in_flight)
+        lives = []
+        while not self.stopped and not member.paused:
+            await places.acquire()
+            if self.stopped or member.paused or self._at_cap(member) or not self.budget.reserve():
+                places.release()
+                break
+            try:
+                if member.role.waits_for_assignment and not await self._wait_for_assignment(member):
+                    submitted = None
+                else:
+                    submitted = await self._submit(member)
+            except Exception as err:  # a failing agent is paused; the organization goes on
+                self.budget.settle(counted=False)
+                places.release()
+                self._pause(member, err)
+                break
+            if submitted is None:
+                self.budget.settle(counted=False)
+                places.release()
+                break
+            lives.append(self._spawn(self._life(member, *submitted, places)))
+        await asyncio.gather(*lives)
+
+    async def _lead(self, member: _Member) -> None:
+        """A role that runs no experiment (a chief): it acts at the start and whenever it has news. When every
+        submitting agent has stopped it gets one last turn if news came since it last acted (the final reports),
+        so it can still merge what the researchers finished."""
+        seen = None
+        while not self.stopped and not member.paused:
+            if member.mail == seen:
+                if self._winding_down:
+                    return
+                member.wake.clear()
+                await member.wake.wait()
+                continue
+            seen = member.mail
+            await self.clock.sleep(member.role.think_seconds, self._stop)
+            try:
+                await self._call(member, member.agent.act, member.ctx)
+            except Exception as err:  # a failing lead is paused; the others go on
+                self._pause(member, err)
+                return
+
+    async def _wait_for_assignment(self, member: _Member) -> bool:
+        """Wait until an assignment for this agent arrives (its lead knows it is idle); False if the run stops
+        or no lead is left."""
+        while not self.stopped:
+            assignment = self.assignments.take(member.name)
+            if assignment is not None:
+                member.ctx.assignment = assignment
+                member.waiting = False
+                return True
+            lead = self._lead_of(member)
+            if lead is None:
+                return False
+            if not member.waiting:
+                member.waiting = True
+                self._news(lead)
+            member.wake.clear()
+            await member.wake.wait()
+        return False
+
+    def _lead_of(self, member: _Member) -> _Member | None:
+        """A researcher's lead; another one if it was paused; None when no lead is left."""
+        leads = [m for m in self.members.values() if not m.role.submits and not m.paused]
+        if not leads:
+            return None
+        if member.lead not in {m.name for m in leads}:
+            member.lead = leads[list(self.members).index(member.name) % len(leads)].name
+        return self.members[member.lead]
+
+    def idle(self, lead: str) -> list[str]:
+        """The researchers of `lead` waiting for an assignment, in the org's order."""
+        return [m.name for m in self.members.values()
+                if m.waiting and m.lead == lead and not self.assignments.has(m.name)]
+
+    def _news(self, lead: _Member) -> None:
+        lead.mail += 1
+        lead.wake.set()
+
+    def _at_cap(self, member: _Member) -> bool:
+        cap = member.role.max_experiments
+        return cap is not None and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= cap
+
+    async def _call(self, member: _Member, method: Callable, *args: Any) -> Any:
+        """Call an agent: in the loop if it answers at once, else in a thread (the loop goes on meanwhile)."""
+        if not member.blocking:
+            return method(*args)
+        return await asyncio.get_running_loop().run_in_executor(None, method, *args)
+
+    # one experiment's life ----------------------------------------------------------------------
+    async def _submit(self, member: _Member) -> tuple[Experiment, str | None] | None:
+        """Ask the agent for a proposal, commit it beside its branch and record it; None if it has none."""
+        self._adopt_program(member)
+        await self.clock.sleep(member.role.think_seconds, self._stop)
+        if self.stopped:
+            return None
+        proposal = await self._call(member, member.agent.propose, member.ctx)
+        if proposal is None or self.stopped:
+            return None
+        if member.ctx.assignment is not None:
+            assignment, member.ctx.assignment = member.ctx.assignment, None
+            proposal.data = {**proposal.data, "assignment": assignment.id, "assigned_by": assignment.sender}
+        parent = self.ledger.agent(member.name).head_commit
+        message = _commit_message(member.name, proposal.description, proposal.hypothesis)
+        commit, invalid = self.world.commit(member.name, parent, proposal.files, message)
+        if member.role.in_flight > 1:
+            self.world.reset(member.name, parent)  # the worktree goes back to the head for the next proposal
+        tree = self.world.tree_of(commit)
+        experiment = self.ledger.start_experiment(
+            member.name, parent, commit, diff=self.world.diff(parent, commit), description=proposal.description,
+            hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self._first_seed(tree),
+            log_dir=self.world.logs_dir, tree=tree)
+        self.world.label(experiment.id, commit)
+        return experiment, invalid
+
+    def _first_seed(self, tree: str) -> int:
+        """A code's first run takes the task's seed; code that already ran with it (a replay, a merge many agents
+        made) takes a fresh one, since the same code with the same seed would measure nothing new."""
+        used = self.ledger.seeds_of(tree)
+        return self.task.seed if self.task.seed not in used else fresh_seed(self.task.seed, used)
+
+    async def _life(self, member: _Member, experiment: Experiment, invalid: str | None,
+                    places: asyncio.Semaphore) -> None:
+        done = None
+        try:
+            done = await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
+        except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
+            self._pause(member, err, experiment)
+        finally:
+            self.budget.settle(counted=done is not None and done.status != "interrupted")
+            places.release()
+
+    async def _run_and_decide(self, member: _Member, experiment: Experiment, invalid: str | None,
+                              incumbent: Callable[[], str]) -> Experiment:
+        invalid = invalid or self.world.guard(experiment.parent_commit, experiment.commit)
+        if invalid:
+            return await self._finish(member, experiment, "invalid", invalid, None, {})
+        result, hardware = await self.measure(member.name, member.role.priority, experiment)
+        status, summary = result.status, result.summary
+        if status == "ok":
+            decision = await self.evidence.decide(member.name, experiment, hardware, result.metric, summary,
+                                                  incumbent)
+            status, summary = ("keep" if decision.keep else "discard"), {**summary, "decision": decision.evidence}
+        return await self._finish(member, experiment, status, result.reason, result.metric, summary)
+
+    async def measure(self, agent: str, priority: float, experiment: Experiment,
+                      hardware: str | None = None) -> tuple[RunResult, str]:
+        """Run an experiment's code once on a slot (of `hardware` class, if given): its result and the
+        hardware class it ran on."""
+        slot = await self.scheduler.acquire(agent, priority, hardware)
+        if slot is None:
+            return RunResult("interrupted", reason="stopped by Ctrl-C before it ran"), hardware or ""
+        started = self.clock.now()
+        try:
+            self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
+            self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
+            result = await self.world.run(slot, experiment, self.cancel)
+        finally:
+            self.scheduler.release(slot, agent, self.clock.now() - started)
+        return result, slot.hardware()
+
+    async def extra_runs(self, agent: str, code: Code, kind: str, n: int, hardware: str | None) -> list[Experiment]:
+        """Run `code` n more times with fresh seeds, at once on as many slots; each run takes one experiment of
+        the budget (fewer runs when it runs out). Return the recorded runs."""
+        used = self.ledger.seeds_of(code.tree)
+        rows = []
+        for _ in range(n):
+            if self.stopped or not self.budget.reserve():
+                break
+            seed = fresh_seed(self.task.seed, used)
+            used.add(seed)
+            rows.append(self.ledger.start_experiment(
+                agent, code.parent, code.commit, diff="", description=code.description, hypothesis="",
+                proposal={}, seed=seed, log_dir=self.world.logs_dir, kind=kind, rerun_of=code.source,
+                tree=code.tree))
+        done = await asyncio.gather(*(self._extra_run(agent, row, hardware) for row in rows))
+        return [e for e in done if e is not None]
+
+    async def _extra_run(self, agent: str, row: Experiment, hardware: str | None) -> Experiment | None:
+        counted, finished = False, None
+        try:
+            member = self.members.get(agent)
+            priority = LAB_PRIORITY if agent == LAB else member.role.priority if member else 1.0
+            result, _ = await self.measure(agent, priority, row, hardware)
+            finished = self.ledger.finish_experiment(row.id, "measured" if result.status == "ok" else result.status,
+                                                     reason=result.reason, metric=result.metric,
+                                                     summary=result.summary)
+            counted = result.status != "interrupted"
+            self.report.ran.append(finished)
+            self.written(finished)
+        except Exception as err:  # the lab failed (git, disk): the run is recorded as a crash, the caller goes on
+            self.ledger.finish_experiment(row.id, "crash", reason=f"the lab failed: {type(err).__name__}: {err}")
+            counted = True
+        finally:
+            self.budget.settle(counted=counted)
+        return finished
+
+    async def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
+                      metric: float | None, summary: dict[str, Any]) -> Experiment:
+        head = experiment.commit if status == "keep" else self.ledger.agent(member.name).head_commit
+        done = self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
+                                             summary=summary)
+        self.world.reset(member.name, head)  # keep moves the agent's branch; anything else leaves it
+        member.agent.observe(member.ctx, done)
+        self.report.ran.append(done)
+        self.written(done)
+        for process in self.processes:
+            process.on_experiment(done)
+        if self.merger is not None and (self._merge_process or done.kind == "merge"):
+            await self._merge(member, done)
+        if done.proposal.get("assignment"):
+            report_assignment(self.post, done, self.task.metric)
+        return done
+
+    def written(self, done: Experiment) -> None:
+        """A run was recorded: rewrite what the world keeps of the results, and tell the display."""
+        self.world.written(done)
+        self.on_event("experiment_finished", {"experiment": done})
+
+    def _incumbent(self, member: _Member, experiment: Experiment) -> Callable[[], str]:
+        """What a candidate of `member` must beat, asked at decision time: the commit its branch stands at
+        (or, for a merge re-run, the program branch's)."""
+        if experiment.kind == "merge":
+            return self.world.main
+        return lambda: self.ledger.agent(member.name).head_commit
+
+    # adopting and merging -----------------------------------------------------------------------
+    def _adopt_program(self, member: _Member) -> None:
+        """Move the agent onto the program branch when what it publishes beats the agent's own head."""
+        if self.merger is None or not member.role.adopt_program:
+            return
+        main = self.merger.worth_adopting(self.ledger.agent(member.name).head_commit)
+        if main is not None:
+            self.ledger.set_agent_head(member.name, main)
+            self.world.reset(member.name, main)
+            self.ledger.log_event("adopted_program", agent=member.name, commit=main)
+
+    async def _merge(self, member: _Member, done: Experiment, by: str = "merge") -> str:
+        """Verify and merge a kept experiment into the program branch if it beats the program's best; say what
+        happened."""
+        if done.kind == "merge":
+            accepted = self.merger.accept_rerun(done, done.proposal["merge_by"])
+            return "merged after the re-run" if accepted else "not merged: the re-run did not beat the program's best"
+        if not self.merger.is_candidate(done):
+            return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
+        if self.evidence.verify_runs:
+            reproduced = await self.evidence.verify(done, member.role.name)
+            if not reproduced:
+                return "not merged: " + ("no experiment budget left to verify it" if reproduced is None
+                                         else "it did not reproduce with fresh seeds")
+            if not self.merger.is_candidate(done):  # its value now includes the fresh runs
+                return f"not merged: with the fresh runs #{done.id} no longer beats the program's best"
+        outcome, merged = self.merger.try_merge(done, by)
+        if merged is None:
+            return "merged" if outcome == "merged" else f"not merged: {outcome}"
+        if not self.budget.reserve():
+            return "not merged: the clean merge needs a re-run and the experiment budget is spent"
+        rerun = None
+        try:  # the clean merge of a moved branch is untested: run it before it can merge
+            main = self.world.main()
+            rerun = self.ledger.start_experiment(
+                member.name, main, merged, diff=self.world.diff(main, merged),
+                description=f"merge #{done.id} onto main",
+                hypothesis="the kept change still wins on top of the moved program branch",
+                proposal={"merge_of": done.id, "merge_by": by}, seed=self._first_seed(self.world.tree_of(merged)),
+                log_dir=self.world.logs_dir, kind="merge", rerun_of=done.id, tree=self.world.tree_of(merged))
+            self.world.label(rerun.id, merged)
+            rerun = await self._run_and_decide(member, rerun, None, self.world.main)
+        finally:
+            self.budget.settle(counted=rerun is not None and rerun.status != "interrupted")
+        merged_now = any(m.experiment_id == rerun.id for m in self.ledger.merges()[-1:])
+        return f"re-run as #{rerun.id} on top of the moved program branch: " + ("merged" if merged_now
+                                                                                  else "not merged")
+
+    def _merge_on_request(self, member: _Member, experiment_id: int) -> str:
+        """The `merge` tool of a role allowed to merge: from the agent's thread, the merge runs in the loop and
+        the agent waits for its outcome; from an agent in the loop, it starts and the agent goes on."""
+        try:
+            experiment = self.ledger.experiment(int(experiment_id))
+        except Exception:
+            return f"no experiment #{experiment_id}"
+        if experiment.status != "keep":
+            return f"not merged: #{experiment.id} was not kept ({experiment.status})"
+        owner = self.members.get(experiment.agent)
+        if owner is None:
+            return f"not merged: #{experiment.id} belongs to {experiment.agent}, who is not in this org"
+        if not member.blocking:
+            self._spawn(self._merge(owner, experiment, by=member.name))
+            return f"merging #{experiment.id}"
+        return asyncio.run_coroutine_threadsafe(self._merge(owner, experiment, by=member.name), self._loop).result()
+
+    # messages -------------------------------------------------------------------------------------
+    def _delivered(self, message: Message) -> None:
+        """A message was sent (in the loop's thread): assignments reach their researcher, news its lead, and
+        agents that listen hear it."""
+        if self.assignments is not None and self.assignments.arrived(message):
+            self.members[message.recipient].wake.set()
+        recipients = self.members.values() if message.recipient is None else \
+            [self.members[message.recipient]] if message.recipient in self.members else []
+        for member in recipients:
+            if member.name == message.sender:
+                continue
+            if not member.role.submits:
+                self._news(member)
+            hear = getattr(member.agent, "hear", None)
+            if hear is not None:
+                hear(member.ctx, message)
+
+    # pausing, interruption and recovery ----------------------------------------------------------------
+    def _pause(self, member: _Member, err: Exception, experiment: Experiment | None = None) -> None:
+        reason = f"{type(err).__name__}: {err}"
+        member.paused = True
+        if experiment is not None and self.ledger.experiment(experiment.id).status == "running":
+            self.ledger.finish_experiment(experiment.id, "crash", reason=f"the lab failed: {reason}")
+        self.world.reset(member.name, self.ledger.agent(member.name).head_commit)
+        self.ledger.log_event("agent_paused", agent=member.name, reason=reason, traceback=traceback.format_exc())
+        self.report.paused[member.name] = reason
+        self.on_event("agent_paused", {"agent": member.name, "reason": reason})
+        for other in self.members.values():  # researchers waiting on a paused lead find another one, or stop
+            other.wake.set()
+
+    def recover(self) -> list[Experiment]:
+        """Settle what a run that died left behind; return the experiments recorded as interrupted."""
+        settled = []
+        for experiment in self.ledger.experiments(status="running"):
+            self.world.kill_orphan(experiment)
+            self.ledger.finish_experiment(experiment.id, "interrupted",
+                                          reason="the run process stopped before this experiment finished")
+            settled.append(experiment)
+        for agent in self.ledger.agents():
+            self.world.reset(agent.name, agent.head_commit)
+        if settled:
+            self.ledger.log_event("recovered", interrupted=[e.id for e in settled])
+            self.world.written(settled[-1])
+        return settled
+
+    def _members(self) -> list[_Member]:
+        """Every agent of the org, with its place in the world and its backend; a backend that cannot start
+        fails here, before anything runs."""
+        members = []
+        for index, (name, role) in enumerate(self.org.agent_names()):
+            worktree = self.world.ensure_agent(name, role.name, role.backend)
+            self.post.worktrees[name] = worktree
+            ctx = AgentContext(name, self.task, worktree, self.world.agent_dir(name), self.ledger, role=role,
+                               stop=self.cancel, post=self.post,
+                               files=lambda path, commit=None, n=name: self.world.read(n, path, commit),
+                               main=self.world.main, idle=lambda n=name: self.idle(n))
+            agent = make_agent(role, ctx, index=index + self.seed_offset)
+            blocking = getattr(agent, "blocking", True)
+            if not role.submits and not hasattr(agent, "act"):
+                raise ConfigError(f"roles.{role.name}: submits = false makes it a lead, and the {role.backend!r} "
+                                  "backend cannot lead; use an LLM or the simulated backend")
+            if blocking and self.clock.virtual:
+                raise ConfigError(f"roles.{role.name}: the {role.backend!r} backend takes real time, and this world "
+                                  "runs in virtual time; use the simulated backend")
+            member = _Member(name, role, ctx, agent, blocking)
+            if role.merges:
+                ctx.merge = lambda experiment_id, m=member: self._merge_on_request(m, experiment_id)
+            members.append(member)
+            self.members[name] = member
+        researchers = [m.name for m in members if m.role.waits_for_assignment]
+        if researchers and all(m.role.submits for m in members):
+            raise ConfigError("roles wait for assignments but no role assigns them (set submits = false on a lead)")
+        self.assignments = Assignments(self.ledger, researchers)
+        for member in members:
+            self.post.mirror(member.name)
+        return members
+
+
+def _commit_message(agent: str, description: str, hypothesis: str) -> str:
+    body = f"\n\n{hypothesis}" if hypothesis else ""
+    return f"{description}{body}\n\nagent: {agent}"

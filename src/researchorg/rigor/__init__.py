@@ -1,1 +1,0 @@
-"""Rigor: how results are judged (acceptance policies)."""

@@ -1,0 +1,149 @@
+"""Acceptance policies: whether a candidate is kept, from its runs, the incumbent's runs and the noise floor.
+
+A policy sees every successful run of the candidate so far (one at first) and
+of the incumbent (the code the agent's branch stands at), on one hardware
+class, and the noise floor (sigma of one run, from the baseline run with K
+seeds). It answers keep, discard, or "run it again with a new seed" (`keep`
+None): the runtime then runs the candidate once more and asks again. With
+`final` set (no budget left for another run) it must decide.
+
+- `greedy`: autoresearch's rule, kept for comparison: keep when the mean beats
+  the incumbent's mean at all. Never asks for a re-run.
+- `noise-aware` (the default): a sequential z-test. The gain is the difference
+  of the means in the metric's good direction; its standard error is
+  sqrt(v_c/n_c + v_i/n_i), where each side's variance v is its own sample
+  variance shrunk toward the noise floor's (which counts as K-1 degrees of
+  freedom): v = ((K-1) sigma^2 + (n-1) s^2) / (K-1 + n-1). Seed noise differs
+  between configurations (a small model can be far steadier than the
+  baseline), so one sigma for all would drop steady real gains; the shrinkage
+  keeps a lucky tight pair of runs from claiming much. Keep when the gain
+  exceeds `sigmas` standard errors (default 2); drop when it is not positive
+  or after `max_runs` runs; in between (borderline) run again with a new seed.
+
+Every decision carries its evidence: the policy, the runs and their means,
+sigma, the standard error, z, the threshold and the rule that fired. The
+runtime adds the confounds (rigor/confounds.py).
+
+The incumbent is measured by its unselected runs (`stats.score.code_sample`): a code
+was kept because its runs came out well, so those runs overstate it (the
+winner's curse), and with many agents the overstatement grows until nothing
+can beat a lucky incumbent. Runs that no keep decision chose (the noise floor,
+verifications, ablations) measure it without that bias; only a code that has
+none is measured by all its runs. And while a decision is borderline, the side
+with fewer runs runs again (`rerun_incumbent`): a sequential test that only
+re-runs the candidate can never overcome an incumbent measured once, however
+lucky that once was.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from researchorg.stats.score import gain
+from researchorg.task.spec import MetricSpec
+
+
+def rerun_incumbent(candidate: list[float], incumbent: list[float]) -> bool:
+    """A borderline decision's next run: the incumbent's code when it has fewer runs than the candidate (its
+    uncertainty then weighs more in the standard error), else the candidate's."""
+    return len(incumbent) < len(candidate)
+
+
+@dataclass
+class Decision:
+    keep: bool | None  # None: run the candidate again with a new seed before deciding
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False, sigma_dof: int = 4) -> Decision: ...
+
+
+def _base_evidence(name: str, metric: MetricSpec, candidate: list[float],
+                   incumbent: list[float]) -> dict[str, Any] | Decision:
+    """The means and the gain; with nothing to compare to, the decision itself: the agent's first result is kept."""
+    if not incumbent:
+        return Decision(True, {"policy": name, "rule": "first result of the agent", "candidate_runs": candidate})
+    mean_c, mean_i = statistics.fmean(candidate), statistics.fmean(incumbent)
+    return {"policy": name, "candidate_runs": [round(v, 6) for v in candidate],
+            "incumbent_runs": [round(v, 6) for v in incumbent], "candidate_mean": mean_c,
+            "incumbent_mean": mean_i, "gain": gain(metric, mean_c, mean_i)}
+
+
+@dataclass
+class Greedy:
+    name: str = "greedy"
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False, sigma_dof: int = 4) -> Decision:
+        evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if isinstance(evidence, Decision):
+            return evidence
+        keep = evidence["gain"] > 0
+        return Decision(keep, {**evidence, "rule": "better than the incumbent" if keep else "not better"})
+
+
+@dataclass
+class NoiseAware:
+    sigmas: float = 2.0
+    max_runs: int = 4
+    name: str = "noise-aware"
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False, sigma_dof: int = 4) -> Decision:
+        evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if isinstance(evidence, Decision):
+            return evidence
+        if sigma is None:  # no noise floor measured: estimate it from the runs themselves, if there are some
+            sigma = pooled_sigma([candidate, incumbent])
+            evidence["sigma_from"] = "these runs" if sigma is not None else "none: no noise estimate"
+            se = (sigma or 0.0) * math.sqrt(1 / len(candidate) + 1 / len(incumbent))
+        else:
+            v_c, v_i = shrunk_variance(candidate, sigma, sigma_dof), shrunk_variance(incumbent, sigma, sigma_dof)
+            se = math.sqrt(v_c / len(candidate) + v_i / len(incumbent))
+            evidence.update(sigma_candidate=math.sqrt(v_c), sigma_incumbent=math.sqrt(v_i))
+        z = evidence["gain"] / se if se > 0 else math.copysign(math.inf, evidence["gain"]) if evidence["gain"] else 0.0
+        evidence.update(sigma=sigma, se=se, z=z, threshold=self.sigmas, test="one-sided z on the difference of means")
+        if z > self.sigmas:
+            return Decision(True, {**evidence, "rule": f"gain > {self.sigmas:g} standard errors"})
+        if z <= 0:
+            return Decision(False, {**evidence, "rule": "no gain"})
+        if final or len(candidate) >= self.max_runs:
+            why = "no budget for another run" if final and len(candidate) < self.max_runs else \
+                f"still below {self.sigmas:g} standard errors after {len(candidate)} runs"
+            return Decision(False, {**evidence, "rule": why})
+        return Decision(None, {**evidence, "rule": "borderline: run again with a new seed"})
+
+
+def shrunk_variance(runs: list[float], sigma: float, sigma_dof: int) -> float:
+    """The variance of one run of this code: its sample variance shrunk toward the noise floor's sigma^2."""
+    own = len(runs) - 1
+    if own <= 0:
+        return sigma ** 2
+    return (sigma_dof * sigma ** 2 + own * statistics.variance(runs)) / (sigma_dof + own)
+
+
+def pooled_sigma(groups: list[list[float]]) -> float | None:
+    """Pooled sample standard deviation of several groups of runs; None with no degree of freedom."""
+    dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+    if dof == 0:
+        return None
+    ss = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups if len(g) > 1)
+    return math.sqrt(ss / dof)
+
+
+def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4) -> Policy:
+    if name == "greedy":
+        return Greedy()
+    if name == "noise-aware":
+        return NoiseAware(sigmas=sigmas, max_runs=max_runs)
+    raise ValueError(f"unknown acceptance policy {name!r}; known: {', '.join(POLICIES)}")
+
+
+POLICIES = ("greedy", "noise-aware")

@@ -1,0 +1,50 @@
+"""The noise floor: how much one run's metric moves when only the seed changes.
+
+At the start of a program, and whenever a run uses a hardware class with no
+estimate yet, the baseline runs K times with different seeds (org.toml
+`[rigor] noise_runs`, default 5). The estimate (mean, sample sigma and a 95%
+interval for sigma) goes to the ledger, the status display and every
+noise-aware decision.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from scipy import stats
+
+
+@dataclass
+class NoiseEstimate:
+    mean: float
+    sigma: float  # sample standard deviation of one run
+    sigma_low: float  # 95% interval of sigma
+    sigma_high: float
+    runs: int
+
+    def describe(self, name: str) -> str:
+        return (f"noise floor: {name} {self.mean:.4f} ± {self.sigma:.4f} (1 sigma of one run, "
+                f"95% CI {self.sigma_low:.4f}–{self.sigma_high:.4f}, {self.runs} seeds)")
+
+
+def estimate(values: list[float]) -> NoiseEstimate:
+    """Mean and sample sigma of K runs, with a chi-square interval for sigma (K >= 2)."""
+    if len(values) < 2:
+        raise ValueError("a noise floor needs at least two runs")
+    dof = len(values) - 1
+    sigma = statistics.stdev(values)
+    low, high = stats.chi2.ppf(0.975, dof), stats.chi2.ppf(0.025, dof)
+    return NoiseEstimate(statistics.fmean(values), sigma, sigma * math.sqrt(dof / low),
+                      sigma * math.sqrt(dof / high), len(values))
+
+
+def fresh_seed(task_seed: int, used: set[int]) -> int:
+    """The seed of an extra run (noise floor, re-run, verification, ablation): the lowest one this code never
+    ran with, never the task seed, which belongs to a proposal's first run. The real and the virtual lab
+    both choose seeds here, so they run the same seeds."""
+    seed = task_seed + 1
+    while seed in used:
+        seed += 1
+    return seed

@@ -1,0 +1,92 @@
+"""Clocks: the engine runs on asyncio, under wall time or under virtual time, with the same code.
+
+Why asyncio: the engine's rules read top-down as coroutines (`await` a slot,
+`await` a run, `await` the re-runs a decision asks for), and the two worlds
+differ only in what waiting means. Under the wall clock a run is a subprocess
+watched from a worker thread and a slow agent (an LLM, a coding CLI) thinks in
+a thread of its own, so the loop keeps every other agent and slot going. Under
+the virtual clock nothing blocks: the loop never sleeps, and whenever no
+coroutine is ready it jumps to the next timer, so a simulated day of a
+thousand agents takes seconds. The virtual loop is asyncio's own selector loop
+whose time is a number it moves itself; the only change is the selector,
+which advances that number by the timeout asyncio asks it to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import time
+
+from researchorg.errors import LabError
+
+
+class WallClock:
+    """Real time: the clock of a real lab."""
+
+    virtual = False
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        self.loop = asyncio.new_event_loop()
+        return self.loop
+
+    def now(self) -> float:
+        """Seconds since the epoch: what the ledger records."""
+        return time.time()
+
+    async def sleep(self, seconds: float, stop: asyncio.Event) -> None:
+        """Wait `seconds`, or less if the run stops first."""
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except TimeoutError:
+                pass
+
+
+class _AdvancingSelector(selectors.DefaultSelector):
+    """A selector that never waits: asked to wait t seconds for I/O, it moves the virtual time by t."""
+
+    def __init__(self, clock: VirtualClock):
+        super().__init__()
+        self.clock = clock
+
+    def select(self, timeout: float | None = None) -> list:
+        if timeout is None:  # nothing is ready and nothing is scheduled: every process waits for another
+            raise LabError("virtual time stalled: every process is waiting and nothing is scheduled")
+        if timeout > 0:
+            self.clock.seconds += timeout
+        return []
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: VirtualClock):
+        self.clock = clock
+        super().__init__(_AdvancingSelector(clock))
+
+    def time(self) -> float:
+        return self.clock.seconds
+
+
+class VirtualClock:
+    """Virtual time, from 0: the clock of a simulated lab."""
+
+    virtual = True
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        self.loop = _VirtualLoop(self)
+        return self.loop
+
+    def now(self) -> float:
+        return self.seconds
+
+    async def sleep(self, seconds: float, stop: asyncio.Event) -> None:
+        """Let `seconds` of virtual time pass (nothing stops a simulation midway)."""
+        if seconds > 0:
+            await asyncio.sleep(seconds)

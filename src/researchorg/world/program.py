@@ -1,0 +1,229 @@
+"""A research program on disk: a git repository, its task, its org, its ledger and the agents' worktrees.
+
+Layout of a program directory (created by `Program.init`):
+
+    DIR/                 git repository; branch `main` is the program branch
+      task.toml ...      the task's files, as committed in the baseline
+      org.toml           the organization that works on the program
+      results.tsv        autoresearch's format, rewritten after every experiment
+      progress.png       written by `researchorg plot` and at the end of `run`
+      .researchorg/      not tracked: ledger.db, logs/, worktrees/<agent>/, slots/<slot>/, agents/<agent>/
+
+Each agent works on branch `agents/<name>` in worktree `.researchorg/worktrees/<name>`;
+experiments run in a detached checkout per compute slot, `.researchorg/slots/<slot>`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+from researchorg.config import OrgSpec, load_org
+from researchorg.errors import ConfigError, LabError
+from researchorg.ledger import SqlLedger
+from researchorg.ledger.export import results_tsv, write_atomic
+from researchorg.task import TaskSpec, find_task, load_task
+from researchorg.world.git import Git
+from researchorg.world.guard import file_hashes
+from researchorg.world.protocol import PROGRAM_BRANCH
+
+STATE_DIR = ".researchorg"
+DEFAULT_ORG = Path(__file__).parent.parent / "templates" / "solo-tuner.toml"
+_GITIGNORE = "results.tsv\nprogress.png\nablation.png\n.researchorg/\n__pycache__/\n*.pyc\nrun.log\n"
+
+
+class Program:
+    """An initialised program directory. Open one with `Program(path)`, create one with `Program.init`."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        if not (self.root / STATE_DIR / "ledger.db").is_file():
+            raise LabError(f"{self.root} is not a researchorg program (run `researchorg init {root}` first)")
+        self.git = Git(self.root)
+
+    # creation -------------------------------------------------------------------
+    @classmethod
+    def init(cls, root: Path | str, task: str, *, budget: float | None = None, org_file: Path | None = None,
+             prepare: bool = True) -> Program:
+        """Create a program: copy the task, commit the baseline, create the ledger, run the task's prepare step."""
+        root = Path(root).resolve()
+        if (root / STATE_DIR).exists():
+            raise LabError(f"{root} is already a program: use `researchorg run {root}`")
+        if root.exists() and any(root.iterdir()):
+            raise LabError(f"{root} exists and is not empty: choose a new directory")
+        task_dir = find_task(task)
+        load_task(task_dir)  # a broken task fails before anything is written
+        prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(task_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if budget is not None:
+            _set_budget(root / "task.toml", budget)
+        spec = load_task(root)
+        shutil.copyfile(org_file or DEFAULT_ORG, root / "org.toml")
+        for source, relative in prompts:
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, root / relative)
+        (root / ".gitignore").write_text(_GITIGNORE)
+        git = Git(root)
+        git("init", "-q", "-b", PROGRAM_BRANCH)
+        baseline = git.commit_all(f"baseline: task {spec.name}")
+        (root / STATE_DIR).mkdir()
+        ledger = SqlLedger(root / STATE_DIR / "ledger.db")
+        ledger.create_program(root.name, spec.name, spec.metric.name, spec.metric.direction, baseline,
+                              file_hashes(root, spec.protected_files()))
+        ledger.log_event("program_created", task=spec.name, budget_seconds=spec.budget_seconds)
+        ledger.close()
+        program = cls(root)
+        if prepare:
+            program.prepare()
+        return program
+
+    def check_requirements(self) -> None:
+        """A clear error now, rather than a crash in every run, when the task's Python modules are missing."""
+        missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
+                           f"not installed for {sys.executable} (for torch: pip install torch==2.13.0)")
+
+    def prepare(self) -> str:
+        """Check the task's requirements and run its prepare command once; return its output."""
+        self.check_requirements()
+        if not self.task.prepare:
+            return ""
+        argv = shlex.split(self.task.prepare)
+        if argv and argv[0] == "python":
+            argv[0] = sys.executable
+        proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"`{self.task.prepare}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        return proc.stdout
+
+    # what the program holds -----------------------------------------------------------
+    @cached_property
+    def task(self) -> TaskSpec:
+        return load_task(self.root)
+
+    @cached_property
+    def ledger(self) -> SqlLedger:
+        return SqlLedger(self.root / STATE_DIR / "ledger.db")
+
+    def org(self) -> OrgSpec:
+        return load_org(self.root / "org.toml")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def results_path(self) -> Path:
+        return self.root / "results.tsv"
+
+    @property
+    def plot_path(self) -> Path:
+        return self.root / "progress.png"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def agent_dir(self, name: str) -> Path:
+        path = self.state_dir / "agents" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # agents' branches and worktrees --------------------------------------------------
+    def ensure_agent(self, name: str, role: str, backend: str) -> Path:
+        """The agent's worktree, created on its branch from the program baseline the first time."""
+        branch, worktree = f"agents/{name}", self.state_dir / "worktrees" / name
+        baseline = self.ledger.program().baseline_commit
+        if not self.git.branch_exists(branch):
+            self.git("branch", branch, baseline)
+        if not (worktree / ".git").exists():
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "-q", str(worktree), branch)
+        self.ledger.ensure_agent(name, role, backend, branch, str(worktree), baseline)
+        return worktree
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Hold the program's run lock: one `researchorg run` at a time. The kernel frees it if we die."""
+        with open(self.state_dir / "run.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise LabError(f"another `researchorg run` is working on {self.root} "
+                               f"(pid {handle.read().strip() or '?'})") from None
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    def run_active(self) -> bool:
+        """Whether a `researchorg run` holds this program's run lock now."""
+        try:
+            with self.run_lock():
+                return False
+        except LabError:
+            return True
+
+    @classmethod
+    def of_worktree(cls, path: Path) -> tuple[Program, str]:
+        """The program and agent of an agent worktree that contains `path`."""
+        for folder in [path.resolve(), *path.resolve().parents]:
+            if folder.parent.name == "worktrees" and folder.parent.parent.name == STATE_DIR:
+                return cls(folder.parents[2]), folder.name
+        raise LabError(f"{path} is not inside an agent's worktree (.researchorg/worktrees/<agent>)")
+
+    def checkout_for_run(self, slot: str, commit: str) -> Path:
+        """The slot's own checkout, put exactly at `commit` (untracked and ignored files removed).
+
+        Experiments run here, not in the agent's worktree: the agent can prepare its
+        next change while this one trains, and nothing it does reaches the running code.
+        """
+        path = self.state_dir / "slots" / slot
+        if not (path / ".git").exists():
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "-q", "--detach", str(path), commit)
+        else:
+            slot_git = Git(path)
+            slot_git.remove_stale_lock()  # only the lab runs git here, one experiment at a time
+            slot_git("checkout", "-q", "--detach", "-f", commit)
+            slot_git("clean", "-fdqx")
+        return path
+
+    def write_results(self) -> None:
+        write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))
+
+
+def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
+    """The prompt files the org names, relative to its file, which `init` copies beside its org.toml."""
+    found = []
+    for role in load_org(org_file).roles:
+        for prompt in role.prompt:
+            source = org_file.parent / prompt
+            if not source.is_file() or Path(prompt).is_absolute() or ".." in Path(prompt).parts:
+                raise ConfigError(f"{org_file}: roles.{role.name}.prompt: no file {prompt} next to the org file")
+            found.append((source, prompt))
+    return found
+
+
+def _set_budget(task_toml: Path, budget: float) -> None:
+    if budget <= 0:
+        raise ConfigError(f"--budget must be positive, got {budget}")
+    text = task_toml.read_text()
+    text, n = re.subn(r"(?m)^budget_seconds\s*=.*$", f"budget_seconds = {budget:g}", text)
+    if n != 1:
+        raise ConfigError(f"{task_toml}: budget_seconds: expected one top-level line to override")
+    text = re.sub(r"(?m)^timeout_seconds\s*=.*$", f"timeout_seconds = {2 * budget + 60:g}", text)
+    task_toml.write_text(text)

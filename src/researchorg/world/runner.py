@@ -1,0 +1,208 @@
+"""The runner: one experiment command in a worktree, held to its time limit.
+
+For a task whose metric comes from its protected harness (`[metric] source =
+"harness"`), the result is the harness's verdict file (RESEARCHORG_RESULT,
+beside the log), not anything printed: see rigor/harness.py.
+
+The command runs in its own process group (a new session), so a timeout or a
+Ctrl-C kills everything it started, and a Ctrl-C in the terminal reaches the
+lab, not the training. Its output goes to a log file. The metric and the
+summary block (`key: value` lines after the last `---`) are read from the log.
+
+Other load on the machine slows a CPU run more than any seed does, so the
+runner records `other_cpu_s`: the CPU seconds the whole machine spent (from
+/proc/stat) minus what the run's own processes used, during the run.
+
+The environment carries the seed, the budget, the slot and its thread count
+(RESEARCHORG_SEED, RESEARCHORG_BUDGET, RESEARCHORG_SLOT, RESEARCHORG_THREADS,
+OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
+`python` in a task command is the interpreter that runs researchorg.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from researchorg.harness.protected import RESULT_ENV
+from researchorg.task.spec import TaskSpec
+from researchorg.world.protocol import RunResult
+from researchorg.world.slots import Slot
+
+CRASH_LOG_LINES = 50
+_SUMMARY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):\s+(\S.*?)\s*$")
+
+
+POLL_SECONDS = 0.05
+
+
+def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, slot: Slot,
+                on_start: Callable[[int], None] | None = None,
+                cancel: threading.Event | None = None) -> RunResult:
+    """Run the task's command in `worktree` on `slot`; return how it ended.
+
+    Setting `cancel` (from another thread) kills the run and returns `interrupted`.
+    A KeyboardInterrupt in this thread kills the run and is re-raised.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start, busy_before = time.monotonic(), _machine_busy_seconds()
+    with open(log_path, "wb") as log:
+        env = run_environment(task, seed, slot)
+        if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
+            verdict_path(log_path).unlink(missing_ok=True)
+            env[RESULT_ENV] = str(verdict_path(log_path))
+        try:
+            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        except OSError as err:
+            return RunResult("crash", reason=f"cannot start `{task.command}`: {err.strerror or err}")
+        if slot.cores:  # set before the interpreter has started its thread pools, which inherit it
+            os.sched_setaffinity(proc.pid, slot.cores)
+        if on_start is not None:
+            on_start(proc.pid)
+        try:
+            ended = _wait(proc, start + task.timeout, cancel)
+        except BaseException:
+            kill_group(proc.pid, proc)
+            raise
+        if ended is None:
+            kill_group(proc.pid, proc)
+            wall = time.monotonic() - start
+            if cancel is not None and cancel.is_set():
+                return RunResult("interrupted", reason="stopped by Ctrl-C", wall_seconds=wall)
+            return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
+        returncode, own_cpu = ended
+        kill_group(proc.pid)  # anything the command left running in its group
+    result = _read_result(task, log_path, returncode, time.monotonic() - start)
+    if busy_before is not None:
+        other = _machine_busy_seconds() - busy_before - own_cpu
+        result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
+    return result
+
+
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> tuple[int, float] | None:
+    """Reap `proc` by its deadline: (exit code, CPU seconds it and its reaped children used), or None."""
+    while time.monotonic() < deadline and not (cancel is not None and cancel.is_set()):
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        time.sleep(POLL_SECONDS)
+    return None
+
+
+def verdict_path(log_path: Path) -> Path:
+    return log_path.with_suffix(".verdict.json")
+
+
+def _read_verdict(log_path: Path, returncode: int, wall: float) -> RunResult:
+    """The result of a task whose protected harness computes the metric: only its verdict file counts."""
+    text = log_path.read_text(errors="replace")
+    try:
+        verdict = json.loads(verdict_path(log_path).read_text())
+    except (OSError, ValueError):
+        return RunResult("crash", returncode=returncode, wall_seconds=wall,
+                         reason=f"the harness wrote no verdict (exit code {returncode})\n{tail(text)}")
+    status, metric = verdict.get("status"), verdict.get("metric")
+    summary = verdict.get("summary") or {}
+    if status == "ok" and isinstance(metric, int | float) and math.isfinite(metric):
+        return RunResult("ok", metric=float(metric), summary=summary, returncode=returncode, wall_seconds=wall)
+    if status in ("invalid", "crash"):
+        return RunResult(status, summary=summary, returncode=returncode, wall_seconds=wall,
+                         reason=verdict.get("reason") or status)
+    return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
+                     reason=f"the harness's verdict has no finite metric: {verdict!r}"[:500])
+
+
+def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -> RunResult:
+    if task.metric.source == "harness":
+        return _read_verdict(log_path, returncode, wall)
+    text = log_path.read_text(errors="replace")
+    summary = parse_summary(text)
+    metric = task.read_metric(text)
+    if returncode != 0:
+        return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
+                         reason=f"exit code {returncode}\n{tail(text)}")
+    if metric is None:
+        return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
+                         reason=f"no finite `{task.metric.name}` in the log\n{tail(text)}")
+    return RunResult("ok", metric=metric, summary=summary, returncode=0, wall_seconds=wall)
+
+
+def parse_summary(text: str) -> dict[str, Any]:
+    """The `key: value` lines after the last `---` line; numbers as floats. No `---`, no summary."""
+    lines = text.splitlines()
+    if "---" not in lines:
+        return {}
+    lines = lines[len(lines) - lines[::-1].index("---"):]
+    summary: dict[str, Any] = {}
+    for line in lines:
+        match = _SUMMARY_LINE.match(line)
+        if match:
+            key, value = match.groups()
+            try:
+                summary[key] = float(value)
+            except ValueError:
+                summary[key] = value
+    return summary
+
+
+def tail(text: str, n: int = CRASH_LOG_LINES) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 3.0) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        if proc is not None and sig == signal.SIGTERM:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+    if proc is not None and proc.poll() is None:
+        proc.wait()
+
+
+def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
+    """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update({
+        "RESEARCHORG_SEED": str(seed),
+        "RESEARCHORG_BUDGET": f"{task.budget_seconds:g}",
+        "RESEARCHORG_SLOT": slot.name,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    if slot.threads:
+        env["RESEARCHORG_THREADS"] = str(slot.threads)
+        env["OMP_NUM_THREADS"] = str(slot.threads)
+    if slot.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    return env
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent not idle since boot, or None where /proc/stat is missing."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
