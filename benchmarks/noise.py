@@ -1,6 +1,6 @@
 """Seed noise of a task's baseline: the same code run with K seeds through the lab's runner.
 
-    python benchmarks/noise.py [--task tinylm] [--seeds 5] [--budget 30] [--threads 2]
+    python benchmarks/noise.py [--task tinylm] [--seeds 5] [--budget 30] [--threads 2] [--quick]
 
 Prints one line per seed and `baseline_mean:`, `baseline_sigma:` (sample
 standard deviation) and `steps_sigma:`. The README's noise figure comes from here.
@@ -23,7 +23,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="the simulated task, 3 seeds (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.task, args.seeds = "simulated", 3
     with tempfile.TemporaryDirectory() as tmp:
         program = Program.init(Path(tmp) / "noise", args.task, budget=args.budget)
         values, steps = [], []

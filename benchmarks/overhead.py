@@ -1,6 +1,6 @@
 """Overhead of researchorg over running the same experiments bare.
 
-    python benchmarks/overhead.py [--n 5] [--budget 30] [--task tinylm]
+    python benchmarks/overhead.py [--n 5] [--budget 30] [--task tinylm] [--quick]
 
 Runs N experiments of the default org through `researchorg run` (the real
 command: commit, guard, runner, ledger, tuner, results.tsv), then runs the very
@@ -35,7 +35,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--budget", type=float, default=30)
     parser.add_argument("--task", default="tinylm")
+    parser.add_argument("--quick", action="store_true", help="3 experiments of the simulated task (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.task, args.n, args.budget = "simulated", 3, 5
     threads = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "program"

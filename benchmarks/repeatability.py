@@ -1,6 +1,6 @@
 """Do independent reruns of one benchmark spec agree? Runs the spec with several seeds and compares intervals.
 
-    python benchmarks/repeatability.py [SPEC] [--seeds 0 100 200] [--measure final_verified]
+    python benchmarks/repeatability.py [SPEC] [--seeds 0 100 200] [--measure final_verified] [--quick]
 
 Each seed is an independent rerun of the whole comparison (repeat r of seed s
 uses landscape and agent seed s + r: no repeat is shared between reruns). For
@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from researchorg import load_bench
-from researchorg.bench.run import run_bench, summarize
+from researchorg import load_bench, run_bench, summarize_bench
 
 DEFAULT = Path(__file__).parents[1] / "examples" / "bench" / "simulated" / "bench.toml"
 
@@ -31,14 +30,17 @@ def main() -> None:
     parser.add_argument("spec", nargs="?", type=Path, default=DEFAULT)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 100, 200])
     parser.add_argument("--measure", default="final_verified")
+    parser.add_argument("--quick", action="store_true", help="two seeds of the default spec (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.spec, args.seeds = DEFAULT, [0, 100]
     started = time.perf_counter()
     summaries = {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             spec, orgs = load_bench(args.spec)
             spec.seed = seed
-            summaries[seed] = summarize(run_bench(spec, orgs, Path(tmp) / str(seed)))["orgs"]
+            summaries[seed] = summarize_bench(run_bench(spec, orgs, Path(tmp) / str(seed)))["orgs"]
     labels = list(summaries[args.seeds[0]])
     print(f"spec: {args.spec}  measure: {args.measure}  seeds: {args.seeds}")
     overlap = True

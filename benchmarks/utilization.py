@@ -1,7 +1,7 @@
 """Slot utilization: N agents on M slots through researchorg, against autoresearch's sequential loop.
 
     python benchmarks/utilization.py [--agents 4] [--slots 2] [--think 1.0] [--budget 2.0] [--experiments 40]
-                                     [--backend tuner|openai] [--in-flight 2]
+                                     [--backend tuner|openai] [--in-flight 2] [--quick]
 
 The task is a stand-in whose run sleeps for the budget (so the figure measures
 the scheduling, not the CPU). With `--backend tuner` the agents are Optuna
@@ -11,11 +11,14 @@ server (the tests' fake, on 127.0.0.1) that takes `--think` seconds per reply.
 Both configurations go through the real runtime, lab, git and ledger.
 Prints, measured in this one invocation:
 
-    slot_utilization:             researchorg, N agents on M slots (each with `--in-flight` proposals),
-                                  over the whole run, the agents' first thinking included
-    sequential_slot_utilization:  one agent on one slot, thinking then running, as autoresearch does
+    slot_utilization:             researchorg's default rigor (noise floor, noise-aware decisions with
+                                  re-runs), N agents on M slots (each with `--in-flight` proposals), over
+                                  the whole run, the agents' first thinking included
+    sequential_slot_utilization:  one agent on one slot, thinking then running, keeping what is better, as
+                                  autoresearch does (no noise floor)
     ..._from_first_run:           the same from the first run's start to the last run's end, counting
-                                  only time inside the runs themselves (the ledger's start and end times)
+                                  only time inside the runs themselves (from the ledger: each run's start
+                                  and its time on the slot)
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ print(f"score: {1 - (X - 0.3) ** 2:.6f}")
 
 
 def measure(root: Path, agents: int, slots: int, think: float, budget: float, experiments: int,
-            in_flight: int, backend: str) -> tuple[float, float]:
+            in_flight: int, backend: str, autoresearch: bool = False) -> tuple[float, float]:
+    """Utilization of one org: researchorg's default rigor (noise floor, noise-aware decisions), or
+    autoresearch's loop (keep if better, no noise floor)."""
     task = root / "task"
     task.mkdir(parents=True)
     (task / "task.toml").write_text(TASK_TOML.format(budget=budget))
@@ -70,18 +75,20 @@ def measure(root: Path, agents: int, slots: int, think: float, budget: float, ex
         agent = f'backend = "openai"\nmodel = "fake"\nbase_url = "{server.base_url}"\n'
     else:
         agent = f'backend = "tuner"\nthink_seconds = {think}\n'
-    org.write_text(f'name = "bench"\n[[roles]]\nname = "researcher"\ncount = {agents}\nin_flight = {in_flight}\n'
-                   + agent)
+    rigor = 'policy = "greedy"\n[rigor]\nnoise_runs = 0\n' if autoresearch else ""
+    org.write_text(f'name = "bench"\n{rigor}[[roles]]\nname = "researcher"\ncount = {agents}\n'
+                   f'in_flight = {in_flight}\n' + agent)
     try:
         program = Program.init(root / "program", str(task), org_file=org)
         report = Runtime(program, slots=[Slot(f"s{i}") for i in range(slots)]).run(Limits(max_experiments=experiments))
     finally:
         if server is not None:
             server.close()
-    assert len(report.ran) == experiments and all(e.status in ("keep", "discard") for e in report.ran)
+    if len(report.ran) != experiments or any(e.status not in ("keep", "discard", "measured") for e in report.ran):
+        raise SystemExit(f"expected {experiments} finished runs, got {[e.status for e in report.ran]}")
     runs = program.ledger.experiments()
-    span = max(e.ended_at for e in runs) - min(e.started_at for e in runs)
-    steady = sum(e.ended_at - e.started_at for e in runs) / (slots * span)
+    span = max(e.ran_until for e in runs) - min(e.started_at for e in runs)
+    steady = sum(e.ran_until - e.started_at for e in runs) / (slots * span)
     return report.utilization, steady
 
 
@@ -94,12 +101,16 @@ def main() -> None:
     parser.add_argument("--experiments", type=int, default=40)
     parser.add_argument("--in-flight", type=int, default=2)
     parser.add_argument("--backend", choices=["tuner", "openai"], default="tuner")
+    parser.add_argument("--quick", action="store_true", help="12 experiments of 0.5 s (CI)")
     args = parser.parse_args()
+    if args.quick:
+        args.experiments, args.budget, args.think = 12, 0.5, 0.25
     with tempfile.TemporaryDirectory() as tmp:
         ours, ours_steady = measure(Path(tmp) / "org", args.agents, args.slots, args.think, args.budget,
                                     args.experiments, args.in_flight, args.backend)
         sequential, sequential_steady = measure(Path(tmp) / "seq", 1, 1, args.think, args.budget,
-                                                max(args.experiments // 4, 5), 1, args.backend)
+                                                max(args.experiments // 4, 5), 1, args.backend,
+                                                autoresearch=True)
     print(f"backend: {args.backend}")
     print(f"agents: {args.agents}")
     print(f"slots: {args.slots}")

@@ -171,7 +171,7 @@ def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
     merges = ledger.merges()
     verified = [(0.0, 0.0)] + [(m.at - start, gain(metric, m.metric, base)) for m in merges]
     raw = best_so_far(((e.ended_at or start) - start, gain(metric, e.metric, base)) for e in kept)
-    spans = [(e.started_at - start, (e.ended_at or e.started_at) - start) for e in runs]
+    spans = [(e.started_at - start, e.ran_until - start) for e in runs]
     # a merge can land just after the last run ended (its verification decided it)
     horizon = max([end for _, end in spans] + [verified[-1][0], raw[-1][0]]) or 1e-9
     decided = [e for e in runs if e.kind == "proposal" and e.status in ("keep", "discard")]

@@ -36,19 +36,18 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-from researchorg.agents import Agent, AgentContext, make_agent
-from researchorg.config import RoleSpec
-from researchorg.engine.coordination import Assignments, report_assignment
+from researchorg.agents import AgentContext, make_agent
+from researchorg.engine.budget import Budget, Limits, RunReport
+from researchorg.engine.coordination import Member, Team, report_assignment
 from researchorg.engine.evidence import LAB, Code, Evidence
 from researchorg.engine.merging import Merger
 from researchorg.engine.messages import PostOffice
 from researchorg.engine.processes import Standup
 from researchorg.engine.scheduler import Scheduler
 from researchorg.errors import ConfigError
-from researchorg.ledger import Experiment, Message
+from researchorg.ledger import Experiment
 from researchorg.stats.acceptance import make_policy
 from researchorg.stats.noise import fresh_seed
 from researchorg.world.program import Program
@@ -57,64 +56,6 @@ from researchorg.world.real import GitWorld
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 LAB_PRIORITY = 1e6  # the noise floor gates every decision: its runs go first
-
-
-@dataclass
-class Limits:
-    max_experiments: int | None = None  # total recorded in the program (interrupted ones not counted)
-    max_hours: float | None = None  # time of this invocation (virtual hours in simulation)
-
-
-@dataclass
-class RunReport:
-    ran: list[Experiment] = field(default_factory=list)
-    stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
-    paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
-    slot_seconds: float = 0.0  # slot time spent running experiments
-    wall_seconds: float = 0.0  # time from start to end (virtual seconds in simulation)
-    slots: int = 1
-
-    @property
-    def utilization(self) -> float:
-        span = self.wall_seconds * self.slots
-        return self.slot_seconds / span if span > 0 else 0.0
-
-
-@dataclass
-class _Member:
-    name: str
-    role: RoleSpec
-    ctx: AgentContext
-    agent: Agent
-    blocking: bool  # its calls take real time: they run in a thread
-    paused: bool = False
-    lead: str | None = None  # for a researcher that waits for assignments: the lead it reports to
-    waiting: bool = False  # waiting for an assignment
-    mail: int = 0  # news for a lead: messages from others, researchers becoming idle
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class _Budget:
-    """How many more experiments may start."""
-
-    def __init__(self, limits: Limits, recorded: int, now: Callable[[], float]):
-        self.limits, self.recorded, self.in_flight, self.now = limits, recorded, 0, now
-        self.deadline = now() + limits.max_hours * 3600 if limits.max_hours else None
-        self.exhausted_by: str | None = None
-
-    def reserve(self) -> bool:
-        if self.limits.max_experiments is not None and self.recorded + self.in_flight >= self.limits.max_experiments:
-            self.exhausted_by = "max_experiments"
-        elif self.deadline is not None and self.now() >= self.deadline:
-            self.exhausted_by = "max_hours"
-        else:
-            self.in_flight += 1
-            return True
-        return False
-
-    def settle(self, counted: bool) -> None:
-        self.in_flight -= 1
-        self.recorded += counted
 
 
 class Runtime:
@@ -130,7 +71,8 @@ class Runtime:
         self.on_event = on_event or (lambda kind, data: None)
         self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
         self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
-        self.post = PostOffice(self.ledger, self._delivered)
+        self.team = Team()
+        self.post = PostOffice(self.ledger, self.team.delivered)
         self.evidence = Evidence(self.world, self.org, self.policy, self.post, self.extra_runs, self.cancel.is_set,
                                  self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}))
         self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
@@ -138,9 +80,8 @@ class Runtime:
         self.merger = Merger(self.world, self.ledger, self.post, self.task.metric) if merging else None
         self.processes = [Standup(spec, self.ledger, self.post, self.task.metric, self.clock.now)
                           for spec in self.org.processes if spec.kind == "standup"]
-        self.members: dict[str, _Member] = {}
-        self.assignments: Assignments | None = None
-        self.budget: _Budget | None = None
+        self.members = self.team.members
+        self.budget: Budget | None = None
         self.report = RunReport(slots=len(self.scheduler.slots))
         self._stop: asyncio.Event | None = None
         self._winding_down = False  # every submitting agent has stopped: leads take a last turn and stop
@@ -158,7 +99,7 @@ class Runtime:
         all at once through the scheduler, and return each code's runs. Ctrl-C stops it like a run."""
         async def plan() -> list[list[Experiment]]:
             self.recover()
-            self.budget = _Budget(limits or Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
+            self.budget = Budget(limits or Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
             return list(await asyncio.gather(*(self.extra_runs(agent, code, kind, n, hardware)
                                                for code, n in codes)))
         return self._in_loop(plan)
@@ -196,8 +137,7 @@ class Runtime:
         if self._stop is not None:
             self._stop.set()
         self.scheduler.close()
-        for member in self.members.values():
-            member.wake.set()
+        self.team.wake_all()
 
     @property
     def stopped(self) -> bool:
@@ -208,7 +148,7 @@ class Runtime:
         self.world.check_requirements()
         members = self._members()
         report = self.report
-        self.budget = _Budget(limits, self.ledger.count(exclude=("interrupted",)), self.clock.now)
+        self.budget = Budget(limits, self.ledger.count(exclude=("interrupted",)), self.clock.now)
         self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                               slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
         started = self.clock.now()
@@ -218,8 +158,7 @@ class Runtime:
         if submitters:
             await asyncio.wait(submitters)
         self._winding_down = True
-        for m in members:
-            m.wake.set()
+        self.team.wake_all()
         await asyncio.gather(floor, *(task for _, task in workers))
         while self._tasks:  # merges a lead started, and anything they started
             await asyncio.gather(*list(self._tasks))
@@ -243,7 +182,7 @@ class Runtime:
         return task
 
     # an agent's loops ---------------------------------------------------------------------
-    async def _researcher(self, member: _Member) -> None:
+    async def _researcher(self, member: Member) -> None:
         """A submitting agent: propose while up to `in_flight` of its experiments run."""
         places = asyncio.Semaphore(member.role.in_flight)
         lives = []
@@ -269,7 +208,7 @@ class Runtime:
             lives.append(self._spawn(self._life(member, *submitted, places)))
         await asyncio.gather(*lives)
 
-    async def _lead(self, member: _Member) -> None:
+    async def _lead(self, member: Member) -> None:
         """A role that runs no experiment (a chief): it acts at the start and whenever it has news. When every
         submitting agent has stopped it gets one last turn if news came since it last acted (the final reports),
         so it can still merge what the researchers finished."""
@@ -289,55 +228,30 @@ class Runtime:
                 self._pause(member, err)
                 return
 
-    async def _wait_for_assignment(self, member: _Member) -> bool:
+    async def _wait_for_assignment(self, member: Member) -> bool:
         """Wait until an assignment for this agent arrives (its lead knows it is idle); False if the run stops
         or no lead is left."""
         while not self.stopped:
-            assignment = self.assignments.take(member.name)
-            if assignment is not None:
-                member.ctx.assignment = assignment
-                member.waiting = False
+            if self.team.take_assignment(member):
                 return True
-            lead = self._lead_of(member)
-            if lead is None:
+            if not self.team.wait_for_lead(member):
                 return False
-            if not member.waiting:
-                member.waiting = True
-                self._news(lead)
             member.wake.clear()
             await member.wake.wait()
         return False
 
-    def _lead_of(self, member: _Member) -> _Member | None:
-        """A researcher's lead; another one if it was paused; None when no lead is left."""
-        leads = [m for m in self.members.values() if not m.role.submits and not m.paused]
-        if not leads:
-            return None
-        if member.lead not in {m.name for m in leads}:
-            member.lead = leads[list(self.members).index(member.name) % len(leads)].name
-        return self.members[member.lead]
-
-    def idle(self, lead: str) -> list[str]:
-        """The researchers of `lead` waiting for an assignment, in the org's order."""
-        return [m.name for m in self.members.values()
-                if m.waiting and m.lead == lead and not self.assignments.has(m.name)]
-
-    def _news(self, lead: _Member) -> None:
-        lead.mail += 1
-        lead.wake.set()
-
-    def _at_cap(self, member: _Member) -> bool:
+    def _at_cap(self, member: Member) -> bool:
         cap = member.role.max_experiments
         return cap is not None and self.ledger.count(agent=member.name, exclude=("interrupted",)) >= cap
 
-    async def _call(self, member: _Member, method: Callable, *args: Any) -> Any:
+    async def _call(self, member: Member, method: Callable, *args: Any) -> Any:
         """Call an agent: in the loop if it answers at once, else in a thread (the loop goes on meanwhile)."""
         if not member.blocking:
             return method(*args)
         return await asyncio.get_running_loop().run_in_executor(None, method, *args)
 
     # one experiment's life ----------------------------------------------------------------------
-    async def _submit(self, member: _Member) -> tuple[Experiment, str | None] | None:
+    async def _submit(self, member: Member) -> tuple[Experiment, str | None] | None:
         """Ask the agent for a proposal, commit it beside its branch and record it; None if it has none."""
         self._adopt_program(member)
         await self.clock.sleep(member.role.think_seconds, self._stop)
@@ -368,7 +282,7 @@ class Runtime:
         used = self.ledger.seeds_of(tree)
         return self.task.seed if self.task.seed not in used else fresh_seed(self.task.seed, used)
 
-    async def _life(self, member: _Member, experiment: Experiment, invalid: str | None,
+    async def _life(self, member: Member, experiment: Experiment, invalid: str | None,
                     places: asyncio.Semaphore) -> None:
         done = None
         try:
@@ -379,7 +293,7 @@ class Runtime:
             self.budget.settle(counted=done is not None and done.status != "interrupted")
             places.release()
 
-    async def _run_and_decide(self, member: _Member, experiment: Experiment, invalid: str | None,
+    async def _run_and_decide(self, member: Member, experiment: Experiment, invalid: str | None,
                               incumbent: Callable[[], str]) -> Experiment:
         invalid = invalid or self.world.guard(experiment.parent_commit, experiment.commit)
         if invalid:
@@ -405,7 +319,9 @@ class Runtime:
             self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
             result = await self.world.run(slot, experiment, self.cancel)
         finally:
-            self.scheduler.release(slot, agent, self.clock.now() - started)
+            held = self.clock.now() - started
+            self.scheduler.release(slot, agent, held)
+        result.summary["slot_seconds"] = held  # the run's own time on the slot; its decision may take longer
         return result, slot.hardware()
 
     async def extra_runs(self, agent: str, code: Code, kind: str, n: int, hardware: str | None) -> list[Experiment]:
@@ -444,7 +360,7 @@ class Runtime:
             self.budget.settle(counted=counted)
         return finished
 
-    async def _finish(self, member: _Member, experiment: Experiment, status: str, reason: str,
+    async def _finish(self, member: Member, experiment: Experiment, status: str, reason: str,
                       metric: float | None, summary: dict[str, Any]) -> Experiment:
         head = experiment.commit if status == "keep" else self.ledger.agent(member.name).head_commit
         done = self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
@@ -466,7 +382,7 @@ class Runtime:
         self.world.written(done)
         self.on_event("experiment_finished", {"experiment": done})
 
-    def _incumbent(self, member: _Member, experiment: Experiment) -> Callable[[], str]:
+    def _incumbent(self, member: Member, experiment: Experiment) -> Callable[[], str]:
         """What a candidate of `member` must beat, asked at decision time: the commit its branch stands at
         (or, for a merge re-run, the program branch's)."""
         if experiment.kind == "merge":
@@ -474,7 +390,7 @@ class Runtime:
         return lambda: self.ledger.agent(member.name).head_commit
 
     # adopting and merging -----------------------------------------------------------------------
-    def _adopt_program(self, member: _Member) -> None:
+    def _adopt_program(self, member: Member) -> None:
         """Move the agent onto the program branch when what it publishes beats the agent's own head."""
         if self.merger is None or not member.role.adopt_program:
             return
@@ -484,7 +400,7 @@ class Runtime:
             self.world.reset(member.name, main)
             self.ledger.log_event("adopted_program", agent=member.name, commit=main)
 
-    async def _merge(self, member: _Member, done: Experiment, by: str = "merge") -> str:
+    async def _merge(self, member: Member, done: Experiment, by: str = "merge") -> str:
         """Verify and merge a kept experiment into the program branch if it beats the program's best; say what
         happened."""
         if done.kind == "merge":
@@ -521,7 +437,7 @@ class Runtime:
         return f"re-run as #{rerun.id} on top of the moved program branch: " + ("merged" if merged_now
                                                                                   else "not merged")
 
-    def _merge_on_request(self, member: _Member, experiment_id: int) -> str:
+    def _merge_on_request(self, member: Member, experiment_id: int) -> str:
         """The `merge` tool of a role allowed to merge: from the agent's thread, the merge runs in the loop and
         the agent waits for its outcome; from an agent in the loop, it starts and the agent goes on."""
         try:
@@ -538,25 +454,8 @@ class Runtime:
             return f"merging #{experiment.id}"
         return asyncio.run_coroutine_threadsafe(self._merge(owner, experiment, by=member.name), self._loop).result()
 
-    # messages -------------------------------------------------------------------------------------
-    def _delivered(self, message: Message) -> None:
-        """A message was sent (in the loop's thread): assignments reach their researcher, news its lead, and
-        agents that listen hear it."""
-        if self.assignments is not None and self.assignments.arrived(message):
-            self.members[message.recipient].wake.set()
-        recipients = self.members.values() if message.recipient is None else \
-            [self.members[message.recipient]] if message.recipient in self.members else []
-        for member in recipients:
-            if member.name == message.sender:
-                continue
-            if not member.role.submits:
-                self._news(member)
-            hear = getattr(member.agent, "hear", None)
-            if hear is not None:
-                hear(member.ctx, message)
-
     # pausing, interruption and recovery ----------------------------------------------------------------
-    def _pause(self, member: _Member, err: Exception, experiment: Experiment | None = None) -> None:
+    def _pause(self, member: Member, err: Exception, experiment: Experiment | None = None) -> None:
         reason = f"{type(err).__name__}: {err}"
         member.paused = True
         if experiment is not None and self.ledger.experiment(experiment.id).status == "running":
@@ -565,8 +464,7 @@ class Runtime:
         self.ledger.log_event("agent_paused", agent=member.name, reason=reason, traceback=traceback.format_exc())
         self.report.paused[member.name] = reason
         self.on_event("agent_paused", {"agent": member.name, "reason": reason})
-        for other in self.members.values():  # researchers waiting on a paused lead find another one, or stop
-            other.wake.set()
+        self.team.wake_all()  # researchers waiting on a paused lead find another one, or stop
 
     def recover(self) -> list[Experiment]:
         """Settle what a run that died left behind; return the experiments recorded as interrupted."""
@@ -583,7 +481,7 @@ class Runtime:
             self.world.written(settled[-1])
         return settled
 
-    def _members(self) -> list[_Member]:
+    def _members(self) -> list[Member]:
         """Every agent of the org, with its place in the world and its backend; a backend that cannot start
         fails here, before anything runs."""
         members = []
@@ -593,7 +491,7 @@ class Runtime:
             ctx = AgentContext(name, self.task, worktree, self.world.agent_dir(name), self.ledger, role=role,
                                stop=self.cancel, post=self.post,
                                files=lambda path, commit=None, n=name: self.world.read(n, path, commit),
-                               main=self.world.main, idle=lambda n=name: self.idle(n))
+                               main=self.world.main, idle=lambda n=name: self.team.idle(n))
             agent = make_agent(role, ctx, index=index + self.seed_offset)
             blocking = getattr(agent, "blocking", True)
             if not role.submits and not hasattr(agent, "act"):
@@ -602,15 +500,12 @@ class Runtime:
             if blocking and self.clock.virtual:
                 raise ConfigError(f"roles.{role.name}: the {role.backend!r} backend takes real time, and this world "
                                   "runs in virtual time; use the simulated backend")
-            member = _Member(name, role, ctx, agent, blocking)
+            member = Member(name, role, ctx, agent, blocking)
             if role.merges:
                 ctx.merge = lambda experiment_id, m=member: self._merge_on_request(m, experiment_id)
             members.append(member)
-            self.members[name] = member
-        researchers = [m.name for m in members if m.role.waits_for_assignment]
-        if researchers and all(m.role.submits for m in members):
-            raise ConfigError("roles wait for assignments but no role assigns them (set submits = false on a lead)")
-        self.assignments = Assignments(self.ledger, researchers)
+            self.team.add(member)
+        self.team.start(self.ledger)
         for member in members:
             self.post.mirror(member.name)
         return members

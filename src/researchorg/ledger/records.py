@@ -76,6 +76,13 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def ran_until(self) -> float:
+        """When the run left its slot: its start and its slot time (a proposal is recorded only once decided,
+        which may take re-runs)."""
+        held = self.summary.get("slot_seconds")
+        return self.started_at + held if isinstance(held, int | float) else (self.ended_at or self.started_at)
+
 
 @dataclass(frozen=True)
 class Merge:

@@ -150,6 +150,6 @@ class LiveView:
 
     def _expected_seconds(self) -> float:
         """How long an experiment takes, start-up and evaluation included: the mean of the finished ones."""
-        walls = [e.ended_at - e.started_at for e in self.history[-10:]
+        walls = [e.ran_until - e.started_at for e in self.history[-10:]
                  if e.ended_at and e.status in ("keep", "discard", "measured")]
         return sum(walls) / len(walls) if walls else self.task.budget_seconds

@@ -1,0 +1,52 @@
+"""What a run may spend and what it reports: limits, the experiment budget, the run's report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from researchorg.ledger import Experiment
+
+
+@dataclass
+class Limits:
+    max_experiments: int | None = None  # total recorded in the program (interrupted ones not counted)
+    max_hours: float | None = None  # time of this invocation (virtual hours in simulation)
+
+
+@dataclass
+class RunReport:
+    ran: list[Experiment] = field(default_factory=list)
+    stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
+    paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
+    slot_seconds: float = 0.0  # slot time spent running experiments
+    wall_seconds: float = 0.0  # time from start to end (virtual seconds in simulation)
+    slots: int = 1
+
+    @property
+    def utilization(self) -> float:
+        span = self.wall_seconds * self.slots
+        return self.slot_seconds / span if span > 0 else 0.0
+
+
+class Budget:
+    """How many more experiments may start."""
+
+    def __init__(self, limits: Limits, recorded: int, now: Callable[[], float]):
+        self.limits, self.recorded, self.in_flight, self.now = limits, recorded, 0, now
+        self.deadline = now() + limits.max_hours * 3600 if limits.max_hours else None
+        self.exhausted_by: str | None = None
+
+    def reserve(self) -> bool:
+        if self.limits.max_experiments is not None and self.recorded + self.in_flight >= self.limits.max_experiments:
+            self.exhausted_by = "max_experiments"
+        elif self.deadline is not None and self.now() >= self.deadline:
+            self.exhausted_by = "max_hours"
+        else:
+            self.in_flight += 1
+            return True
+        return False
+
+    def settle(self, counted: bool) -> None:
+        self.in_flight -= 1
+        self.recorded += counted
