@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,15 +13,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markdown import Markdown
+from rich.table import Table
 
 from researchorg import __version__
 from researchorg.agents import check_org
+from researchorg.bench.ablation import Ablation, ablation_plot
+from researchorg.bench.measures import summarize as summarize_bench
+from researchorg.bench.report import write_report
+from researchorg.bench.run import run_bench
+from researchorg.bench.spec import load_bench
 from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ResearchOrgError
 from researchorg.ledger.export import results_json, results_tsv
 from researchorg.report.console import LiveView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
+from researchorg.task import load_task
+from researchorg.world.grid import open_grid
 from researchorg.world.program import Program
 from researchorg.world.slots import detect_slots
 
@@ -140,9 +151,7 @@ def check(
                                              "a bench spec.")],
 ) -> None:
     """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running."""
-    import tomllib
 
-    from researchorg.task import load_task
 
     org_file = path / "org.toml" if path.is_dir() else path
     try:
@@ -150,7 +159,6 @@ def check(
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         is_bench = False  # load_org says what is wrong
     if is_bench:
-        from researchorg.bench.spec import load_bench
 
         spec, orgs = load_bench(org_file)
         console.print(f"[green]ok[/] {org_file}: bench {spec.name} on {spec.task}, {spec.repeats} repeats, "
@@ -200,7 +208,6 @@ def messages(
     last: Annotated[int | None, typer.Option(help="Only the latest N messages.")] = None,
 ) -> None:
     """Show the messages between agents, processes and people."""
-    from rich.markdown import Markdown
 
     program = Program(directory)
     for m in program.ledger.messages(for_agent=agent, limit=last):
@@ -217,7 +224,6 @@ def submit(
     wait: Annotated[bool, typer.Option(help="Wait for the result and print it.")] = True,
 ) -> None:
     """Run the changes in this agent worktree as an experiment, through the running org's scheduler."""
-    import time
 
     program, agent = Program.of_worktree(Path.cwd())
     if not program.run_active():
@@ -247,7 +253,6 @@ def grid(
     slots: Annotated[int | None, typer.Option(help="Compute slots for the run pane.")] = None,
 ) -> None:
     """Open a tmux grid: the run in one pane, each interactive agent's CLI in its own, for people to take over."""
-    from researchorg.world.grid import open_grid
 
     name = open_grid(Program(directory), [] if slots is None else ["--slots", str(slots)])
     console.print(f"tmux session {name}: attach with `tmux attach -t {name}`")
@@ -296,9 +301,7 @@ def ablate(
     threads: Annotated[int | None, typer.Option(help="CPU threads per slot (as for run).")] = None,
 ) -> None:
     """Leave-one-out ablation of the changes merged into main: which ones matter (table and ablation.png)."""
-    from rich.table import Table
 
-    from researchorg.bench.ablation import Ablation, ablation_plot
 
     program = Program(directory)
     merges = program.ledger.merges()
@@ -356,10 +359,6 @@ def bench(
     """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png.
 
     The simulated task runs in the virtual lab, in seconds; any other task through the real lab (OUT/programs)."""
-    from researchorg.bench.measures import summarize
-    from researchorg.bench.report import write_report
-    from researchorg.bench.run import run_bench
-    from researchorg.bench.spec import load_bench
 
     spec, orgs = load_bench(spec_file)
     if seed is not None:
@@ -378,7 +377,7 @@ def bench(
     except KeyboardInterrupt:
         console.print(f"stopped by Ctrl-C; finished repeats are kept in {out}: run the same command to resume")
         raise typer.Exit(130) from None
-    summary = summarize(results, target)
+    summary = summarize_bench(results, target)
     spec_text = spec_file.read_text() + (f"\n# run with --seed {seed}\n" if seed is not None else "")
     paths = write_report(spec.name, spec_text, results, summary, out)
     for kind, path in paths.items():

@@ -94,9 +94,13 @@ class Landscape:
     def helpful(self, config: frozenset[str], candidates: list[str]) -> list[str]:
         """The candidates whose addition to `config` truly helps: its effect and its interactions with the
         ideas in `config` sum to a gain (what `true_gain` says, without re-summing the whole code each time)."""
-        return [name for name in candidates
-                if math.fsum([self._by_name[name].effect,
-                              *(v for other, v in self._partners.get(name, ()) if other in config)]) > 0]
+        found = []
+        for name in candidates:
+            effect = self._by_name[name].effect
+            partners = [v for other, v in self._partners.get(name, ()) if other in config]
+            if (math.fsum([effect, *partners]) if partners else effect) > 0:
+                found.append(name)
+        return found
 
     def true_gain(self, candidate: frozenset[str], incumbent: frozenset[str]) -> float:
         """How much `candidate` truly beats `incumbent` (positive: better)."""

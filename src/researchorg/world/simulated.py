@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import re
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from researchorg.config import OrgSpec
 from researchorg.harness.landscape import Landscape, tree_of
@@ -52,6 +52,9 @@ class SimWorld:
         self._tree_ids: dict[str, str] = {"c0": tree_of(frozenset())}
         self._trees = {self._tree_ids["c0"]: frozenset()}
         self._main = "c0"
+        self._landscape_toml = "".join(  # the landscape's parameters, as the task's landscape.toml gives them
+            f"{f.name} = {list(v) if isinstance(v := getattr(landscape, f.name), tuple) else v!r}\n"
+            for f in fields(landscape) if f.init)
         self.ledger.create_program("virtual", "simulated", self.task.metric.name, self.task.metric.direction, "c0", {})
 
     def org(self) -> OrgSpec:
@@ -127,8 +130,7 @@ class SimWorld:
 
     def read(self, agent: str, path: str, commit: str | None = None) -> str:
         if path == "landscape.toml":
-            return "".join(f"{k} = {list(v) if isinstance(v, tuple) else v!r}\n"
-                           for k, v in asdict(self.landscape).items() if k not in ("ideas", "pairs"))
+            return self._landscape_toml
         if path != IDEAS_FILE:
             return (self.task.root / path).read_text()
         config = self._configs[commit or self.ledger.agent(agent).head_commit]
