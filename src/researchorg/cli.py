@@ -358,7 +358,8 @@ def bench(
 ) -> None:
     """Compare orgs on one task with equal compute over repeats: report.md, report.html, report.json, curves.png.
 
-    The simulated task runs in the virtual lab, in seconds; any other task through the real lab (OUT/programs)."""
+    The simulated task runs in the simulated world, in virtual time (seconds); any other task through the real
+    lab (OUT/programs). Both run the same engine."""
 
     spec, orgs = load_bench(spec_file)
     if seed is not None:

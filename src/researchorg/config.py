@@ -81,7 +81,7 @@ class RoleSpec(Strict):
 
 class ProcessSpec(Strict):
     """A process of the org: `standup` on a clock, `merge` on every kept experiment, `verify` before every
-    merge (see org/)."""
+    merge (see engine/)."""
 
     kind: Literal["standup", "merge", "verify"]
     every_experiments: int | None = Field(default=None, ge=1)
@@ -96,7 +96,7 @@ class ProcessSpec(Strict):
 
 
 class RigorSpec(Strict):
-    """How results are judged (see rigor/acceptance.py)."""
+    """How results are judged (see stats/acceptance.py)."""
 
     noise_runs: int = Field(default=5, ge=0)  # baseline runs with different seeds per hardware class; 0: none
     sigmas: float = Field(default=2.0, gt=0)  # noise-aware: keep only a gain above this many standard errors

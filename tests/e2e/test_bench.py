@@ -1,4 +1,4 @@
-"""`researchorg bench` on the simulated task in the virtual lab: equal compute, repeats, intervals, a report."""
+"""`researchorg bench` on the simulated task in the simulated world: equal compute, repeats, intervals, a report."""
 
 from __future__ import annotations
 

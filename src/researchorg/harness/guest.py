@@ -2,7 +2,7 @@
 
     python -m researchorg.harness.guest SPEC.json
 
-A protected harness (rigor/harness.py) starts this in a child process. Before
+A protected harness (harness/protected.py) starts this in a child process. Before
 the agent's script runs, it imports the heavy libraries the spec names (so that
 their own start-up is not judged), fixes the seed, and installs a Python audit
 hook (PEP 578: it cannot be removed) that refuses, and reports to the harness

@@ -116,7 +116,7 @@ class Landscape:
 
 
 def tree_of(config: frozenset[str]) -> str:
-    """A stable name of a set of ideas, playing the part of a git tree in the virtual lab."""
+    """A stable name of a set of ideas, playing the part of a git tree in the simulated world."""
     return hashlib.sha1(",".join(sorted(config)).encode()).hexdigest()
 
 

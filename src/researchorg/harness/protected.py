@@ -2,7 +2,7 @@
 
 A task whose `[metric] source = "harness"` promises that its protected command
 (e.g. tinylm's harness.py) runs the agent's training code as a watched guest
-(rigor/guest.py) under the time budget, evaluates what it produced in a
+(harness/guest.py) under the time budget, evaluates what it produced in a
 process the agent's code never ran in, and writes its verdict to the file
 named by RESEARCHORG_RESULT. The lab reads only that file: a metric line the
 agent's code prints is not a result (the harness even marks the run invalid

@@ -22,7 +22,7 @@ None): the runtime then runs the candidate once more and asks again. With
 
 Every decision carries its evidence: the policy, the runs and their means,
 sigma, the standard error, z, the threshold and the rule that fired. The
-runtime adds the confounds (rigor/confounds.py).
+runtime adds the confounds (stats/confounds.py).
 
 The incumbent is measured by its unselected runs (`stats.score.code_sample`): a code
 was kept because its runs came out well, so those runs overstate it (the

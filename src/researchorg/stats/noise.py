@@ -42,8 +42,8 @@ def estimate(values: list[float]) -> NoiseEstimate:
 
 def fresh_seed(task_seed: int, used: set[int]) -> int:
     """The seed of an extra run (noise floor, re-run, verification, ablation): the lowest one this code never
-    ran with, never the task seed, which belongs to a proposal's first run. The real and the virtual lab
-    both choose seeds here, so they run the same seeds."""
+    ran with, never the task seed, which belongs to a proposal's first run. Both worlds choose seeds
+    here (through the one engine), so they run the same seeds."""
     seed = task_seed + 1
     while seed in used:
         seed += 1

@@ -51,7 +51,7 @@ class MetricSpec(Strict):
     direction: Literal["minimize", "maximize"]
     pattern: str | None = None  # a regex whose first group is the value; default `^<name>:\s*<number>`
     # "stdout": the command prints the metric; "harness": the protected command writes a verdict file
-    # (status, metric, summary) to $RESEARCHORG_RESULT and printed lines are ignored (rigor/harness.py)
+    # (status, metric, summary) to $RESEARCHORG_RESULT and printed lines are ignored (harness/protected.py)
     source: Literal["stdout", "harness"] = "stdout"
 
     def regex(self) -> re.Pattern[str]:

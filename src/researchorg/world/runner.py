@@ -2,7 +2,7 @@
 
 For a task whose metric comes from its protected harness (`[metric] source =
 "harness"`), the result is the harness's verdict file (RESEARCHORG_RESULT,
-beside the log), not anything printed: see rigor/harness.py.
+beside the log), not anything printed: see harness/protected.py.
 
 The command runs in its own process group (a new session), so a timeout or a
 Ctrl-C kills everything it started, and a Ctrl-C in the terminal reaches the
