@@ -24,12 +24,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def load_toml_model(path: Path, model: type[M], **extra: Any) -> M:
+def load_toml_model(path: Path | str, model: type[M], **extra: Any) -> M:
     """Parse `path` as TOML and validate it as `model`; raise ConfigError naming the file and key."""
+    path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a TOML file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     return validate(model, {**data, **extra}, path)
@@ -130,5 +135,5 @@ class OrgSpec(Strict):
         return agents
 
 
-def load_org(path: Path) -> OrgSpec:
+def load_org(path: Path | str) -> OrgSpec:
     return load_toml_model(path, OrgSpec)

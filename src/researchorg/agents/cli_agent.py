@@ -8,7 +8,8 @@ works as root, unlike skipping permissions) or `codex exec --json --full-auto
 tools; the lab then commits what changed and its guard rejects anything outside
 the editable files. The CLI is told not to run the training: the lab does,
 on a slot. A CLI that fails or hangs past `cli_timeout` is killed (its whole
-process group) and the agent is paused with the reason.
+process group) and the agent is paused with the reason; at Ctrl-C it is
+killed at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from typing import Any
 
 from researchorg.agents.base import AgentContext, Proposal
@@ -36,6 +38,7 @@ HYPOTHESIS: <what you expect and why>
 
 INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
 COMMAND = {"claude-code": "claude", "codex": "codex"}
+STOP_POLL_SECONDS = 0.5  # how often a CLI run looks whether the run was stopped
 
 
 class CodingCLIAgent:
@@ -51,6 +54,8 @@ class CodingCLIAgent:
     def propose(self, ctx: AgentContext) -> Proposal | None:
         prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
         output = self._run(self._argv(prompt, ctx), ctx)
+        if output is None:
+            return None
         text, usage = parse_claude(output) if self.backend == "claude-code" else parse_codex(output)
         ctx.ledger.record_usage(ctx.name, self.options.model or self.backend, usage.get("input_tokens", 0),
                                 usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
@@ -71,16 +76,23 @@ class CodingCLIAgent:
         return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
                 *model, prompt]
 
-    def _run(self, argv: list[str], ctx: AgentContext) -> str:
+    def _run(self, argv: list[str], ctx: AgentContext) -> str | None:
+        """The CLI's output; None if the run stopped (Ctrl-C) first: its whole process group is killed."""
         proc = subprocess.Popen(argv, cwd=ctx.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ))
-        try:
-            out, err = proc.communicate(timeout=self.options.cli_timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise AgentError(f"the {self.backend} CLI did not finish in {self.options.cli_timeout:g} s; "
-                             "killed") from None
+        deadline = time.monotonic() + self.options.cli_timeout
+        while True:
+            try:
+                out, err = proc.communicate(timeout=STOP_POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                if ctx.stop.is_set() or time.monotonic() >= deadline:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.communicate()
+                    if ctx.stop.is_set():
+                        return None
+                    raise AgentError(f"the {self.backend} CLI did not finish in {self.options.cli_timeout:g} s; "
+                                     "killed") from None
         if proc.returncode != 0:
             last = (err or out).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             raise AgentError(f"the {self.backend} CLI failed (exit code {proc.returncode}): {last[0][:300]}")

@@ -34,8 +34,10 @@ def repeat_seed(spec: BenchSpec, index: int) -> int:
 def simulate(spec: BenchSpec, org: OrgSpec, repeat: int, slots: int) -> SimWorld:
     """One repeat in the simulated world; `repeat` is its seed (the landscape's, and the agents' offset)."""
     world = SimWorld(Landscape(seed=repeat, **spec.landscape), org)
-    Runtime(world, slots=world.default_slots(slots), seed_offset=1000 * repeat).run(
+    report = Runtime(world, slots=world.default_slots(slots), seed_offset=1000 * repeat).run(
         Limits(max_experiments=spec.compute.experiments, max_hours=spec.compute.hours))
+    if report.stopped_by == "interrupted":  # Ctrl-C: the repeat is not finished, nothing is saved
+        raise KeyboardInterrupt
     return world
 
 

@@ -37,6 +37,12 @@ class Budget:
         self.deadline = now() + limits.max_hours * 3600 if limits.max_hours else None
         self.exhausted_by: str | None = None
 
+    def available(self) -> bool:
+        """Whether an experiment could start now (without reserving it)."""
+        return not ((self.limits.max_experiments is not None
+                     and self.recorded + self.in_flight >= self.limits.max_experiments)
+                    or (self.deadline is not None and self.now() >= self.deadline))
+
     def reserve(self) -> bool:
         if self.limits.max_experiments is not None and self.recorded + self.in_flight >= self.limits.max_experiments:
             self.exhausted_by = "max_experiments"

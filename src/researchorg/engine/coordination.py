@@ -42,7 +42,11 @@ class Member:
     lead: str | None = None  # for a researcher that waits for assignments: the lead it reports to
     waiting: bool = False  # waiting for an assignment
     mail: int = 0  # news for a lead: messages from others, researchers becoming idle
+    acting: bool = False  # a lead in its turn
+    released: bool = False  # a researcher its lead had nothing more for, while nothing else could happen
+    done: bool = False  # its loop ended
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    workspace: asyncio.Lock = field(default_factory=asyncio.Lock)  # its worktree: proposing, or a decision
 
 
 class Assignments:
@@ -96,15 +100,33 @@ class Team:
         member.ctx.assignment, member.waiting = assignment, False
         return True
 
+    def give_back(self, member: Member) -> None:
+        """A researcher that got an assignment but no budget to run it: it stays the oldest to answer."""
+        self.assignments.pending[member.name].appendleft(member.ctx.assignment)
+        member.ctx.assignment = None
+
     def wait_for_lead(self, member: Member) -> bool:
-        """A researcher waits for an assignment: its lead learns it is idle. False when no lead is left."""
+        """A researcher waits for an assignment: its lead learns it is idle (a new lead too, when its own was
+        paused). False when no lead is left."""
+        before = member.lead
         lead = self.lead_of(member)
         if lead is None:
             return False
-        if not member.waiting:
+        if not member.waiting or lead.name != before:
             member.waiting = True
             self.news(lead)
         return True
+
+    def release_idle(self, lead: Member) -> None:
+        """The lead gave its idle researchers nothing while nothing else could bring news: they stop."""
+        for name in self.idle(lead.name):
+            self.members[name].released = True
+            self.members[name].wake.set()
+
+    def wake_leads(self) -> None:
+        for member in self.members.values():
+            if not member.role.submits:
+                member.wake.set()
 
     def lead_of(self, member: Member) -> Member | None:
         """A researcher's lead; another one if it was paused; None when no lead is left."""

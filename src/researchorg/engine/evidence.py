@@ -151,8 +151,9 @@ class Evidence:
     async def verify(self, candidate: Experiment, role: str) -> bool | None:
         """Re-run a kept candidate with fresh seeds; True if it reproduces, None if no run could be made."""
         code = Code(candidate.commit, candidate.parent_commit, candidate.tree, candidate.description, candidate.id)
-        runs = await self.extra_runs(candidate.agent, code, "verify", self.verify_runs, candidate.hardware)
-        if not runs:
+        runs = [e for e in await self.extra_runs(candidate.agent, code, "verify", self.verify_runs,
+                                                 candidate.hardware) if e.status != "interrupted"]
+        if not runs:  # no budget, Ctrl-C, or no slot of its class: nothing was measured, nothing is recorded
             return None
         values = [e.metric for e in runs if e.status == "measured"]
         fresh = statistics.fmean(values) if values else None

@@ -87,6 +87,8 @@ class Runtime:
         self._winding_down = False  # every submitting agent has stopped: leads take a last turn and stop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._loops: set[asyncio.Task] = set()  # the agents' and the noise floor's own tasks
+        self._lives = 0  # experiments of agents between their commit and their decision
 
     # running ------------------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
@@ -118,12 +120,21 @@ class Runtime:
             loop.add_signal_handler(signal.SIGINT, self.interrupt)
         try:
             with self.world.run_lock():
-                return loop.run_until_complete(main())
+                try:
+                    return loop.run_until_complete(main())
+                except BaseException:  # the lab itself failed: stop every run and task before saying why
+                    self.cancel.set()
+                    self._stopping()
+                    loop.run_until_complete(self._drain())
+                    raise
         finally:
             if sigint:
                 loop.remove_signal_handler(signal.SIGINT)
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
+
+    async def _drain(self) -> None:
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def interrupt(self) -> None:
         """Stop as Ctrl-C does, from any thread: runs in flight are killed and recorded as interrupted, nothing
@@ -154,6 +165,7 @@ class Runtime:
         started = self.clock.now()
         floor = self._spawn(self.evidence.noise_floors())
         workers = [(m, self._spawn(self._researcher(m) if m.role.submits else self._lead(m))) for m in members]
+        self._loops = {floor, *(task for _, task in workers)}
         submitters = [task for m, task in workers if m.role.submits]
         if submitters:
             await asyncio.wait(submitters)
@@ -175,6 +187,12 @@ class Runtime:
                               utilization=round(report.utilization, 4), paused=report.paused)
         return report
 
+    def _tasks_besides_loops(self) -> bool:
+        """Whether anything runs besides the agents' loops: a merge a lead started, say."""
+        return bool(self._tasks - self._loops) or self._lives > 0 or any(
+            m.acting for m in self.members.values()) or any(
+            not (m.waiting or m.done or m.paused) for m in self.members.values() if m.role.submits)
+
     def _spawn(self, coroutine: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
@@ -186,27 +204,33 @@ class Runtime:
         """A submitting agent: propose while up to `in_flight` of its experiments run."""
         places = asyncio.Semaphore(member.role.in_flight)
         lives = []
-        while not self.stopped and not member.paused:
-            await places.acquire()
-            if self.stopped or member.paused or self._at_cap(member) or not self.budget.reserve():
-                places.release()
-                break
-            try:
-                if member.role.waits_for_assignment and not await self._wait_for_assignment(member):
-                    submitted = None
-                else:
+        try:
+            while not self.stopped and not member.paused:
+                await places.acquire()
+                if self.stopped or member.paused or self._at_cap(member) or not self.budget.available() or (
+                        member.role.waits_for_assignment and not await self._wait_for_assignment(member)):
+                    places.release()
+                    break
+                if not self.budget.reserve():  # spent while it waited: the assignment waits for a later run
+                    self.team.give_back(member)
+                    places.release()
+                    break
+                try:
                     submitted = await self._submit(member)
-            except Exception as err:  # a failing agent is paused; the organization goes on
-                self.budget.settle(counted=False)
-                places.release()
-                self._pause(member, err)
-                break
-            if submitted is None:
-                self.budget.settle(counted=False)
-                places.release()
-                break
-            lives.append(self._spawn(self._life(member, *submitted, places)))
-        await asyncio.gather(*lives)
+                except Exception as err:  # a failing agent is paused; the organization goes on
+                    self.budget.settle(counted=False)
+                    places.release()
+                    await self._pause(member, err)
+                    break
+                if submitted is None:
+                    self.budget.settle(counted=False)
+                    places.release()
+                    break
+                lives.append(self._spawn(self._life(member, *submitted, places)))
+            await asyncio.gather(*lives)
+        finally:
+            member.done = True
+            self.team.wake_leads()  # a lead whose researchers are all gone may be done too
 
     async def _lead(self, member: Member) -> None:
         """A role that runs no experiment (a chief): it acts at the start and whenever it has news. When every
@@ -221,12 +245,17 @@ class Runtime:
                 await member.wake.wait()
                 continue
             seen = member.mail
-            await self.clock.sleep(member.role.think_seconds, self._stop)
+            member.acting = True
             try:
+                await self.clock.sleep(member.role.think_seconds, self._stop)
                 await self._call(member, member.agent.act, member.ctx)
             except Exception as err:  # a failing lead is paused; the others go on
-                self._pause(member, err)
+                await self._pause(member, err)
                 return
+            finally:
+                member.acting = False
+            if member.mail == seen and not self._lives and not self._tasks_besides_loops():
+                self.team.release_idle(member)  # it gave its idle researchers nothing, and nothing else can happen
 
     async def _wait_for_assignment(self, member: Member) -> bool:
         """Wait until an assignment for this agent arrives (its lead knows it is idle); False if the run stops
@@ -234,7 +263,7 @@ class Runtime:
         while not self.stopped:
             if self.team.take_assignment(member):
                 return True
-            if not self.team.wait_for_lead(member):
+            if member.released or not self.team.wait_for_lead(member):
                 return False
             member.wake.clear()
             await member.wake.wait()
@@ -253,6 +282,10 @@ class Runtime:
     # one experiment's life ----------------------------------------------------------------------
     async def _submit(self, member: Member) -> tuple[Experiment, str | None] | None:
         """Ask the agent for a proposal, commit it beside its branch and record it; None if it has none."""
+        async with member.workspace:  # its worktree is the agent's alone while it proposes
+            return await self._propose(member)
+
+    async def _propose(self, member: Member) -> tuple[Experiment, str | None] | None:
         self._adopt_program(member)
         await self.clock.sleep(member.role.think_seconds, self._stop)
         if self.stopped:
@@ -284,13 +317,14 @@ class Runtime:
 
     async def _life(self, member: Member, experiment: Experiment, invalid: str | None,
                     places: asyncio.Semaphore) -> None:
-        done = None
+        self._lives += 1
         try:
-            done = await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
+            await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
         except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
-            self._pause(member, err, experiment)
+            await self._pause(member, err, experiment)
         finally:
-            self.budget.settle(counted=done is not None and done.status != "interrupted")
+            self._lives -= 1
+            self.budget.settle(counted=self.ledger.experiment(experiment.id).status != "interrupted")
             places.release()
 
     async def _run_and_decide(self, member: Member, experiment: Experiment, invalid: str | None,
@@ -312,7 +346,8 @@ class Runtime:
         hardware class it ran on."""
         slot = await self.scheduler.acquire(agent, priority, hardware)
         if slot is None:
-            return RunResult("interrupted", reason="stopped by Ctrl-C before it ran"), hardware or ""
+            reason = "stopped by Ctrl-C before it ran" if self.stopped else f"no slot of hardware class {hardware}"
+            return RunResult("interrupted", reason=reason), hardware or ""
         started = self.clock.now()
         try:
             self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
@@ -362,11 +397,14 @@ class Runtime:
 
     async def _finish(self, member: Member, experiment: Experiment, status: str, reason: str,
                       metric: float | None, summary: dict[str, Any]) -> Experiment:
-        head = experiment.commit if status == "keep" else self.ledger.agent(member.name).head_commit
-        done = self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason, metric=metric,
-                                             summary=summary)
-        self.world.reset(member.name, head)  # keep moves the agent's branch; anything else leaves it
-        member.agent.observe(member.ctx, done)
+        async with member.workspace:
+            head = self.ledger.agent(member.name).head_commit
+            if status == "keep" and (experiment.kind != "merge" or head == experiment.proposal.get("source_commit")):
+                head = experiment.commit  # keep moves the agent's branch (not back, for a merge of older work)
+            done = self.ledger.finish_experiment(experiment.id, status, agent_head=head, reason=reason,
+                                                 metric=metric, summary=summary)
+            self.world.reset(member.name, head)
+            member.agent.observe(member.ctx, done)
         self.report.ran.append(done)
         self.written(done)
         for process in self.processes:
@@ -411,7 +449,8 @@ class Runtime:
         if self.evidence.verify_runs:
             reproduced = await self.evidence.verify(done, member.role.name)
             if not reproduced:
-                return "not merged: " + ("no experiment budget left to verify it" if reproduced is None
+                return "not merged: " + ("it could not be verified (no budget left, Ctrl-C, or no slot of its "
+                                         "hardware class)" if reproduced is None
                                          else "it did not reproduce with fresh seeds")
             if not self.merger.is_candidate(done):  # its value now includes the fresh runs
                 return f"not merged: with the fresh runs #{done.id} no longer beats the program's best"
@@ -427,12 +466,17 @@ class Runtime:
                 member.name, main, merged, diff=self.world.diff(main, merged),
                 description=f"merge #{done.id} onto main",
                 hypothesis="the kept change still wins on top of the moved program branch",
-                proposal={"merge_of": done.id, "merge_by": by}, seed=self._first_seed(self.world.tree_of(merged)),
+                proposal={"merge_of": done.id, "merge_by": by, "source_commit": done.commit},
+                seed=self._first_seed(self.world.tree_of(merged)),
                 log_dir=self.world.logs_dir, kind="merge", rerun_of=done.id, tree=self.world.tree_of(merged))
             self.world.label(rerun.id, merged)
             rerun = await self._run_and_decide(member, rerun, None, self.world.main)
+        except Exception as err:  # the lab failed: the re-run is a crash, and the merge does not happen
+            if rerun is not None and self.ledger.experiment(rerun.id).status == "running":
+                self.ledger.finish_experiment(rerun.id, "crash", reason=f"the lab failed: {type(err).__name__}: {err}")
+            raise
         finally:
-            self.budget.settle(counted=rerun is not None and rerun.status != "interrupted")
+            self.budget.settle(counted=rerun is not None and self.ledger.experiment(rerun.id).status != "interrupted")
         merged_now = any(m.experiment_id == rerun.id for m in self.ledger.merges()[-1:])
         return f"re-run as #{rerun.id} on top of the moved program branch: " + ("merged" if merged_now
                                                                                   else "not merged")
@@ -455,12 +499,13 @@ class Runtime:
         return asyncio.run_coroutine_threadsafe(self._merge(owner, experiment, by=member.name), self._loop).result()
 
     # pausing, interruption and recovery ----------------------------------------------------------------
-    def _pause(self, member: Member, err: Exception, experiment: Experiment | None = None) -> None:
+    async def _pause(self, member: Member, err: Exception, experiment: Experiment | None = None) -> None:
         reason = f"{type(err).__name__}: {err}"
         member.paused = True
         if experiment is not None and self.ledger.experiment(experiment.id).status == "running":
             self.ledger.finish_experiment(experiment.id, "crash", reason=f"the lab failed: {reason}")
-        self.world.reset(member.name, self.ledger.agent(member.name).head_commit)
+        async with member.workspace:
+            self.world.reset(member.name, self.ledger.agent(member.name).head_commit)
         self.ledger.log_event("agent_paused", agent=member.name, reason=reason, traceback=traceback.format_exc())
         self.report.paused[member.name] = reason
         self.on_event("agent_paused", {"agent": member.name, "reason": reason})

@@ -65,9 +65,10 @@ class Scheduler:
         self._closed = False
 
     async def acquire(self, agent: str, priority: float = 1.0, hardware: str | None = None) -> Slot | None:
-        """Wait until a slot (of `hardware` class, if given) is this agent's turn; None once the run stops."""
-        if self._closed:
-            return None
+        """Wait until a slot (of `hardware` class, if given) is this agent's turn; None once the run stops, or at
+        once when no slot of the run is of that class."""
+        if self._closed or (hardware is not None and not any(s.hardware() == hardware for s in self.slots)):
+            return None  # stopped, or no slot of that class in this run
         priority = max(priority, 1e-9)
         order = next(self._order)
         waiter = _Waiter(fair_share_key(self._used.get(agent, 0.0), priority, order), agent, priority, hardware,

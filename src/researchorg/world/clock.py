@@ -52,13 +52,17 @@ class _AdvancingSelector(selectors.DefaultSelector):
     def __init__(self, clock: VirtualClock):
         super().__init__()
         self.clock = clock
+        self._calls = 0
 
     def select(self, timeout: float | None = None) -> list:
         if timeout is None:  # nothing is ready and nothing is scheduled: every process waits for another
             raise LabError("virtual time stalled: every process is waiting and nothing is scheduled")
+        self._calls += 1
         if timeout > 0:
             self.clock.seconds += timeout
-        return []
+        # the only file the loop watches is its wake-up pipe (a signal, such as Ctrl-C): look without waiting,
+        # when time moves and now and then
+        return super().select(0) if timeout > 0 or self._calls % 256 == 0 else []
 
 
 class _VirtualLoop(asyncio.SelectorEventLoop):
