@@ -38,20 +38,20 @@ class Budget:
         self.exhausted_by: str | None = None
 
     def available(self) -> bool:
-        """Whether an experiment could start now (without reserving it)."""
-        return not ((self.limits.max_experiments is not None
-                     and self.recorded + self.in_flight >= self.limits.max_experiments)
-                    or (self.deadline is not None and self.now() >= self.deadline))
-
-    def reserve(self) -> bool:
+        """Whether an experiment could start now (without reserving it); if not, which limit says so."""
         if self.limits.max_experiments is not None and self.recorded + self.in_flight >= self.limits.max_experiments:
             self.exhausted_by = "max_experiments"
         elif self.deadline is not None and self.now() >= self.deadline:
             self.exhausted_by = "max_hours"
         else:
-            self.in_flight += 1
             return True
         return False
+
+    def reserve(self) -> bool:
+        if not self.available():
+            return False
+        self.in_flight += 1
+        return True
 
     def settle(self, counted: bool) -> None:
         self.in_flight -= 1
