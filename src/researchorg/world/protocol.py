@@ -14,6 +14,7 @@ the tree of merging two commits (or None on a conflict).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -40,15 +41,19 @@ class RunResult:
 
 
 class Clock(Protocol):
+    """What waiting means in a world (clock.py): wall time or virtual time."""
+
     virtual: bool
 
+    def new_loop(self) -> asyncio.AbstractEventLoop: ...
     def now(self) -> float: ...
+    async def sleep(self, seconds: float, stop: asyncio.Event) -> None: ...
 
 
 class World(Protocol):
     task: TaskSpec
     ledger: Ledger
-    clock: Any  # engine.clock.WallClock or VirtualClock: the world decides what waiting means
+    clock: Clock  # the world decides what waiting means
     logs_dir: Path | None  # where run logs go (None: runs leave no log)
 
     def org(self) -> OrgSpec: ...
