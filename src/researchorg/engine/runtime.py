@@ -88,20 +88,19 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
         self._loops: set[asyncio.Task] = set()  # the agents' and the noise floor's own tasks
-        self._lives = 0  # experiments of agents between their commit and their decision
 
     # running ------------------------------------------------------------------------------
     def run(self, limits: Limits) -> RunReport:
         """Run the organization: the noise floor and the agents at once, until they are done or a limit."""
         return self._in_loop(lambda: self._run(limits))
 
-    def measure_codes(self, agent: str, codes: list[tuple[Code, int]], kind: str, hardware: str | None = None,
-                      limits: Limits | None = None) -> list[list[Experiment]]:
+    def measure_codes(self, agent: str, codes: list[tuple[Code, int]], kind: str,
+                      hardware: str | None = None) -> list[list[Experiment]]:
         """An experiment plan: run each code its number of times with fresh seeds (kind `kind`, for `agent`),
         all at once through the scheduler, and return each code's runs. Ctrl-C stops it like a run."""
         async def plan() -> list[list[Experiment]]:
             self.recover()
-            self.budget = Budget(limits or Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
+            self.budget = Budget(Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
             return list(await asyncio.gather(*(self.extra_runs(agent, code, kind, n, hardware)
                                                for code, n in codes)))
         return self._in_loop(plan)
@@ -188,8 +187,9 @@ class Runtime:
         return report
 
     def _tasks_besides_loops(self) -> bool:
-        """Whether anything runs besides the agents' loops: a merge a lead started, say."""
-        return bool(self._tasks - self._loops) or self._lives > 0 or any(
+        """Whether anything runs besides the agents' loops (an experiment's life, a merge a lead started), a lead
+        acts, or a submitting agent works: something that can still bring news."""
+        return bool(self._tasks - self._loops) or any(
             m.acting for m in self.members.values()) or any(
             not (m.waiting or m.done or m.paused) for m in self.members.values() if m.role.submits)
 
@@ -254,7 +254,7 @@ class Runtime:
                 return
             finally:
                 member.acting = False
-            if member.mail == seen and not self._lives and not self._tasks_besides_loops():
+            if member.mail == seen and not self._tasks_besides_loops():
                 self.team.release_idle(member)  # it gave its idle researchers nothing, and nothing else can happen
 
     async def _wait_for_assignment(self, member: Member) -> bool:
@@ -317,13 +317,11 @@ class Runtime:
 
     async def _life(self, member: Member, experiment: Experiment, invalid: str | None,
                     places: asyncio.Semaphore) -> None:
-        self._lives += 1
         try:
             await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
         except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
             await self._pause(member, err, experiment)
         finally:
-            self._lives -= 1
             self.budget.settle(counted=self.ledger.experiment(experiment.id).status != "interrupted")
             places.release()
 

@@ -70,10 +70,6 @@ class SimWorld:
         """Nothing to install: the landscape is code of researchorg."""
 
     # versions of the code ----------------------------------------------------------------
-    def ideas(self, tree: str) -> frozenset[str]:
-        """The set of ideas a tree names."""
-        return self._trees[tree]
-
     def true_value(self, commit: str) -> float:
         return self.landscape.true_value(self._configs[commit])
 
