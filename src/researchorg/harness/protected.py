@@ -63,7 +63,7 @@ def run_guest(script: Path, *, budget: float, grace: float, seed: int, artifact_
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "researchorg.harness.guest", str(spec_path)], cwd=script.parent,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            pass_fds=(report_write,), start_new_session=True)
+                            pass_fds=(report_write,))  # in the harness's process group: what kills the run kills it
     os.close(report_write)
     run = GuestRun(None, 0.0, 0.0)
     reports = b""
@@ -77,7 +77,7 @@ def run_guest(script: Path, *, budget: float, grace: float, seed: int, artifact_
         timeout = max(0.0, deadline - time.monotonic())
         events = selector.select(timeout=min(timeout, 0.5))
         if not events and time.monotonic() >= deadline and not killed:
-            _kill(proc.pid)
+            _kill(proc.pid)  # what it started stays in the run's group, which the lab kills when the harness exits
             killed = True
             deadline = time.monotonic() + 5
             continue
@@ -114,7 +114,7 @@ def _keep_line(run: GuestRun, line: str, metric_pattern: re.Pattern[str]) -> Non
 
 def _kill(pid: int) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 

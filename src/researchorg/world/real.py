@@ -11,6 +11,7 @@ worker thread (runner.py), so the engine's loop goes on while it trains.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,7 +23,7 @@ from researchorg.world.git import Git
 from researchorg.world.guard import check_changes, check_protected
 from researchorg.world.program import PROGRAM_BRANCH, Program
 from researchorg.world.protocol import RunResult
-from researchorg.world.runner import kill_group, run_command
+from researchorg.world.runner import group_members, kill_group, run_command
 from researchorg.world.slots import Slot, detect_slots
 
 
@@ -130,12 +131,18 @@ class GitWorld:
         if invalid:
             return RunResult("invalid", reason=invalid)
         return run_command(self.task, checkout, Path(experiment.log_path), seed=experiment.seed, slot=slot,
-                           on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=cancel)
+                           on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=cancel,
+                           scratch=self._scratch(experiment))
 
     def kill_orphan(self, experiment: Experiment) -> None:
-        """The training process of a run whose lab died, if it still runs in one of this program's checkouts."""
-        if experiment.pid and _is_ours(experiment.pid, self.program.state_dir):
+        """The processes of a run whose lab died, if they still run in this program's checkouts (its group
+        outlives its leader: the harness may be gone and its training go on), and the run's scratch directory."""
+        if experiment.pid and any(_is_ours(pid, self.program.state_dir) for pid in group_members(experiment.pid)):
             kill_group(experiment.pid)
+        shutil.rmtree(self._scratch(experiment), ignore_errors=True)
+
+    def _scratch(self, experiment: Experiment) -> Path:
+        return self.program.state_dir / "tmp" / str(experiment.id)
 
     def written(self, experiment: Experiment) -> None:
         self.program.write_results()

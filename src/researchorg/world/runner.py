@@ -6,7 +6,9 @@ beside the log), not anything printed: see harness/protected.py.
 
 The command runs in its own process group (a new session), so a timeout or a
 Ctrl-C kills everything it started, and a Ctrl-C in the terminal reaches the
-lab, not the training. Its output goes to a log file. The metric and the
+lab, not the training. It gets a scratch directory of its own as TMPDIR
+(`scratch`), removed when the run ends however it ends, so an interrupted run
+leaves no temporary files behind. Its output goes to a log file. The metric and the
 summary block (`key: value` lines after the last `---`) are read from the log.
 
 Other load on the machine slows a CPU run more than any seed does, so the
@@ -26,6 +28,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,16 +52,31 @@ POLL_SECONDS = 0.05
 
 def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, slot: Slot,
                 on_start: Callable[[int], None] | None = None,
-                cancel: threading.Event | None = None) -> RunResult:
+                cancel: threading.Event | None = None, scratch: Path | None = None) -> RunResult:
     """Run the task's command in `worktree` on `slot`; return how it ended.
+
+    `scratch` (created, and removed afterwards with whatever is in it) is the command's TMPDIR.
 
     Setting `cancel` (from another thread) kills the run and returns `interrupted`.
     A KeyboardInterrupt in this thread kills the run and is re-raised.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = run_environment(task, seed, slot)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch))
+    try:
+        return _run(task, worktree, log_path, env, slot, on_start, cancel)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], slot: Slot,
+         on_start: Callable[[int], None] | None, cancel: threading.Event | None) -> RunResult:
     start, busy_before = time.monotonic(), _machine_busy_seconds()
     with open(log_path, "wb") as log:
-        env = run_environment(task, seed, slot)
         if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
             verdict_path(log_path).unlink(missing_ok=True)
             env[RESULT_ENV] = str(verdict_path(log_path))
@@ -177,6 +195,22 @@ def kill_group(pgid: int, proc: subprocess.Popen | None = None, grace: float = 3
                 continue
     if proc is not None and proc.poll() is None:
         proc.wait()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of process group `pgid` (its leader may be gone while the others live on)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
 def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
