@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import tomllib
@@ -17,27 +18,75 @@ from rich.markdown import Markdown
 from rich.table import Table
 
 from researchorg import __version__
-from researchorg.agents import check_org
+from researchorg.agents import check_org, probe_org
 from researchorg.bench.ablation import Ablation, ablation_plot
 from researchorg.bench.measures import summarize as summarize_bench
-from researchorg.bench.report import write_report
+from researchorg.bench.report import summary_rows, write_report
 from researchorg.bench.run import run_bench
 from researchorg.bench.spec import load_bench
 from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ResearchOrgError
 from researchorg.ledger.export import results_json, results_tsv
-from researchorg.report.console import LiveView, experiments_table, rigor_lines, summary_table
+from researchorg.report.console import RunView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
-from researchorg.task import load_task
+from researchorg.task import find_task, load_task
 from researchorg.world.grid import open_grid
 from researchorg.world.program import Program
 from researchorg.world.slots import detect_slots
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Program a research organization of agents, run it on a task, and measure it.")
-console = Console()
+
+
+class _Stdout:
+    """stdout that falls back to stderr once its reader is gone (`researchorg demo | tee log` and Ctrl-C: tee dies
+    first), so the summary and the resume hint still reach the person."""
+
+    def __init__(self) -> None:
+        self.stream = sys.stdout
+
+    def write(self, text: str) -> int:
+        try:
+            written = self.stream.write(text)
+            self.stream.flush()
+            return written
+        except BrokenPipeError:
+            if self.stream is sys.stderr:
+                return len(text)
+            try:  # Python would report the broken pipe again at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            self.stream = sys.stderr
+            return self.write(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            pass
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+console = Console(file=_Stdout(), soft_wrap=True)  # a line is one line, in a terminal and in a log
 _debug = False
+
+
+def _invoked() -> str:
+    """The command as the person typed it (`.venv/bin/researchorg`, `python -m researchorg`), for hints."""
+    argv0 = sys.argv[0] if sys.argv else "researchorg"
+    if argv0.endswith("__main__.py") or argv0 == "-m":
+        return "python -m researchorg"
+    if os.sep not in argv0 or shutil.which(os.path.basename(argv0)) == os.path.abspath(argv0):
+        return os.path.basename(argv0)
+    return argv0
 
 
 def _version(value: bool) -> None:
@@ -58,20 +107,25 @@ def _options(
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="New program directory (must not exist or be empty).")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR",
+                                              help="New program directory (must not exist or be empty).")],
     task: Annotated[str, typer.Option(help="Built-in task name (tinylm) or path to a task directory.")] = "tinylm",
     budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
 ) -> None:
     """Create a program: a git repository with the task's files, an org.toml and a ledger."""
     _init(directory, task, budget, org)
-    console.print(f"next: researchorg run {directory}")
+    console.print(f"next: {_invoked()} run {directory}")
 
 
 def _init(directory: Path, task: str, budget: float | None, org: Path | None) -> Program:
-    if org is not None:
-        check_org(load_org(org), org)  # a bad backend or option fails before anything is written
+    if org is not None:  # a bad backend or option fails before anything is written
+        check_org(load_org(org), org, load_task(find_task(task)))
     program = Program.init(directory, task, budget=budget, org_file=org)
+    try:
+        check_org(program.org(), program.root / "org.toml", program.task)
+    except ResearchOrgError as err:  # the default org on a task it cannot work on: say so now, not at `run`
+        console.print(f"[yellow]warning:[/] {err}", highlight=False)
     t = program.task
     console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "
                   f"metric {t.metric.name} ({t.metric.direction}), org {program.org().name}")
@@ -80,7 +134,7 @@ def _init(directory: Path, task: str, budget: float | None, org: Path | None) ->
 
 @app.command()
 def run(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many runs: proposals, "
                                                         "noise-floor runs, re-runs and verifications alike "
                                                         "(interrupted ones not counted).")] = None,
@@ -96,7 +150,8 @@ def run(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Program directory (created if missing, resumed if not).")]
+    directory: Annotated[Path, typer.Argument(metavar="DIR",
+                                              help="Program directory (created if missing, resumed if not).")]
     = Path("researchorg-demo"),
     max_experiments: Annotated[int, typer.Option(help="Experiments to run in total.")] = 20,
     budget: Annotated[float | None, typer.Option(help="Training budget per experiment, seconds.")] = None,
@@ -109,14 +164,24 @@ def demo(
 
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
          threads: int | None) -> None:
-    view = LiveView(program.task, program.ledger.experiments(), max_experiments,
-                    rigor_lines(program.ledger, program.task.metric.name))
-    runtime = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event)
-    with Live(view, console=console, refresh_per_second=2, transient=False):
-        report = runtime.run(Limits(max_experiments=max_experiments, max_hours=max_hours))
+    """Run with a view of it: in a terminal a live footer of the runs in flight under one line per finished run;
+    elsewhere (a pipe, a file, nohup) the lines alone, so a log reads like the terminal did."""
+    limits = Limits(max_experiments=max_experiments, max_hours=max_hours)
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=2, transient=True) as live:
+            view = RunView(program.task, program.ledger, max_experiments,
+                           lambda line: live.console.print(line, soft_wrap=True))
+            live.update(view)
+            report = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event).run(limits)
+    else:
+        view = RunView(program.task, program.ledger, max_experiments, lambda line: console.print(line, soft_wrap=True))
+        report = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event).run(limits)
     _report_end(program, report, max_experiments)
     if report.stopped_by == "interrupted":
         raise typer.Exit(130)  # the shell's code for "stopped by SIGINT", so scripts can tell
+    if report.paused and report.stopped_by == "agents_done" and set(report.paused) >= {
+            name for name, _ in program.org().agent_names()}:
+        raise ResearchOrgError("every agent was paused (see above), so the run stopped early")
 
 
 def _report_end(program: Program, report: RunReport, max_experiments: int | None) -> None:
@@ -124,9 +189,10 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
 
     experiments = program.ledger.experiments()
     program.write_results()
+    baseline = program.ledger.program().baseline_commit
     if experiments:
-        progress_plot(experiments, program.task.metric, program.plot_path)
-    console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+        progress_plot(experiments, program.task.metric, program.plot_path, baseline_commit=baseline)
+    console.print(summary_table(summarize(experiments, program.task.metric, baseline), program.task))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     reasons = {"interrupted": "stopped by Ctrl-C; the experiment in flight is recorded as interrupted",
@@ -142,36 +208,39 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
         console.print(f"progress.png: {program.plot_path}")
     if report.stopped_by == "interrupted":
         limit = f" --max-experiments {max_experiments}" if max_experiments else ""
-        console.print(f"resume with: researchorg run {program.root}{limit}")
+        console.print(f"resume with: {_invoked()} run {program.root}{limit}")
 
 
 @app.command()
 def check(
-    path: Annotated[Path, typer.Argument(help="A program directory, a directory with an org.toml, an org file, or "
-                                             "a bench spec.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A program directory, a directory with an org.toml, an "
+                                                              "org file, or a bench spec.")],
+    offline: Annotated[bool, typer.Option("--offline", help="Do not ask the org's LLM servers and coding CLIs "
+                                                            "whether they answer.")] = False,
 ) -> None:
-    """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running."""
-
-
+    """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running; ask
+    each LLM server and coding CLI the org uses whether it answers (key, model, CLI on PATH)."""
     org_file = path / "org.toml" if path.is_dir() else path
     try:
         is_bench = "orgs" in tomllib.loads(org_file.read_text()) if org_file.is_file() else False
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         is_bench = False  # load_org says what is wrong
     if is_bench:
-
         spec, orgs = load_bench(org_file)
         console.print(f"[green]ok[/] {org_file}: bench {spec.name} on {spec.task}, {spec.repeats} repeats, "
                       f"{len(orgs)} orgs: " + "; ".join(f"{label} ({_roles(org, 0)}, {slots} slots)"
                                                      for label, org, _, slots in orgs))
         return
     org = load_org(org_file)
-    check_org(org, org_file)
+    task = load_task(path) if (path / "task.toml").is_file() else None
+    check_org(org, org_file, task)
     console.print(f"[green]ok[/] {org_file}: org {org.name}, {len(org.agent_names())} agents: {_roles(org)}")
-    if (path / "task.toml").is_file():
-        task = load_task(path)
+    if task is not None:
         console.print(f"[green]ok[/] {path / 'task.toml'}: task {task.name}, {task.budget_seconds:g} s budget, "
                       f"{task.metric.name} ({task.metric.direction}), {len(task.knobs)} knobs")
+    if not offline:
+        for line in probe_org(org):
+            console.print(f"[green]ok[/] {line}")
 
 
 def _roles(org, by_name: int = 8) -> str:
@@ -183,11 +252,12 @@ def _roles(org, by_name: int = 8) -> str:
 
 
 @app.command()
-def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]) -> None:
+def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")]) -> None:
     """Show the program's agents, its best result and its latest experiments."""
     program = Program(directory)
     experiments = program.ledger.experiments()
-    console.print(summary_table(summarize(experiments, program.task.metric), program.task))
+    summary = summarize(experiments, program.task.metric, program.ledger.program().baseline_commit)
+    console.print(summary_table(summary, program.task))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     merges = program.ledger.merges()
@@ -203,7 +273,7 @@ def status(directory: Annotated[Path, typer.Argument(help="Program directory.")]
 
 @app.command()
 def messages(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     agent: Annotated[str | None, typer.Option(help="Only what this agent received or sent.")] = None,
     last: Annotated[int | None, typer.Option(help="Only the latest N messages.")] = None,
 ) -> None:
@@ -248,7 +318,7 @@ def submit(
 
 @app.command()
 def grid(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     attach: Annotated[bool, typer.Option(help="Attach to the tmux session once it is open.")] = True,
     slots: Annotated[int | None, typer.Option(help="Compute slots for the run pane.")] = None,
 ) -> None:
@@ -267,7 +337,7 @@ class Format(StrEnum):
 
 @app.command()
 def results(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     format: Annotated[Format, typer.Option("--format", help="tsv: autoresearch's results.tsv; json: every field.")]
     = Format.tsv,
 ) -> None:
@@ -280,20 +350,26 @@ def results(
 
 @app.command()
 def plot(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("progress.png"),
 ) -> None:
     """Draw the progress plot: every run a dot, kept runs in colour, the running best as a step line."""
     from researchorg.report.plot import progress_plot
 
     program = Program(directory)
-    progress_plot(program.ledger.experiments(), program.task.metric, output)
-    console.print(f"wrote {output}")
+    experiments = program.ledger.experiments()
+    if not experiments:
+        raise ResearchOrgError(f"{program.root}: no experiments yet, so nothing to plot")
+    summary = progress_plot(experiments, program.task.metric, output,
+                            baseline_commit=program.ledger.program().baseline_commit)
+    best = f", best {summary.describe(summary.best)}" if summary.best not in (None, summary.baseline) else ""
+    base = f": baseline {summary.describe(summary.baseline)}{best}" if summary.baseline else ""
+    console.print(f"wrote {output} ({len(experiments)} runs{base})")
 
 
 @app.command()
 def ablate(
-    directory: Annotated[Path, typer.Argument(help="Program directory.")],
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     repeats: Annotated[int, typer.Option(min=1, help="Fresh-seed runs of each configuration.")] = 3,
     prune: Annotated[bool, typer.Option(help="Propose a branch `pruned`: main without the changes that do not "
                                               "matter (main itself never moves).")] = False,
@@ -348,7 +424,7 @@ def ablate(
 
 @app.command()
 def bench(
-    spec_file: Annotated[Path, typer.Argument(help="The benchmark spec (bench.toml).")],
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="The benchmark spec (bench.toml).")],
     out: Annotated[Path | None, typer.Option(help="Output directory (default: bench-<name> beside the spec); "
                                                   "finished repeats there are kept, so a bench resumes.")] = None,
     target: Annotated[float | None, typer.Option(help="Improvement of main whose hours and experiments to reach are "
@@ -381,6 +457,15 @@ def bench(
     summary = summarize_bench(results, target)
     spec_text = spec_file.read_text() + (f"\n# run with --seed {seed}\n" if seed is not None else "")
     paths = write_report(spec.name, spec_text, results, summary, out)
+    head, rows = summary_rows(summary)
+    table = Table(title=f"bench {spec.name}: mean ± 95% CI over {spec.repeats} repeats", title_justify="left")
+    for column in head[:5]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row[:5])
+    console.print(table)
+    for p in summary["paired"]:
+        console.print(f"{p['a']} - {p['b']}: {p['mean_diff']:+.4f} ± {p['ci95']:.4f} (paired t-test p = {p['p']:.3g})")
     for kind, path in paths.items():
         console.print(f"{kind}: {path}")
 

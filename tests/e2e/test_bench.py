@@ -32,6 +32,8 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
     out = tmp_path / "out"
     proc = cli("bench", str(spec), "--out", str(out), "--target", "0.05")
     assert "[12/12]" in proc.stdout
+    assert "mean ± 95% CI over 4 repeats" in proc.stdout and "final improvement of main" in proc.stdout
+    assert "solo - solo-greedy: " in proc.stdout and "paired t-test" in proc.stdout  # the summary, not only files
     for name in ("report.md", "report.html", "report.json", "curves.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 500, name
     data = json.loads((out / "report.json").read_text())

@@ -137,7 +137,7 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
-    assert "stopped by Ctrl-C" in out and "resume with: researchorg run" in out and "Traceback" not in out
+    assert "stopped by Ctrl-C" in out and "resume with: python -m researchorg run" in out and "Traceback" not in out
     (e,) = program.ledger.experiments()
     assert e.status == "interrupted" and e.id == running.id
     assert not any(alive(pid) for pid in pids_in_log(e.log_path)), "the run's children survived Ctrl-C"
@@ -314,8 +314,8 @@ def test_check_validates_examples_and_programs(tmp_path):
 def test_standup_posts_digests_to_every_inbox(tmp_path):
     root = Path(__file__).parents[2]
     program = Program.init(tmp_path / "p", str(copy_task(tmp_path)), org_file=root / "examples/standup/org.toml")
-    Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=13))  # 5 noise-floor runs + 8
-    assert program.ledger.count() == 13 and len(program.ledger.experiments(kind="noise")) == 5
+    Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=15))  # 5 noise-floor runs + 10
+    assert program.ledger.count() == 15 and len(program.ledger.experiments(kind="noise")) == 5
     digests = program.ledger.messages()
     assert len(digests) == 2 and all(m.kind == "digest" and m.recipient is None for m in digests)
     assert "researcher-1" in digests[0].body and "researcher-2" in digests[0].body

@@ -142,3 +142,40 @@ def test_streamed_replies_assemble_into_the_same_tool_calls(tmp_path, fake):
     assert (e.description, e.metric) == ("threshold 0.7, streamed", 1.0)
     assert all(r.get("stream") for r in fake.requests)
     assert program.ledger.usage("researcher").input_tokens == 200
+
+
+def test_a_dead_server_a_refused_key_or_an_unknown_model_stops_before_any_run(tmp_path, fake, monkeypatch):
+    """Probed before the noise floor: one line, exit code 1, nothing spent; `check` asks the same questions."""
+    rigor = "\n[rigor]\nnoise_runs = 3\n"
+    org = tmp_path / "org.toml"
+    org.write_text(f'name = "llm"\n[[roles]]\nname = "researcher"\nbackend = "{fake.backend}"\nmodel = "fake-model"\n'
+                   f'base_url = "{fake.base_url}"\napi_key_env = "FAKE_KEY"\n' + rigor)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    fake.key, fake.models = "right", ["another-model"]
+
+    def refused(expected: str) -> None:
+        proc = cli("run", str(program.root), check=False)
+        assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and program.ledger.count() == 0
+
+    monkeypatch.setenv("FAKE_KEY", "wrong")
+    refused("refused the API key")
+    monkeypatch.setenv("FAKE_KEY", "right")
+    refused("model 'fake-model'")
+    assert cli("check", str(program.root), check=False).returncode == 1
+    fake.models = ["fake-model"]
+    checked = cli("check", str(program.root)).stdout
+    assert f"ok role researcher: {fake.base_url}" in checked and "fake-model" in checked, checked
+    port = fake.port
+    fake.close()
+    proc = cli("run", str(program.root), check=False)
+    assert proc.returncode == 1 and f"cannot reach http://127.0.0.1:{port}" in proc.stderr, proc.stderr
+    assert program.ledger.count() == 0
+
+
+def test_a_run_whose_every_agent_is_paused_exits_non_zero(tmp_path, fake):
+    program = _program(tmp_path, fake)
+    fake.script = [Reply(status=500)] * 10
+    proc = cli("run", str(program.root), check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "paused researcher" in proc.stdout and "every agent was paused" in proc.stderr

@@ -83,5 +83,10 @@ def codex(argv: list[str]) -> None:
                                                           "output_tokens": 400}}))
 
 
+VERSIONS = {"claude": "2.0.37 (Claude Code)", "codex": "codex-cli 0.171.0"}
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--version"]:
+        print(VERSIONS[Path(sys.argv[0]).name])
+        sys.exit(0)
     {"claude": claude, "codex": codex}[Path(sys.argv[0]).name](sys.argv[1:])

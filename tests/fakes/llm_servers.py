@@ -41,6 +41,8 @@ class ScriptedServer:
         self.requests: list[dict[str, Any]] = []
         self.delay = 0.0  # seconds each reply takes, like a model thinking
         self.default: Reply | None = None  # the reply once a script is over (default: plain text)
+        self.models: list[str] | None = None  # the models GET /v1/models serves (None: whichever is asked for)
+        self.key: str | None = None  # the only API key accepted (None: any)
         self._ids = itertools.count(1)
         fake = self
 
@@ -48,9 +50,31 @@ class ScriptedServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _refused(self) -> bool:
+                given = self.headers.get("x-api-key") or self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if fake.key is None or given == fake.key:
+                    return False
+                self._send(401, fake.error(401, "invalid x-api-key"))
+                return True
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self._refused():
+                    return
+                path = self.path.split("?")[0].rstrip("/")
+                if path == "/v1/models":
+                    return self._send(200, fake.model_list(fake.models or []))
+                if path.startswith("/v1/models/"):
+                    model = path.removeprefix("/v1/models/")
+                    if fake.models is not None and model not in fake.models:
+                        return self._send(404, fake.error(404, f"model: {model}"))
+                    return self._send(200, fake.model(model))
+                self._send(404, fake.error(404, f"no route {self.path}"))
+
             def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
+                if self._refused():
+                    return
                 if self.path.split("?")[0].rstrip("/") != fake.route:
                     return self._send(404, fake.error(404, f"no route {self.path}"))
                 script = next((s for name, s in fake.scripts.items() if f"You are {name}." in json.dumps(body)),
@@ -98,6 +122,12 @@ class ScriptedServer:
     def render(self, reply: Reply, n: int, body: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def model(self, name: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def model_list(self, names: list[str]) -> dict[str, Any]:
+        return {"object": "list", "data": [self.model(name) for name in names]}
+
     def error(self, status: int, message: str) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -113,6 +143,9 @@ def _halves(text: str) -> list[str]:
 
 class FakeOpenAI(ScriptedServer):
     route = "/v1/chat/completions"
+
+    def model(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
 
     @property
     def base_url(self) -> str:
@@ -157,6 +190,13 @@ class FakeOpenAI(ScriptedServer):
 
 class FakeAnthropic(ScriptedServer):
     route = "/v1/messages"
+
+    def model(self, name: str) -> dict[str, Any]:
+        return {"type": "model", "id": name, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
+
+    def model_list(self, names: list[str]) -> dict[str, Any]:
+        return {"data": [self.model(name) for name in names], "has_more": False,
+                "first_id": names[0] if names else None, "last_id": names[-1] if names else None}
 
     @property
     def base_url(self) -> str:

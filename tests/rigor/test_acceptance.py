@@ -34,7 +34,7 @@ def test_noise_aware_keeps_clear_gains_drops_losses_and_reruns_borderline_ones()
     assert policy.decide(LOSS, [0.99, 0.99, 0.99], incumbent, sigma=0.01).keep is False  # z = 1.76 at max_runs
     assert policy.decide(LOSS, [0.98, 0.98], incumbent, sigma=0.01).keep is True  # z = 2.83
     final = policy.decide(LOSS, [0.99], incumbent, sigma=0.01, final=True)
-    assert final.keep is False and final.evidence["rule"] == "no budget for another run"
+    assert final.keep is False and final.evidence["rule"].startswith("undecided, so not kept")
 
 
 def test_noise_aware_without_a_noise_floor_estimates_sigma_from_the_runs():

@@ -2,10 +2,15 @@
 
 `make_agent` builds the agent of a role from its `backend` name. A library
 user (or a test) adds a backend with `register_backend(name, factory,
-options)`, where `factory(role, ctx, index)` returns an object with `propose`
-and `observe`, and `options` is the pydantic model of the role keys the
-backend takes (options.py). `check_org` checks every role's backend and
-options, so a bad org is one clear error before anything runs.
+options, probe)`, where `factory(role, ctx, index)` returns an object with
+`propose` and `observe`, `options` is the pydantic model of the role keys the
+backend takes (options.py), and `probe(role)` checks that what the backend
+talks to answers (the server is up, the key is accepted, the model is known,
+the CLI runs) and says what it checked. `check_org` checks every role's
+backend and options (and, given the task, that a tuner has knobs to tune), so
+a bad org is one clear error before anything runs; `probe_org` asks every
+backend's probe, which `run` does before any compute is spent and `check`
+does for orgs of LLMs and coding CLIs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from researchorg.agents.options import (
 )
 from researchorg.config import OrgSpec, RoleSpec, validate
 from researchorg.errors import ConfigError
+from researchorg.task.spec import TaskSpec
 
 AgentFactory = Callable[[RoleSpec, AgentContext, int], Agent]
 
@@ -67,21 +73,48 @@ def _interactive(role: RoleSpec, ctx: AgentContext, index: int) -> Agent:
     return InteractiveAgent()
 
 
+def _probe_openai(role: RoleSpec) -> str:
+    from researchorg.agents.openai_agent import probe
+
+    return probe(role)
+
+
+def _probe_anthropic(role: RoleSpec) -> str:
+    from researchorg.agents.anthropic_agent import probe
+
+    return probe(role)
+
+
+def _probe_cli(role: RoleSpec) -> str:
+    from researchorg.agents.cli_agent import probe
+
+    return probe(role)
+
+
+Probe = Callable[[RoleSpec], str]
+
+
 @dataclass(frozen=True)
 class Backend:
     factory: AgentFactory
     options: type[BaseModel] = NoOptions
+    probe: Probe | None = None
+    needs_knobs: bool = False
 
 
 _BACKENDS: dict[str, Backend] = {
-    "tuner": Backend(_tuner), "random": Backend(_tuner), "openai": Backend(_openai, LLMOptions),
-    "anthropic": Backend(_anthropic, LLMOptions), "claude-code": Backend(_coding_cli, CodingCLIOptions),
-    "codex": Backend(_coding_cli, CodingCLIOptions), "interactive": Backend(_interactive, InteractiveOptions),
+    "tuner": Backend(_tuner, needs_knobs=True), "random": Backend(_tuner, needs_knobs=True),
+    "openai": Backend(_openai, LLMOptions, _probe_openai),
+    "anthropic": Backend(_anthropic, LLMOptions, _probe_anthropic),
+    "claude-code": Backend(_coding_cli, CodingCLIOptions, _probe_cli),
+    "codex": Backend(_coding_cli, CodingCLIOptions, _probe_cli),
+    "interactive": Backend(_interactive, InteractiveOptions),
     "simulated": Backend(_simulated, SimulatedOptions)}
 
 
-def register_backend(name: str, factory: AgentFactory, options: type[BaseModel] = NoOptions) -> None:
-    _BACKENDS[name] = Backend(factory, options)
+def register_backend(name: str, factory: AgentFactory, options: type[BaseModel] = NoOptions,
+                     probe: Probe | None = None) -> None:
+    _BACKENDS[name] = Backend(factory, options, probe)
 
 
 def backends() -> list[str]:
@@ -97,10 +130,20 @@ def options_of(role: RoleSpec, where: Path | str = "org.toml", index: int | None
     return validate(_BACKENDS[role.backend].options, role.options, where, at)
 
 
-def check_org(org: OrgSpec, where: Path | str) -> None:
-    """Every role's backend exists and takes its options."""
+def check_org(org: OrgSpec, where: Path | str, task: TaskSpec | None = None) -> None:
+    """Every role's backend exists and takes its options, and (given the task) has what it needs of it."""
     for index, role in enumerate(org.roles):
         options_of(role, where, index)
+        if task is not None and _BACKENDS[role.backend].needs_knobs and not task.knobs:
+            raise ConfigError(f"{where}: roles.{role.name}: the {role.backend} backend tunes the task's knobs, and "
+                              f"task {task.name} declares none ([[knobs]] in its task.toml); use an LLM or coding-CLI "
+                              "backend, or declare knobs")
+
+
+def probe_org(org: OrgSpec) -> list[str]:
+    """Ask every role's backend whether what it talks to answers; what each checked, or AgentError."""
+    return [f"role {role.name}: {probe(role)}" for role in org.roles
+            if (probe := _BACKENDS[role.backend].probe) is not None]
 
 
 def make_agent(role: RoleSpec, ctx: AgentContext, index: int = 0) -> Agent:
@@ -110,4 +153,4 @@ def make_agent(role: RoleSpec, ctx: AgentContext, index: int = 0) -> Agent:
 
 
 __all__ = ["Agent", "AgentContext", "Proposal", "make_agent", "register_backend", "backends", "check_org",
-           "options_of"]
+           "options_of", "probe_org"]

@@ -48,3 +48,26 @@ class AnthropicAgent(LLMAgent):
     def _tool_results(self, results: list[tuple[str, str]]) -> list[dict[str, Any]]:
         return [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": id_, "content": text}
                                              for id_, text in results]}]
+
+
+def probe(role: RoleSpec) -> str:
+    """Whether the server answers, accepts the key and knows the model (GET /v1/models/{model})."""
+    import anthropic
+
+    from researchorg.agents.options import LLMOptions
+
+    options = LLMOptions.model_validate(role.options)
+    where = options.base_url or "api.anthropic.com"
+    client = anthropic.Anthropic(api_key=api_key(role, options, "ANTHROPIC_API_KEY", "anthropic"),
+                                 base_url=options.base_url, max_retries=1, timeout=20)
+    try:
+        client.models.retrieve(options.model)
+    except anthropic.NotFoundError:
+        raise AgentError(f"role {role.name}: {where} does not know model {options.model!r}") from None
+    except anthropic.AuthenticationError as err:
+        raise AgentError(f"role {role.name}: {where} refused the API key: {err.message}") from None
+    except anthropic.APIConnectionError as err:
+        raise AgentError(f"role {role.name}: cannot reach {where}: {err.__cause__ or err}") from None
+    except anthropic.APIError as err:
+        raise AgentError(f"role {role.name}: {where} failed: {type(err).__name__}: {err}") from None
+    return f"{where} knows {options.model}"

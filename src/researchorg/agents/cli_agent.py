@@ -99,6 +99,25 @@ class CodingCLIAgent:
         return out
 
 
+def probe(role: RoleSpec) -> str:
+    """Whether the CLI is on PATH and runs (`--version`)."""
+    options = CodingCLIOptions.model_validate(role.options)
+    command = options.command or COMMAND[role.backend]
+    executable = shutil.which(command)
+    if executable is None:
+        raise AgentError(f"role {role.name}: the {role.backend} backend needs the `{command}` command on PATH "
+                         f"({INSTALL[role.backend]})")
+    try:
+        done = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise AgentError(f"role {role.name}: `{command} --version` did not run: {err}") from None
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise AgentError(f"role {role.name}: `{command} --version` failed: {last[0][:200]}")
+    return f"{command} {done.stdout.strip().splitlines()[0] if done.stdout.strip() else ''}".strip()
+
+
 def parse_claude(output: str) -> tuple[str, dict[str, Any]]:
     """The final text and usage of `claude -p --output-format json`."""
     try:

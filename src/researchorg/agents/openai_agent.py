@@ -49,6 +49,33 @@ class OpenAIAgent(LLMAgent):
         return [{"role": "tool", "tool_call_id": id_, "content": text} for id_, text in results]
 
 
+def probe(role: RoleSpec) -> str:
+    """Whether the server answers, accepts the key and serves the model (GET /models, which OpenAI, vLLM, Ollama
+    and llama.cpp all serve); a server without that route is taken at its word."""
+    import openai
+
+    from researchorg.agents.options import LLMOptions
+
+    options = LLMOptions.model_validate(role.options)
+    where = options.base_url or "api.openai.com"
+    client = openai.OpenAI(api_key=api_key(role, options, "OPENAI_API_KEY", "openai"), base_url=options.base_url,
+                           max_retries=1, timeout=20)
+    try:
+        served = [model.id for model in client.models.list()]
+    except openai.NotFoundError:
+        return f"{where} answers (it lists no models)"
+    except openai.AuthenticationError as err:
+        raise AgentError(f"role {role.name}: {where} refused the API key: {err.message}") from None
+    except openai.APIConnectionError as err:
+        raise AgentError(f"role {role.name}: cannot reach {where}: {err.__cause__ or err}") from None
+    except openai.APIError as err:
+        raise AgentError(f"role {role.name}: {where} failed: {type(err).__name__}: {err}") from None
+    if served and options.model not in served:
+        raise AgentError(f"role {role.name}: {where} does not serve model {options.model!r} "
+                         f"(it serves {', '.join(served[:8])}{', ...' if len(served) > 8 else ''})")
+    return f"{where} serves {options.model}"
+
+
 def _streamed_turn(chunks: Any) -> Turn:
     """Assemble a streamed reply: text pieces, and tool calls whose arguments arrive in fragments."""
     text, calls, usage = [], {}, None

@@ -71,7 +71,8 @@ def _median(value: float, form: str) -> str:
     return format(value, form) if math.isfinite(value) else "not reached"
 
 
-def _rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The report's main table: a row per org, a column per measure that any org has (mean ± 95% CI)."""
     head = ["org", *[name for _, name in MEASURES]]
     rows = []
     target = any("reached_target" in row for row in summary["orgs"].values())
@@ -92,7 +93,7 @@ def _rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult]], summary: dict[str, Any],
                  out: Path) -> dict[str, Path]:
     png = curves_plot(results, out / "curves.png")
-    head, rows = _rows(summary)
+    head, rows = summary_rows(summary)
     paired = [f"| {p['a']} - {p['b']} | {p['mean_diff']:+.4f} ± {p['ci95']:.4f} | {p['p']:.3g} |"
               for p in summary["paired"]]
     repeats = {label: len(r) for label, r in results.items()}

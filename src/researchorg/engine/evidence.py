@@ -2,9 +2,11 @@
 
 - The **noise floor**: at the start of a run, for every hardware class of the
   slots that has no estimate yet, the baseline runs K times with seeds it was
-  never run with (org.toml `[rigor] noise_runs`, default 5). Runs made earlier
-  and interrupted are reused, not repeated. Agents start thinking meanwhile;
-  a decision on a class waits for that class's floor.
+  never run with (org.toml `[rigor] noise_runs`, default 5; a run limited to
+  few experiments takes at most a third of them, and at least 2, so that it
+  still tries ideas). Runs made earlier and interrupted are reused, not
+  repeated. Agents start thinking meanwhile; a decision on a class waits for
+  that class's floor.
 - **Decisions**: a candidate's first run goes to the acceptance policy with the
   incumbent's runs (every run of the incumbent's code on the same hardware
   class, measured as stats.score measures a code) and the noise floor; while
@@ -70,24 +72,39 @@ class Evidence:
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
 
     # the noise floor ----------------------------------------------------------------------
-    async def noise_floors(self) -> None:
-        """Measure the noise floor of every hardware class that has none yet; decisions on a class wait here."""
+    def noise_plan(self, experiments_left: int | None) -> dict[str, int]:
+        """How many noise-floor runs each hardware class without a floor will take in this run."""
         wanted = self.org.rigor.noise_runs
+        if experiments_left is not None:
+            wanted = min(wanted, max(2, experiments_left // 3))
+        if wanted < 2:
+            return {}
+        tree = self.world.tree_of(self.ledger.program().baseline_commit)
+        plan = {}
+        for hardware in self.hardware_classes:
+            if self.ledger.noise_floor(hardware) is None:
+                earlier = [e for e in self.ledger.runs_of(tree, hardware) if e.kind == "noise"]
+                plan[hardware] = max(wanted - len(earlier), 0)
+        return plan
+
+    async def noise_floors(self, plan: dict[str, int]) -> None:
+        """Measure the noise floor of every hardware class in `plan` (noise_plan's); decisions on a class wait
+        here."""
         baseline = self.ledger.program().baseline_commit
         code = Code(baseline, baseline, self.world.tree_of(baseline), "baseline (noise floor)")
-        if wanted >= 2:
+        if plan:
             self.ledger.ensure_agent(LAB, LAB, LAB, "", "", baseline)
         for hardware in self.hardware_classes:
             try:
-                if wanted >= 2 and self.ledger.noise_floor(hardware) is None:
-                    await self._measure_floor(code, hardware, wanted)
+                if hardware in plan:
+                    await self._measure_floor(code, hardware, plan[hardware])
             finally:
                 self._ready[hardware].set()
 
-    async def _measure_floor(self, code: Code, hardware: str, wanted: int) -> None:
+    async def _measure_floor(self, code: Code, hardware: str, more: int) -> None:
         earlier = [e for e in self.ledger.runs_of(code.tree, hardware) if e.kind == "noise"]
-        self.on_event("noise_floor_started", {"hardware": hardware, "runs": wanted - len(earlier)})
-        fresh = await self.extra_runs(LAB, code, "noise", wanted - len(earlier), hardware)
+        self.on_event("noise_floor_started", {"hardware": hardware, "runs": more})
+        fresh = await self.extra_runs(LAB, code, "noise", more, hardware)
         runs = earlier + [e for e in fresh if e.status == "measured"]
         if self.stopped():
             return

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from researchorg.agents import AgentContext, make_agent
+from researchorg.agents import AgentContext, check_org, make_agent, probe_org
 from researchorg.engine.budget import Budget, Limits, RunReport
 from researchorg.engine.coordination import Member, Team, report_assignment
 from researchorg.engine.evidence import LAB, Code, Evidence
@@ -156,13 +156,21 @@ class Runtime:
     async def _run(self, limits: Limits) -> RunReport:
         self.recover()
         self.world.check_requirements()
+        check_org(self.org, "org.toml", self.task)
         members = self._members()
+        for line in probe_org(self.org):  # a dead server or a missing CLI fails here, before any compute is spent
+            self.ledger.log_event("backend_probed", result=line)
         report = self.report
-        self.budget = Budget(limits, self.ledger.count(exclude=("interrupted",)), self.clock.now)
+        recorded = self.ledger.count(exclude=("interrupted",))
+        self.budget = Budget(limits, recorded, self.clock.now)
+        noise = self.evidence.noise_plan(None if limits.max_experiments is None else limits.max_experiments - recorded)
         self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
-                              slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members])
+                              slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members],
+                              noise_runs=noise)
+        self.on_event("run_started", {"noise_runs": noise, "agents": [m.name for m in members],
+                                      "slots": [s.name for s in self.scheduler.slots]})
         started = self.clock.now()
-        floor = self._spawn(self.evidence.noise_floors())
+        floor = self._spawn(self.evidence.noise_floors(noise))
         workers = [(m, self._spawn(self._researcher(m) if m.role.submits else self._lead(m))) for m in members]
         self._loops = {floor, *(task for _, task in workers)}
         submitters = [task for m, task in workers if m.role.submits]
@@ -354,6 +362,7 @@ class Runtime:
         finally:
             held = self.clock.now() - started
             self.scheduler.release(slot, agent, held)
+        self.on_event("run_ended", {"experiment": experiment, "status": result.status, "metric": result.metric})
         result.summary["slot_seconds"] = held  # the run's own time on the slot; its decision may take longer
         return result, slot.hardware()
 

@@ -2,12 +2,21 @@
 
 results.tsv follows autoresearch's format to the letter (tab-separated; header
 `commit	<metric>	memory_gb	status	description`; 7-character commits;
-`0.000000` and `0.0` for runs without a result), so its analysis notebook reads
-ours. Its status column knows only keep, discard and crash: our timeout,
-invalid and interrupted runs are written as crash, with the real status in
-brackets at the start of the description; runs made as evidence (noise floor,
-re-runs, verifications, ablations: status `measured`) are written as discard
-with their kind and seed in brackets. JSON carries every field as is.
+`0.000000` and `0.0` for runs without a result; statuses keep, discard and
+crash), so its analysis notebook reads ours. Each row's description says what
+the row is:
+
+- a proposal: its description, with why it was kept or discarded where that
+  is not a plain comparison (e.g. the budget ran out before its re-runs);
+- the runs the lab makes as evidence, with their seed: `noise floor of the
+  baseline, seed 3` (status keep: the baseline is the code every agent starts
+  from), `re-run of #12 (borderline)`, `verification of #12` (the status of
+  #12 once decided), `incumbent re-run for #12` (keep: the code #12 was judged
+  against), `ablation: ...` (discard);
+- a timeout, invalid or interrupted run: crash, with the real status and the
+  reason in the description.
+
+JSON carries every field as is.
 """
 
 from __future__ import annotations
@@ -19,28 +28,40 @@ from pathlib import Path
 
 from researchorg.ledger.records import FINISHED_OK, Experiment
 
+_EVIDENCE = {"noise": "noise floor of the baseline", "rerun": "re-run of #{of} (borderline)",
+             "verify": "verification of #{of}", "incumbent": "incumbent re-run for #{of}", "ablation": "ablation"}
+_PLAIN_DECISION = ("gain >", "no gain", "same code", "better than", "not better", "first result")  # the status says it
 
-def _tsv_description(e: Experiment) -> str:
-    text = e.description
+
+def _row(e: Experiment, statuses: dict[int, str]) -> tuple[str, str]:
+    """A run's results.tsv status and description."""
+    if e.status not in FINISHED_OK:
+        text = f"[{e.status}] {e.description}" if e.status != "crash" else e.description
+        if e.reason:
+            text = f"{text} ({e.reason.splitlines()[0]})"
+        return "crash", text
     if e.status == "measured":
-        text = f"[{e.kind} seed {e.seed}] {text}"
-    elif e.status not in ("keep", "discard", "crash"):
-        text = f"[{e.status}] {text}"
-    if e.reason and e.status != "keep" and e.status != "discard":
-        text = f"{text} ({e.reason.splitlines()[0]})"
-    return " ".join(text.replace("\t", " ").split())
+        what = _EVIDENCE.get(e.kind, e.kind).format(of=e.rerun_of)
+        status = {"noise": "keep", "incumbent": "keep", "ablation": "discard"}.get(
+            e.kind, statuses.get(e.rerun_of, "discard") if statuses.get(e.rerun_of) == "keep" else "discard")
+        detail = f": {e.description}" if e.kind == "ablation" else ""
+        return status, f"{what}, seed {e.seed}{detail}"
+    rule = str((e.summary.get("decision") or {}).get("rule", ""))
+    return e.status, f"{e.description} ({rule})" if rule and not rule.startswith(_PLAIN_DECISION) else e.description
 
 
 def results_tsv(experiments: list[Experiment], metric: str) -> str:
     lines = [f"commit\t{metric}\tmemory_gb\tstatus\tdescription"]
+    statuses = {e.id: e.status for e in experiments}
     for e in experiments:
         if e.status == "running":
             continue
         ok = e.status in FINISHED_OK and e.metric is not None
         value = f"{e.metric:.6f}" if ok else "0.000000"
         memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-        status = e.status if e.status in ("keep", "discard") else "discard" if e.status == "measured" else "crash"
-        lines.append(f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{_tsv_description(e)}")
+        status, description = _row(e, statuses)
+        description = " ".join(description.replace("\t", " ").split())
+        lines.append(f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Group
@@ -78,14 +79,13 @@ def summary_table(summary: Summary, task: TaskSpec) -> Table:
     table.add_column()
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.by_status.items()))
     table.add_row("experiments", f"{summary.total} ({counts})" if summary.total else "0")
-    def shown(e: Experiment) -> str:
-        n = summary.count(e)
-        return f"{summary.value(e):.6f}  ({'mean of ' + str(n) + ' runs, ' if n > 1 else ''}#{e.id}"
-
     if summary.baseline is not None:
-        table.add_row("baseline", shown(summary.baseline) + ")")
-    if summary.best is not None:
-        table.add_row("best", shown(summary.best) + f", {summary.best.commit[:7]}: {summary.best.description})")
+        table.add_row("baseline", summary.describe(summary.baseline))
+    if summary.best is not None and summary.best is not summary.baseline:
+        table.add_row("best", f"{summary.describe(summary.best)} {summary.best.commit[:7]}: "
+                              f"{summary.best.description}")
+    elif summary.baseline is not None:
+        table.add_row("best", "the baseline: nothing kept beats it yet")
     if summary.improvement is not None and summary.baseline is not None:
         base = summary.value(summary.baseline)
         pct = 100 * summary.improvement / abs(base) if base else 0.0
@@ -94,62 +94,118 @@ def summary_table(summary: Summary, task: TaskSpec) -> Table:
     return table
 
 
-class LiveView:
-    """The renderable of `researchorg run`: the experiment in flight and the latest results."""
+class RunView:
+    """What `researchorg run` shows: one line per finished run and per event (in a terminal above a live footer
+    of the runs in flight, elsewhere as a plain log), and the footer itself (`__rich__`).
 
-    def __init__(self, task: TaskSpec, history: list[Experiment], limit: int | None, notes: list[str] = ()):
-        self.task = task
-        self.history = list(history)
-        self.limit = limit
+    Events come from the engine's loop; the footer is drawn by another thread, which only reads copies. The
+    ledger is the source: the view re-reads it when the run starts (after recovery), so nothing it shows is
+    older than the last recorded state.
+    """
+
+    def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None]):
+        self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
+        self.baseline_commit = ledger.program().baseline_commit
+        self.history: list[Experiment] = ledger.experiments()
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
+        self.deciding: dict[int, Experiment] = {}  # proposals whose run ended, waiting for their decision
         self.paused: dict[str, str] = {}
-        self.notes: list[str] = list(notes)  # the noise floor and other lines above the table
 
+    # events ------------------------------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        """Called from the agents' threads; the Live thread only reads copies."""
-        if kind == "experiment_started":
+        if kind == "run_started":
+            self.history = self.ledger.experiments()
+            self._plan(data)
+        elif kind == "experiment_started":
             experiment = data["experiment"]
             self.running = {**self.running, experiment.id: (experiment, data.get("slot", ""), time.monotonic())}
+        elif kind == "run_ended":
+            experiment = data["experiment"]
+            self.running = {k: v for k, v in self.running.items() if k != experiment.id}
+            if experiment.kind in ("proposal", "merge") and data["status"] == "ok":
+                self.deciding = {**self.deciding, experiment.id: experiment}
         elif kind == "experiment_finished":
             experiment = data["experiment"]
             self.running = {k: v for k, v in self.running.items() if k != experiment.id}
-            self.history = [*self.history, experiment]
+            self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
+            self.history = [*(e for e in self.history if e.id != experiment.id), experiment]
+            self.say(self._finished_line(experiment))
         elif kind == "agent_paused":
             self.paused = {**self.paused, data["agent"]: data["reason"]}
-        elif kind == "noise_floor_started":
-            self.notes = [*self.notes, f"measuring the noise floor: the baseline with {data['runs']} seeds "
-                                       f"on {data['hardware']}"]
+            self.say(Text(f"paused {data['agent']}: {data['reason']}", style="yellow"))
         elif kind == "noise_floor":
-            self.notes = [*self.notes[:-1], data["floor"].describe(self.task.metric.name)]
+            self.say(Text(f"{data['floor'].describe(self.task.metric.name)} on {data['hardware']}",
+                          style="blue"))
         elif kind == "noise_floor_failed":
-            self.notes = [*self.notes[:-1], f"noise floor on {data['hardware']}: fewer than 2 baseline runs "
-                                            "succeeded; decisions estimate sigma from their own runs"]
+            self.say(Text(f"noise floor on {data['hardware']}: fewer than 2 baseline runs succeeded; decisions "
+                          "estimate sigma from their own runs", style="yellow"))
 
+    def _plan(self, data: dict[str, Any]) -> None:
+        done = sum(e.status != "interrupted" for e in self.history)
+        settled = [e.id for e in self.history if e.status == "interrupted" and e.reason.startswith("the run process")]
+        slots = data.get("slots", [])
+        left = f", {self.limit - done} to go" if self.limit else ""
+        self.say(Text(f"{self.task.name}: {done} runs recorded{left}; {len(data.get('agents', []))} agent(s) on "
+                      f"{len(slots)} slot(s) ({', '.join(slots)}), {self.task.budget_seconds:g} s of training per run",
+                      style="bold"))
+        if settled:
+            self.say(Text(f"settled what the last run left: #{', #'.join(map(str, settled[-5:]))} interrupted",
+                          style="yellow"))
+        for hardware, runs in data.get("noise_runs", {}).items():
+            if runs:
+                self.say(Text(f"rigor first: {runs} noise-floor run{'s' * (runs > 1)} of the baseline on {hardware} "
+                              "(the noise every decision is judged against); agents start thinking meanwhile",
+                              style="blue"))
+
+    def _finished_line(self, e: Experiment) -> Text:
+        done = sum(x.status != "interrupted" for x in self.history)
+        count = f"[{done}/{self.limit}]" if self.limit else f"[{done}]"
+        line = Text(f"{count} #{e.id} {e.agent} ")
+        line.append(e.status, style=STATUS_STYLE.get(e.status, ""))
+        if e.metric is not None:
+            line.append(f" {self.task.metric.name} {e.metric:.6f}")
+        if e.kind != "proposal":
+            line.append(f" {e.kind}" + (f" of #{e.rerun_of}" if e.rerun_of else ""), style="dim")
+        else:
+            line.append(f"  {e.description}")
+        detail = evidence(e) if e.kind == "proposal" else ""
+        if e.reason and e.status not in ("keep", "discard", "measured"):
+            detail = e.reason.splitlines()[0]
+        if detail:
+            line.append(f"  ({detail})", style="dim")
+        return line
+
+    # the footer ----------------------------------------------------------------------------------------
     def __rich__(self) -> Group:
-        done = [e for e in self.history if e.status != "interrupted"]
-        title = f"{self.task.name}: {len(done)} experiment{'s' if len(done) != 1 else ''}"
-        parts: list[Any] = [Text(note, style="blue") for note in self.notes]
-        parts.append(experiments_table(self.history[-12:], title=title + (f" of {self.limit}" if self.limit
-                                                                            else "")))
-        summary = summarize(sorted(done, key=lambda e: e.id), self.task.metric)
-        if summary.best is not None and summary.baseline is not None:
-            parts.append(Text(f"best {self.task.metric.name} {summary.value(summary.best):.6f} "
-                              f"(#{summary.best.id}), baseline {summary.value(summary.baseline):.6f}", style="green"))
+        parts: list[Any] = []
         expected = self._expected_seconds()
-        for experiment, slot, started in sorted(self.running.values(), key=lambda r: r[1]):
+        running = list(self.running.values())
+        for experiment, slot, started in sorted(running, key=lambda r: r[1]):
             elapsed = time.monotonic() - started
             line = Table.grid(padding=(0, 1))
+            what = experiment.description if experiment.kind == "proposal" else \
+                f"{experiment.kind}" + (f" of #{experiment.rerun_of}" if experiment.rerun_of else "")
             line.add_row(Text(f"{slot} #{experiment.id} {experiment.agent}", style="cyan"),
-                         ProgressBar(total=expected, completed=min(elapsed, expected), width=30),
-                         Text(f"{elapsed:5.1f}s of ~{expected:.0f}s ({self.task.budget_seconds:g}s training)  "
-                              f"{experiment.description}"))
+                         ProgressBar(total=expected, completed=min(elapsed, expected), width=20),
+                         Text(f"{elapsed:4.0f}s of ~{expected:.0f}s  {what}", overflow="ellipsis", no_wrap=True))
             parts.append(line)
+        for experiment in self.deciding.values():
+            more = [f"#{e.id}" for e, _, _ in running if e.rerun_of == experiment.id]
+            parts.append(Text(f"#{experiment.id} {experiment.agent} deciding: " + (
+                f"borderline, running {', '.join(more)} with fresh seeds" if more
+                else "waiting for the noise floor or its evidence runs"), style="cyan", overflow="ellipsis",
+                no_wrap=True))
+        summary = summarize(self.history, self.task.metric, self.baseline_commit)
+        if summary.baseline is not None:
+            best = f"best {summary.describe(summary.best)}, " if summary.best is not summary.baseline else ""
+            parts.append(Text(f"{self.task.metric.name}: {best}baseline {summary.describe(summary.baseline)}",
+                              style="green", overflow="ellipsis", no_wrap=True))
         for agent, reason in self.paused.items():
-            parts.append(Text(f"paused {agent}: {reason}", style="yellow"))
+            parts.append(Text(f"paused {agent}: {reason}", style="yellow", overflow="ellipsis", no_wrap=True))
         return Group(*parts)
 
     def _expected_seconds(self) -> float:
-        """How long an experiment takes, start-up and evaluation included: the mean of the finished ones."""
+        """How long a run takes, start-up and evaluation included: the mean of the latest finished ones."""
         walls = [e.ran_until - e.started_at for e in self.history[-10:]
                  if e.ended_at and e.status in ("keep", "discard", "measured")]
         return sum(walls) / len(walls) if walls else self.task.budget_seconds

@@ -1,11 +1,15 @@
 """The progress plot, after autoresearch's progress.png.
 
-Experiment number on x, metric on y; every finished run a dot (discarded in
-grey, kept in colour), the running best of the kept runs as a step line, and
-each kept run labelled with its description; the noise floor as a band (the
-baseline's mean ± 1 sigma over its seeds) and the lab's evidence runs
-(re-runs, verifications, ablations) as hollow dots. Runs without a metric
-(crash, timeout, invalid, interrupted) are counted in the title but not drawn.
+Experiment number on x, metric on y. Every run with a result is a dot:
+discarded runs grey, kept runs green, the evidence runs (noise floor, re-runs,
+verifications, ablations) hollow. The running best is a step line through the
+same values the summary reports (report/summary.py: the mean of each code's
+runs, starting from the baseline), each new best labelled with its
+description on the side of the line where few runs lie; the noise floor is a
+band (the baseline's mean ± 1 sigma over its seeds). The y-axis holds the
+central runs and the running best; a run far outside is drawn as a triangle
+on the edge. Runs without a result (crash, timeout, invalid, interrupted)
+are counted in the title.
 """
 
 from __future__ import annotations
@@ -20,50 +24,79 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from researchorg.ledger import Experiment  # noqa: E402
-from researchorg.stats.score import best as pick_best  # noqa: E402
+from researchorg.report.summary import Summary, summarize  # noqa: E402
 from researchorg.task.spec import MetricSpec  # noqa: E402
 
 
-def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, title: str = "") -> Path:
+def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, title: str = "",
+                  baseline_commit: str | None = None) -> Summary:
+    """Draw the plot to `out`; return the summary it shows (the numbers of the step line)."""
     finished = [e for e in experiments if e.status != "running"]
-    scored = [e for e in finished if e.status in ("keep", "discard") and e.metric is not None]
+    summary = summarize(finished, metric, baseline_commit)
+    scored = [e for e in finished if e.status in ("keep", "discard", "measured") and e.metric is not None]
     kept = [e for e in scored if e.status == "keep"]
-    fig, ax = plt.subplots(figsize=(12, 6))
     discarded = [e for e in scored if e.status == "discard"]
-    ax.scatter([e.id for e in discarded], [e.metric for e in discarded], c="#bbbbbb", s=18, label="discarded", zorder=2)
-    ax.scatter([e.id for e in kept], [e.metric for e in kept], c="#2ca02c", s=50, edgecolors="black",
-               linewidths=0.5, label="kept", zorder=4)
-    if kept:
-        best, steps = [], []
-        for e in kept:
-            best.append(e.metric if not best else pick_best(metric, [best[-1], e.metric]))
-            steps.append(e.id)
-        last = finished[-1].id if finished else steps[-1]
-        ax.step(steps + [last], best + [best[-1]], where="post", color="#1f7a1f", linewidth=2, alpha=0.8,
-                label="running best", zorder=3)
-        for e in kept:
-            label = e.description if len(e.description) <= 48 else e.description[:45] + "..."
-            ax.annotate(label, (e.id, e.metric), textcoords="offset points", xytext=(5, 5), fontsize=7.5,
-                        color="#1a5e1a", rotation=20, ha="left", va="bottom")
-    noise = [e.metric for e in finished if e.kind == "noise" and e.metric is not None]
-    if len(noise) >= 2:  # the noise floor: where the baseline lands with other seeds (mean ± 1 sigma)
-        mean, sigma = statistics.fmean(noise), statistics.stdev(noise)
+    noise = [e for e in scored if e.kind == "noise"]
+    evidence = [e for e in scored if e.status == "measured" and e.kind != "noise"]
+    low, high = _limits([e.metric for e in scored], [v for _, v in summary.steps])
+    clip = lambda v: min(max(v, low), high)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(12, 6))
+    if len(noise) >= 2:  # where the baseline lands with other seeds
+        mean, sigma = statistics.fmean(e.metric for e in noise), statistics.stdev(e.metric for e in noise)
         ax.axhspan(mean - sigma, mean + sigma, color="#9ecae1", alpha=0.35, zorder=1,
                    label=f"noise floor: baseline ±1σ ({len(noise)} seeds)")
-    evidence = [e for e in finished if e.status == "measured" and e.kind != "noise" and e.metric is not None]
-    ax.scatter([e.id for e in evidence], [e.metric for e in evidence], facecolors="none", edgecolors="#6b8fb3",
-               s=18, label="re-runs, verifications, ablations", zorder=2)
+    for runs, style in ((discarded, dict(c="#bbbbbb", s=18, label="discarded")),
+                        (noise, dict(facecolors="none", edgecolors="#3b6fb6", s=22, label="noise-floor runs")),
+                        (evidence, dict(facecolors="none", edgecolors="#8c8c8c", s=18,
+                                        label="re-runs, verifications, ablations")),
+                        (kept, dict(c="#2ca02c", s=46, edgecolors="black", linewidths=0.5, label="kept"))):
+        inside = [e for e in runs if low <= e.metric <= high]
+        outside = [e for e in runs if not low <= e.metric <= high]
+        if inside:
+            ax.scatter([e.id for e in inside], [e.metric for e in inside], zorder=4 if runs is kept else 2, **style)
+        if outside:
+            style = {**style, "label": None, "s": 30}
+            ax.scatter([e.id for e in outside], [clip(e.metric) for e in outside], marker="^" if any(
+                e.metric > high for e in outside) else "v", zorder=2, clip_on=False, **style)
+    if summary.steps:
+        xs = [e.id for e, _ in summary.steps] + [finished[-1].id]
+        ys = [v for _, v in summary.steps] + [summary.steps[-1][1]]
+        base, best = summary.steps[0][1], summary.steps[-1][1]
+        ax.step(xs, ys, where="post", color="#1f7a1f", linewidth=2, alpha=0.85, zorder=3,
+                label=f"running best (mean of each code's runs): {base:.4f} → {best:.4f}")
+        below = metric.direction == "minimize"  # labels on the better side of the line, where few runs lie
+        for i, (e, value) in enumerate(summary.steps[1:]):
+            label = e.description if len(e.description) <= 40 else e.description[:37] + "..."
+            ax.annotate(f"#{e.id} {label}", (e.id, value), textcoords="offset points",
+                        xytext=(4, (-10 - 9 * (i % 2)) if below else (6 + 9 * (i % 2))), fontsize=7.5,
+                        color="#1a5e1a", ha="left", va="top" if below else "bottom", zorder=5)
     better = "lower" if metric.direction == "minimize" else "higher"
+    ax.set_ylim(low, high)
     ax.set_xlabel("experiment #")
     ax.set_ylabel(f"{metric.name} ({better} is better)")
     without = sum(e.metric is None for e in finished)
-    ax.set_title(title or f"{len(finished)} runs: {len(scored)} decided, {len(kept)} kept, "
-                          f"{len(finished) - len(scored) - without} as evidence, {without} without a result")
+    ax.set_title(title or f"{len(finished)} runs: {len(kept) + len(discarded)} decided, {len(kept)} kept, "
+                          f"{len(noise) + len(evidence)} as evidence, {without} without a result")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:
-        ax.legend(loc="best", fontsize=9)
+        ax.legend(loc="upper right" if metric.direction == "minimize" else "lower right", fontsize=8.5)
     fig.tight_layout()
     fig.savefig(out, dpi=130)
     plt.close(fig)
-    return out
+    return summary
+
+
+def _limits(values: list[float], keep: list[float]) -> tuple[float, float]:
+    """A y-range that holds the central `values` and every one of `keep` (the running best), not far outliers."""
+    if not values:
+        return 0.0, 1.0
+    ordered = sorted(values)
+    lo, hi = ordered[0], ordered[-1]
+    inter = statistics.quantiles(ordered, n=4) if len(ordered) >= 4 else [lo, hi]
+    iqr = inter[-1] - inter[0]
+    if iqr > 0:  # clip beyond 3 interquartile ranges of the middle half
+        lo, hi = max(lo, inter[0] - 3 * iqr), min(hi, inter[-1] + 3 * iqr)
+    lo, hi = min([lo, *keep]), max([hi, *keep])
+    spread = (hi - lo) or abs(hi) * 0.05 or 1.0
+    return lo - 0.08 * spread, hi + 0.08 * spread

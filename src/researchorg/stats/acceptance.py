@@ -115,7 +115,8 @@ class NoiseAware:
         if z <= 0:
             return Decision(False, {**evidence, "rule": "no gain"})
         if final or len(candidate) >= self.max_runs:
-            why = "no budget for another run" if final and len(candidate) < self.max_runs else \
+            why = "undecided, so not kept: the experiment budget ran out before its re-runs" \
+                if final and len(candidate) < self.max_runs else \
                 f"still below {self.sigmas:g} standard errors after {len(candidate)} runs"
             return Decision(False, {**evidence, "rule": why})
         return Decision(None, {**evidence, "rule": "borderline: run again with a new seed"})

@@ -1,0 +1,185 @@
+"""The first hour of a researcher: output in a log, resume without replays, honest numbers, short runs, small
+conveniences. On the quick accuracy task (no torch), through the real command line where a person would be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from researchorg import Limits, Program, Runtime, SqlLedger
+from researchorg.report.console import RunView
+from researchorg.report.plot import progress_plot
+from researchorg.report.summary import summarize
+from tests.conftest import cli, copy_task, default_sigint, write_org
+
+NOISE = "\n[rigor]\nnoise_runs = 3\n[[processes]]\nkind = \"merge\"\n[[processes]]\nkind = \"verify\"\nruns = 1\n"
+
+
+def _program(tmp_path: Path, rigor: str = NOISE, backend: str = "tuner", **task_edits: str) -> Program:
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    text = toml.read_text()
+    for old, new in task_edits.items():
+        text = text.replace(old, new)
+    toml.write_text(text)
+    org = write_org(tmp_path / "org.toml", backend, rigor=rigor)
+    return Program.init(tmp_path / "program", str(task), org_file=org)
+
+
+def test_run_into_a_file_logs_a_line_per_run_and_the_summary(tmp_path):
+    program = _program(tmp_path)
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "researchorg", "run", str(program.root), "--max-experiments",
+                               "9"], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "80"})
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    lines = text.splitlines()
+    finished = [line for line in lines if line.startswith("[") and "/9] #" in line]
+    assert len(finished) == 9, text  # one line per finished run, noise floor and verifications included
+    assert any("rigor first: 3 noise-floor runs" in line for line in lines)
+    assert any(line.startswith("noise floor: accuracy") for line in lines)
+    assert "baseline" in text and "best" in text and "reached --max-experiments" in text
+    assert "\x1b[" not in text and "━" not in text  # no terminal control codes, no progress bars frozen in
+    assert text.endswith("\n")
+
+
+def test_ctrl_c_under_a_dead_pipe_still_tells_the_summary_and_how_to_resume(tmp_path):
+    """`researchorg run DIR | tee log` and Ctrl-C: tee dies at once, so what is left to say goes to stderr."""
+    program = _program(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(program.root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+                            env={**os.environ, "ACCURACY_SLEEP": "3"})
+    ledger = SqlLedger(program.state_dir / "ledger.db")
+    deadline = time.monotonic() + 60
+    while not any(e.pid for e in ledger.experiments(status="running")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.stdout.close()  # the reader is gone
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert "stopped by Ctrl-C" in err and f"resume with: python -m researchorg run {program.root}" in err, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def _interrupting_runtime(program: Program, after: int) -> Runtime:
+    """A runtime that stops as Ctrl-C does once `after` more runs have finished."""
+    finished = []
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "experiment_finished":
+            finished.append(data["experiment"])
+            if len(finished) == after:
+                runtime.interrupt()
+    runtime = Runtime(program, on_event=on_event)
+    return runtime
+
+
+def test_a_tuner_interrupted_three_times_runs_no_configuration_twice(tmp_path):
+    program = _program(tmp_path)
+    for after in (2, 4, 3):
+        report = _interrupting_runtime(Program(program.root), after).run(Limits(max_experiments=40))
+        assert report.stopped_by == "interrupted"
+    Runtime(Program(program.root)).run(Limits(max_experiments=24))
+    experiments = program.ledger.experiments()
+    proposals = [e for e in experiments if e.kind == "proposal" and e.status != "interrupted"]
+    assert len(proposals) >= 10
+    trees = [e.tree for e in proposals]
+    assert len(set(trees)) == len(trees), [e.description for e in proposals]
+    baseline = {e.tree for e in experiments if e.kind == "noise"}
+    assert not baseline & set(trees), "the noise floor measured the baseline: the tuner must not run it again"
+
+
+def test_plot_status_and_summary_report_the_same_baseline_and_best(tmp_path):
+    program = _program(tmp_path)
+    run = cli("run", str(program.root), "--max-experiments", "12").stdout
+    experiments = program.ledger.experiments()
+    summary = summarize(experiments, program.task.metric, program.ledger.program().baseline_commit)
+    drawn = progress_plot(experiments, program.task.metric, tmp_path / "p.png",
+                          baseline_commit=program.ledger.program().baseline_commit)
+    assert summary.baseline.kind == "noise" and summary.count(summary.baseline) == 3
+    assert (drawn.steps[0][1], drawn.steps[-1][1]) == (summary.value(summary.baseline), summary.value(summary.best))
+    status = cli("status", str(program.root)).stdout
+    plotted = cli("plot", str(program.root), "-o", str(tmp_path / "q.png")).stdout
+    for shown in (summary.describe(summary.baseline), summary.describe(summary.best)):
+        assert shown in run and shown in status and shown in plotted, shown
+
+
+def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_deciding(tmp_path):
+    program = _program(tmp_path)
+    program.ledger.ensure_agent("researcher", "researcher", "tuner", "", "", program.ledger.program().baseline_commit)
+    base = program.ledger.program().baseline_commit
+    stale = program.ledger.start_experiment("researcher", base, base, diff="", description="left by kill -9",
+                                            hypothesis="", proposal={}, seed=1, log_dir=program.logs_dir)
+    said = []
+    view = RunView(program.task, program.ledger, 6, said.append)
+    runtime = Runtime(program, on_event=view.on_event)
+    runtime.recover()
+    view.on_event("run_started", {"noise_runs": {}, "agents": ["researcher"], "slots": ["cpu0"]})
+    assert [e.status for e in view.history if e.id == stale.id] == ["interrupted"]
+    assert any("interrupted" in str(line) and f"#{stale.id}" in str(line) for line in said)
+    # a candidate whose run ended but whose decision waits for re-runs is deciding, not running
+    candidate = program.ledger.start_experiment("researcher", base, base, diff="x", description="candidate",
+                                                hypothesis="", proposal={}, seed=2, log_dir=program.logs_dir)
+    rerun = program.ledger.start_experiment("researcher", base, base, diff="", description="candidate",
+                                            hypothesis="", proposal={}, seed=3, log_dir=program.logs_dir,
+                                            kind="rerun", rerun_of=candidate.id)
+    view.on_event("experiment_started", {"experiment": candidate, "slot": "cpu0"})
+    view.on_event("run_ended", {"experiment": candidate, "status": "ok", "metric": 0.8})
+    view.on_event("experiment_started", {"experiment": rerun, "slot": "cpu0"})
+    from rich.console import Console
+
+    console = Console(width=100, record=True, file=open(os.devnull, "w"))
+    console.print(view)
+    footer = console.export_text()
+    assert f"#{candidate.id} researcher deciding: borderline, running #{rerun.id}" in footer, footer
+    assert footer.count(f"#{candidate.id} ") == 1, footer
+
+
+def test_results_tsv_says_what_each_row_is(tmp_path):
+    program = _program(tmp_path)
+    cli("run", str(program.root), "--max-experiments", "9")
+    rows = [line.split("\t") for line in program.results_path.read_text().splitlines()[1:]]
+    experiments = program.ledger.experiments()
+    assert len(rows) == len(experiments)
+    for row, e in zip(rows, experiments, strict=True):
+        assert row[3] in ("keep", "discard", "crash")
+        if e.kind == "noise":
+            assert row[3] == "keep" and row[4].startswith("noise floor of the baseline, seed "), row
+        elif e.kind == "verify":
+            assert row[3] == program.ledger.experiment(e.rerun_of).status
+            assert row[4].startswith(f"verification of #{e.rerun_of}, seed "), row
+    noise = [row for row, e in zip(rows, experiments, strict=True) if e.kind == "noise"]
+    assert len(noise) == 3
+
+
+def test_a_short_run_still_tries_ideas_and_says_what_rigor_costs(tmp_path):
+    program = _program(tmp_path, rigor="\n[rigor]\nnoise_runs = 5\n")
+    out = cli("run", str(program.root), "--max-experiments", "8").stdout
+    assert "rigor first: 2 noise-floor runs of the baseline" in out, out
+    experiments = program.ledger.experiments()
+    ideas = [e for e in experiments if e.kind == "proposal"]
+    assert len(ideas) >= 5 and all(e.description != "baseline" for e in ideas), [e.description for e in ideas]
+
+
+def test_help_is_plain_and_short_flags_work():
+    for args in ([], ["run"], ["submit"], ["bench"], ["check"]):
+        text = cli(*args, "-h").stdout
+        assert text.startswith("Usage: python -m researchorg") and "<bool>" not in text, text
+    assert "{directory}" not in cli("run", "-h").stdout
+
+
+def test_a_tuner_on_a_task_without_knobs_is_refused_by_check_and_run_not_only_by_the_agent(tmp_path):
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    toml.write_text(toml.read_text().split("[[knobs]]")[0])
+    init = cli("init", str(tmp_path / "p"), "--task", str(task)).stdout
+    assert "warning:" in init and "the tuner backend tunes the task's knobs" in init
+    for command in ("check", "run"):
+        proc = cli(command, str(tmp_path / "p"), check=False)
+        assert proc.returncode == 1 and "roles.researcher: the tuner backend tunes the task's knobs" in proc.stderr
+    assert Program(tmp_path / "p").ledger.count() == 0
