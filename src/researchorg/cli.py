@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 import tomllib
@@ -178,7 +179,7 @@ def _run(program: Program, max_experiments: int | None, max_hours: float | None,
         report = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event).run(limits)
     _report_end(program, report, max_experiments)
     if report.stopped_by == "interrupted":
-        raise typer.Exit(130)  # the shell's code for "stopped by SIGINT", so scripts can tell
+        raise typer.Exit(128 + (report.signal or signal.SIGINT))  # the shell's code for "stopped by a signal"
     if report.paused and report.stopped_by == "agents_done" and set(report.paused) >= {
             name for name, _ in program.org().agent_names()}:
         raise ResearchOrgError("every agent was paused (see above), so the run stopped early")
@@ -195,7 +196,8 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     console.print(summary_table(summarize(experiments, program.task.metric, baseline), program.task))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
-    reasons = {"interrupted": "stopped by Ctrl-C; the experiment in flight is recorded as interrupted",
+    stopper = "Ctrl-C" if report.signal in (0, signal.SIGINT) else signal.Signals(report.signal).name
+    reasons = {"interrupted": f"stopped by {stopper}; the experiments in flight are recorded as interrupted",
                "max_experiments": "reached --max-experiments", "max_hours": "reached --max-hours",
                "agents_done": "every agent is done or at its cap"}
     console.print(f"{len(report.ran)} experiments this run on {report.slots} slot{'s' * (report.slots > 1)} "
@@ -473,6 +475,11 @@ def bench(
 def main() -> None:
     try:
         app()
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own): nothing half-done is left
+        if _debug:
+            raise
+        Console(stderr=True).print("stopped by Ctrl-C")
+        sys.exit(130)
     except ResearchOrgError as err:
         if _debug:
             raise

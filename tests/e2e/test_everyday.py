@@ -183,3 +183,23 @@ def test_a_tuner_on_a_task_without_knobs_is_refused_by_check_and_run_not_only_by
         proc = cli(command, str(tmp_path / "p"), check=False)
         assert proc.returncode == 1 and "roles.researcher: the tuner backend tunes the task's knobs" in proc.stderr
     assert Program(tmp_path / "p").ledger.count() == 0
+
+
+def test_init_that_fails_or_is_interrupted_leaves_nothing_behind(tmp_path):
+    task = copy_task(tmp_path)
+    toml = task / "task.toml"
+    base = toml.read_text()
+    toml.write_text('prepare = "python -c \'import sys; sys.exit(3)\'"\n' + base)
+    proc = cli("init", str(tmp_path / "p"), "--task", str(task), check=False)
+    assert proc.returncode == 1 and "failed" in proc.stderr and not (tmp_path / "p").exists()
+    toml.write_text('prepare = "python -c \'import time; time.sleep(30)\'"\n' + base)
+    init = subprocess.Popen([sys.executable, "-m", "researchorg", "init", str(tmp_path / "p"), "--task", str(task)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 30
+    while not any(p.name.startswith(".p.init-") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    init.send_signal(signal.SIGINT)
+    _, err = init.communicate(timeout=30)
+    assert init.returncode != 0 and "Traceback" not in err, err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".p", "p"))] == [], list(tmp_path.iterdir())

@@ -151,6 +151,21 @@ def test_ctrl_c_records_interrupted_and_run_resumes(tmp_path):
     assert len(experiments) == 4 and len({e.commit for e in experiments}) == 4
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_kill_or_a_closed_terminal_stops_the_run_as_ctrl_c_does(tmp_path, sig):
+    """`kill PID` (a run under nohup) and a closed terminal: the runs in flight die with the lab, and are recorded."""
+    program = _slow_program(tmp_path)
+    proc = _hanging_run(program)
+    (running,) = program.ledger.experiments(status="running")
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, out
+    assert f"stopped by {signal.Signals(sig).name}" in out and "resume with:" in out
+    (e,) = program.ledger.experiments()
+    assert e.status == "interrupted" and e.id == running.id
+    assert not any(alive(pid) for pid in pids_in_log(e.log_path) + [running.pid])
+
+
 def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
     program = _slow_program(tmp_path, agents=2)
     proc = _hanging_run(program, "--slots", "2", "--threads", "1", running=2)

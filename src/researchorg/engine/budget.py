@@ -22,6 +22,7 @@ class RunReport:
     slot_seconds: float = 0.0  # slot time spent running experiments
     wall_seconds: float = 0.0  # time from start to end (virtual seconds in simulation)
     slots: int = 1
+    signal: int = 0  # the signal that interrupted it (SIGINT for Ctrl-C), 0 if none
 
     @property
     def utilization(self) -> float:

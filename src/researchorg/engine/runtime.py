@@ -113,10 +113,13 @@ class Runtime:
             self.scheduler.slots) + 8, thread_name_prefix="researchorg"))
         self._stop = asyncio.Event()
         self.post.open(loop)
-        sigint = threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None)
-        if sigint:
-            loop.add_signal_handler(signal.SIGINT, self.interrupt)
+        # Ctrl-C, `kill` and a closed terminal all stop the run cleanly (a signal the process was started to ignore,
+        # such as SIGHUP under nohup or SIGINT in a background job, stays ignored)
+        signals = [sig for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                   if threading.current_thread() is threading.main_thread()
+                   and signal.getsignal(sig) not in (signal.SIG_IGN, None)]
+        for sig in signals:
+            loop.add_signal_handler(sig, self.interrupt, sig)
         try:
             with self.world.run_lock():
                 try:
@@ -127,17 +130,18 @@ class Runtime:
                     loop.run_until_complete(self._drain())
                     raise
         finally:
-            if sigint:
-                loop.remove_signal_handler(signal.SIGINT)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _drain(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def interrupt(self) -> None:
+    def interrupt(self, signum: int = signal.SIGINT) -> None:
         """Stop as Ctrl-C does, from any thread: runs in flight are killed and recorded as interrupted, nothing
-        new starts, and `run` returns with `stopped_by = "interrupted"`."""
+        new starts, and `run` returns with `stopped_by = "interrupted"` (and the report's `signal`)."""
+        self.report.signal = self.report.signal or int(signum)
         self.cancel.set()
         loop = self._loop
         if loop is not None and not loop.is_closed():

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -55,7 +56,10 @@ class Program:
     @classmethod
     def init(cls, root: Path | str, task: str, *, budget: float | None = None, org_file: Path | None = None,
              prepare: bool = True) -> Program:
-        """Create a program: copy the task, commit the baseline, create the ledger, run the task's prepare step."""
+        """Create a program: copy the task, commit the baseline, create the ledger, run the task's prepare step.
+
+        It is built beside `root` and moved there only once complete, so a failed prepare step or a Ctrl-C
+        leaves nothing behind (and no half-made program that `demo` would take for one to resume)."""
         root = Path(root).resolve()
         if (root / STATE_DIR).exists():
             raise LabError(f"{root} is already a program: use `researchorg run {root}`")
@@ -64,7 +68,21 @@ class Program:
         task_dir = find_task(task)
         load_task(task_dir)  # a broken task fails before anything is written
         prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
-        root.mkdir(parents=True, exist_ok=True)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
+        try:
+            cls._build(staging, task_dir, budget, org_file, prompts, prepare, name=root.name)
+            if root.exists():
+                root.rmdir()  # empty, as checked above
+            staging.rename(root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls(root)
+
+    @classmethod
+    def _build(cls, root: Path, task_dir: Path, budget: float | None, org_file: Path | None,
+               prompts: list[tuple[Path, str]], prepare: bool, name: str) -> None:
         shutil.copytree(task_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         if budget is not None:
             _set_budget(root / "task.toml", budget)
@@ -79,14 +97,14 @@ class Program:
         baseline = git.commit_all(f"baseline: task {spec.name}")
         (root / STATE_DIR).mkdir()
         ledger = SqlLedger(root / STATE_DIR / "ledger.db")
-        ledger.create_program(root.name, spec.name, spec.metric.name, spec.metric.direction, baseline,
+        ledger.create_program(name, spec.name, spec.metric.name, spec.metric.direction, baseline,
                               file_hashes(root, spec.protected_files()))
         ledger.log_event("program_created", task=spec.name, budget_seconds=spec.budget_seconds)
         ledger.close()
-        program = cls(root)
         if prepare:
+            program = cls(root)
             program.prepare()
-        return program
+            program.ledger.close()
 
     def check_requirements(self) -> None:
         """A clear error now, rather than a crash in every run, when the task's Python modules are missing."""
