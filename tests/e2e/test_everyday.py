@@ -43,6 +43,7 @@ def test_run_into_a_file_logs_a_line_per_run_and_the_summary(tmp_path):
     assert len(finished) == 9, text  # one line per finished run, noise floor and verifications included
     assert any("rigor first: 3 noise-floor runs" in line for line in lines)
     assert any(line.startswith("noise floor: accuracy") for line in lines)
+    assert any(line.startswith("main: #") and "merged" in line for line in lines), text  # what became of a keep
     assert "baseline" in text and "best" in text and "reached --max-experiments" in text
     assert "\x1b[" not in text and "━" not in text  # no terminal control codes, no progress bars frozen in
     assert text.endswith("\n")

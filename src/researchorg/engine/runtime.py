@@ -421,7 +421,9 @@ class Runtime:
         for process in self.processes:
             process.on_experiment(done)
         if self.merger is not None and (self._merge_process or done.kind == "merge"):
-            await self._merge(member, done)
+            outcome = await self._merge(member, done)
+            if done.status == "keep":
+                self.on_event("merge_decided", {"experiment": done, "outcome": outcome})
         if done.proposal.get("assignment"):
             report_assignment(self.post, done, self.task.metric)
         return done

@@ -130,6 +130,9 @@ class RunView:
             self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
             self.history = [*(e for e in self.history if e.id != experiment.id), experiment]
             self.say(self._finished_line(experiment))
+        elif kind == "merge_decided":
+            e, outcome = data["experiment"], data["outcome"]
+            self.say(Text(f"main: #{e.id} {outcome}", style="dim" if "not merged" in outcome else "bold green"))
         elif kind == "agent_paused":
             self.paused = {**self.paused, data["agent"]: data["reason"]}
             self.say(Text(f"paused {data['agent']}: {data['reason']}", style="yellow"))

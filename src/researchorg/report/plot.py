@@ -65,11 +65,14 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
         ax.step(xs, ys, where="post", color="#1f7a1f", linewidth=2, alpha=0.85, zorder=3,
                 label=f"running best (mean of each code's runs): {base:.4f} → {best:.4f}")
         below = metric.direction == "minimize"  # labels on the better side of the line, where few runs lie
+        first, last = finished[0].id, finished[-1].id
         for i, (e, value) in enumerate(summary.steps[1:]):
             label = e.description if len(e.description) <= 40 else e.description[:37] + "..."
+            right = e.id > first + 0.6 * (last - first)  # late labels end at their point, inside the axes
             ax.annotate(f"#{e.id} {label}", (e.id, value), textcoords="offset points",
-                        xytext=(4, (-10 - 9 * (i % 2)) if below else (6 + 9 * (i % 2))), fontsize=7.5,
-                        color="#1a5e1a", ha="left", va="top" if below else "bottom", zorder=5)
+                        xytext=(-4 if right else 4, (-10 - 9 * (i % 2)) if below else (6 + 9 * (i % 2))),
+                        fontsize=7.5, color="#1a5e1a", ha="right" if right else "left",
+                        va="top" if below else "bottom", zorder=5)
     better = "lower" if metric.direction == "minimize" else "higher"
     ax.set_ylim(low, high)
     ax.set_xlabel("experiment #")
@@ -80,7 +83,7 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:
-        ax.legend(loc="upper right" if metric.direction == "minimize" else "lower right", fontsize=8.5)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8.5, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=130)
     plt.close(fig)
