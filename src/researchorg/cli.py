@@ -10,7 +10,7 @@ import time
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,7 +46,8 @@ class _Stdout:
     first), so the summary and the resume hint still reach the person."""
 
     def __init__(self) -> None:
-        self.stream = sys.stdout
+        self.stream: Any = sys.stdout
+        self.to_stderr = False  # a run's summary and resume hint must reach someone; `status | head` need not
 
     def write(self, text: str) -> int:
         try:
@@ -54,13 +55,13 @@ class _Stdout:
             self.stream.flush()
             return written
         except BrokenPipeError:
-            if self.stream is sys.stderr:
+            if self.stream is not sys.stdout:
                 return len(text)
             try:  # Python would report the broken pipe again at exit
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except (OSError, ValueError):
                 pass
-            self.stream = sys.stderr
+            self.stream = sys.stderr if self.to_stderr else open(os.devnull, "w")
             return self.write(text)
 
     def flush(self) -> None:
@@ -76,7 +77,8 @@ class _Stdout:
         return self.stream.fileno()
 
 
-console = Console(file=_Stdout(), soft_wrap=True)  # a line is one line, in a terminal and in a log
+_stdout = _Stdout()
+console = Console(file=_stdout, soft_wrap=True)  # a line is one line, in a terminal and in a log
 _debug = False
 
 
@@ -168,6 +170,7 @@ def _run(program: Program, max_experiments: int | None, max_hours: float | None,
     """Run with a view of it: in a terminal a live footer of the runs in flight under one line per finished run;
     elsewhere (a pipe, a file, nohup) the lines alone, so a log reads like the terminal did."""
     limits = Limits(max_experiments=max_experiments, max_hours=max_hours)
+    _stdout.to_stderr = True
     if console.is_terminal:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
             view = RunView(program.task, program.ledger, max_experiments,

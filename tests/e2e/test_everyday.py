@@ -123,6 +123,18 @@ def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_dec
     view.on_event("run_started", {"noise_runs": {}, "agents": ["researcher"], "slots": ["cpu0"]})
     assert [e.status for e in view.history if e.id == stale.id] == ["interrupted"]
     assert any("interrupted" in str(line) and f"#{stale.id}" in str(line) for line in said)
+    # the footer with a baseline and nothing kept yet (the noise floor's first run)
+    program.ledger.ensure_agent("lab", "lab", "lab", "", "", base)
+    noise = program.ledger.start_experiment("lab", base, base, diff="", description="baseline (noise floor)",
+                                            hypothesis="", proposal={}, seed=4, log_dir=program.logs_dir,
+                                            kind="noise", tree=program.git.tree_of(base))
+    view.on_event("experiment_finished", {"experiment": program.ledger.finish_experiment(noise.id, "measured",
+                                                                                         metric=0.8)})
+    from rich.console import Console
+
+    first = Console(width=100, record=True, file=open(os.devnull, "w"))
+    first.print(view)
+    assert "accuracy: baseline 0.800000 (#" in first.export_text()
     # a candidate whose run ended but whose decision waits for re-runs is deciding, not running
     candidate = program.ledger.start_experiment("researcher", base, base, diff="x", description="candidate",
                                                 hypothesis="", proposal={}, seed=2, log_dir=program.logs_dir)
@@ -132,7 +144,6 @@ def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_dec
     view.on_event("experiment_started", {"experiment": candidate, "slot": "cpu0"})
     view.on_event("run_ended", {"experiment": candidate, "status": "ok", "metric": 0.8})
     view.on_event("experiment_started", {"experiment": rerun, "slot": "cpu0"})
-    from rich.console import Console
 
     console = Console(width=100, record=True, file=open(os.devnull, "w"))
     console.print(view)
@@ -204,3 +215,45 @@ def test_init_that_fails_or_is_interrupted_leaves_nothing_behind(tmp_path):
     _, err = init.communicate(timeout=30)
     assert init.returncode != 0 and "Traceback" not in err, err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".p", "p"))] == [], list(tmp_path.iterdir())
+
+
+def test_two_resumed_tuners_do_not_sample_the_same_stream(tmp_path):
+    program = _program(tmp_path, rigor="\n[rigor]\nnoise_runs = 0\n", backend="random")
+    org = (program.root / "org.toml").read_text().replace("count = 1", "count = 2")
+    (program.root / "org.toml").write_text(org)
+    Runtime(Program(program.root)).run(Limits(max_experiments=5))
+    before = program.ledger.count()
+    Runtime(Program(program.root)).run(Limits(max_experiments=15))
+    later = [e for e in program.ledger.experiments()[before:] if e.kind == "proposal"]
+    mine = {agent: [e.description.split("->")[-1] for e in later if e.agent == agent]
+            for agent in ("researcher-1", "researcher-2")}
+    assert all(len(v) >= 3 for v in mine.values()) and len(set(mine["researcher-1"]) & set(mine["researcher-2"])) <= 1
+
+
+def test_a_keep_whose_verification_was_interrupted_is_verified_and_merged_on_resume(tmp_path):
+    program = _program(tmp_path)
+
+    def stop_at_verify(kind: str, data: dict) -> None:
+        if kind == "experiment_started" and data["experiment"].kind == "verify":
+            runtime.interrupt()
+    runtime = Runtime(program, on_event=stop_at_verify)
+    assert runtime.run(Limits(max_experiments=30)).stopped_by == "interrupted"
+    (cut,) = [e for e in program.ledger.experiments(status="keep") if e.kind == "proposal"][-1:]
+    assert not program.ledger.merges() and not program.ledger.verifications()
+    said = []
+    resumed = Runtime(Program(program.root), on_event=lambda kind, data: said.append((kind, data)))
+    resumed.run(Limits(max_experiments=program.ledger.count(exclude=("interrupted",)) + 1))
+    assert [v.experiment_id for v in program.ledger.verifications()] == [cut.id]
+    assert [m.experiment_id for m in program.ledger.merges()] == [cut.id]
+    assert any(kind == "merge_decided" and data["experiment"].id == cut.id for kind, data in said)
+
+
+def test_a_short_runs_small_noise_floor_is_topped_up_later_and_a_tiny_run_claims_no_failure(tmp_path):
+    program = _program(tmp_path, rigor="\n[rigor]\nnoise_runs = 5\n")
+    tiny = cli("run", str(program.root), "--max-experiments", "1").stdout
+    assert "noise floor" not in tiny and "fewer than" not in tiny, tiny
+    cli("run", str(program.root), "--max-experiments", "5")
+    assert len(program.ledger.noise_floor().runs) == 2
+    out = cli("run", str(program.root), "--max-experiments", "23").stdout
+    assert "rigor first: 3 noise-floor runs" in out, out
+    assert len(program.ledger.noise_floor().runs) == 5 and len(program.ledger.experiments(kind="noise")) == 5

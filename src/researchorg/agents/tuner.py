@@ -20,6 +20,7 @@ These agents need no LLM; they are the baselines an LLM organization must beat.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import optuna
@@ -65,7 +66,9 @@ class TunerAgent:
         storage = JournalStorage(JournalFileBackend(str(ctx.state_dir / "optuna.journal")))
         self.study = optuna.create_study(study_name=ctx.name, storage=storage, direction=ctx.task.metric.direction,
                                          load_if_exists=True)
-        seed += len(self.study.trials)  # a resumed study goes on sampling, it does not replay its first points
+        if self.study.trials:  # a resumed study goes on sampling, it does not replay its first points (and two
+            # agents' resumed seeds do not meet: seed + trials would make 0 + 3 and 1 + 2 the same stream)
+            seed = random.Random(f"{seed}/{len(self.study.trials)}").randrange(2**32)
         if sampler == "tpe":
             self.study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
                                                             constant_liar=True)

@@ -70,21 +70,27 @@ class Evidence:
         self.verify_runs = verify[0].runs if verify else 0
         self.hardware_classes = hardware_classes
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
+        self._planned: set[str] = set()  # classes whose floor this run measures
 
     # the noise floor ----------------------------------------------------------------------
     def noise_plan(self, experiments_left: int | None) -> dict[str, int]:
-        """How many noise-floor runs each hardware class without a floor will take in this run."""
+        """How many noise-floor runs each hardware class will take in this run: a class without a floor gets
+        one, and a floor smaller than wanted (a short run measured it) is topped up when the budget allows."""
         wanted = self.org.rigor.noise_runs
         if experiments_left is not None:
-            wanted = min(wanted, max(2, experiments_left // 3))
+            wanted = min(wanted, max(2, experiments_left // 3)) if experiments_left >= 2 else 0
         if wanted < 2:
             return {}
         tree = self.world.tree_of(self.ledger.program().baseline_commit)
         plan = {}
         for hardware in self.hardware_classes:
-            if self.ledger.noise_floor(hardware) is None:
-                earlier = [e for e in self.ledger.runs_of(tree, hardware) if e.kind == "noise"]
-                plan[hardware] = max(wanted - len(earlier), 0)
+            floor = self.ledger.noise_floor(hardware)
+            if floor is not None and len(floor.runs) >= wanted:
+                continue
+            earlier = [e for e in self.ledger.runs_of(tree, hardware) if e.kind == "noise"]
+            more = max(wanted - len(earlier), 0)
+            if floor is None or more:
+                plan[hardware] = more
         return plan
 
     async def noise_floors(self, plan: dict[str, int]) -> None:
@@ -92,6 +98,7 @@ class Evidence:
         here."""
         baseline = self.ledger.program().baseline_commit
         code = Code(baseline, baseline, self.world.tree_of(baseline), "baseline (noise floor)")
+        self._planned = set(plan)
         if plan:
             self.ledger.ensure_agent(LAB, LAB, LAB, "", "", baseline)
         for hardware in self.hardware_classes:
@@ -109,8 +116,10 @@ class Evidence:
         if self.stopped():
             return
         if len(runs) < 2:
-            self.ledger.log_event("noise_floor_failed", hardware=hardware, runs=[e.id for e in runs])
-            self.on_event("noise_floor_failed", {"hardware": hardware})
+            why = "the experiment budget ran out before its runs" if len(fresh) < more else \
+                "fewer than 2 of its runs succeeded"
+            self.ledger.log_event("noise_floor_failed", hardware=hardware, runs=[e.id for e in runs], why=why)
+            self.on_event("noise_floor_failed", {"hardware": hardware, "why": why})
             return
         floor = estimate([e.metric for e in runs])
         self.ledger.record_noise(hardware, code.commit, [e.id for e in runs], floor.mean, floor.sigma,
@@ -125,11 +134,14 @@ class Evidence:
 
     # decisions ------------------------------------------------------------------------------
     async def decide(self, agent: str, experiment: Experiment, hardware: str, metric: float,
-                     summary: dict[str, Any], incumbent_commit: Callable[[], str]) -> Decision:
+                     summary: dict[str, Any], incumbent_commit: Callable[[], str]) -> Decision | None:
         """Judge a candidate's first run against the incumbent's unselected runs; while the policy finds it
-        borderline, run again whichever side has fewer runs, with a fresh seed."""
+        borderline, run again whichever side has fewer runs, with a fresh seed. None: the run stopped before the
+        noise floor it was to be judged against was measured (no decision without it)."""
         if hardware in self._ready:
             await self._ready[hardware].wait()
+            if self.stopped() and hardware in self._planned and self.ledger.noise_floor(hardware) is None:
+                return None
         runs, reruns, final = [metric], [], False
         code = Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
                     experiment.id)

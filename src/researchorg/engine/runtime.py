@@ -31,6 +31,7 @@ carry on.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import threading
 import traceback
@@ -55,7 +56,7 @@ from researchorg.world.protocol import RunResult, World
 from researchorg.world.real import GitWorld
 
 EventHandler = Callable[[str, dict[str, Any]], None]
-LAB_PRIORITY = 1e6  # the noise floor gates every decision: its runs go first
+LAB_PRIORITY = math.inf  # the noise floor gates every decision: its runs go first (scheduler.fair_share_key)
 
 
 class Runtime:
@@ -68,7 +69,7 @@ class Runtime:
         self.org = self.world.org()
         self.seed_offset = seed_offset  # added to every agent's seed: repeats of a benchmark search differently
         self.scheduler = Scheduler(slots or self.world.default_slots())
-        self.on_event = on_event or (lambda kind, data: None)
+        self.on_event = _shielded(on_event, self.world.ledger) if on_event else (lambda kind, data: None)
         self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
         self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
         self.team = Team()
@@ -175,6 +176,7 @@ class Runtime:
                                       "slots": [s.name for s in self.scheduler.slots]})
         started = self.clock.now()
         floor = self._spawn(self.evidence.noise_floors(noise))
+        self._resume_merges(members)
         workers = [(m, self._spawn(self._researcher(m) if m.role.submits else self._lead(m))) for m in members]
         self._loops = {floor, *(task for _, task in workers)}
         submitters = [task for m, task in workers if m.role.submits]
@@ -347,6 +349,9 @@ class Runtime:
         if status == "ok":
             decision = await self.evidence.decide(member.name, experiment, hardware, result.metric, summary,
                                                   incumbent)
+            if decision is None:  # runs again after a resume, against the floor
+                return await self._finish(member, experiment, "interrupted", "stopped before the noise floor it is "
+                                          "judged against was measured", None, summary)
             status, summary = ("keep" if decision.keep else "discard"), {**summary, "decision": decision.evidence}
         return await self._finish(member, experiment, status, result.reason, result.metric, summary)
 
@@ -356,7 +361,8 @@ class Runtime:
         hardware class it ran on."""
         slot = await self.scheduler.acquire(agent, priority, hardware)
         if slot is None:
-            reason = "stopped by Ctrl-C before it ran" if self.stopped else f"no slot of hardware class {hardware}"
+            reason = "stopped before it ran (Ctrl-C or a signal)" if self.stopped \
+                else f"no slot of hardware class {hardware}"
             return RunResult("interrupted", reason=reason), hardware or ""
         started = self.clock.now()
         try:
@@ -397,13 +403,14 @@ class Runtime:
                                                      reason=result.reason, metric=result.metric,
                                                      summary=result.summary)
             counted = result.status != "interrupted"
-            self.report.ran.append(finished)
-            self.written(finished)
         except Exception as err:  # the lab failed (git, disk): the run is recorded as a crash, the caller goes on
             self.ledger.finish_experiment(row.id, "crash", reason=f"the lab failed: {type(err).__name__}: {err}")
             counted = True
         finally:
             self.budget.settle(counted=counted)
+        if finished is not None:  # recorded: what follows cannot change the record
+            self.report.ran.append(finished)
+            self.written(finished)
         return finished
 
     async def _finish(self, member: Member, experiment: Experiment, status: str, reason: str,
@@ -421,9 +428,10 @@ class Runtime:
         for process in self.processes:
             process.on_experiment(done)
         if self.merger is not None and (self._merge_process or done.kind == "merge"):
-            outcome = await self._merge(member, done)
             if done.status == "keep":
-                self.on_event("merge_decided", {"experiment": done, "outcome": outcome})
+                await self._announced_merge(member, done)
+            else:
+                await self._merge(member, done)
         if done.proposal.get("assignment"):
             report_assignment(self.post, done, self.task.metric)
         return done
@@ -493,6 +501,30 @@ class Runtime:
         merged_now = any(m.experiment_id == rerun.id for m in self.ledger.merges()[-1:])
         return f"re-run as #{rerun.id} on top of the moved program branch: " + ("merged" if merged_now
                                                                                   else "not merged")
+
+    def _resume_merges(self, members: list[Member]) -> None:
+        """A kept change whose verification or merge a stopped run cut off (the agent's branch stands on it, and
+        nothing verified or merged it): verify and merge it now, as the merge process would have."""
+        if self.merger is None or not self._merge_process:
+            return
+        settled = {v.experiment_id for v in self.ledger.verifications()} | {m.experiment_id
+                                                                           for m in self.ledger.merges()}
+        for member in members:
+            head = self.ledger.agent(member.name).head_commit
+            kept = [e for e in self.ledger.experiments(agent=member.name, status="keep")
+                    if e.commit == head and e.kind == "proposal" and e.id not in settled]
+            for experiment in kept[-1:]:
+                self._spawn(self._resumed_merge(member, experiment))
+
+    async def _resumed_merge(self, member: Member, experiment: Experiment) -> None:
+        try:
+            await self._announced_merge(member, experiment)
+        except Exception as err:  # the lab failed (git, disk): the agent is paused, as in an experiment's life
+            await self._pause(member, err)
+
+    async def _announced_merge(self, member: Member, experiment: Experiment) -> None:
+        outcome = await self._merge(member, experiment)
+        self.on_event("merge_decided", {"experiment": experiment, "outcome": outcome})
 
     def _merge_on_request(self, member: Member, experiment_id: int) -> str:
         """The `merge` tool of a role allowed to merge: from the agent's thread, the merge runs in the loop and
@@ -567,6 +599,22 @@ class Runtime:
         for member in members:
             self.post.mirror(member.name)
         return members
+
+
+def _shielded(handler: EventHandler, ledger: Any) -> EventHandler:
+    """A display's event handler that cannot fail the run: an error in it is logged once, and the run goes on
+    (what the ledger records never depends on what a display does)."""
+    failed = []
+
+    def call(kind: str, data: dict[str, Any]) -> None:
+        try:
+            handler(kind, data)
+        except Exception as err:
+            if not failed:
+                failed.append(err)
+                ledger.log_event("display_failed", event=kind, error=f"{type(err).__name__}: {err}",
+                                 traceback=traceback.format_exc())
+    return call
 
 
 def _commit_message(agent: str, description: str, hypothesis: str) -> str:

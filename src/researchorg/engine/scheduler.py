@@ -2,7 +2,8 @@
 
 A slot runs one experiment at a time. When a slot frees up it goes to the
 waiting agent with the fewest runs on the slots so far, divided by its role's
-priority (weighted fair share); ties go to whoever asked first. Runs, not
+priority (weighted fair share); ties go to whoever asked first. The lab's
+own runs (the noise floor, of infinite priority) go before any. Runs, not
 seconds: every experiment has the same training budget, so a run is the unit
 of compute an agent takes, and a run that a loaded machine slowed down does
 not push its agent back; the schedule is then the same in the real lab and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,7 +38,7 @@ class Slot(Protocol):
 
 @dataclass(order=True)
 class _Waiter:
-    key: tuple[float, int]
+    key: tuple[bool, float, int]
     agent: str = field(compare=False)
     priority: float = field(compare=False)
     hardware: str | None = field(compare=False)
@@ -46,9 +48,10 @@ class _Waiter:
         return self.hardware is None or slot.hardware() == self.hardware
 
 
-def fair_share_key(used_runs: float, priority: float, order: int) -> tuple[float, int]:
-    """Who gets a free slot first: the fewest runs for its priority, then whoever asked first."""
-    return used_runs / priority, order
+def fair_share_key(used_runs: float, priority: float, order: int) -> tuple[bool, float, int]:
+    """Who gets a free slot first: a request of infinite priority (the lab's noise floor, which every decision
+    waits for), then the fewest runs for its priority, then whoever asked first."""
+    return not math.isinf(priority), used_runs / priority, order
 
 
 class Scheduler:
@@ -102,7 +105,7 @@ class Scheduler:
             waiter = heapq.heappop(self._heap)
             if waiter.future.done():  # cancelled
                 continue
-            fresh = fair_share_key(self._used.get(waiter.agent, 0.0), waiter.priority, waiter.key[1])
+            fresh = fair_share_key(self._used.get(waiter.agent, 0.0), waiter.priority, waiter.key[-1])
             if fresh > waiter.key:
                 waiter.key = fresh
                 heapq.heappush(self._heap, waiter)

@@ -140,7 +140,7 @@ class RunView:
             self.say(Text(f"{data['floor'].describe(self.task.metric.name)} on {data['hardware']}",
                           style="blue"))
         elif kind == "noise_floor_failed":
-            self.say(Text(f"noise floor on {data['hardware']}: fewer than 2 baseline runs succeeded; decisions "
+            self.say(Text(f"no noise floor on {data['hardware']}: {data.get('why', 'its runs failed')}; decisions "
                           "estimate sigma from their own runs", style="yellow"))
 
     def _plan(self, data: dict[str, Any]) -> None:
@@ -173,7 +173,8 @@ class RunView:
             line.append(f"  {e.description}")
         detail = evidence(e) if e.kind == "proposal" else ""
         if e.reason and e.status not in ("keep", "discard", "measured"):
-            detail = e.reason.splitlines()[0]
+            lines = [line.strip() for line in e.reason.splitlines() if line.strip()]
+            detail = lines[0] + (f": ... {lines[-1][:160]}" if len(lines) > 1 else "")  # the error is often last
         if detail:
             line.append(f"  ({detail})", style="dim")
         return line
@@ -200,7 +201,7 @@ class RunView:
                 no_wrap=True))
         summary = summarize(self.history, self.task.metric, self.baseline_commit)
         if summary.baseline is not None:
-            best = f"best {summary.describe(summary.best)}, " if summary.best is not summary.baseline else ""
+            best = f"best {summary.describe(summary.best)}, " if summary.best not in (None, summary.baseline) else ""
             parts.append(Text(f"{self.task.metric.name}: {best}baseline {summary.describe(summary.baseline)}",
                               style="green", overflow="ellipsis", no_wrap=True))
         for agent, reason in self.paused.items():

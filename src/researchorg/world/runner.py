@@ -99,7 +99,8 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
             kill_group(proc.pid, proc)
             wall = time.monotonic() - start
             if cancel is not None and cancel.is_set():
-                return RunResult("interrupted", reason="stopped by Ctrl-C", wall_seconds=wall)
+                return RunResult("interrupted", reason="stopped: the lab was interrupted (Ctrl-C or a signal)",
+                                 wall_seconds=wall)
             return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
         returncode, own_cpu = ended
         kill_group(proc.pid)  # anything the command left running in its group
