@@ -78,7 +78,9 @@ class _Stdout:
 
 
 _stdout = _Stdout()
-console = Console(file=_stdout, soft_wrap=True)  # a line is one line, in a terminal and in a log
+# a line is one line, in a terminal and in a log; a log's tables are as wide as a log reader's window, not 80
+console = Console(file=_stdout, soft_wrap=True,
+                  width=None if _stdout.isatty() or os.environ.get("COLUMNS") else 140)
 _debug = False
 
 
