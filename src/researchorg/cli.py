@@ -198,7 +198,7 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     baseline = program.ledger.program().baseline_commit
     if experiments:
         progress_plot(experiments, program.task.metric, program.plot_path, baseline_commit=baseline)
-    console.print(summary_table(summarize(experiments, program.task.metric, baseline), program.task))
+    console.print(summary_table(summarize(experiments, program.task.metric, baseline), program.task, program.ledger))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     stopper = "Ctrl-C" if report.signal in (0, signal.SIGINT) else signal.Signals(report.signal).name
@@ -264,7 +264,7 @@ def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Progra
     program = Program(directory)
     experiments = program.ledger.experiments()
     summary = summarize(experiments, program.task.metric, program.ledger.program().baseline_commit)
-    console.print(summary_table(summary, program.task))
+    console.print(summary_table(summary, program.task, program.ledger))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     merges = program.ledger.merges()

@@ -108,6 +108,10 @@ def test_plot_status_and_summary_report_the_same_baseline_and_best(tmp_path):
     plotted = cli("plot", str(program.root), "-o", str(tmp_path / "q.png")).stdout
     for shown in (summary.describe(summary.baseline), summary.describe(summary.best)):
         assert shown in run and shown in status and shown in plotted, shown
+    merges = program.ledger.merges()
+    assert merges, "the org merges kept changes that reproduce"
+    on_main = summary.describe(program.ledger.experiment(merges[-1].experiment_id))
+    assert f"{on_main} after {len(merges)} merge" in status and f"{on_main} after" in run
 
 
 def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_deciding(tmp_path):

@@ -72,7 +72,9 @@ def rigor_lines(ledger: Ledger, metric_name: str) -> list[str]:
     return lines
 
 
-def summary_table(summary: Summary, task: TaskSpec) -> Table:
+def summary_table(summary: Summary, task: TaskSpec, ledger: Ledger | None = None) -> Table:
+    """The program in a few rows; with the ledger, also where the program branch `main` stands (the best kept
+    change may not be on it yet: unverified, or in conflict)."""
     table = Table(show_header=False, title=f"{task.name}: {task.metric.name} ({task.metric.direction})",
                   title_justify="left")
     table.add_column(style="bold")
@@ -90,6 +92,14 @@ def summary_table(summary: Summary, task: TaskSpec) -> Table:
         base = summary.value(summary.baseline)
         pct = 100 * summary.improvement / abs(base) if base else 0.0
         table.add_row("improvement", f"{summary.improvement:.6f}  ({pct:.1f}%)")
+    merges = ledger.merges() if ledger is not None else []
+    if merges:
+        on_main = ledger.experiment(merges[-1].experiment_id)
+        table.add_row("main", f"{summary.describe(on_main)} after {len(merges)} merge{'s' * (len(merges) > 1)}"
+                              + ("" if summary.best is not None and summary.best.tree == on_main.tree
+                                 else "; the best is not on main yet"))
+    elif ledger is not None:
+        table.add_row("main", "the baseline: nothing merged yet")
     table.add_row("budget", f"{task.budget_seconds:g} s of training per experiment")
     return table
 

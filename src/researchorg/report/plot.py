@@ -39,7 +39,9 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     noise = [e for e in scored if e.kind == "noise"]
     evidence = [e for e in scored if e.status == "measured" and e.kind != "noise"]
     low, high = _limits([e.metric for e in scored], [v for _, v in summary.steps])
-    clip = lambda v: min(max(v, low), high)  # noqa: E731
+    room = 0.12 * (high - low)  # for the labels, on the better side of the step line
+    low, high = (low - room, high) if metric.direction == "minimize" else (low, high + room)
+    clip = lambda v: min(max(v, low), high)  # noqa: E731  (outliers drawn on the edge)
     fig, ax = plt.subplots(figsize=(12, 6))
     if len(noise) >= 2:  # where the baseline lands with other seeds
         mean, sigma = statistics.fmean(e.metric for e in noise), statistics.stdev(e.metric for e in noise)
@@ -70,7 +72,7 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
             label = e.description if len(e.description) <= 40 else e.description[:37] + "..."
             right = e.id > first + 0.6 * (last - first)  # late labels end at their point, inside the axes
             ax.annotate(f"#{e.id} {label}", (e.id, value), textcoords="offset points",
-                        xytext=(-4 if right else 4, (-10 - 9 * (i % 2)) if below else (6 + 9 * (i % 2))),
+                        xytext=(-4 if right else 4, (-10 - 10 * (i % 3)) if below else (6 + 10 * (i % 3))),
                         fontsize=7.5, color="#1a5e1a", ha="right" if right else "left",
                         va="top" if below else "bottom", zorder=5)
     better = "lower" if metric.direction == "minimize" else "higher"
