@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -140,13 +141,16 @@ def _init(directory: Path, task: str, budget: float | None, org: Path | None) ->
 @app.command()
 def run(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
-    max_experiments: Annotated[int | None, typer.Option(help="Stop when the program holds this many runs: proposals, "
+    max_experiments: Annotated[int | None, typer.Option(min=1, help="Stop when the program holds this many runs: "
+                                                        "proposals, "
                                                         "noise-floor runs, re-runs and verifications alike "
                                                         "(interrupted ones not counted).")] = None,
-    max_hours: Annotated[float | None, typer.Option(help="Stop after this many hours of this run.")] = None,
-    slots: Annotated[int | None, typer.Option(help="Compute slots: experiments that run at once "
+    max_hours: Annotated[float | None, typer.Option(callback=_finite_hours,
+                                                    help="Stop after this many hours of this run.")] = None,
+    slots: Annotated[int | None, typer.Option(min=1, help="Compute slots: experiments that run at once "
                                               "(default: one per visible GPU, else 1 CPU slot).")] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads per slot (default: the cores shared evenly).")]
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per slot (default: the cores shared "
+                                                "evenly).")]
     = None,
 ) -> None:
     """Run the program's org until a limit, Ctrl-C, or the agents run out of ideas. Run again to resume."""
@@ -158,13 +162,19 @@ def demo(
     directory: Annotated[Path, typer.Argument(metavar="DIR",
                                               help="Program directory (created if missing, resumed if not).")]
     = Path("researchorg-demo"),
-    max_experiments: Annotated[int, typer.Option(help="Experiments to run in total.")] = 20,
+    max_experiments: Annotated[int, typer.Option(min=1, help="Experiments to run in total.")] = 20,
     budget: Annotated[float | None, typer.Option(help="Training budget per experiment, seconds.")] = None,
 ) -> None:
     """The tinylm task with the default offline org: about 13 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
         _init(directory, "tinylm", budget, None)
     _run(Program(directory), max_experiments, None, None, None)
+
+
+def _finite_hours(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive number of hours")
+    return value
 
 
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
@@ -303,6 +313,10 @@ def submit(
     """Run the changes in this agent worktree as an experiment, through the running org's scheduler."""
 
     program, agent = Program.of_worktree(Path.cwd())
+    backend = program.ledger.agent(agent).backend
+    if backend != "interactive":
+        raise ResearchOrgError(f"agent {agent} is run by the {backend} backend, which proposes on its own; only "
+                               "`interactive` agents (a person in a grid pane) take submissions")
     if not program.run_active():
         raise ResearchOrgError(f"no `researchorg run` is working on {program.root}: start one, or `researchorg grid`")
     submission = program.ledger.add_submission(agent, message, hypothesis)

@@ -8,6 +8,7 @@ file always reads the same way: the file, the key and what is allowed, e.g.
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,9 +20,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base for spec models: unknown keys are errors, not silently ignored."""
+    """Base for spec models: unknown keys are errors, not silently ignored, and so are inf and nan (a budget of
+    `inf` seconds would hang a run, a `nan` bound would pass every comparison)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def load_toml_model(path: Path | str, model: type[M], **extra: Any) -> M:
@@ -65,7 +67,7 @@ class RoleSpec(Strict):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    count: int = Field(default=1, ge=1)
+    count: int = Field(default=1, ge=1, le=100_000)
     backend: str
     seed: int = 0
     max_experiments: int | None = Field(default=None, ge=1)  # cap per agent
@@ -124,6 +126,11 @@ class OrgSpec(Strict):
         names = [r.name for r in roles]
         if len(names) != len(set(names)):
             raise ValueError(f"role names must be unique, got {names}")
+        counts = Counter(_agent_name(role, i) for role in roles for i in range(role.count))
+        clash = sorted(a for a, n in counts.items() if n > 1)
+        if clash:  # they would share one branch, one worktree and one ledger row
+            raise ValueError(f"two agents would both be named {clash[0]!r} (a role of count > 1 names its agents "
+                             "ROLE-1, ROLE-2, ...); rename a role")
         return roles
 
     def agent_names(self) -> list[tuple[str, RoleSpec]]:
@@ -131,8 +138,12 @@ class OrgSpec(Strict):
         agents = []
         for role in self.roles:
             for i in range(role.count):
-                agents.append((role.name if role.count == 1 else f"{role.name}-{i + 1}", role))
+                agents.append((_agent_name(role, i), role))
         return agents
+
+
+def _agent_name(role: RoleSpec, i: int) -> str:
+    return role.name if role.count == 1 else f"{role.name}-{i + 1}"
 
 
 def load_org(path: Path | str) -> OrgSpec:

@@ -17,6 +17,12 @@ from tests.conftest import NO_NOISE, SCRIPTS
 pytest.importorskip("torch")
 
 HAND_OFF = "save_model(model, SEQ_LEN)"
+FORGE = ("import os, json, signal; env = dict(l.split('=', 1) for l in open(f'/proc/{os.getppid()}/environ')"
+         ".read().split(chr(0)) if '=' in l); p = env['RESEARCHORG_RESULT']; "
+         "d = os.open(os.path.dirname(p), os.O_RDONLY); "
+         "f = os.open(os.path.basename(p), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, dir_fd=d); "
+         "os.write(f, json.dumps({'status': 'ok', 'metric': 0.0123}).encode()); os.close(f); "
+         "os.kill(os.getppid(), signal.SIGKILL)")
 
 
 def _train(before: str, insert: str):
@@ -64,6 +70,9 @@ ATTACKS = {
     "ships a model that looks ahead": (_replace("train.py", "is_causal=True", "is_causal=False"), "invalid",
                                        "looks ahead"),
     "starts a process": (_train(HAND_OFF, 'import os; os.system("echo hidden")'), "invalid", "started a process"),
+    # the harness's environment names the verdict file; a write through a directory fd slips past the watch's
+    # path check; then the harness is killed so it cannot write the true verdict
+    "forges the verdict and kills its harness": (_train(HAND_OFF, FORGE), "crash", "did not finish normally"),
 }
 
 

@@ -63,7 +63,11 @@ class TunerAgent:
                              "declares none in its task.toml")
         self.knobs = ctx.task.knobs
         self.distributions = {k.name: _distribution(k) for k in self.knobs}
-        storage = JournalStorage(JournalFileBackend(str(ctx.state_dir / "optuna.journal")))
+        journal = ctx.state_dir / "optuna.journal"
+        # the program's run lock is held, so no other process writes this journal: a lock left by a killed run is
+        # stale (Optuna would wait out its 30 s grace period first, without a word)
+        (ctx.state_dir / "optuna.journal.lock").unlink(missing_ok=True)
+        storage = JournalStorage(JournalFileBackend(str(journal)))
         self.study = optuna.create_study(study_name=ctx.name, storage=storage, direction=ctx.task.metric.direction,
                                          load_if_exists=True)
         if self.study.trials:  # a resumed study goes on sampling, it does not replay its first points (and two

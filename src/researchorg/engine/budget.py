@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from researchorg.errors import ConfigError
 from researchorg.ledger import Experiment
 
 
@@ -12,6 +14,12 @@ from researchorg.ledger import Experiment
 class Limits:
     max_experiments: int | None = None  # total recorded in the program (interrupted ones not counted)
     max_hours: float | None = None  # time of this invocation (virtual hours in simulation)
+
+    def __post_init__(self) -> None:
+        if self.max_experiments is not None and self.max_experiments < 0:
+            raise ConfigError(f"max_experiments must not be negative (got {self.max_experiments})")
+        if self.max_hours is not None and not (math.isfinite(self.max_hours) and self.max_hours > 0):
+            raise ConfigError(f"max_hours must be a positive number (got {self.max_hours})")
 
 
 @dataclass

@@ -390,6 +390,7 @@ class Runtime:
                 agent, code.parent, code.commit, diff="", description=code.description, hypothesis="",
                 proposal={}, seed=seed, log_dir=self.world.logs_dir, kind=kind, rerun_of=code.source,
                 tree=code.tree))
+            self.world.label(rows[-1].id, code.commit)  # every run has its refs/experiments/<id>
         done = await asyncio.gather(*(self._extra_run(agent, row, hardware) for row in rows))
         return [e for e in done if e is not None]
 

@@ -141,6 +141,8 @@ def verdict(status: str, *, metric: float | None = None, reason: str = "",
     """Write the harness's verdict where the lab reads it (and say it on stdout for the log)."""
     result = {"status": status, "metric": metric, "reason": reason, "summary": summary or {}}
     target = os.environ.get(RESULT_ENV)
-    if target:
-        Path(target).write_text(json.dumps(result))
+    if target:  # replaced whole, whatever the training code did to the file meanwhile
+        fresh = Path(f"{target}.{os.getpid()}.tmp")
+        fresh.write_text(json.dumps(result))
+        os.replace(fresh, target)
     print(f"harness verdict: {status}" + (f" ({reason.splitlines()[0]})" if reason else ""))

@@ -61,8 +61,13 @@ class SqlLedger:
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
+        try:
+            metadata.create_all(self.engine)
+            self._add_missing_columns()
+        except sa.exc.DatabaseError as err:  # not a database, a corrupted one, or one we may not write
+            self.engine.dispose()
+            raise LabError(f"{where}: cannot open the ledger: {getattr(err, 'orig', err)} (a copy of a healthy "
+                           "ledger.db, or `sqlite3 ledger.db .recover`, restores it)") from None
         self._program_id: int | None = None
 
     def _add_missing_columns(self) -> None:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from researchorg.config import Strict, load_toml_model
 
@@ -53,6 +53,18 @@ class MetricSpec(Strict):
     # "stdout": the command prints the metric; "harness": the protected command writes a verdict file
     # (status, metric, summary) to $RESEARCHORG_RESULT and printed lines are ignored (harness/protected.py)
     source: Literal["stdout", "harness"] = "stdout"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"not a regular expression: {err}") from None
+            if compiled.groups < 1:
+                raise ValueError("needs a group that captures the value, e.g. '^val_bpb:\\s*(\\S+)'")
+        return pattern
 
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.pattern or rf"^{re.escape(self.name)}:\s*{NUMBER}\s*$", re.MULTILINE)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import math
 import os
 import re
 import shlex
@@ -65,6 +66,8 @@ class Program:
             raise LabError(f"{root} is already a program: use `researchorg run {root}`")
         if root.exists() and any(root.iterdir()):
             raise LabError(f"{root} exists and is not empty: choose a new directory")
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            raise ConfigError(f"budget: {budget} is not a positive number of seconds")
         task_dir = find_task(task)
         load_task(task_dir)  # a broken task fails before anything is written
         prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
@@ -121,7 +124,11 @@ class Program:
         argv = shlex.split(self.task.prepare)
         if argv and argv[0] == "python":
             argv[0] = sys.executable
-        proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
+        except OSError as err:
+            raise LabError(f"task {self.task.name}: cannot run its prepare command `{self.task.prepare}`: "
+                           f"{err.strerror or err}") from None
         if proc.returncode != 0:
             raise LabError(f"`{self.task.prepare}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
         return proc.stdout

@@ -127,8 +127,13 @@ def verdict_path(log_path: Path) -> Path:
 
 
 def _read_verdict(log_path: Path, returncode: int, wall: float) -> RunResult:
-    """The result of a task whose protected harness computes the metric: only its verdict file counts."""
+    """The result of a task whose protected harness computes the metric: only its verdict file counts, and only
+    from a harness that finished normally (training code that wrote the file and killed its harness forged it)."""
     text = log_path.read_text(errors="replace")
+    if returncode != 0:
+        return RunResult("crash", returncode=returncode, wall_seconds=wall,
+                         reason=f"the harness did not finish normally (exit code {returncode}): no verdict counts\n"
+                                f"{tail(text)}")
     try:
         verdict = json.loads(verdict_path(log_path).read_text())
     except (OSError, ValueError):

@@ -37,6 +37,9 @@ class Slot:
 
 def detect_slots(count: int | None = None, threads: int | None = None) -> list[Slot]:
     """One slot per visible GPU; else `count` CPU slots (default 1) sharing the cores evenly."""
+    for name, value in (("slots", count), ("threads", threads)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be at least 1 (got {value})")
     gpus = _visible_gpus()
     if gpus and threads is None:
         chosen = gpus[:count] if count else gpus
