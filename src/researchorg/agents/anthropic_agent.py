@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from researchorg.agents.base import AgentContext
-from researchorg.agents.llm import LLMAgent, Turn, api_key
+from researchorg.agents.llm import LLMAgent, Turn, api_key, probe_provider
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
 
@@ -60,14 +60,11 @@ def probe(role: RoleSpec) -> str:
     where = options.base_url or "api.anthropic.com"
     client = anthropic.Anthropic(api_key=api_key(role, options, "ANTHROPIC_API_KEY", "anthropic"),
                                  base_url=options.base_url, max_retries=1, timeout=20)
-    try:
+
+    def known() -> str:
         client.models.retrieve(options.model)
-    except anthropic.NotFoundError:
-        raise AgentError(f"role {role.name}: {where} does not know model {options.model!r}") from None
-    except anthropic.AuthenticationError as err:
-        raise AgentError(f"role {role.name}: {where} refused the API key: {err.message}") from None
-    except anthropic.APIConnectionError as err:
-        raise AgentError(f"role {role.name}: cannot reach {where}: {err.__cause__ or err}") from None
-    except anthropic.APIError as err:
-        raise AgentError(f"role {role.name}: {where} failed: {type(err).__name__}: {err}") from None
-    return f"{where} knows {options.model}"
+        return f"{where} knows {options.model}"
+
+    def unknown() -> str:
+        raise AgentError(f"role {role.name}: {where} does not know model {options.model!r}")
+    return probe_provider(role, where, anthropic, known, unknown)

@@ -153,3 +153,18 @@ def api_key(role: RoleSpec, options: LLMOptions, default_env: str, backend: str)
     if not key and options.base_url is None:
         raise AgentError(f"role {role.name}: the {backend} backend needs ${env} (or a base_url of a local server)")
     return key or "not-needed"
+
+
+def probe_provider(role: RoleSpec, where: str, sdk: Any, call: Any, missing: Any) -> str:
+    """Run a backend's probe `call()` (what it checked) with the provider SDK `sdk`'s errors said in one line
+    each; a 404 is `missing()`'s answer (a server without the route, or a model it does not know)."""
+    try:
+        return call()
+    except sdk.NotFoundError:
+        return missing()
+    except sdk.AuthenticationError as err:
+        raise AgentError(f"role {role.name}: {where} refused the API key: {err.message}") from None
+    except sdk.APIConnectionError as err:
+        raise AgentError(f"role {role.name}: cannot reach {where}: {err.__cause__ or err}") from None
+    except sdk.APIError as err:
+        raise AgentError(f"role {role.name}: {where} failed: {type(err).__name__}: {err}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from researchorg.agents.base import AgentContext
-from researchorg.agents.llm import LLMAgent, Turn, api_key
+from researchorg.agents.llm import LLMAgent, Turn, api_key, probe_provider
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
 
@@ -60,20 +60,14 @@ def probe(role: RoleSpec) -> str:
     where = options.base_url or "api.openai.com"
     client = openai.OpenAI(api_key=api_key(role, options, "OPENAI_API_KEY", "openai"), base_url=options.base_url,
                            max_retries=1, timeout=20)
-    try:
-        served = [model.id for model in client.models.list()]
-    except openai.NotFoundError:
-        return f"{where} answers (it lists no models)"
-    except openai.AuthenticationError as err:
-        raise AgentError(f"role {role.name}: {where} refused the API key: {err.message}") from None
-    except openai.APIConnectionError as err:
-        raise AgentError(f"role {role.name}: cannot reach {where}: {err.__cause__ or err}") from None
-    except openai.APIError as err:
-        raise AgentError(f"role {role.name}: {where} failed: {type(err).__name__}: {err}") from None
-    if served and options.model not in served:
-        raise AgentError(f"role {role.name}: {where} does not serve model {options.model!r} "
-                         f"(it serves {', '.join(served[:8])}{', ...' if len(served) > 8 else ''})")
-    return f"{where} serves {options.model}"
+
+    def served() -> str:
+        names = [model.id for model in client.models.list()]
+        if names and options.model not in names:
+            raise AgentError(f"role {role.name}: {where} does not serve model {options.model!r} "
+                             f"(it serves {', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+        return f"{where} serves {options.model}"
+    return probe_provider(role, where, openai, served, lambda: f"{where} answers (it lists no models)")
 
 
 def _streamed_turn(chunks: Any) -> Turn:

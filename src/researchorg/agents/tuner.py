@@ -137,8 +137,10 @@ class TunerAgent:
         """Tell a baseline trial left to the noise floor the floor's mean, once the floor's runs are done."""
         waiting = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                    if t.user_attrs.get("awaits_noise_floor")]
+        if not waiting:
+            return  # the ledger is read only while a trial waits for the floor
         noise = ctx.ledger.experiments(kind="noise")
-        if not waiting or any(e.status == "running" for e in noise):
+        if any(e.status == "running" for e in noise):
             return
         values = [e.metric for e in noise if e.status == "measured" and e.metric is not None]
         for trial in waiting:

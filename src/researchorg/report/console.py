@@ -117,6 +117,7 @@ class RunView:
         self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
         self.baseline_commit = ledger.program().baseline_commit
         self.history: list[Experiment] = ledger.experiments()
+        self.summary = summarize(self.history, task.metric, self.baseline_commit)  # redrawn twice a second: kept
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
         self.deciding: dict[int, Experiment] = {}  # proposals whose run ended, waiting for their decision
         self.paused: dict[str, str] = {}
@@ -125,6 +126,7 @@ class RunView:
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
             self.history = self.ledger.experiments()
+            self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self._plan(data)
         elif kind == "experiment_started":
             experiment = data["experiment"]
@@ -139,6 +141,7 @@ class RunView:
             self.running = {k: v for k, v in self.running.items() if k != experiment.id}
             self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
             self.history = [*(e for e in self.history if e.id != experiment.id), experiment]
+            self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self.say(self._finished_line(experiment))
         elif kind == "merge_decided":
             e, outcome = data["experiment"], data["outcome"]
@@ -209,7 +212,7 @@ class RunView:
                 f"borderline, running {', '.join(more)} with fresh seeds" if more
                 else "waiting for the noise floor or its evidence runs"), style="cyan", overflow="ellipsis",
                 no_wrap=True))
-        summary = summarize(self.history, self.task.metric, self.baseline_commit)
+        summary = self.summary
         if summary.baseline is not None:
             best = f"best {summary.describe(summary.best)}, " if summary.best not in (None, summary.baseline) else ""
             parts.append(Text(f"{self.task.metric.name}: {best}baseline {summary.describe(summary.baseline)}",
