@@ -100,8 +100,20 @@ def default_sigint() -> None:
 
 
 def pids_in_log(log_path: str) -> list[int]:
-    """The accuracy task's training processes, as its train.py logs them (`child PID`)."""
-    return [int(line.split()[1]) for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
+    """The accuracy task's training processes, as its train.py logs them (`child TOKEN`, a token in the child's
+    command line: found on this machine's /proc, whatever PID namespace the run had)."""
+    tokens = [line.split()[1] for line in Path(log_path).read_text().splitlines() if line.startswith("child")]
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(token.encode() in argv for token in tokens):
+            found.append(int(entry.name))
+    return found
 
 
 def copy_task(tmp_path: Path, source: Path = ACCURACY_TASK) -> Path:

@@ -29,6 +29,7 @@ from researchorg.bench.spec import load_bench
 from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ResearchOrgError
+from researchorg.harness import sandbox
 from researchorg.ledger.export import results_json, results_tsv
 from researchorg.report.console import RunView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
@@ -255,6 +256,8 @@ def check(
     if task is not None:
         console.print(f"[green]ok[/] {path / 'task.toml'}: task {task.name}, {task.budget_seconds:g} s budget, "
                       f"{task.metric.name} ({task.metric.direction}), {len(task.knobs)} knobs")
+        for line in _sandbox_lines(task):
+            console.print(line)
     if not offline:
         for line in probe_org(org):
             console.print(f"[green]ok[/] {line}")
@@ -284,8 +287,23 @@ def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Progra
         if not agent.worktree:
             continue  # the lab's own runs (noise floor)
         console.print(f"agent {agent.name} ({agent.backend}): branch {agent.branch} at {agent.head_commit[:7]}")
+    for line in _sandbox_lines(program.task, experiments):
+        console.print(line)
     if experiments:
         console.print(experiments_table(experiments[-10:], title="latest experiments"))
+
+
+def _sandbox_lines(task, experiments=()) -> list[str]:
+    """What the kernel enforces on this task's runs here, and what it does not (and what the last run had)."""
+    policy = sandbox.Policy(read=[], write=[], network=task.network)
+    enforced, missing = sandbox.protections(policy)
+    lines = [f"sandbox of runs here: {'; '.join(enforced)}"]
+    if missing:
+        lines.append(f"not enforced here: {'; '.join(missing)}")
+    last = next((e.summary.get("sandbox") for e in reversed(experiments) if e.summary.get("sandbox")), None)
+    if last is not None and last != "; ".join(enforced):
+        lines.append(f"the latest run had: {last}")
+    return lines
 
 
 @app.command()

@@ -37,7 +37,7 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         org.write_text(text.replace('prompt = ["prompts/junior.md"]',
                                     f'prompt = ["prompts/junior.md"]\nbase_url = "{junior_server.base_url}"')
                        + NO_NOISE)  # the experiment ids the chief's script merges are the juniors' first two
-        cli("init", str(tmp_path / "lab"), "--task", "tinylm", "--budget", "2", "--org", str(org))
+        cli("init", str(tmp_path / "lab"), "--task", "tinylm", "--budget", "8", "--org", str(org))
         program = Program(tmp_path / "lab")
         chief_server.scripts["chief"] = [
             Reply(tool_calls=[_assign("junior-1", "Set N_LAYER = 2 in train.py."),

@@ -79,7 +79,7 @@ def test_ctrl_c_at_each_stage_leaves_no_process_and_no_temp_dir(tmp_path):
                                  "N_EMBD = 128", "N_EMBD = 64")})]
     org = tmp_path / "org.toml"
     org.write_text(ORG)
-    program = Program.init(tmp_path / "lm", "tinylm", budget=2, org_file=org)
+    program = Program.init(tmp_path / "lm", "tinylm", budget=8, org_file=org)
     root = program.root.resolve()
     before = temp_entries()
     interrupted = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,14 +181,25 @@ def test_ctrl_c_with_two_slots_busy_interrupts_both(tmp_path):
         assert Git(Path(agent.worktree))("status", "--porcelain") == ""
 
 
-def test_kill_9_then_resume_loses_nothing(tmp_path):
+@pytest.mark.parametrize("mode", ["auto", "landlock"])
+def test_kill_9_then_resume_loses_nothing(tmp_path, monkeypatch, mode):
+    """With bubblewrap the run's sandbox dies with the lab; without it, the run outlives a kill -9 and the
+    resumed lab kills it. Either way nothing is lost or recorded twice."""
+    monkeypatch.setenv("RESEARCHORG_SANDBOX", mode)
     program = _slow_program(tmp_path)
     proc = _hanging_run(program)
     (running,) = program.ledger.experiments(status="running")
     orphans = pids_in_log(running.log_path) + [running.pid]
+    assert len(orphans) == 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert any(alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
+    if mode == "auto" and shutil.which("bwrap"):
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in orphans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in orphans), "a sandboxed run must die with its lab"
+    else:
+        assert any(alive(pid) for pid in orphans), "expected the run's process group to outlive kill -9"
     worktree = Path(program.ledger.agent("researcher").worktree)
     (Path(Git(worktree)("rev-parse", "--git-path", "index.lock"))).touch()  # as a git killed mid-write leaves
     cli("run", str(program.root), "--max-experiments", "3")

@@ -1,4 +1,4 @@
-"""tinylm for real: PyTorch training with a 2-second budget through the command line."""
+"""tinylm for real: PyTorch training with an 8-second budget through the command line."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ def test_demo_into_a_log_file_runs_three_tinylm_experiments(tmp_path):
     directory = tmp_path / "lm"
     log = tmp_path / "demo.log"
     with open(log, "w") as out:  # `researchorg demo > demo.log`: no terminal
-        proc = subprocess.run([sys.executable, "-m", "researchorg", "demo", str(directory), "--budget", "2",
+        proc = subprocess.run([sys.executable, "-m", "researchorg", "demo", str(directory), "--budget", "8",
                                "--max-experiments", "5"], stdout=out, stderr=subprocess.STDOUT)
     run = log.read_text()
     assert proc.returncode == 0, run
-    assert "task tinylm, 2 s budget" in run and "rigor first: 2 noise-floor runs" in run  # 5 runs leave room
+    assert "task tinylm, 8 s budget" in run and "rigor first: 2 noise-floor runs" in run  # 5 runs leave room
     assert len([line for line in run.splitlines() if line.startswith("[") and "/5] #" in line]) == 5, run
     assert "reached --max-experiments" in run and "progress.png" in run and "noise floor: val_bpb" in run
     program = Program(directory)

@@ -19,19 +19,26 @@ through an inherited pipe:
 
 The refused operation raises PermissionError in the agent's code, so the run
 usually stops there; either way the harness marks it invalid with the reason.
-This watches honest mistakes and casual cheating in Python code; it is not a
-sandbox against native code written to escape it.
+This names honest mistakes and casual cheating in Python code; the sandbox
+(harness/sandbox.py, applied here first) is what holds against code written to
+escape the watch. Where the kernel enforces the sandbox's file rules, processes
+and native code run confined like the rest, so the watch no longer refuses
+them (torch.compile starts compiler workers); where it does not, it refuses them.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
 import runpy
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
+
+from researchorg.harness import sandbox
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -49,6 +56,7 @@ class Watch:
         self.forbidden = {os.path.realpath(p) for p in spec["forbidden_reads"]}
         self.protected = {os.path.realpath(p) for p in spec["protected"]}
         self.writable = [os.path.realpath(p) for p in spec["writable"]]
+        self.confined = bool(spec.get("kernel_files"))
         self.reported = 0
 
     def report(self, kind: str, detail: str) -> None:
@@ -59,6 +67,10 @@ class Watch:
                 pass
         self.reported += 1
         raise PermissionError(f"researchorg harness: {kind}: {detail}")
+
+    def is_forbidden(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return any(real == root or real.startswith(root + os.sep) for root in self.forbidden)
 
     def may_write(self, path: str) -> bool:
         real = os.path.realpath(path)
@@ -76,13 +88,15 @@ class Watch:
             if writing and not self.may_write(path):
                 self.report("write outside the run's files" if os.path.realpath(path) not in self.protected
                             else "write to a protected file", path)
-            if not writing and os.path.realpath(path) in self.forbidden and not _importing():
+            if not writing and self.is_forbidden(path) and not _importing():
                 self.report("read of the validation split", path)
         elif event in _PATH_EVENTS:
             for i in _PATH_EVENTS[event]:
                 if i < len(args) and isinstance(args[i], str | bytes | os.PathLike) \
                         and not self.may_write(os.fsdecode(args[i])):
                     self.report("write outside the run's files", f"{event} {os.fsdecode(args[i])}")
+        elif self.confined:
+            return
         elif event in _PROCESS_EVENTS:
             self.report("started a process", f"{event} {str(args)[:200]}")
         elif event in _NATIVE_EVENTS:
@@ -123,8 +137,11 @@ def _guard_seeds(watch: Watch, modules: list[str]) -> None:
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
+    if spec.get("policy"):
+        sandbox.confine(sandbox.Policy.from_json(spec["policy"]))
     for module in spec.get("preload", []):
         importlib.import_module(module)
+    os.write(spec["report_fd"], b'{"event": "started"}\n')  # the harness stamps it: how long start-up took
     watch = Watch(spec)
     _guard_seeds(watch, spec.get("preload", []))
     script = spec["script"]
@@ -134,5 +151,27 @@ def main() -> None:
     runpy.run_path(script, run_name="__main__")
 
 
+def _exit_now(code: int) -> None:
+    """End without tearing the interpreter down (a second or more with torch loaded, out of the run's budget):
+    exit handlers run and the standard streams are flushed; files the script left open are not."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code
+        if code is not None and not isinstance(code, int):
+            print(code, file=sys.stderr)
+        _exit_now(code if isinstance(code, int) else (0 if code is None else 1))
+    except BaseException:
+        traceback.print_exc()
+        _exit_now(1)
+    _exit_now(0)

@@ -8,6 +8,14 @@ named by RESEARCHORG_RESULT. The lab reads only that file: a metric line the
 agent's code prints is not a result (the harness even marks the run invalid
 for it), and the agent's process never sees the file's name.
 
+The guest runs in the kernel sandbox of harness/sandbox.py (its checkout and
+artifact directory writable, its protected files read-only, the system
+read-only, the task's sealed data and everything else out of sight, no
+network), so the watch's rules hold against native code too, and it can
+neither see nor signal the harness. The training budget is the guest's wall
+clock from its start (interpreter, imports, data, training, hand-off), enforced
+from here: the guest is killed at `budget + slack` and the run is invalid.
+
 `run_guest` runs the guest and returns what happened; `verdict` writes the
 result file. Task harnesses compose them with their own evaluation.
 """
@@ -21,13 +29,23 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from researchorg.harness import sandbox
+
 RESULT_ENV = "RESEARCHORG_RESULT"
 ARTIFACT_ENV = "RESEARCHORG_ARTIFACT"
+DEADLINE_ENV = "RESEARCHORG_DEADLINE"  # CLOCK_MONOTONIC seconds by which the guest must have finished
+
+
+def slack(budget: float) -> float:
+    """Seconds past the budget before the guest is killed: for the process to exit, not to train."""
+    return 1.0 + 0.05 * budget
 
 
 def flops_estimate(num_params: float, tokens: float) -> float:
@@ -40,42 +58,58 @@ class GuestRun:
     returncode: int | None  # None: killed for running past its deadline
     seconds: float  # wall time of the guest, start-up included
     peak_mem_mb: float  # the guest's peak resident memory
+    sandbox: str = ""  # the protections in force (sandbox.summary)
+    startup_seconds: float | None = None  # until the training script began (sandbox, interpreter, preload)
     violations: list[dict[str, str]] = field(default_factory=list)
     output_tail: list[str] = field(default_factory=list)
     metric_lines: list[str] = field(default_factory=list)  # lines that look like the task's metric
 
 
-def run_guest(script: Path, *, budget: float, grace: float, seed: int, artifact_dir: Path,
-              forbidden_reads: list[str], protected: list[str], metric_pattern: re.Pattern[str],
-              preload: tuple[str, ...] = ()) -> GuestRun:
-    """Run `script` as a watched guest; kill it at `budget + grace` seconds. Its output is echoed to ours."""
+def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
+              hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
+              network: bool = False, on_start: Callable[[], Any] | None = None) -> GuestRun:
+    """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
+
+    `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it.
+    `on_start` (a harness's own imports and data) runs beside the guest where the run has two cores or more,
+    else after it; it has finished when this returns.
+    Its output is echoed to ours.
+    """
     report_read, report_write = os.pipe()
-    spec = {"script": str(script), "seed": seed, "report_fd": report_write, "forbidden_reads": forbidden_reads,
+    policy = sandbox.policy_for(script.parent, [artifact_dir], readonly=[Path(p) for p in protected],
+                                hidden=[Path(p) for p in hidden], network=network)
+    enforced, _ = sandbox.protections(policy)
+    spec = {"script": str(script), "seed": seed, "report_fd": report_write, "forbidden_reads": hidden,
             "protected": protected, "writable": [str(script.parent), str(artifact_dir)],
-            "preload": list(preload)}
+            "preload": list(preload), "policy": policy.to_json(),
+            "kernel_files": any(layer.startswith(("landlock", "namespaces")) for layer in enforced)}
     spec_path = artifact_dir / "guest.json"
     spec_path.write_text(json.dumps(spec))
     env = {k: v for k, v in os.environ.items() if k != RESULT_ENV}  # the guest never learns where the verdict goes
     env[ARTIFACT_ENV] = str(artifact_dir)
-    scratch = artifact_dir / "tmp"  # the guest's temp dir: the machine's /tmp may hold other programs
+    scratch = artifact_dir / "tmp"  # the guest's temp dir and home: the machine's may hold other programs
     scratch.mkdir(exist_ok=True)
-    env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch))
+    env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch), HOME=str(scratch))
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "researchorg.harness.guest", str(spec_path)], cwd=script.parent,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            pass_fds=(report_write,))  # in the harness's process group: what kills the run kills it
+    env[DEADLINE_ENV] = f"{started + budget:.3f}"
+    argv = sandbox.command([sys.executable, "-m", "researchorg.harness.guest", str(spec_path)], policy, script.parent)
+    proc = subprocess.Popen(argv, cwd=script.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, pass_fds=(report_write,))  # in the harness's process group
     os.close(report_write)
-    run = GuestRun(None, 0.0, 0.0)
+    run = GuestRun(None, 0.0, 0.0, sandbox="; ".join(enforced))
+    warm = _Background(on_start) if on_start is not None else None
     reports = b""
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ, "out")
     selector.register(report_read, selectors.EVENT_READ, "report")
     pending = b""
-    deadline = started + budget + grace
+    deadline = started + budget + slack(budget)
     killed = False
+    peak_kb = 0
     while selector.get_map():
         timeout = max(0.0, deadline - time.monotonic())
         events = selector.select(timeout=min(timeout, 0.5))
+        peak_kb = max(peak_kb, _tree_peak_kb(proc.pid))
         if not events and time.monotonic() >= deadline and not killed:
             _kill(proc.pid)  # what it started stays in the run's group, which the lab kills when the harness exits
             killed = True
@@ -87,6 +121,8 @@ def run_guest(script: Path, *, budget: float, grace: float, seed: int, artifact_
                 selector.unregister(key.fileobj)
                 continue
             if key.data == "report":
+                if run.startup_seconds is None and b'"event"' in chunk:
+                    run.startup_seconds = time.monotonic() - started
                 reports += chunk
                 continue
             sys.stdout.buffer.write(chunk)
@@ -98,12 +134,69 @@ def run_guest(script: Path, *, budget: float, grace: float, seed: int, artifact_
     if pending:
         _keep_line(run, pending.decode(errors="replace"), metric_pattern)
     os.close(report_read)
+    if warm is not None:
+        warm.join()
     _, status, usage = os.wait4(proc.pid, 0)
     run.seconds = time.monotonic() - started
     run.returncode = None if killed else os.waitstatus_to_exitcode(status)
-    run.peak_mem_mb = usage.ru_maxrss / 1024
-    run.violations = [json.loads(line) for line in reports.decode(errors="replace").splitlines() if line.strip()]
+    run.peak_mem_mb = max(peak_kb, usage.ru_maxrss) / 1024
+    lines = [json.loads(line) for line in reports.decode(errors="replace").splitlines() if line.strip()]
+    run.violations = [line for line in lines if "kind" in line]
     return run
+
+
+class _Background(threading.Thread):
+    """`work` in a thread beside the guest where the run has a core to spare (the guest's start-up is mostly
+    single-threaded), else after it: on one pinned core it would only slow the guest's training. (Not a
+    low-priority thread: holding the GIL while starved, it would stall this process's watch of the guest.)"""
+
+    def __init__(self, work: Callable[[], Any]):
+        super().__init__(daemon=True)
+        self.work, self.error = work, None
+        self.parallel = len(os.sched_getaffinity(0)) >= 2
+        if self.parallel:
+            self.start()
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as err:  # re-raised in the harness's own thread by join
+            self.error = err
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.parallel:
+            super().join(timeout)
+        else:
+            self.run()
+        if self.error is not None:
+            raise self.error
+
+
+def _tree_peak_kb(root: int) -> int:
+    """The largest peak resident memory (VmHWM) among `root` and its descendants, read from outside the sandbox."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    peak = 0
+    for pid in tree:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return peak
 
 
 def _keep_line(run: GuestRun, line: str, metric_pattern: re.Pattern[str]) -> None:
@@ -119,7 +212,7 @@ def _kill(pid: int) -> None:
         pass
 
 
-def judge(run: GuestRun, budget: float, grace: float) -> tuple[str, str] | None:
+def judge(run: GuestRun, budget: float) -> tuple[str, str] | None:
     """Why the guest's run cannot be scored: (status, reason); None if it can."""
     if run.violations:
         first = run.violations[0]
@@ -128,8 +221,17 @@ def judge(run: GuestRun, budget: float, grace: float) -> tuple[str, str] | None:
     if run.metric_lines:
         return "invalid", f"training code printed a metric line itself: {run.metric_lines[0]!r}"
     if run.returncode is None:
+        startup = run.startup_seconds
+        if startup is None:
+            hint = "; it never got past start-up (the sandbox, the interpreter and its imports)"
+        elif startup > 0.8 * budget:
+            hint = f"; its start-up alone took {startup:.1f} s: give the task a budget of at least " \
+                   f"{max(2 * startup, startup + 5):.0f} s"
+        else:
+            hint = ""
         return "invalid", f"training ran past the budget: killed after {run.seconds:.1f} s " \
-                          f"(budget {budget:g} s + {grace:g} s for start-up and export)"
+                          f"(budget {budget:g} s, from the start of the training process to its exit, " \
+                          f"+ {slack(budget):g} s to exit){hint}"
     if run.returncode != 0:
         tail = "\n".join(run.output_tail[-15:])
         return "crash", f"training exited with code {run.returncode}\n{tail}"

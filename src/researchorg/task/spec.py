@@ -81,6 +81,8 @@ class TaskSpec(Strict):
     timeout_seconds: float | None = Field(default=None, gt=0)
     seed: int = 42
     requires: list[str] = []  # Python modules the command imports, checked before the first run
+    network: bool = False  # whether runs may reach the network (their sandbox has none otherwise)
+    pass_env: list[str] = []  # secrets a run needs (e.g. WANDB_API_KEY): every other key and token is removed
     metric: MetricSpec
     knobs: list[Knob] = []
     root: Path  # the task directory; set by load_task, not read from the file

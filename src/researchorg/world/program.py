@@ -221,11 +221,27 @@ class Program:
             self.git("worktree", "prune")
             self.git("worktree", "add", "-q", "--detach", str(path), commit)
         else:
+            self._restore_gitfile(path)
             slot_git = Git(path)
             slot_git.remove_stale_lock()  # only the lab runs git here, one experiment at a time
             slot_git("checkout", "-q", "--detach", "-f", commit)
             slot_git("clean", "-fdqx")
         return path
+
+    def _restore_gitfile(self, checkout: Path) -> None:
+        """Point the slot's `.git` file back at its worktree before git runs there: a run that rewrote it (where
+        no mount made it read-only) could otherwise hand the lab's git a repository, and hooks, of its own."""
+        gitfile = checkout / ".git"
+        admin = [d for d in (self.root / ".git" / "worktrees").glob("*")
+                 if (d / "gitdir").is_file() and Path((d / "gitdir").read_text().strip()) == gitfile]
+        if not admin:
+            return  # git does not know this checkout: `worktree add` makes it anew
+        expected = f"gitdir: {admin[0]}\n"
+        if gitfile.is_symlink() or gitfile.is_dir():
+            shutil.rmtree(gitfile, ignore_errors=True) if gitfile.is_dir() and not gitfile.is_symlink() \
+                else gitfile.unlink()
+        if not gitfile.exists() or gitfile.read_text(errors="replace") != expected:
+            gitfile.write_text(expected)
 
     def write_results(self) -> None:
         write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))

@@ -18,7 +18,15 @@ runner records `other_cpu_s`: the CPU seconds the whole machine spent (from
 The environment carries the seed, the budget, the slot and its thread count
 (RESEARCHORG_SEED, RESEARCHORG_BUDGET, RESEARCHORG_SLOT, RESEARCHORG_THREADS,
 OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
-`python` in a task command is the interpreter that runs researchorg.
+`python` in a task command is the interpreter that runs researchorg. It carries
+no secret: API keys, tokens and passwords of the lab's environment (an agent's
+provider key) are removed, except those the task names in `pass_env`.
+
+A task whose metric is the command's own output runs the whole command in the
+kernel sandbox (harness/sandbox.py: the checkout, its scratch directory and the
+system, protected files read-only, no network unless the task says `network =
+true`). A protected harness is the task's trusted code: it runs outside, and
+puts the training code it runs in the sandbox itself.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from researchorg.harness import sandbox
 from researchorg.harness.protected import RESULT_ENV
 from researchorg.task.spec import TaskSpec
 from researchorg.world.protocol import RunResult
@@ -80,8 +89,17 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
             verdict_path(log_path).unlink(missing_ok=True)
             env[RESULT_ENV] = str(verdict_path(log_path))
+        argv = shlex.split(task.command)
+        policy = None
+        if task.metric.source != "harness":  # the command is the agent's code: all of it runs in the sandbox
+            scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
+            policy = sandbox.policy_for(worktree, scratch, network=task.network,
+                                        readonly=[worktree / p for p in task.protected_files()])
+            argv = sandbox.confined(argv, policy, worktree)
+            if scratch:  # the user's home is out of the sandbox's sight: caches go to the run's scratch
+                env.update(HOME=str(scratch[0]), XDG_CACHE_HOME=str(scratch[0] / ".cache"))
         try:
-            proc = subprocess.Popen(shlex.split(task.command), cwd=worktree, env=env,
+            proc = subprocess.Popen(argv, cwd=worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         except OSError as err:
@@ -105,6 +123,8 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         returncode, own_cpu = ended
         kill_group(proc.pid)  # anything the command left running in its group
     result = _read_result(task, log_path, returncode, time.monotonic() - start)
+    if policy is not None:
+        result.summary.setdefault("sandbox", sandbox.summary(policy))
     if busy_before is not None:
         other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
@@ -221,7 +241,7 @@ def group_members(pgid: int) -> list[int]:
 
 def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k in task.pass_env or not is_secret(k)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({
         "RESEARCHORG_SEED": str(seed),
@@ -236,6 +256,16 @@ def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     return env
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
+_SECRET_PREFIXES = ("ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX_", "AWS_", "AZURE_", "GOOGLE_", "GEMINI_", "HF_",
+                    "HUGGING", "GH_", "GITHUB_", "WANDB_", "MLFLOW_TRACKING_")
+
+
+def is_secret(name: str) -> bool:
+    """Whether an environment variable may hold a credential (which never reaches a run)."""
+    return bool(_SECRET_NAME.search(name)) or name.upper().startswith(_SECRET_PREFIXES)
 
 
 def _machine_busy_seconds() -> float | None:

@@ -8,14 +8,24 @@ process where no agent code runs, from the model train.py saved.
 Corpus: the CPython standard library's .py sources of the interpreter that runs
 this file (test directories, site-packages and the generated codec tables in
 encodings/ left out), about 10.7 MB on CPython 3.11. Every machine with Python
-has it, so nothing is downloaded. One file in 20, chosen by a hash of its
-relative path, is validation. The bytes differ between Python patch releases,
-so the corpus hash is printed with every result and recorded: runs on
-different corpora are never compared.
+has it, so nothing is downloaded. Validation is the SEALED packages (IDLE,
+lib2to3, tkinter and a few more that no training code imports, about 1.7 MB):
+the harness hides them from the training run (harness/sandbox.py: they are not
+in its filesystem at all), so a model cannot have memorized them, whatever
+train.py reads. The bytes differ between Python patch releases, so the corpus
+hash is printed with every result and recorded: runs on different corpora are
+never compared.
 
 Tokens are raw bytes (vocabulary 256), so val_bpb is the mean negative
 log-likelihood of the fixed validation bytes, in bits. It is measured on the
 first EVAL_BYTES bytes of the validation split, whatever the model's context.
+
+The time budget is the training process's wall clock, from its start to its
+exit (interpreter, imports, data, training and the hand-off): the harness kills
+it at the deadline. `time_left()` says how much of it remains.
+
+torch is imported by the functions that need it, so the harness reads this
+file before any training code runs without waiting for torch.
 
 Run directly (`python prepare.py`) to check the corpus and print its hash.
 """
@@ -25,26 +35,35 @@ import json
 import os
 import resource
 import sysconfig
+import time
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 VOCAB_SIZE = 256
-EVAL_BYTES = 131_072  # fixed number of validation bytes scored per run
-VAL_ONE_IN = 20  # one source file in 20 goes to validation
+EVAL_BYTES = 65_536  # fixed number of validation bytes scored per run
+SEALED = ("curses", "dbm", "idlelib", "lib2to3", "tkinter", "turtledemo", "wsgiref", "xmlrpc")  # validation
+HANDOFF_SECONDS = 1.0  # what save_model needs of the budget (torch.export), for train.py to keep in hand
 
 # The lab sets these for every run; defaults allow running train.py by hand.
 TIME_BUDGET = float(os.environ.get("RESEARCHORG_BUDGET", "30"))
+DEADLINE = float(os.environ.get("RESEARCHORG_DEADLINE", time.monotonic() + TIME_BUDGET))
 SEED = int(os.environ.get("RESEARCHORG_SEED", "42"))
 THREADS = int(os.environ.get("RESEARCHORG_THREADS", "0"))  # 0: torch's default
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "encodings", "__pycache__"}
 
 
+def time_left() -> float:
+    """Seconds of the budget left: the harness kills the run shortly after the deadline."""
+    return DEADLINE - time.monotonic()
+
+
+def _stdlib() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
 def _source_files() -> tuple[list[Path], Path]:
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = _stdlib()
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
@@ -52,9 +71,13 @@ def _source_files() -> tuple[list[Path], Path]:
     return [p.relative_to(root) for p in found], root
 
 
+def sealed_paths() -> list[Path]:
+    """The directories of the validation split, which the harness hides from training."""
+    return [_stdlib() / name for name in SEALED if (_stdlib() / name).is_dir()]
+
+
 def _is_validation(relpath: Path) -> bool:
-    digest = hashlib.sha1(relpath.as_posix().encode()).digest()
-    return int.from_bytes(digest[:4], "little") % VAL_ONE_IN == 0
+    return relpath.parts[0] in SEALED
 
 
 def split_files(split: str) -> list[Path]:
@@ -64,12 +87,21 @@ def split_files(split: str) -> list[Path]:
 
 
 @lru_cache(maxsize=2)
-def load_split(split: str) -> torch.Tensor:
-    """The bytes of one split as a uint8 tensor. Training reads only "train"; the harness refuses "val" to it."""
+def load_split(split: str):
+    """The bytes of one split as a uint8 tensor. Only "train" exists for training: "val" is sealed from it."""
+    import torch
     data = bytearray()
     for path in split_files(split):
         data.extend(path.read_bytes() + b"\n\n")
     return torch.frombuffer(data, dtype=torch.uint8)
+
+
+def warm_evaluator() -> str:
+    """Load what the evaluation needs (torch, torch.export's loader, both splits) and return the corpus hash:
+    the harness calls it while the guest starts, so that none of it waits until training is over."""
+    import torch._dynamo  # noqa: F401  (torch.export.load imports it on first use: a second and more)
+    import torch._export.serde.serialize  # noqa: F401
+    return corpus_hash()
 
 
 def corpus_hash() -> str:
@@ -79,6 +111,7 @@ def corpus_hash() -> str:
 
 def setup() -> None:
     """Fix the seed and the thread count the lab chose for this run."""
+    import torch
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     torch.manual_seed(SEED)
@@ -86,6 +119,7 @@ def setup() -> None:
 
 def train_batches(batch_size: int, seq_len: int):
     """Yield (inputs, targets) int64 batches of random windows of the train split, forever."""
+    import torch
     train = load_split("train")
     gen = torch.Generator().manual_seed(SEED)
     offsets = torch.arange(seq_len + 1)
@@ -105,10 +139,11 @@ def artifact_dir() -> Path:
     return path
 
 
-def save_model(model: torch.nn.Module, seq_len: int) -> None:
+def save_model(model, seq_len: int) -> None:
     """Hand the trained model to the harness: exported (torch.export) as a graph of tensor operations, so
     that evaluating it runs no code of train.py. Its input is (EVAL_BATCH, seq_len) bytes; its output the
     logits (EVAL_BATCH, seq_len, 256)."""
+    import torch
     model.eval()
     example = torch.zeros(EVAL_BATCH, seq_len, dtype=torch.long)
     with torch.no_grad():
@@ -122,7 +157,6 @@ def report(**figures: float) -> None:
     (artifact_dir() / "train.json").write_text(json.dumps(figures))
 
 
-@torch.no_grad()
 def evaluate_bpb(model, seq_len: int) -> float:
     """Bits per byte of `model` on the fixed validation bytes (called by harness.py only).
 
@@ -130,36 +164,47 @@ def evaluate_bpb(model, seq_len: int) -> float:
     batches of EVAL_BATCH (the last one padded with repeats, not scored);
     every byte after the first of each window is scored.
     """
+    import torch
+    import torch.nn.functional as F
     val = load_split("val")
     n_windows = EVAL_BYTES // seq_len
     windows = val[: n_windows * seq_len + 1].long()
     total_nats, total_bytes = 0.0, 0
-    for first in range(0, n_windows, EVAL_BATCH):
-        idx = torch.arange(first, min(first + EVAL_BATCH, n_windows))
-        rows = (idx * seq_len).unsqueeze(1) + torch.arange(seq_len + 1)
-        chunk = windows[rows]
-        inputs = torch.cat([chunk[:, :-1], chunk[:1, :-1].expand(EVAL_BATCH - len(idx), -1)])
-        logits = model(inputs)[: len(idx)].float()
-        loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), chunk[:, 1:].reshape(-1), reduction="sum")
-        total_nats += loss.item()
-        total_bytes += chunk[:, 1:].numel()
+    with torch.no_grad():
+        for first in range(0, n_windows, EVAL_BATCH):
+            idx = torch.arange(first, min(first + EVAL_BATCH, n_windows))
+            rows = (idx * seq_len).unsqueeze(1) + torch.arange(seq_len + 1)
+            chunk = windows[rows]
+            inputs = torch.cat([chunk[:, :-1], chunk[:1, :-1].expand(EVAL_BATCH - len(idx), -1)])
+            logits = model(inputs)[: len(idx)].float()
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), chunk[:, 1:].reshape(-1), reduction="sum")
+            total_nats += loss.item()
+            total_bytes += chunk[:, 1:].numel()
     return total_nats / total_bytes / torch.log(torch.tensor(2.0)).item()
 
 
-@torch.no_grad()
 def looks_ahead(model, seq_len: int) -> bool:
-    """Whether the model's prediction at a position depends on later bytes (a model that peeks is not a
-    language model): change the second half of the inputs and compare the first half's logits."""
+    """Whether the model's prediction at a position depends on later bytes, or on other rows of its batch (a
+    model that peeks is not a language model): change every byte from a cut on (in every row, at several cuts)
+    and compare the logits before the cut; change one row and compare the others."""
+    import torch
     val = load_split("val")
     inputs = val[: EVAL_BATCH * seq_len].long().view(EVAL_BATCH, seq_len)
-    changed = inputs.clone()
-    half = seq_len // 2
-    changed[:, half:] = (changed[:, half:] + 1) % VOCAB_SIZE
-    return not torch.allclose(model(inputs)[:, :half], model(changed)[:, :half], atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        base = model(inputs)
+        for cut in sorted({1, seq_len // 4, seq_len // 2, seq_len - 1} - {0}):
+            changed = inputs.clone()
+            changed[:, cut:] = (changed[:, cut:] + 1) % VOCAB_SIZE
+            if not torch.allclose(base[:, :cut], model(changed)[:, :cut], atol=1e-4, rtol=1e-4):
+                return True
+        changed = inputs.clone()
+        changed[0] = (changed[0] + 1) % VOCAB_SIZE
+        return not torch.allclose(base[1:], model(changed)[1:], atol=1e-4, rtol=1e-4)
 
 
 def peak_memory_mb() -> float:
     """Peak resident memory of this process (CUDA: peak allocated), in MB."""
+    import torch
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

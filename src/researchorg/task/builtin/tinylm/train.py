@@ -1,11 +1,14 @@
 """tinylm: a byte-level GPT trained for a fixed wall-clock budget on the CPU.
 
 EDITABLE. This is the file agents change: model, optimizer, hyperparameters
-and training loop are all fair game. It must train within the time budget and
-hand the model over with `save_model`; the protected harness.py then computes
-val_bpb from the saved model, in a process where this code never runs. It may
-not read the validation split, write outside its run directory, start
-processes or reseed: the harness watches and marks such runs invalid.
+and training loop are all fair game. It must finish within the time budget,
+which counts from this process's start (imports and the hand-off included:
+`time_left()`), and hand the model over with `save_model`; the protected
+harness.py then computes val_bpb from the saved model, in a process where this
+code never runs. It runs in a sandbox that holds only its checkout, its
+artifact directory and the system (the validation split is not there); it may
+not write outside its run directory or reseed: the harness watches and marks
+such runs invalid.
 
 The constants below are the task's declared knobs (see task.toml): offline
 agents such as the tuner change them and nothing else.
@@ -17,7 +20,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from prepare import TIME_BUDGET, report, save_model, setup, train_batches
+from prepare import HANDOFF_SECONDS, report, save_model, setup, time_left, train_batches
 
 # Hyperparameters ------------------------------------------------------------
 N_LAYER = 4
@@ -91,9 +94,10 @@ batches = train_batches(BATCH_SIZE, SEQ_LEN)
 
 step, training_seconds = 0, 0.0
 t_train = time.perf_counter()
-while training_seconds < TIME_BUDGET:
+TRAIN_SECONDS = time_left() - HANDOFF_SECONDS  # the rest of the budget, less what the hand-off needs
+while training_seconds < TRAIN_SECONDS:
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(training_seconds / TIME_BUDGET)
+        group["lr"] = lr_at(training_seconds / TRAIN_SECONDS)
     inputs, targets = next(batches)
     with autocast:
         logits = model(inputs)
