@@ -21,14 +21,18 @@ Layers, each used where this machine has it and recorded per run:
   TCP bind or connect, and (ABI >= 6) no abstract unix sockets or signals to
   processes outside the sandbox; ptrace and /proc/<pid>/environ of outside
   processes are refused by every ABI;
+- **seccomp** (where libseccomp is installed): no kernel keyring, eBPF,
+  performance counters, userfaultfd, ptrace or cross-process memory calls,
+  and, without namespaces to hide the machine's unix sockets, no unix socket
+  (Landlock does not cover connecting to one by its path);
 - **no_new_privs** and **rlimits** (always): no setuid gain; at most
   `files` open files, `file_size` bytes per file, `memory` bytes of data and
   `processes` processes (the kernel does not apply the last to root).
 
 Where a layer is missing the run still works, and `protections(policy)`
 says what is in force and what is not, so `status` can say it plainly.
-What no layer here covers: seccomp filtering of system calls, GPU memory,
-CPU time beyond the harness's deadline, and side channels (timing, cache).
+What no layer here covers: GPU memory, CPU time beyond the harness's
+deadline, and side channels (timing, cache).
 """
 
 from __future__ import annotations
@@ -176,7 +180,13 @@ def protections(policy: Policy) -> tuple[list[str], list[str]]:
     if os.geteuid() == 0:
         missing.append("process count (the kernel exempts root from RLIMIT_NPROC; the pid namespace still "
                        "bounds what outlives the run)")
-    missing.append("seccomp")
+    if _seccomp() is not None:
+        enforced.append("seccomp (keyring, bpf, perf, userfaultfd, ptrace" +
+                        ("" if bwrap() else ", unix sockets") + ")")
+    else:
+        missing.append("seccomp (install libseccomp)")
+        if not bwrap():
+            missing.append("unix sockets reached by their path (no namespaces, no seccomp)")
     return enforced, missing
 
 
@@ -265,7 +275,8 @@ class _PathBeneath(ctypes.Structure):
 
 
 def confine(policy: Policy) -> None:
-    """Confine this process and everything it starts to `policy`, for good (Landlock, no_new_privs, rlimits)."""
+    """Confine this process and everything it starts to `policy`, for good (Landlock, seccomp, no_new_privs,
+    rlimits)."""
     _set_limits(policy.limits)
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -273,6 +284,65 @@ def confine(policy: Policy) -> None:
     abi = landlock_abi()
     if abi:
         _landlock(policy, abi, libc)
+    seccomp = _seccomp()
+    if seccomp is not None:
+        _filter_syscalls(seccomp, unix_sockets=bwrap() is not None)
+
+
+# System calls no training run needs, refused with EPERM: the kernel keyring, eBPF, performance counters,
+# userfaultfd (a classic exploit aid), ptrace and cross-process memory access, kexec.
+_REFUSED_SYSCALLS = ("keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "ptrace",
+                     "process_vm_readv", "process_vm_writev", "kexec_load", "kexec_file_load")
+_AF_UNIX = 1
+
+
+@cache
+def _seccomp() -> ctypes.CDLL | None:
+    """libseccomp, where it is installed (it builds the BPF filter for this architecture)."""
+    if _mode() == "off":
+        return None
+    for name in ("libseccomp.so.2", "libseccomp.so"):
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                               ctypes.c_void_p]
+        lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        return lib
+    return None
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+def _filter_syscalls(lib: ctypes.CDLL, unix_sockets: bool) -> None:
+    """Refuse _REFUSED_SYSCALLS, and (without a mount namespace to hide the machine's sockets) creating unix
+    sockets: Landlock does not cover connecting to one by its path, such as a container runtime's."""
+    allow, refuse = 0x7FFF0000, 0x00050000 | 1  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EPERM)
+    ctx = lib.seccomp_init(allow)
+    if not ctx:
+        raise OSError("seccomp_init failed")
+    try:
+        for name in _REFUSED_SYSCALLS:
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number >= 0 and lib.seccomp_rule_add_array(ctx, refuse, number, 0, None) != 0:
+                raise OSError(f"seccomp_rule_add {name}")
+        if not unix_sockets:
+            number = lib.seccomp_syscall_resolve_name(b"socket")
+            unix = _ArgCmp(0, 4, _AF_UNIX, 0)  # SCMP_CMP_EQ on the domain argument
+            if number >= 0 and lib.seccomp_rule_add_array(ctx, refuse, number, 1, ctypes.byref(unix)) != 0:
+                raise OSError("seccomp_rule_add socket")
+        if lib.seccomp_load(ctx) != 0:
+            raise OSError("seccomp_load failed")
+    finally:
+        lib.seccomp_release(ctx)
 
 
 def _set_limits(limits: Limits) -> None:

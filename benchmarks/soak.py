@@ -1,0 +1,97 @@
+"""Soak: the lab for an hour, watched for leaks of memory, file descriptors and threads.
+
+    python benchmarks/soak.py [--minutes 60] [--quick]
+
+Four agents (tuners) on two slots work on the simulated task through the real
+lab (`researchorg run --max-hours`, a subprocess) while this script samples the
+lab process every few seconds: resident memory, open file descriptors and
+threads. It prints the growth between the first and the last tenth of the
+run (means over each window, so one busy moment does not count):
+
+    rss_growth_mb:    resident memory, MB (target about 0)
+    fd_growth:        open file descriptors (target 0)
+    threads_growth:   threads (target 0)
+    experiments:      how many ran
+
+The quick mode (CI) runs two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ORG = """name = "soak"
+[[roles]]
+name = "tuner"
+backend = "tuner"
+count = 4
+[rigor]
+noise_runs = 2
+"""
+
+
+def sample(pid: int) -> tuple[float, int, int] | None:
+    """(resident MB, open fds, threads) of process `pid`, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, fds, int(fields["Threads"])
+
+
+def soak(minutes: float, work: Path) -> dict[str, float]:
+    (work / "org.toml").write_text(ORG)
+    root = work / "program"
+    subprocess.run([sys.executable, "-m", "researchorg", "init", str(root), "--task", "simulated", "--org",
+                    str(work / "org.toml")], check=True, stdout=subprocess.DEVNULL)
+    lab = subprocess.Popen([sys.executable, "-m", "researchorg", "run", str(root), "--slots", "2",
+                            "--max-hours", f"{minutes / 60:.6f}"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    samples: list[tuple[float, tuple[float, int, int]]] = []
+    started = time.monotonic()
+    every = max(1.0, minutes * 60 / 400)
+    while lab.poll() is None:
+        taken = sample(lab.pid)
+        if taken is not None:
+            samples.append((time.monotonic() - started, taken))
+        time.sleep(every)
+    lab.wait()
+    span = samples[-1][0] if samples else 0.0
+    first = [s for t, s in samples if t <= span / 10 + every]
+    last = [s for t, s in samples if t >= span * 0.9]
+
+    def growth(i: int) -> float:
+        return statistics.mean(s[i] for s in last) - statistics.mean(s[i] for s in first)
+
+    from researchorg import Program
+    experiments = Program(root).ledger.count()
+    return {"rss_growth_mb": growth(0), "fd_growth": growth(1), "threads_growth": growth(2),
+            "experiments": experiments, "returncode": lab.returncode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--quick", action="store_true", help="two minutes (CI)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="researchorg-soak-") as tmp:
+        figures = soak(2 if args.quick else args.minutes, Path(tmp))
+    if figures["returncode"] != 0:
+        print(f"the lab exited with {figures['returncode']}")
+    print(f"rss_growth_mb:    {figures['rss_growth_mb']:.1f}")
+    print(f"fd_growth:        {figures['fd_growth']:.1f}")
+    print(f"threads_growth:   {figures['threads_growth']:.1f}")
+    print(f"experiments:      {figures['experiments']}")
+
+
+if __name__ == "__main__":
+    main()
