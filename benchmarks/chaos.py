@@ -49,6 +49,11 @@ name = "coder"
 backend = "claude-code"
 [rigor]
 noise_runs = 2
+[[processes]]
+kind = "merge"
+[[processes]]
+kind = "verify"
+runs = 2
 """
 
 
@@ -119,7 +124,7 @@ def chaos(kills: int, seed: int, work: Path) -> dict[str, float]:
                 break
             time.sleep(0.02)
         restart_max = max(restart_max, time.monotonic() - started)
-        time.sleep(rng.uniform(0.0, 2.0))
+        time.sleep(rng.uniform(0.0, 5.0))
         victims = [p for p in _processes_under(root) if p[0] != lab.pid]
         if victims and rng.random() < 0.3:  # a training process, or the agent's CLI, goes first
             _kill(rng.choice(victims)[0])
@@ -128,7 +133,7 @@ def chaos(kills: int, seed: int, work: Path) -> dict[str, float]:
         lab.wait()
         done += 1
     final = subprocess.run([sys.executable, "-m", "researchorg", "run", str(root), "--slots", "2",
-                            "--max-experiments", "4"], env=env, capture_output=True, text=True, timeout=600)
+                            "--max-experiments", "12"], env=env, capture_output=True, text=True, timeout=600)
     if final.returncode != 0:
         print(f"the last run failed ({final.returncode}):\n{final.stdout[-2000:]}\n{final.stderr[-2000:]}")
     return {"chaos_kills": done, "restart_seconds_max": restart_max, **check(root)}

@@ -520,5 +520,21 @@ def main() -> None:
     except ResearchOrgError as err:
         if _debug:
             raise
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {err}", highlight=False)
-        sys.exit(1)
+        _error(str(err))
+    except OSError as err:  # the machine said no: a path, permissions, a full disk, a read-only directory
+        if _debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        _error(f"{err.strerror or err}{where}")
+    except Exception as err:
+        if _debug or type(err).__module__.split(".")[0] != "sqlalchemy":
+            raise
+        # the ledger's database refused (disk full, read-only, locked for too long): what is recorded stays
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        _error(f"the ledger cannot be written: {reason}; what was recorded before stays (status, results), and "
+               f"`run` resumes once it can write")
+
+
+def _error(message: str) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}", highlight=False)
+    sys.exit(1)

@@ -60,6 +60,7 @@ class Toolbox:
             method = getattr(self, f"_tool_{name}", None)
             if method is None:
                 raise ToolError(f"no tool named {name!r}")
+            _check_types(name, args)
             return method(**args)
         except json.JSONDecodeError as err:
             return f"error: the arguments are not valid JSON ({err.msg} at position {err.pos}); call the tool again"
@@ -167,6 +168,23 @@ def history_summary(ctx: AgentContext, limit: int = 15) -> str:
         reason = f" [{e.reason.splitlines()[0]}]" if e.reason else ""
         lines.append(f"#{e.id} {e.agent}{mine} {e.status} {value}: {e.description}{reason}")
     return "\n".join(lines)
+
+
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,),
+               "object": (dict,)}
+
+
+def _check_types(name: str, args: dict[str, Any]) -> None:
+    """Each argument of the JSON type its schema says (a model's `{"path": ["a"]}` is its mistake to read)."""
+    spec = next(spec for spec in _SPECS if spec["name"] == name)
+    for key, value in args.items():
+        wanted = spec["parameters"]["properties"].get(key, {}).get("type")
+        if wanted is None:
+            continue  # an unknown argument: the call itself says so
+        ok = isinstance(value, _JSON_TYPES[wanted]) and not (wanted in ("integer", "number") and isinstance(value,
+                                                                                                            bool))
+        if not ok:
+            raise ToolError(f"argument `{key}` of {name} must be a JSON {wanted}, not {type(value).__name__}")
 
 
 def _spec(name: str, doc: str, **properties: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ next run records as `interrupted`. Safe to use from several threads.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +53,19 @@ def _record(cls: type, row: Any) -> Any:
     return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
 
+def _unwritable(directory: Path) -> str | None:
+    """Why nothing can be written in `directory` (a full disk, a read-only one), or None."""
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return None
+    if stats.f_flag & os.ST_RDONLY or not os.access(directory, os.W_OK):
+        return f"{directory} is read-only"
+    if stats.f_bavail == 0:
+        return f"the disk is full (no space left in {directory}); free some and run again"
+    return None
+
+
 class SqlLedger:
     """The durable ledger of one program: open with a path (SQLite) or a SQLAlchemy URL."""
 
@@ -61,13 +75,20 @@ class SqlLedger:
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.read_only: str | None = None  # why nothing can be recorded (the ledger was opened read-only)
         try:
             metadata.create_all(self.engine)
             self._add_missing_columns()
         except sa.exc.DatabaseError as err:  # not a database, a corrupted one, or one we may not write
             self.engine.dispose()
-            raise LabError(f"{where}: cannot open the ledger: {getattr(err, 'orig', err)} (a copy of a healthy "
-                           "ledger.db, or `sqlite3 ledger.db .recover`, restores it)") from None
+            unwritable = _unwritable(where.parent) if isinstance(where, Path) and where.is_file() else None
+            if unwritable is None:
+                raise LabError(f"{where}: cannot open the ledger: {getattr(err, 'orig', err)} (a copy of a "
+                               "healthy ledger.db, or `sqlite3 ledger.db .recover`, restores it)") from None
+            # what is recorded stays readable: SQLite cannot set up its write-ahead log here, so read the file
+            # as it is (immutable: nothing can be writing it when nothing can write here)
+            self.engine = sa.create_engine(f"sqlite:///file:{where}?mode=ro&immutable=1&uri=true")
+            self.read_only = unwritable
         self._program_id: int | None = None
 
     def _add_missing_columns(self) -> None:
@@ -85,8 +106,13 @@ class SqlLedger:
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError:
+            if self.read_only is None:
+                raise
+            raise LabError(f"nothing can be recorded: {self.read_only}; what is recorded stays readable") from None
 
     def close(self) -> None:
         self.engine.dispose()

@@ -182,6 +182,9 @@ class Program:
     @contextmanager
     def run_lock(self) -> Iterator[None]:
         """Hold the program's run lock: one `researchorg run` at a time. The kernel frees it if we die."""
+        unwritable = getattr(self.ledger, "read_only", None)
+        if unwritable is not None:
+            raise LabError(f"cannot run: {unwritable}; what is recorded stays readable (status, results)")
         with open(self.state_dir / "run.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
