@@ -47,6 +47,7 @@ count = 2
 [[roles]]
 name = "coder"
 backend = "claude-code"
+sandbox_paths = ["{plans}"]
 [rigor]
 noise_runs = 2
 [[processes]]
@@ -105,10 +106,12 @@ def _count(root: Path) -> tuple[int, int]:
 
 def chaos(kills: int, seed: int, work: Path) -> dict[str, float]:
     rng = random.Random(seed)
+    plans = work / "cli"  # the stand-in CLI's plan, in a directory its sandbox may write
+    plans.mkdir()
     env = {**os.environ, "PATH": f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}",
-           "FAKE_CLI_PLAN": str(work / "plan.json"), "PYTHONUNBUFFERED": "1"}
-    (work / "plan.json").write_text(json.dumps(plan(10_000, seed)))
-    (work / "org.toml").write_text(ORG)
+           "FAKE_CLI_PLAN": str(plans / "plan.json"), "PYTHONUNBUFFERED": "1"}
+    (plans / "plan.json").write_text(json.dumps(plan(10_000, seed)))
+    (work / "org.toml").write_text(ORG.replace("{plans}", str(plans)))
     root = work / "program"
     subprocess.run([sys.executable, "-m", "researchorg", "init", str(root), "--task", "simulated", "--org",
                     str(work / "org.toml")], check=True, env=env, stdout=subprocess.DEVNULL)

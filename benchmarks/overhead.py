@@ -9,10 +9,15 @@ environment), in the same invocation, and prints:
 
     overhead_ratio:                   researchorg wall time / bare wall time
     overhead_seconds_per_experiment:  (researchorg - bare) / N
+    outside_budget_fraction:          of each run's slot time, the part outside its training budget
+                                      (harness start, sandbox, evaluation, exit), mean over the runs
+    sandbox:                          the protections the runs had
 
 The researchorg side includes everything a user waits for: interpreter start,
-imports, the task's prepare check, and the final plot. Target: ratio <= 1.03
-and <= 0.5 s per experiment at a 30 s budget.
+imports, the task's prepare check, and the final plot. Both sides run the
+task's command as it is, the sandbox included (tinylm's harness puts train.py
+in it). Targets at a 30 s budget: ratio <= 1.03, <= 0.5 s per experiment, and
+outside_budget_fraction <= 0.10.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ def main() -> None:
     print(f"bare_seconds: {bare:.2f}")
     print(f"overhead_ratio: {with_lab / bare:.4f}")
     print(f"overhead_seconds_per_experiment: {(with_lab - bare) / n:.3f}")
+    slot = [e.summary["slot_seconds"] for e in experiments if e.summary.get("slot_seconds")]
+    outside = [max(0.0, s - args.budget) / s for s in slot]
+    print(f"outside_budget_fraction: {sum(outside) / len(outside):.4f}" if outside else "outside_budget_fraction: -")
+    print(f"sandbox: {experiments[0].summary.get('sandbox', 'none recorded') if experiments else '-'}")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,14 @@ def on_path(monkeypatch):
 
 
 def _program(tmp_path, backend: str, plan: list[dict], monkeypatch) -> Program:
-    plan_file = tmp_path / "plan.json"
+    plans = tmp_path / "cli"  # the stand-in's plan: one of the paths its sandbox may write
+    plans.mkdir()
+    plan_file = plans / "plan.json"
     plan_file.write_text(json.dumps(plan))
     monkeypatch.setenv("FAKE_CLI_PLAN", str(plan_file))
     org = tmp_path / "org.toml"
-    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "{backend}"\ncli_timeout = 3\n' + NO_NOISE)
+    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "{backend}"\ncli_timeout = 3\n'
+                   f'sandbox_paths = ["{plans}"]\n' + NO_NOISE)
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 
 
@@ -35,18 +38,26 @@ def test_cli_edits_are_committed_and_run_forbidden_edits_rejected_hangs_killed(t
         {"edits": [{"path": "train.py", "old": "THRESHOLD = 0.5", "new": "THRESHOLD = 0.7"}],
          "text": "I raised the threshold.\nDESCRIPTION: raise the threshold to 0.7\nHYPOTHESIS: classes split at 0.7"},
         {"edits": [{"path": "evaluate.py", "old": "return sum", "new": "return 1.0 + 0 * sum"}],
+         "reads": [str(tmp_path / "program" / ".researchorg" / "ledger.db"), str(tmp_path / "org.toml"),
+                   os.path.expanduser("~/.bashrc"), "train.py"],
          "text": "DESCRIPTION: make the evaluator generous"},
         {"hang": True},
     ], monkeypatch)
     report = Runtime(program).run(Limits(max_experiments=5))
     experiments = program.ledger.experiments()
-    assert [(e.description, e.status) for e in experiments] == [
-        ("raise the threshold to 0.7", "keep"), ("make the evaluator generous", "invalid")]
+    assert [e.description for e in experiments] == ["raise the threshold to 0.7", "make the evaluator generous"]
+    assert experiments[0].status == "keep"
     assert experiments[0].metric == 1.0 and experiments[0].hypothesis == "classes split at 0.7"
-    assert "evaluate.py, which may not be edited" in experiments[1].reason
+    # the CLI's sandbox: the protected evaluator is read-only to it, the program's ledger, files outside its
+    # worktree and the home directory are out of its sight; its own worktree is not
+    assert "evaluate.py" not in experiments[1].diff and experiments[1].metric == 1.0
+    assert "return sum" in (Path(program.ledger.agent("researcher").worktree) / "evaluate.py").read_text()
+    reads = dict(json.loads(line) for line in open(tmp_path / "cli" / "plan.json.reads"))
+    assert reads.pop("train.py") == "read"
+    assert all(seen.startswith("refused") for seen in reads.values()), reads
     assert report.paused["researcher"] == f"AgentError: the {backend} CLI did not finish in 3 s; killed"
     assert program.ledger.usage("researcher").calls == 2
-    calls = [json.loads(line) for line in open(tmp_path / "plan.json.calls")]
+    calls = [json.loads(line) for line in open(tmp_path / "cli" / "plan.json.calls")]
     worktree = program.ledger.agent("researcher").worktree
     if backend == "claude-code":
         assert calls[0][1] == "-p" and calls[0][calls[0].index("--permission-mode") + 1] == "acceptEdits"
@@ -71,3 +82,31 @@ def test_missing_cli_is_one_error_naming_the_role(tmp_path, monkeypatch, backend
     proc = cli("run", str(program.root), check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"role researcher: the {backend} backend needs the `{command}` command on PATH" in proc.stderr
+
+
+def test_a_cli_agent_cannot_read_the_tasks_sealed_validation_data(tmp_path, monkeypatch, on_path):
+    """tinylm's validation split is ordinary files of the machine; the agent's sandbox does not hold them."""
+    pytest.importorskip("torch")
+    stdlib = Path(os.__file__).parent
+    plans = tmp_path / "cli"
+    plans.mkdir()
+    (plans / "plan.json").write_text(json.dumps([{"reads": [str(stdlib / "idlelib" / "run.py"),
+                                                            str(stdlib / "os.py")], "text": "DESCRIPTION: look"}]))
+    monkeypatch.setenv("FAKE_CLI_PLAN", str(plans / "plan.json"))
+    org = tmp_path / "org.toml"
+    org.write_text(f'name = "cli"\n[[roles]]\nname = "researcher"\nbackend = "claude-code"\n'
+                   f'sandbox_paths = ["{plans}"]\n' + NO_NOISE)
+    program = Program.init(tmp_path / "program", "tinylm", org_file=org, budget=8)
+    assert str(stdlib / "idlelib") in map(str, program.task.sealed_paths())
+    from researchorg.agents.base import AgentContext
+    from researchorg.agents.cli_agent import CodingCLIAgent
+    from researchorg.config import RoleSpec
+    role = RoleSpec(name="researcher", backend="claude-code", sandbox_paths=[str(plans)])
+    worktree = program.ensure_agent("researcher", "researcher", "claude-code")
+    ctx = AgentContext("researcher", program.task, worktree, program.agent_dir("researcher"), program.ledger,
+                       role=role)
+    CodingCLIAgent(role, ctx).propose(ctx)
+    reads = dict(json.loads(line) for line in open(plans / "plan.json.reads"))
+    assert reads == {str(stdlib / "idlelib" / "run.py"): reads[str(stdlib / "idlelib" / "run.py")],
+                     str(stdlib / "os.py"): "read"}
+    assert reads[str(stdlib / "idlelib" / "run.py")].startswith("refused")

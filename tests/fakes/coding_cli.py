@@ -5,7 +5,8 @@ working directory (claude: the current directory; codex: `-C DIR`) as the real
 ones do with their edit tools, and print their results in the real formats:
 claude's single JSON object, codex's JSON lines of events. What they do is read
 from a plan (JSON, the file named by $FAKE_CLI_PLAN): one step per call, each
-with edits, a final text, or `hang` / `fail`. Every call's argv is appended to
+with edits, files to read (`reads`: what it got is appended to
+$FAKE_CLI_PLAN.reads), a final text, or `hang` / `fail`. Every call's argv is appended to
 $FAKE_CLI_PLAN.calls for assertions.
 """
 
@@ -34,9 +35,20 @@ def _apply(step: dict, root: Path) -> None:
     if step.get("fail"):
         print("Error: simulated failure", file=sys.stderr)
         sys.exit(1)
-    for edit in step.get("edits", []):
+    for path in step.get("reads", []):  # a shell tool reading a file: what it got goes beside the plan
+        try:
+            Path(path).read_bytes()
+            seen = "read"
+        except OSError as err:
+            seen = f"refused: {err.strerror}"
+        with open(os.environ["FAKE_CLI_PLAN"] + ".reads", "a") as reads:
+            reads.write(json.dumps([path, seen]) + "\n")
+    for edit in step.get("edits", []):  # as the real CLIs' edit tools: a refused write is reported, not fatal
         target = root / edit["path"]
-        target.write_text(target.read_text().replace(edit["old"], edit["new"]))
+        try:
+            target.write_text(target.read_text().replace(edit["old"], edit["new"]))
+        except OSError as err:
+            print(f"edit of {edit['path']} failed: {err}", file=sys.stderr)
 
 
 def claude(argv: list[str]) -> None:

@@ -7,7 +7,11 @@ works as root, unlike skipping permissions) or `codex exec --json --full-auto
 -C WORKTREE ...` with stdin from /dev/null. The CLI edits files with its own
 tools; the lab then commits what changed and its guard rejects anything outside
 the editable files. The CLI is told not to run the training: the lab does,
-on a slot. A CLI that fails or hangs past `cli_timeout` is killed (its whole
+on a slot. It runs in the kernel sandbox of harness/sandbox.py: its worktree
+(protected files and `.git` read-only), its own state directory and its
+settings (`sandbox_paths`) writable, the system read-only, the network open for
+its provider; the ledger, logs, slots, other worktrees and the task's `sealed`
+data are not in its view. A CLI that fails or hangs past `cli_timeout` is killed (its whole
 process group) and the agent is paused with the reason; at Ctrl-C it is
 killed at once.
 """
@@ -20,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from researchorg.agents.base import AgentContext, Proposal
@@ -27,6 +32,7 @@ from researchorg.agents.llm import briefing, system_prompt
 from researchorg.agents.options import CodingCLIOptions
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
+from researchorg.harness import sandbox
 from researchorg.ledger import Experiment
 
 INSTRUCTIONS = """
@@ -38,6 +44,7 @@ HYPOTHESIS: <what you expect and why>
 
 INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
 COMMAND = {"claude-code": "claude", "codex": "codex"}
+HOMES = {"claude-code": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex"]}  # settings, sessions, logins
 STOP_POLL_SECONDS = 0.5  # how often a CLI run looks whether the run was stopped
 
 
@@ -76,8 +83,25 @@ class CodingCLIAgent:
         return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
                 *model, prompt]
 
+    def _sandboxed(self, argv: list[str], ctx: AgentContext) -> list[str]:
+        """`argv` in the agent's sandbox: its worktree (protected files and `.git` read-only) and own state
+        writable, the CLI's settings, the system read-only, nothing of the program's ledger, logs, slots or
+        other worktrees, nor the task's sealed data; the network open (the provider's API)."""
+        homes = self.options.sandbox_paths
+        if homes is None:
+            homes = HOMES[self.backend]
+        writable = [Path(os.path.expanduser(p)) for p in homes]
+        writable = [p for p in writable if p.exists()] + ([ctx.state_dir] if ctx.state_dir else [])
+        installed = Path(os.path.realpath(self.executable)).parent.parent  # the CLI's own installation
+        policy = sandbox.policy_for(Path(ctx.worktree), writable, network=True, read=[installed],
+                                    readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()],
+                                    hidden=ctx.task.sealed_paths())
+        return sandbox.confined(argv, policy, Path(ctx.worktree))
+
     def _run(self, argv: list[str], ctx: AgentContext) -> str | None:
         """The CLI's output; None if the run stopped (Ctrl-C) first: its whole process group is killed."""
+        if ctx.worktree is not None:
+            argv = self._sandboxed(argv, ctx)
         proc = subprocess.Popen(argv, cwd=ctx.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ))
         deadline = time.monotonic() + self.options.cli_timeout

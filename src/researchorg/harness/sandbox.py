@@ -1,4 +1,4 @@
-"""The sandbox of a training run, enforced by the kernel.
+"""The sandbox of a training run (and of a coding-CLI agent), enforced by the kernel.
 
 A run sees its checkout (read-write, its protected files read-only), its
 artifact and temporary directories (read-write), the system and the Python
@@ -89,13 +89,13 @@ def python_roots() -> list[str]:
 
 
 def policy_for(checkout: Path, writable: list[Path], *, readonly: list[Path] = (), hidden: list[Path] = (),
-               network: bool = False, limits: Limits | None = None) -> Policy:
+               read: list[Path] = (), network: bool = False, limits: Limits | None = None) -> Policy:
     """The sandbox of a run in `checkout`: the system and Python read-only, `checkout` and `writable` read-write
     (but `readonly` and the checkout's `.git`, which names the program's repository, read-only)."""
     readonly = [*readonly, Path(checkout) / ".git"]
     checkout = os.path.realpath(checkout)
     write = [checkout, *(os.path.realpath(p) for p in writable)]
-    read = [p for p in (*SYSTEM_ROOTS, *python_roots()) if os.path.exists(p)
+    read = [p for p in (*SYSTEM_ROOTS, *python_roots(), *(os.path.realpath(r) for r in read)) if os.path.exists(p)
             and not any(_within(p, w) for w in write)]  # a checkout on sys.path stays writable only
     links = [(p, os.readlink(p)) for p in SYSTEM_ROOTS if os.path.islink(p)]
     return Policy(read=_outermost(read), write=_outermost(write), readonly=[os.path.realpath(p) for p in readonly],

@@ -83,6 +83,9 @@ class TaskSpec(Strict):
     requires: list[str] = []  # Python modules the command imports, checked before the first run
     network: bool = False  # whether runs may reach the network (their sandbox has none otherwise)
     pass_env: list[str] = []  # secrets a run needs (e.g. WANDB_API_KEY): every other key and token is removed
+    # paths no agent may see (the validation data): hidden from coding-CLI agents' sandboxes; `{stdlib}` is
+    # the standard library of the interpreter that runs researchorg
+    sealed: list[str] = []
     metric: MetricSpec
     knobs: list[Knob] = []
     root: Path  # the task directory; set by load_task, not read from the file
@@ -104,6 +107,13 @@ class TaskSpec(Strict):
     def timeout(self) -> float:
         """Seconds after which a run is killed: as set, or twice the budget plus a minute for start-up and eval."""
         return self.timeout_seconds or 2 * self.budget_seconds + 60
+
+    def sealed_paths(self) -> list[Path]:
+        """The `sealed` paths, `{stdlib}` filled in, relative ones taken in the task directory."""
+        import sysconfig
+        stdlib = sysconfig.get_paths()["stdlib"]
+        return [self.root / p if not Path(p).is_absolute() else Path(p)
+                for p in (entry.replace("{stdlib}", stdlib) for entry in self.sealed)]
 
     def is_editable(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.editable) and not self.is_protected(path)

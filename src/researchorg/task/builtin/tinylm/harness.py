@@ -49,7 +49,8 @@ def main() -> None:
         run = run_guest(HERE / "train.py", budget=BUDGET, seed=prepare.SEED, artifact_dir=artifact,
                         hidden=[str(p) for p in prepare.sealed_paths()],
                         protected=[str(HERE / name) for name in PROTECTED],
-                        metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=("torch", "torch._dynamo"),  # torch.export needs both; in the budget either way
+                        metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"),
+                        preload=("torch", "torch._dynamo"),  # torch.export needs both: in the budget either way
                         on_start=prepare.warm_evaluator)
         import torch
         measured = {"training_seconds": round(run.seconds, 2), "peak_mem_mb": round(run.peak_mem_mb, 1),
