@@ -12,10 +12,10 @@ and the run is a `crash` with the refusal in its reason, never a result.
 
 from __future__ import annotations
 
-import pytest
-
 import socket
 from pathlib import Path
+
+import pytest
 
 from researchorg import Limits, Program, Runtime, SqlLedger, detect_slots
 from researchorg.harness import sandbox

@@ -26,8 +26,9 @@ def _in_mount_namespace(script: str, tmp_path: Path) -> subprocess.CompletedProc
     probe = subprocess.run(["unshare", *user, "--mount", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
-    (tmp_path / "script.sh").write_text("set -u\nR='%s -m researchorg'\n%s" % (sys.executable, script))
-    return subprocess.run(["unshare", *user, "--mount", "--propagation", "private", "bash", str(tmp_path / "script.sh")],
+    (tmp_path / "script.sh").write_text(f"set -u\nR='{sys.executable} -m researchorg'\n{script}")
+    return subprocess.run(["unshare", *user, "--mount", "--propagation", "private", "bash",
+                           str(tmp_path / "script.sh")],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
 
 

@@ -7,7 +7,7 @@ import time
 from researchorg import Slot
 from researchorg.task import load_task
 from researchorg.world.runner import parse_summary, run_command
-from tests.conftest import pids_in_log, alive, copy_task
+from tests.conftest import alive, copy_task, pids_in_log
 
 
 def _task_with_mode(tmp_path, mode):
