@@ -6,7 +6,8 @@ ones do with their edit tools, and print their results in the real formats:
 claude's single JSON object, codex's JSON lines of events. What they do is read
 from a plan (JSON, the file named by $FAKE_CLI_PLAN): one step per call, each
 with edits, files to read (`reads`: what it got is appended to
-$FAKE_CLI_PLAN.reads), a final text, or `hang` / `fail`. Every call's argv is appended to
+$FAKE_CLI_PLAN.reads), files to write (`writes`), `environment` (the names of
+its variables go to $FAKE_CLI_PLAN.env), a final text, or `hang` / `fail`. Every call's argv is appended to
 $FAKE_CLI_PLAN.calls for assertions.
 """
 
@@ -43,6 +44,12 @@ def _apply(step: dict, root: Path) -> None:
             seen = f"refused: {err.strerror}"
         with open(os.environ["FAKE_CLI_PLAN"] + ".reads", "a") as reads:
             reads.write(json.dumps([path, seen]) + "\n")
+    for path, text in step.get("writes", []):  # its own settings, say (`~` is the HOME it was given)
+        target = Path(os.path.expanduser(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    if step.get("environment"):  # which variables it was given (names only)
+        Path(os.environ["FAKE_CLI_PLAN"] + ".env").write_text(json.dumps(sorted(os.environ)))
     for edit in step.get("edits", []):  # as the real CLIs' edit tools: a refused write is reported, not fatal
         target = root / edit["path"]
         try:

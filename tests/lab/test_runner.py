@@ -1,5 +1,6 @@
 """The runner on real subprocesses: metric and summary, crash tail, timeout that kills the whole group."""
 
+import json
 import subprocess
 import sys
 import time
@@ -72,3 +73,19 @@ def test_summary_block_after_the_last_separator():
     assert parse_summary("val_bpb: 2.5\n") == {}
     text = "val_bpb: 9\n---\nval_bpb:          2.5\nnum_steps:        10\ncorpus_hash:      abc123\n"
     assert parse_summary(text) == {"val_bpb": 2.5, "num_steps": 10.0, "corpus_hash": "abc123"}
+
+
+def test_a_run_gets_no_secret_of_the_labs_environment(tmp_path, monkeypatch):
+    for name, value in {"ANTHROPIC_API_KEY": "sk-ant", "OPENAI_API_KEY": "sk", "AWS_SECRET_ACCESS_KEY": "x",
+                        "DATABASE_URL": "postgres://u:p@h/db", "GITHUB_TOKEN": "ghp", "WANDB_API_KEY": "w",
+                        "SOME_RANDOM_SETTING": "y"}.items():
+        monkeypatch.setenv(name, value)
+    script = "import os, json; print(json.dumps(sorted(os.environ))); print('accuracy: 1.0')"
+    task = load_task(copy_task(tmp_path)).model_copy(update={"command": f'python -c "{script}"',
+                                                             "pass_env": ["WANDB_API_KEY"]})
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "ok", result.reason
+    names = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
+    assert "WANDB_API_KEY" in names and "RESEARCHORG_SEED" in names and "PATH" in names  # what the task named
+    assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "GITHUB_TOKEN",
+                "SOME_RANDOM_SETTING"} & set(names)

@@ -8,12 +8,13 @@ works as root, unlike skipping permissions) or `codex exec --json --full-auto
 tools; the lab then commits what changed and its guard rejects anything outside
 the editable files. The CLI is told not to run the training: the lab does,
 on a slot. It runs in the kernel sandbox of harness/sandbox.py: its worktree
-(protected files and `.git` read-only), its own state directory and its
-settings (`sandbox_paths`) writable, the system read-only, the network open for
-its provider; the ledger, logs, slots, other worktrees and the task's `sealed`
-data are not in its view. A CLI that fails or hangs past `cli_timeout` is killed (its whole
-process group) and the agent is paused with the reason; at Ctrl-C it is
-killed at once.
+(protected files and `.git` read-only) and a home of its own (its settings,
+`sandbox_paths`, copied there once) writable, the system read-only, the network
+open for its provider, no secret but its provider's key; the ledger, logs,
+slots, other worktrees and the task's `sealed` data are not in its view. A
+CLI that fails or hangs past `cli_timeout` is killed (its whole process
+group) and the agent is paused with the reason; at Ctrl-C it is killed at
+once.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ HYPOTHESIS: <what you expect and why>
 INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
 COMMAND = {"claude-code": "claude", "codex": "codex"}
 HOMES = {"claude-code": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex"]}  # settings, sessions, logins
+PROVIDER_ENV = {"claude-code": ("ANTHROPIC_", "CLAUDE_"), "codex": ("OPENAI_", "CODEX_")}  # the keys it may have
 STOP_POLL_SECONDS = 0.5  # how often a CLI run looks whether the run was stopped
 
 
@@ -83,27 +85,45 @@ class CodingCLIAgent:
         return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
                 *model, prompt]
 
-    def _sandboxed(self, argv: list[str], ctx: AgentContext) -> list[str]:
-        """`argv` in the agent's sandbox: its worktree (protected files and `.git` read-only) and own state
-        writable, the CLI's settings, the system read-only, nothing of the program's ledger, logs, slots or
-        other worktrees, nor the task's sealed data; the network open (the provider's API)."""
-        homes = self.options.sandbox_paths
-        if homes is None:
-            homes = HOMES[self.backend]
-        writable = [Path(os.path.expanduser(p)) for p in homes]
-        writable = [p for p in writable if p.exists()] + ([ctx.state_dir] if ctx.state_dir else [])
+    def _sandboxed(self, argv: list[str], ctx: AgentContext) -> tuple[list[str], dict[str, str]]:
+        """`argv` in the agent's sandbox, and its environment. Its worktree (protected files and `.git`
+        read-only) and own state are writable; its settings (`sandbox_paths` in the home directory) are copied
+        once into a home of its own in its state directory, so what it writes there (hooks, instructions)
+        never reaches yours; the system is read-only; the program's ledger, logs, slots and other worktrees
+        and the task's sealed data are not in its view; the network is open (its provider's API). Of the
+        environment's secrets it gets only its provider's."""
+        home = Path(ctx.state_dir or Path(ctx.worktree) / ".researchorg-home") / "home"
+        real_home = Path(os.path.expanduser("~"))
+        shared = []
+        for entry in self.options.sandbox_paths if self.options.sandbox_paths is not None else HOMES[self.backend]:
+            path = Path(os.path.expanduser(entry))
+            if not path.is_relative_to(real_home):
+                shared.append(path)  # a path of its own the role names: shared as it is
+                continue
+            private = home / path.relative_to(real_home)
+            if path.exists() and not private.exists():
+                private.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_dir():
+                    shutil.copytree(path, private, symlinks=True, ignore=shutil.ignore_patterns("projects"))
+                else:
+                    shutil.copy2(path, private)
+        home.mkdir(parents=True, exist_ok=True)
         installed = Path(os.path.realpath(self.executable)).parent.parent  # the CLI's own installation
-        policy = sandbox.policy_for(Path(ctx.worktree), writable, network=True, read=[installed],
-                                    readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()],
-                                    hidden=ctx.task.sealed_paths())
-        return sandbox.confined(argv, policy, Path(ctx.worktree))
+        policy = sandbox.policy_for(Path(ctx.worktree), [home, *(p for p in shared if p.exists())], network=True,
+                                    read=[installed], hidden=ctx.task.sealed_paths(),
+                                    readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()])
+        provider = PROVIDER_ENV[self.backend]
+        env = {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k.startswith(provider)}
+        env["HOME"] = str(home)
+        return sandbox.confined(argv, policy, Path(ctx.worktree)), env
 
     def _run(self, argv: list[str], ctx: AgentContext) -> str | None:
         """The CLI's output; None if the run stopped (Ctrl-C) first: its whole process group is killed."""
+        env = dict(os.environ)
         if ctx.worktree is not None:
-            argv = self._sandboxed(argv, ctx)
+            argv, env = self._sandboxed(argv, ctx)
         proc = subprocess.Popen(argv, cwd=ctx.worktree, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True, env=dict(os.environ))
+                                stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
         deadline = time.monotonic() + self.options.cli_timeout
         while True:
             try:

@@ -39,8 +39,9 @@ class CodingCLIOptions(Strict):
     tools: list[str] | None = None  # the CLI's tools the role may use
     command: str | None = None  # the executable (default: claude / codex on PATH)
     cli_timeout: float = Field(default=900, gt=0)  # seconds before a CLI run is killed
-    # the CLI runs in the kernel sandbox (harness/sandbox.py): its worktree, its own state and these paths
-    # (its settings and sessions; `~` is the home directory) writable, the system read-only, the network open
+    # the CLI runs in the kernel sandbox (harness/sandbox.py): its worktree and a home of its own writable, the
+    # system read-only, the network open. These paths in your home (its settings and logins) are copied into
+    # its own home once; paths elsewhere are shared as they are
     sandbox_paths: list[str] | None = None  # default: claude-code ~/.claude, ~/.claude.json; codex ~/.codex
 
 

@@ -22,11 +22,13 @@ result file. Task harnesses compose them with their own evaluation.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -38,6 +40,8 @@ from typing import Any
 
 from researchorg.harness import sandbox
 
+_REPORTS_MAX = 1 << 20  # bytes of the guest's reports read
+_LINE_MAX = 1 << 16  # bytes of one output line kept
 RESULT_ENV = "RESEARCHORG_RESULT"
 ARTIFACT_ENV = "RESEARCHORG_ARTIFACT"
 DEADLINE_ENV = "RESEARCHORG_DEADLINE"  # CLOCK_MONOTONIC seconds by which the guest must have finished
@@ -75,6 +79,7 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     else after it; it has finished when this returns.
     Its output is echoed to ours.
     """
+    sandbox.become_subreaper()  # what the guest starts and detaches stays below us, to be killed at the end
     report_read, report_write = os.pipe()
     policy = sandbox.policy_for(script.parent, [artifact_dir], readonly=[Path(p) for p in protected],
                                 hidden=[Path(p) for p in hidden], network=network)
@@ -123,12 +128,14 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
             if key.data == "report":
                 if run.startup_seconds is None and b'"event"' in chunk:
                     run.startup_seconds = time.monotonic() - started
-                reports += chunk
+                if len(reports) < _REPORTS_MAX:  # a guest that floods the pipe gets no more of our memory
+                    reports += chunk
                 continue
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
             pending += chunk
             *lines, pending = pending.split(b"\n")
+            pending = pending[-_LINE_MAX:]  # a line without end is kept by its tail only
             for line in lines:
                 _keep_line(run, line.decode(errors="replace"), metric_pattern)
     if pending:
@@ -137,11 +144,18 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     if warm is not None:
         warm.join()
     _, status, usage = os.wait4(proc.pid, 0)
+    sandbox.kill_descendants()  # nothing the guest started outlives it (training on past the budget, writing)
     run.seconds = time.monotonic() - started
     run.returncode = None if killed else os.waitstatus_to_exitcode(status)
     run.peak_mem_mb = max(peak_kb, usage.ru_maxrss) / 1024
-    lines = [json.loads(line) for line in reports.decode(errors="replace").splitlines() if line.strip()]
-    run.violations = [line for line in lines if "kind" in line]
+    lines = []
+    for line in reports.decode(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            lines.append({"kind": "garbled report", "detail": line[:200]})  # only the guest writes there
+    run.violations = [line if isinstance(line.get("detail"), str) else {"kind": str(line.get("kind")), "detail": ""}
+                      for line in lines if isinstance(line, dict) and "kind" in line]
     return run
 
 
@@ -174,22 +188,8 @@ class _Background(threading.Thread):
 
 def _tree_peak_kb(root: int) -> int:
     """The largest peak resident memory (VmHWM) among `root` and its descendants, read from outside the sandbox."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(entry.path, "stat").read_text()
-                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError):
-                continue
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier += children
     peak = 0
-    for pid in tree:
+    for pid in [root, *sandbox.descendants(root)]:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -210,6 +210,51 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def read_artifact(artifact_dir: Path, name: str, limit: int = 1 << 30) -> bytes | None:
+    """A file the guest left in its artifact directory, or None: a regular file only, opened without following
+    a symlink (the guest could point one at anything this process may read), at most `limit` bytes."""
+    try:
+        fd = os.open(artifact_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(limit)
+
+
+def load_exported(path: Path) -> tuple[Any, str | None]:
+    """Load a torch.export archive the guest wrote: (program, why it is refused or None).
+
+    Loading runs no pickle that could carry code: torch.export.load unpickles weights and constants with
+    `weights_only=False` where the archive asks for it, so here every torch.load is held to weights only.
+    A program that mutates its own buffers or inputs (state that lives from one call to the next, so it
+    could behave while checked and peek afterwards) is refused."""
+    import torch
+    real_load = torch.load
+
+    def weights_only(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real_load(*args, **kwargs)
+
+    data = read_artifact(path.parent, path.name)
+    if data is None:
+        raise ValueError("no regular file model.pt2")
+    torch.load = weights_only
+    try:
+        program = torch.export.load(io.BytesIO(data))
+    finally:
+        torch.load = real_load
+    if any(node.op == "call_function" and getattr(getattr(node.target, "_schema", None), "is_mutable", False)
+           for node in program.graph.nodes):  # in-place ops: functionalize to see what they write
+        functional = program.run_decompositions({})
+        kinds = {spec.kind.name for spec in functional.graph_signature.output_specs}
+        if kinds & {"BUFFER_MUTATION", "PARAMETER_MUTATION", "USER_INPUT_MUTATION"}:
+            return program, "changes its own state when called (it writes its buffers, parameters or inputs): " \
+                            "a model may not keep state from one call to the next"
+    return program, None
 
 
 def judge(run: GuestRun, budget: float) -> tuple[str, str] | None:

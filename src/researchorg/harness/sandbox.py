@@ -80,6 +80,28 @@ class Policy:
         return cls(**{**data, "limits": Limits(**data["limits"]), "links": [tuple(x) for x in data["links"]]})
 
 
+_ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR", "TEMP", "TMP",
+              "PWD", "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "PYTHONPATH"}
+_ENV_PREFIXES = ("LC_", "PYTHON", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "CUDA_", "NVIDIA_", "NCCL_", "HIP_", "ROCM_",
+                 "ROCR_", "HSA_", "TORCH_", "XLA_", "JAX_", "RESEARCHORG_", "XDG_")
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION", "URL",
+                 "DSN", "WEBHOOK", "NETRC")
+
+
+def is_secret(name: str) -> bool:
+    """Whether an environment variable may carry a credential (a key, a token, a URL with a password in it)."""
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+def run_environment(environ: dict[str, str] | os._Environ, pass_env: list[str] = ()) -> dict[str, str]:
+    """What a training run gets of `environ`: an allowlist (locale, paths, Python, threads, GPUs), never a
+    variable that may carry a credential, plus the names in `pass_env` (a task's own secrets, e.g. a
+    tracker's key)."""
+    return {k: v for k, v in environ.items() if k in pass_env or (
+        (k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)) and not is_secret(k))}
+
+
 def python_roots() -> list[str]:
     """The directories this interpreter loads code from (its prefix, its venv, every sys.path entry)."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
@@ -214,12 +236,8 @@ def command(argv: list[str], policy: Policy, cwd: Path) -> list[str]:
     if policy.network:
         args.append("--share-net")
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
-    for name in GPU_DEVICES:
-        if os.path.exists(f"/dev/{name}"):
-            args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
-    for entry in sorted(os.listdir("/dev")) if os.path.isdir("/dev") else []:
-        if entry.startswith("nvidia") and entry not in GPU_DEVICES:
-            args += ["--dev-bind", f"/dev/{entry}", f"/dev/{entry}"]
+    for name in _gpu_devices():
+        args += ["--dev-bind", f"/dev/{name}", f"/dev/{name}"]
     for root in policy.read:
         args += ["--ro-bind", root, root]
     for path, target in policy.links:
@@ -260,6 +278,16 @@ def _file_rights(abi: int) -> int:
     return sum(bits for version, bits in _FILE_RIGHTS_BY_ABI.items() if abi >= version)
 
 
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def _gpu_devices() -> list[str]:
+    if not os.path.isdir("/dev"):
+        return []
+    return sorted({name for name in GPU_DEVICES if os.path.exists(f"/dev/{name}")} |
+                  {entry for entry in os.listdir("/dev") if entry.startswith("nvidia")})
+
+
 _PROC_SHARED = ("self", "thread-self", "cpuinfo", "meminfo", "stat", "loadavg", "uptime", "version", "filesystems",
                 "sys")
 
@@ -272,6 +300,53 @@ class _RulesetAttr(ctypes.Structure):
 class _PathBeneath(ctypes.Structure):
     _pack_ = 1
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the one its orphaned descendants are handed to (a child that detached with setsid
+    stays in reach of `kill_descendants`). False where the kernel does not offer it."""
+    return sys.platform.startswith("linux") and _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def descendants(root: int) -> list[int]:
+    """The live processes below `root` (children, their children, ...), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def kill_descendants(root: int | None = None) -> None:
+    """SIGKILL everything below `root` (this process by default) and reap what was ours."""
+    import signal
+    for pid in descendants(root or os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def confine(policy: Policy) -> None:
@@ -390,8 +465,10 @@ def _landlock(policy: Policy, abi: int, libc: ctypes.CDLL) -> None:
             allow(root, everything)
         private = bwrap() is not None  # its /proc shows only the sandbox's processes, /dev/shm is its own
         # /tmp is refused even where it is private: TMPDIR is the run's own directory, and a write that seems to
-        # land outside (a checkout under /tmp sits in the private one) should fail, not vanish unseen.
-        places = [("/dev", device), ("/dev/shm", everything if private else 0)]
+        # land outside (a checkout under /tmp sits in the private one) should fail, not vanish unseen. Of /dev
+        # only the harmless devices and the GPUs: not the machine's disks, terminals or shared memory.
+        places = [(f"/dev/{name}", device) for name in _DEVICES] + [("/dev/shm", everything if private else 0)]
+        places += [(f"/dev/{name}", device) for name in _gpu_devices()]
         # Outside a PID namespace only this process's own entry: /proc/<pid> of the harness holds its environment
         # and its open files, which Landlock's ptrace rule alone does not cover on every kernel.
         places += [("/proc", read)] if private else [(f"/proc/{name}", read) for name in _PROC_SHARED]

@@ -109,11 +109,14 @@ class TaskSpec(Strict):
         return self.timeout_seconds or 2 * self.budget_seconds + 60
 
     def sealed_paths(self) -> list[Path]:
-        """The `sealed` paths, `{stdlib}` filled in, relative ones taken in the task directory."""
+        """The `sealed` paths, `{stdlib}` filled in, relative ones taken in the task directory, and their copies
+        in the machine's other Python installations."""
         import sysconfig
+
+        from researchorg.harness.sealed import with_copies
         stdlib = sysconfig.get_paths()["stdlib"]
-        return [self.root / p if not Path(p).is_absolute() else Path(p)
-                for p in (entry.replace("{stdlib}", stdlib) for entry in self.sealed)]
+        return with_copies([self.root / p if not Path(p).is_absolute() else Path(p)
+                            for p in (entry.replace("{stdlib}", stdlib) for entry in self.sealed)])
 
     def is_editable(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.editable) and not self.is_protected(path)

@@ -9,6 +9,7 @@ reaches the lab and not a git command in the middle of writing its index.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -120,7 +121,7 @@ class Git:
     def reset_hard(self, commit: str) -> None:
         """Put the work tree exactly at `commit`: tracked files reset, untracked files removed."""
         self("reset", "--hard", "-q", commit)
-        self("clean", "-fdq")
+        self("clean", "-ffdq")  # -ff: untracked directories with a .git of their own too
 
 
 def _hunks(patch: str) -> list[str]:
@@ -151,3 +152,24 @@ def _hunks(patch: str) -> list[str]:
             hunk.append(line)
     flush()
     return pieces
+
+
+def restore_gitfile(repo: Path, checkout: Path) -> None:
+    """Point a worktree's `.git` file back at its own administrative directory before the lab runs git there.
+
+    Code that ran in the worktree (a training run, a coding agent) where no mount made the file read-only could
+    have pointed it at a repository of its own, whose configuration (hooks, fsmonitor, filters) git would then
+    run as the lab. A checkout git does not know is left alone (`worktree add` makes it anew)."""
+    gitfile = checkout / ".git"
+    admin = [d for d in (repo / ".git" / "worktrees").glob("*")
+             if (d / "gitdir").is_file() and Path((d / "gitdir").read_text().strip()) == gitfile]
+    if not admin:
+        return
+    expected = f"gitdir: {admin[0]}\n"
+    if gitfile.is_symlink() or gitfile.is_dir():
+        if gitfile.is_dir() and not gitfile.is_symlink():
+            shutil.rmtree(gitfile)
+        else:
+            gitfile.unlink()
+    if not gitfile.exists() or gitfile.read_text(errors="replace") != expected:
+        gitfile.write_text(expected)

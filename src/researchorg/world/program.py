@@ -35,7 +35,7 @@ from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
 from researchorg.ledger.export import results_tsv, write_atomic
 from researchorg.task import TaskSpec, find_task, load_task
-from researchorg.world.git import Git
+from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
 from researchorg.world.protocol import PROGRAM_BRANCH
 
@@ -224,27 +224,12 @@ class Program:
             self.git("worktree", "prune")
             self.git("worktree", "add", "-q", "--detach", str(path), commit)
         else:
-            self._restore_gitfile(path)
+            restore_gitfile(self.root, path)
             slot_git = Git(path)
             slot_git.remove_stale_lock()  # only the lab runs git here, one experiment at a time
             slot_git("checkout", "-q", "--detach", "-f", commit)
-            slot_git("clean", "-fdqx")
+            slot_git("clean", "-ffdqx")  # -ff: untracked directories with a .git of their own too
         return path
-
-    def _restore_gitfile(self, checkout: Path) -> None:
-        """Point the slot's `.git` file back at its worktree before git runs there: a run that rewrote it (where
-        no mount made it read-only) could otherwise hand the lab's git a repository, and hooks, of its own."""
-        gitfile = checkout / ".git"
-        admin = [d for d in (self.root / ".git" / "worktrees").glob("*")
-                 if (d / "gitdir").is_file() and Path((d / "gitdir").read_text().strip()) == gitfile]
-        if not admin:
-            return  # git does not know this checkout: `worktree add` makes it anew
-        expected = f"gitdir: {admin[0]}\n"
-        if gitfile.is_symlink() or gitfile.is_dir():
-            shutil.rmtree(gitfile, ignore_errors=True) if gitfile.is_dir() and not gitfile.is_symlink() \
-                else gitfile.unlink()
-        if not gitfile.exists() or gitfile.read_text(errors="replace") != expected:
-            gitfile.write_text(expected)
 
     def write_results(self) -> None:
         write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))

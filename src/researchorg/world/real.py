@@ -19,7 +19,7 @@ from pathlib import Path
 from researchorg.config import OrgSpec
 from researchorg.ledger import Experiment
 from researchorg.world.clock import WallClock
-from researchorg.world.git import Git
+from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import check_changes, check_protected
 from researchorg.world.program import PROGRAM_BRANCH, Program
 from researchorg.world.protocol import RunResult
@@ -89,6 +89,7 @@ class GitWorld:
         """Write a proposal's files in the agent's worktree and commit them as a child of `parent`; a path
         outside the worktree is not written, and makes the experiment invalid."""
         git = self._gits[agent]
+        restore_gitfile(self.program.root, git.cwd)
         invalid = None
         for path, content in files.items():
             target = (git.cwd / path).resolve()
@@ -110,6 +111,7 @@ class GitWorld:
             if not worktree or not Path(worktree, ".git").exists():
                 return
             git = Git(Path(worktree))
+        restore_gitfile(self.program.root, git.cwd)
         git.remove_stale_lock()  # the run lock is ours: no other git of ours runs in this worktree
         git.reset_hard(commit)
 

@@ -19,8 +19,9 @@ The environment carries the seed, the budget, the slot and its thread count
 (RESEARCHORG_SEED, RESEARCHORG_BUDGET, RESEARCHORG_SLOT, RESEARCHORG_THREADS,
 OMP_NUM_THREADS), and puts the directory of this Python first on PATH so that
 `python` in a task command is the interpreter that runs researchorg. It carries
-no secret: API keys, tokens and passwords of the lab's environment (an agent's
-provider key) are removed, except those the task names in `pass_env`.
+only what a training run needs of the lab's environment (`sandbox.run_environment`:
+locale, paths, Python, thread and GPU settings), so no API key, token, password
+or credential-carrying URL reaches it, except what the task names in `pass_env`.
 
 A task whose metric is the command's own output runs the whole command in the
 kernel sandbox (harness/sandbox.py: the checkout, its scratch directory and the
@@ -241,7 +242,7 @@ def group_members(pgid: int) -> list[int]:
 
 def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
-    env = {k: v for k, v in os.environ.items() if k in task.pass_env or not is_secret(k)}
+    env = sandbox.run_environment(os.environ, task.pass_env)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({
         "RESEARCHORG_SEED": str(seed),
@@ -256,16 +257,6 @@ def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     return env
-
-
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION", re.IGNORECASE)
-_SECRET_PREFIXES = ("ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX_", "AWS_", "AZURE_", "GOOGLE_", "GEMINI_", "HF_",
-                    "HUGGING", "GH_", "GITHUB_", "WANDB_", "MLFLOW_TRACKING_")
-
-
-def is_secret(name: str) -> bool:
-    """Whether an environment variable may hold a credential (which never reaches a run)."""
-    return bool(_SECRET_NAME.search(name)) or name.upper().startswith(_SECRET_PREFIXES)
 
 
 def _machine_busy_seconds() -> float | None:
