@@ -252,12 +252,17 @@ def judge_cli(tally: Tally, argv: list[str], cwd: Path, label: str, rejected_cha
 
 # -- the fuzzed entry points -------------------------------------------------------------------------------------
 
+def _examples(n: int):
+    """Hypothesis's settings for `n` cases: no deadline (a case runs a whole command), no example database."""
+    return settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
 def _workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="researchorg-fuzz-"))
 
 
 def fuzz_org(tally: Tally, n: int) -> None:
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @_examples(n)
     @given(documents(VALID_ORG, ORG_KEYS))
     def case(data: bytes) -> None:
         work = _workdir()
@@ -268,7 +273,7 @@ def fuzz_org(tally: Tally, n: int) -> None:
 
 
 def fuzz_bench(tally: Tally, n: int) -> None:
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @_examples(n)
     @given(documents(VALID_BENCH, BENCH_KEYS))
     def case(data: bytes) -> None:
         work = _workdir()
@@ -280,7 +285,7 @@ def fuzz_bench(tally: Tally, n: int) -> None:
 
 
 def fuzz_task(tally: Tally, n: int) -> None:
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @_examples(n)
     @given(documents(VALID_TASK, TASK_KEYS))
     def case(data: bytes) -> None:
         work = _workdir()
@@ -318,7 +323,7 @@ def fuzz_cli(tally: Tally, n: int) -> None:
     (work / "corrupt" / "task.toml").write_text(VALID_TASK)
     token = st.one_of(st.sampled_from(OPTIONS), st.sampled_from(VALUES), st.text(max_size=15))
 
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @_examples(n)
     @given(st.sampled_from(COMMANDS), st.lists(token, max_size=6))
     def case(command: str, args: list[str]) -> None:
         argv = [command, *args]
@@ -371,7 +376,7 @@ def fuzz_tools(tally: Tally, n: int) -> None:
         st.text(max_size=60), json_values.map(json.dumps))
     protected = {p: (worktree / p).read_bytes() for p in ("evaluate.py", "task.toml")}
 
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @_examples(n)
     @given(st.sampled_from(TOOL_NAMES), arguments)
     def case(name: str, args) -> None:
         box = Toolbox(ctx)
@@ -389,7 +394,7 @@ def fuzz_tools(tally: Tally, n: int) -> None:
         if (program.root / ".researchorg" / "escape").exists():
             tally.fail(f"tool {name}({str(args)[:200]}): wrote outside the worktree")
     case()
-    program.ledger.close() if hasattr(program.ledger, "close") else None
+    program.ledger.close()
     _remove(work)
 
 
