@@ -5,8 +5,9 @@
 Four agents (tuners) on two slots work on the simulated task through the real
 lab (`researchorg run --max-hours`, a subprocess) while this script samples the
 lab process every few seconds: resident memory, open file descriptors and
-threads. It prints the growth between the first and the last tenth of the
-run (means over each window, so one busy moment does not count):
+threads. It prints the growth between the first and the last ten minutes
+(a sixth of the run in shorter ones; means over each window, so one busy
+moment does not count):
 
     rss_growth_mb:    resident memory, MB (target about 0)
     fd_growth:        open file descriptors (target 0)
@@ -66,8 +67,9 @@ def soak(minutes: float, work: Path) -> dict[str, float]:
         time.sleep(every)
     lab.wait()
     span = samples[-1][0] if samples else 0.0
-    first = [s for t, s in samples if t <= span / 10 + every]
-    last = [s for t, s in samples if t >= span * 0.9]
+    window = min(600.0, span / 6)
+    first = [s for t, s in samples if t <= window + every]
+    last = [s for t, s in samples if t >= span - window]
 
     def growth(i: int) -> float:
         return statistics.mean(s[i] for s in last) - statistics.mean(s[i] for s in first)

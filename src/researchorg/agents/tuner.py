@@ -5,10 +5,12 @@ committed and run like any other experiment. The first trial is the baseline
 (the code as it is); where the lab's noise floor measures the baseline anyway,
 the tuner does not run it again but tells the trial the noise floor's mean once
 it is known. Crashes, timeouts and invalid runs are told to Optuna as
-failures. The study lives in a journal file in the agent's state directory, so
-a restarted run continues the same study: a trial left running by a killed
-process is settled from the ledger if the experiment finished, else failed and
-asked again.
+failures. The ledger is the study's only record: the study lives in memory
+(Optuna's in-memory storage, a few KB a trial, where its journal file takes
+about 16) and a restarted run rebuilds it from the agent's recorded proposals
+under their own trial numbers, so it continues the same study; a proposal a
+killed run left unfinished is asked again. (A baseline the noise floor
+measured has no row of its own, and a resumed study starts without it.)
 
 No configuration runs twice: a trial whose values were tried before (the
 sampler repeats itself on small spaces, and a resumed study must not replay
@@ -25,9 +27,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from researchorg.agents.base import AgentContext, Proposal
 from researchorg.errors import AgentError
@@ -63,23 +63,20 @@ class TunerAgent:
                              "declares none in its task.toml")
         self.knobs = ctx.task.knobs
         self.distributions = {k.name: _distribution(k) for k in self.knobs}
-        journal = ctx.state_dir / "optuna.journal"
-        # the program's run lock is held, so no other process writes this journal: a lock left by a killed run is
-        # stale (Optuna would wait out its 30 s grace period first, without a word)
-        (ctx.state_dir / "optuna.journal.lock").unlink(missing_ok=True)
-        storage = JournalStorage(JournalFileBackend(str(journal)))
-        self.study = optuna.create_study(study_name=ctx.name, storage=storage, direction=ctx.task.metric.direction,
-                                         load_if_exists=True)
-        if self.study.trials:  # a resumed study goes on sampling, it does not replay its first points (and two
+        self.study = optuna.create_study(study_name=ctx.name, direction=ctx.task.metric.direction)
+        retries = self._rebuild(ctx)
+        resumed = len(self.study.get_trials(deepcopy=False))
+        if resumed:  # a resumed study goes on sampling, it does not replay its first points (and two
             # agents' resumed seeds do not meet: seed + trials would make 0 + 3 and 1 + 2 the same stream)
-            seed = random.Random(f"{seed}/{len(self.study.trials)}").randrange(2**32)
+            seed = random.Random(f"{seed}/{resumed}").randrange(2**32)
         if sampler == "tpe":
             self.study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True,
                                                             constant_liar=True)
         else:
             self.study.sampler = optuna.samplers.RandomSampler(seed=seed)
-        self._settle_running_trials(ctx)
-        if not self.study.trials:
+        for params, attrs in retries:
+            self.study.enqueue_trial(params, user_attrs=attrs)
+        if not resumed:
             self.study.enqueue_trial(self._current_values(ctx), user_attrs={"baseline": True})
 
     def propose(self, ctx: AgentContext) -> Proposal | None:
@@ -105,7 +102,8 @@ class TunerAgent:
         description = "baseline" if baseline else (", ".join(changes) or "rerun of the current best")
         return Proposal(description=description, files=files,
                         hypothesis="" if baseline else f"{self.study.sampler.__class__.__name__} trial {trial.number}",
-                        data={"trial": trial.number, "params": trial.params})
+                        data={"trial": trial.number, "params": trial.params,
+                              **({"baseline": True} if baseline else {})})
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         if "trial" in experiment.proposal:  # not the lab's own runs (e.g. a merge re-run)
@@ -115,7 +113,8 @@ class TunerAgent:
     def _tried(self, trial: optuna.Trial, current: dict[str, Any]) -> bool:
         """Whether `trial`'s values ran before (or are the code as it is); if so the trial is told that result."""
         key = _key(self.knobs, trial.params)
-        same = [t for t in self.study.trials if t.number != trial.number and _key(self.knobs, t.params) == key]
+        same = [t for t in self.study.get_trials(deepcopy=False)
+                if t.number != trial.number and _key(self.knobs, t.params) == key]
         if key == _key(self.knobs, current) and not trial.user_attrs.get("baseline"):
             earlier = [t for t in same if t.state == TrialState.COMPLETE]
         else:
@@ -163,19 +162,33 @@ class TunerAgent:
             self.study.enqueue_trial(experiment.proposal["params"], user_attrs={**self._attrs(number), "retry": True})
 
     def _attrs(self, number: int) -> dict[str, Any]:
-        return dict(self.study.trials[number].user_attrs)
+        return dict(self.study.get_trials(deepcopy=False)[number].user_attrs)
 
-    def _settle_running_trials(self, ctx: AgentContext) -> None:
-        """Trials a killed process left running: settle them from the ledger, or ask them again."""
-        running = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        if not running:
-            return
-        recorded = {e.proposal.get("trial"): e for e in ctx.history() if e.status != "running"}
-        for number, trial in running.items():
-            if trial.user_attrs.get("awaits_noise_floor"):
-                continue  # settled from the noise floor (_settle_baseline)
-            if number in recorded:
-                self._tell(recorded[number])
-            else:  # the process died before the experiment was recorded (or the trial waited for the noise floor)
-                self.study.tell(number, state=TrialState.FAIL)
-                self.study.enqueue_trial(trial.params, user_attrs={**trial.user_attrs, "retry": True})
+    def _rebuild(self, ctx: AgentContext) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The study as the ledger records it: each proposal of this agent a trial under its own number (numbers
+        no row holds, such as points told an earlier result, become failed trials), a finished one with its
+        metric. Returns the points to ask again, with their trial attributes: proposals a killed run left
+        unfinished and no later one tried."""
+        rows = {e.proposal["trial"]: e for e in ctx.history()
+                if e.kind == "proposal" and isinstance(e.proposal.get("trial"), int) and e.proposal["trial"] >= 0}
+        retries: dict[tuple, tuple[dict[str, Any], dict[str, Any]]] = {}  # key -> (params, user attrs)
+        for number in range(max(rows, default=-1) + 1):
+            e = rows.get(number)
+            params = e.proposal.get("params") if e is not None else None
+            trial = None
+            if isinstance(params, dict) and params.keys() == self.distributions.keys():
+                finished = e.status in ("keep", "discard") and e.metric is not None
+                try:  # a value outside a knob's range (the task.toml changed since) leaves a failed trial
+                    trial = create_trial(params=params, distributions=self.distributions,
+                                         value=e.metric if finished else None,
+                                         state=TrialState.COMPLETE if finished else TrialState.FAIL)
+                except ValueError:
+                    trial = None
+                else:
+                    key = _key(self.knobs, params)
+                    retries.pop(key, None)
+                    if e.status in ("interrupted", "running"):
+                        retries[key] = params, {"retry": True, **({"baseline": True} if e.proposal.get("baseline")
+                                                                  else {})}
+            self.study.add_trial(trial or create_trial(state=TrialState.FAIL))
+        return list(retries.values())

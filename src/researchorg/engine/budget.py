@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from researchorg.errors import ConfigError
-from researchorg.ledger import Experiment
 
 
 @dataclass
@@ -24,7 +23,8 @@ class Limits:
 
 @dataclass
 class RunReport:
-    ran: list[Experiment] = field(default_factory=list)
+    ran: list[int] = field(default_factory=list)  # ids of the experiments this invocation recorded (not records:
+    # a long run holds a number each, not its diffs)
     stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
     paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
     slot_seconds: float = 0.0  # slot time spent running experiments

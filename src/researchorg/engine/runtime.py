@@ -217,7 +217,7 @@ class Runtime:
     async def _researcher(self, member: Member) -> None:
         """A submitting agent: propose while up to `in_flight` of its experiments run."""
         places = asyncio.Semaphore(member.role.in_flight)
-        lives = []
+        lives: set[asyncio.Task] = set()  # its experiments still running (a finished one leaves: memory stays flat)
         try:
             while not self.stopped and not member.paused:
                 await places.acquire()
@@ -240,7 +240,9 @@ class Runtime:
                     self.budget.settle(counted=False)
                     places.release()
                     break
-                lives.append(self._spawn(self._life(member, *submitted, places)))
+                life = self._spawn(self._life(member, *submitted, places))
+                lives.add(life)
+                life.add_done_callback(lives.discard)
             await asyncio.gather(*lives)
         finally:
             member.done = True
@@ -410,7 +412,7 @@ class Runtime:
         finally:
             self.budget.settle(counted=counted)
         if finished is not None:  # recorded: what follows cannot change the record
-            self.report.ran.append(finished)
+            self.report.ran.append(finished.id)
             self.written(finished)
         return finished
 
@@ -424,7 +426,7 @@ class Runtime:
                                                  metric=metric, summary=summary)
             self.world.reset(member.name, head)
             member.agent.observe(member.ctx, done)
-        self.report.ran.append(done)
+        self.report.ran.append(done.id)
         self.written(done)
         for process in self.processes:
             process.on_experiment(done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Group
@@ -104,6 +105,11 @@ def summary_table(summary: Summary, task: TaskSpec, ledger: Ledger | None = None
     return table
 
 
+def _lean(experiments: list[Experiment]) -> list[Experiment]:
+    """The records as the view keeps them for the whole run: without their diffs, which it never shows."""
+    return [replace(e, diff="") for e in experiments]
+
+
 class RunView:
     """What `researchorg run` shows: one line per finished run and per event (in a terminal above a live footer
     of the runs in flight, elsewhere as a plain log), and the footer itself (`__rich__`).
@@ -116,7 +122,7 @@ class RunView:
     def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None]):
         self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
         self.baseline_commit = ledger.program().baseline_commit
-        self.history: list[Experiment] = ledger.experiments()
+        self.history: list[Experiment] = _lean(ledger.experiments())
         self.summary = summarize(self.history, task.metric, self.baseline_commit)  # redrawn twice a second: kept
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
         self.deciding: dict[int, Experiment] = {}  # proposals whose run ended, waiting for their decision
@@ -125,7 +131,7 @@ class RunView:
     # events ------------------------------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
-            self.history = self.ledger.experiments()
+            self.history = _lean(self.ledger.experiments())
             self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self._plan(data)
         elif kind == "experiment_started":
@@ -140,7 +146,7 @@ class RunView:
             experiment = data["experiment"]
             self.running = {k: v for k, v in self.running.items() if k != experiment.id}
             self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
-            self.history = [*(e for e in self.history if e.id != experiment.id), experiment]
+            self.history = [*(e for e in self.history if e.id != experiment.id), *_lean([experiment])]
             self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self.say(self._finished_line(experiment))
         elif kind == "merge_decided":
