@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from researchorg.agents.base import AgentContext
-from researchorg.report.summary import summarize
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 
 MAX_READ_CHARS = 60_000
 
@@ -105,7 +105,7 @@ class Toolbox:
 
     def _tool_best_diff(self) -> str:
         metric = self.ctx.task.metric
-        best = summarize(self.ctx.ledger.experiments(status="keep"), metric).best
+        best = summarize(self.ctx.ledger.experiments(status="keep", diff_chars=SUMMARY_DIFF_CHARS), metric).best
         if best is None:
             return "no kept experiment yet"
         return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{best.diff}"
@@ -155,7 +155,7 @@ class Toolbox:
 def history_summary(ctx: AgentContext, limit: int = 15) -> str:
     """A short, bounded account of the program's results: the best so far and the latest experiments."""
     metric = ctx.task.metric
-    experiments = [e for e in ctx.ledger.experiments() if e.status != "running"]
+    experiments = [e for e in ctx.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS) if e.status != "running"]
     if not experiments:
         return "no experiments yet: start with the baseline (submit without changing anything)"
     best = summarize(experiments, metric).best

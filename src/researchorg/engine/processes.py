@@ -15,7 +15,7 @@ from collections.abc import Callable
 from researchorg.config import ProcessSpec
 from researchorg.engine.messages import PostOffice
 from researchorg.ledger import Experiment, Ledger
-from researchorg.report.summary import summarize
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 from researchorg.task.spec import MetricSpec
 
 
@@ -48,7 +48,7 @@ def digest(recent: list[Experiment], ledger: Ledger, metric: MetricSpec) -> tupl
     listed = []
     for agent in sorted({e.agent for e in recent}):
         mine = [e for e in recent if e.agent == agent]
-        best = summarize(ledger.experiments(agent=agent), metric).best
+        best = summarize(ledger.experiments(agent=agent, diff_chars=SUMMARY_DIFF_CHARS), metric).best
         head = f"- **{agent}**: {len(mine)} new, {sum(e.status == 'keep' for e in mine)} kept"
         lines.append(head + (f"; best {best.metric:.6f} (#{best.id}: {best.description})" if best else ""))
         for e in mine[-3:]:

@@ -108,7 +108,7 @@ class MemoryLedger:
         return done
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
-                    after: int = 0) -> list[r.Experiment]:
+                    after: int = 0, diff_chars: int | None = None) -> list[r.Experiment]:
         if agent is not None:
             found = [self._experiments[i - 1] for i in self._by_agent.get(agent, ()) if i > after]
         else:

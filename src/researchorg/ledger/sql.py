@@ -205,8 +205,11 @@ class SqlLedger:
         return self.experiment(experiment_id)
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
-                    after: int = 0) -> list[r.Experiment]:
-        query = _EXPERIMENT_ROWS.order_by(experiments.c.id)
+                    after: int = 0, diff_chars: int | None = None) -> list[r.Experiment]:
+        query = _EXPERIMENT_ROWS if diff_chars is None else sa.select(
+            *(sa.func.substr(c, 1, diff_chars).label("diff") if c.name == "diff" else c for c in experiments.c),
+            agents.c.name.label("agent")).join(agents)
+        query = query.order_by(experiments.c.id)
         if agent is not None:
             query = query.where(agents.c.name == agent)
         if status is not None:

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from researchorg.ledger import Experiment, Ledger
-from researchorg.report.summary import Summary, summarize
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, Summary, summarize
 from researchorg.stats.noise import NoiseEstimate
 from researchorg.task.spec import TaskSpec
 
@@ -105,11 +105,6 @@ def summary_table(summary: Summary, task: TaskSpec, ledger: Ledger | None = None
     return table
 
 
-def _lean(experiments: list[Experiment]) -> list[Experiment]:
-    """The records as the view keeps them for the whole run: without their diffs, which it never shows."""
-    return [replace(e, diff="") for e in experiments]
-
-
 class RunView:
     """What `researchorg run` shows: one line per finished run and per event (in a terminal above a live footer
     of the runs in flight, elsewhere as a plain log), and the footer itself (`__rich__`).
@@ -122,7 +117,7 @@ class RunView:
     def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None]):
         self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
         self.baseline_commit = ledger.program().baseline_commit
-        self.history: list[Experiment] = _lean(ledger.experiments())
+        self.history: list[Experiment] = ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
         self.summary = summarize(self.history, task.metric, self.baseline_commit)  # redrawn twice a second: kept
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
         self.deciding: dict[int, Experiment] = {}  # proposals whose run ended, waiting for their decision
@@ -131,7 +126,7 @@ class RunView:
     # events ------------------------------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
-            self.history = _lean(self.ledger.experiments())
+            self.history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
             self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self._plan(data)
         elif kind == "experiment_started":
@@ -146,7 +141,8 @@ class RunView:
             experiment = data["experiment"]
             self.running = {k: v for k, v in self.running.items() if k != experiment.id}
             self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
-            self.history = [*(e for e in self.history if e.id != experiment.id), *_lean([experiment])]
+            self.history = [*(e for e in self.history if e.id != experiment.id),
+                            replace(experiment, diff=experiment.diff[:SUMMARY_DIFF_CHARS])]
             self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
             self.say(self._finished_line(experiment))
         elif kind == "merge_decided":

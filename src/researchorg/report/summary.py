@@ -56,6 +56,9 @@ class Summary:
         return abs(self.value(self.best) - self.value(self.baseline))
 
 
+SUMMARY_DIFF_CHARS = 80  # all summarize reads of a diff (whether a run changed anything): what a scan loads
+
+
 def summarize(experiments: list[Experiment], metric: MetricSpec, baseline_commit: str | None = None) -> Summary:
     """Summarize a program's experiments (in id order). `baseline_commit` is the program's starting code; without
     it the first kept run stands for the baseline."""

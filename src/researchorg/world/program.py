@@ -232,7 +232,7 @@ class Program:
         return path
 
     def write_results(self) -> None:
-        write_atomic(self.results_path, results_tsv(self.ledger.experiments(), self.task.metric.name))
+        write_atomic(self.results_path, results_tsv(self.ledger.experiments(diff_chars=0), self.task.metric.name))
 
 
 def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
