@@ -49,3 +49,11 @@ def test_role_tools_limit_what_is_offered_and_allowed(ctx):
     lead = Toolbox(AgentContext(**{**ctx.__dict__, "role": RoleSpec(name="chief", backend="tuner", submits=False)}))
     names = {s["name"] for s in lead.schemas()}
     assert "done" in names and "submit" not in names and "merge" not in names  # merge needs `merges = true`
+
+
+def test_best_diff_is_the_whole_diff(ctx):
+    long = "".join(f"+line {i}\n" for i in range(100))  # far past what a scan of the ledger loads of a diff
+    row = ctx.ledger.start_experiment("researcher", "a" * 40, "b" * 40, diff=long, description="long change",
+                                      hypothesis="", proposal={}, seed=1, log_dir=None)
+    ctx.ledger.finish_experiment(row.id, "keep", metric=0.9)
+    assert Toolbox(ctx).call("best_diff", {}).endswith(long)

@@ -108,7 +108,8 @@ class Toolbox:
         best = summarize(self.ctx.ledger.experiments(status="keep", diff_chars=SUMMARY_DIFF_CHARS), metric).best
         if best is None:
             return "no kept experiment yet"
-        return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{best.diff}"
+        diff = self.ctx.ledger.experiment(best.id).diff  # the scan above cut the diffs short
+        return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{diff}"
 
     def _tool_read_messages(self) -> str:
         inbox = self.ctx.inbox()
