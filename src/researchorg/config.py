@@ -7,11 +7,14 @@ file always reads the same way: the file, the key and what is allowed, e.g.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from researchorg.errors import ConfigError
@@ -78,6 +81,7 @@ class RoleSpec(Strict):
     merges: bool = False  # the role may merge kept experiments into the program branch (its `merge` tool)
     waits_for_assignment: bool = False  # propose only to answer an assignment message
     prompt: list[str] = []  # markdown files, relative to the org file, that make the role's system prompt
+    skills: list[str] = []  # skill folders (a SKILL.md each), relative to the org file: the org's and its own
     think_seconds: float = Field(default=0.0, ge=0)  # thinking time before each turn, on the engine's clock
 
     @property
@@ -119,6 +123,13 @@ class OrgSpec(Strict):
     policy: Literal["greedy", "noise-aware"] = "noise-aware"
     rigor: RigorSpec = RigorSpec()
     processes: list[ProcessSpec] = []
+    skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)
+
+    @model_validator(mode="after")
+    def _org_skills_to_every_role(self) -> OrgSpec:
+        for role in self.roles:
+            role.skills = list(dict.fromkeys([*self.skills, *role.skills]))
+        return self
 
     @field_validator("roles")
     @classmethod
@@ -148,3 +159,104 @@ def _agent_name(role: RoleSpec, i: int) -> str:
 
 def load_org(path: Path | str) -> OrgSpec:
     return load_toml_model(path, OrgSpec)
+
+
+# Skills -----------------------------------------------------------------------
+class SkillSpec(Strict):
+    """A skill's SKILL.md front matter: what an agent sees before it loads the skill (the format Claude Code
+    and Codex read: a name of lowercase letters, digits and hyphens, and a description of when to use it)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # other keys (allowed-tools, ...) pass on as they are
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)
+    description: str = Field(min_length=1, max_length=1024)
+
+
+@dataclass
+class Skill:
+    """A skill folder: its front matter, its instructions (SKILL.md after the front matter) and its folder."""
+
+    spec: SkillSpec
+    body: str
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def files(self) -> list[str]:
+        """The files beside SKILL.md (scripts, references), relative to the folder."""
+        return sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
+                      if p.is_file() and p.name != "SKILL.md" and "__pycache__" not in p.parts)
+
+
+def parse_skill(text: str, where: str, folder: Path) -> Skill:
+    """A SKILL.md's text as a Skill; a ConfigError naming `where` and what is wrong otherwise."""
+    lines = text.splitlines()
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None) \
+        if lines and lines[0].strip() == "---" else None
+    if end is None:
+        raise ConfigError(f"{where}: no front matter (a first line `---`, then `name:` and `description:`, "
+                          "then `---`)")
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: front matter is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: front matter must be `key: value` lines")
+    return Skill(validate(SkillSpec, meta, where), "\n".join(lines[end + 1:]).strip(), folder)
+
+
+def load_skill(folder: Path, where: Path | str | None = None) -> Skill:
+    """The skill in `folder` (`where`: the spec that names it, for the error)."""
+    prefix = f"{where}: skill {folder}" if where is not None else f"skill {folder}"
+    path = folder / "SKILL.md"
+    if not folder.is_dir():
+        raise ConfigError(f"{prefix}: no such folder")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{prefix}: no SKILL.md in it") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{prefix}: SKILL.md is a directory") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{prefix}: SKILL.md is not UTF-8 text (byte {err.start})") from None
+    return parse_skill(text, f"{path}", folder)
+
+
+BUILTIN_SKILLS = Path(__file__).parent / "templates" / "skills"  # `builtin:NAME` in an org's skills
+BUILTIN = "builtin:"
+
+
+def skill_folder(entry: str) -> str:
+    """Where a skill of an org's `skills` lives in a program, relative to its root: `builtin:NAME` in
+    `skills/NAME` (init copies it there), any other entry where it is named."""
+    return f"skills/{entry.removeprefix(BUILTIN)}" if entry.startswith(BUILTIN) else entry
+
+
+def org_skills(org: OrgSpec, org_file: Path) -> dict[str, Skill]:
+    """Every skill the org names, by its entry (`builtin:NAME` or a folder relative to the org file), each
+    checked: a folder that is not next to the org file, an unknown built-in, a missing SKILL.md or two skills
+    of one name are one ConfigError each."""
+    found: dict[str, Skill] = {}
+    for role in org.roles:
+        for entry in role.skills:
+            if entry in found:
+                continue
+            if entry.startswith(BUILTIN):
+                name = entry.removeprefix(BUILTIN)
+                if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name) or not (BUILTIN_SKILLS / name).is_dir():
+                    known = ", ".join(sorted(p.name for p in BUILTIN_SKILLS.iterdir() if p.is_dir()))
+                    raise ConfigError(f"{org_file}: roles.{role.name}.skills: no built-in skill {name!r} "
+                                      f"(built in: {known})")
+                found[entry] = load_skill(BUILTIN_SKILLS / name, org_file)
+                continue
+            if Path(entry).is_absolute() or ".." in Path(entry).parts:
+                raise ConfigError(f"{org_file}: roles.{role.name}.skills: {entry} must be a folder next to the "
+                                  "org file")
+            found[entry] = load_skill(org_file.parent / entry, org_file)
+        names = [found[r].name for r in role.skills]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{org_file}: roles.{role.name}.skills: two skills named {twice[0]!r}")
+    return found

@@ -30,7 +30,7 @@ from researchorg.agents.options import (
     NoOptions,
     SimulatedOptions,
 )
-from researchorg.config import OrgSpec, RoleSpec, validate
+from researchorg.config import OrgSpec, RoleSpec, org_skills, validate
 from researchorg.errors import ConfigError
 from researchorg.task.spec import TaskSpec
 
@@ -131,7 +131,10 @@ def options_of(role: RoleSpec, where: Path | str = "org.toml", index: int | None
 
 
 def check_org(org: OrgSpec, where: Path | str, task: TaskSpec | None = None) -> None:
-    """Every role's backend exists and takes its options, and (given the task) has what it needs of it."""
+    """Every role's backend exists and takes its options, its skills are there (SKILL.md with a name and a
+    description) where `where` is the org file's path, and (given the task) it has what it needs of it."""
+    if isinstance(where, Path):
+        org_skills(org, where)
     for index, role in enumerate(org.roles):
         options_of(role, where, index)
         if task is not None and _BACKENDS[role.backend].needs_knobs and not task.knobs:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from typing import Any
 from researchorg.agents.base import AgentContext, Proposal
 from researchorg.agents.llm import briefing, system_prompt
 from researchorg.agents.options import CodingCLIOptions
+from researchorg.agents.tools import ToolError, role_skills
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
 from researchorg.harness import sandbox
@@ -45,7 +47,8 @@ HYPOTHESIS: <what you expect and why>
 
 INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
 COMMAND = {"claude-code": "claude", "codex": "codex"}
-HOMES = {"claude-code": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex"]}  # settings, sessions, logins
+HOMES = {"claude-code": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex", "~/.agents"]}  # settings, logins, skills
+SKILLS_DIR = {"claude-code": ".claude/skills", "codex": ".agents/skills"}  # where each loads a user's skills
 PROVIDER_ENV = {"claude-code": ("ANTHROPIC_", "CLAUDE_"), "codex": ("OPENAI_", "CODEX_")}  # the keys it may have
 STOP_POLL_SECONDS = 0.5  # how often a CLI run looks whether the run was stopped
 
@@ -108,6 +111,7 @@ class CodingCLIAgent:
                 else:
                     shutil.copy2(path, private)
         home.mkdir(parents=True, exist_ok=True)
+        self._install_skills(ctx, home)
         installed = Path(os.path.realpath(self.executable)).parent.parent  # the CLI's own installation
         policy = sandbox.policy_for(Path(ctx.worktree), [home, *(p for p in shared if p.exists())], network=True,
                                     read=[installed], hidden=ctx.task.sealed_paths(),
@@ -116,6 +120,26 @@ class CodingCLIAgent:
         env = {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k.startswith(provider)}
         env["HOME"] = str(home)
         return sandbox.confined(argv, policy, Path(ctx.worktree)), env
+
+    def _install_skills(self, ctx: AgentContext, home: Path) -> None:
+        """The role's skills, as the agent's head holds them, where the CLI loads a user's skills natively (real
+        copies: Codex skips a linked skill), beside your own skills copied from your home (an org skill of the
+        same name replaces yours there). Those it installed last time are replaced, so an edited or dropped
+        skill does not linger."""
+        try:
+            skills = role_skills(ctx)
+        except ToolError as err:
+            raise AgentError(str(err)) from None
+        target = home / SKILLS_DIR[self.backend]
+        manifest = home.parent / "installed-skills.json"  # outside the home: the CLI cannot write it
+        previous = json.loads(manifest.read_text()) if manifest.is_file() else []
+        for name in previous:
+            if re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(name)):
+                shutil.rmtree(target / name, ignore_errors=True)
+        for skill in skills:
+            shutil.rmtree(target / skill.name, ignore_errors=True)
+            shutil.copytree(skill.folder, target / skill.name, ignore=shutil.ignore_patterns("__pycache__"))
+        manifest.write_text(json.dumps([s.name for s in skills]))
 
     def _run(self, argv: list[str], ctx: AgentContext) -> str | None:
         """The CLI's output; None if the run stopped (Ctrl-C) first: its whole process group is killed."""

@@ -58,7 +58,7 @@ class LLMAgent:
     def propose(self, ctx: AgentContext) -> Proposal | None:
         self._check_caps(ctx)
         toolbox = Toolbox(ctx, self.options.tools)
-        system = system_prompt(self.role, ctx)
+        system = self._system(ctx)
         messages = [self._user(briefing(ctx))]
         for _ in range(self.options.max_turns):
             turn = self._call(system, messages, toolbox.schemas())
@@ -79,7 +79,7 @@ class LLMAgent:
         toolbox = Toolbox(ctx, self.options.tools)
         messages = [self._user(briefing(ctx))]
         for _ in range(self.options.max_turns):
-            turn = self._call(system_prompt(self.role, ctx), messages, toolbox.schemas())
+            turn = self._call(self._system(ctx), messages, toolbox.schemas())
             self._record_usage(ctx, turn)
             messages.append(turn.assistant)
             if not turn.calls:
@@ -91,6 +91,12 @@ class LLMAgent:
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """Nothing to keep in memory: the next briefing is built from the ledger."""
+
+    def _system(self, ctx: AgentContext) -> str:
+        """The system prompt; a role with skills is told they exist (their text is loaded on demand, by tool)."""
+        skills = ("\n\nYou have skills for this work: `list_skills` says what each is for, `load_skill` gives "
+                  "one's instructions. Load a skill before the step it covers.") if self.role.skills else ""
+        return system_prompt(self.role, ctx) + skills
 
     def _record_usage(self, ctx: AgentContext, turn: Turn) -> None:
         price_in, price_out = self.options.price_per_mtok

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from researchorg.agents.base import AgentContext
+from researchorg.config import Skill, parse_skill, skill_folder
+from researchorg.errors import ConfigError
 from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 
 MAX_READ_CHARS = 60_000
@@ -44,6 +47,8 @@ class Toolbox:
         wanted = {spec["name"] for spec in _SPECS} - ({"done"} if submits else {"submit"})
         if self.ctx.merge is None:
             wanted.discard("merge")
+        if role is None or not role.skills:
+            wanted -= {"list_skills", "load_skill"}
         if self.allowed is not None:
             wanted &= set(self.allowed) | {"submit", "done"}
         return [spec for spec in _SPECS if spec["name"] in wanted]
@@ -66,7 +71,7 @@ class Toolbox:
             return f"error: the arguments are not valid JSON ({err.msg} at position {err.pos}); call the tool again"
         except TypeError as err:
             return f"error: wrong arguments for {name}: {err}"
-        except (ToolError, OSError, UnicodeDecodeError) as err:
+        except (ToolError, ConfigError, OSError, UnicodeDecodeError) as err:
             return f"error: {err}"
 
     # the tools -----------------------------------------------------------------------
@@ -134,6 +139,18 @@ class Toolbox:
     def _tool_merge(self, experiment: int) -> str:
         return self.ctx.merge(experiment)
 
+    def _tool_list_skills(self) -> str:
+        return "\n".join(f"{s.name}: {s.spec.description}" for s in role_skills(self.ctx))
+
+    def _tool_load_skill(self, name: str) -> str:
+        skill = next((s for s in role_skills(self.ctx) if s.name == name), None)
+        if skill is None:
+            raise ToolError(f"no skill {name!r} (list_skills names them)")
+        beside = skill.files()
+        rel = skill.folder.relative_to(self.ctx.worktree).as_posix() if self.ctx.worktree else str(skill.folder)
+        more = f"\n\nFiles of this skill (read_file): {', '.join(f'{rel}/{f}' for f in beside)}" if beside else ""
+        return skill.body + more
+
     def _tool_done(self, summary: str = "") -> str:
         self.finished = True
         return "done until something new happens"
@@ -175,6 +192,21 @@ _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boo
                "object": (dict,)}
 
 
+def role_skills(ctx: AgentContext) -> list[Skill]:
+    """The skills of the agent's role, as its head holds them (init copied them into the program)."""
+    found = []
+    for entry in ctx.role.skills if ctx.role is not None else []:
+        relative = skill_folder(entry)
+        where = f"{relative}/SKILL.md"
+        try:
+            text = ctx.read(where)
+        except FileNotFoundError:
+            raise ToolError(f"skill {relative} is not in the program (no {where})") from None
+        folder = ctx.worktree / relative if ctx.worktree is not None else Path(relative)
+        found.append(parse_skill(text, where, folder))
+    return found
+
+
 def _check_types(name: str, args: dict[str, Any]) -> None:
     """Each argument of the JSON type its schema says (a model's `{"path": ["a"]}` is its mistake to read)."""
     spec = next(spec for spec in _SPECS if spec["name"] == name)
@@ -188,7 +220,7 @@ def _check_types(name: str, args: dict[str, Any]) -> None:
             raise ToolError(f"argument `{key}` of {name} must be a JSON {wanted}, not {type(value).__name__}")
 
 
-def _spec(name: str, doc: str, **properties: Any) -> dict[str, Any]:
+def _spec(name: str, doc: str, /, **properties: Any) -> dict[str, Any]:
     required = [k for k, v in properties.items() if not v.pop("optional", False)]
     return {"name": name, "description": doc,
             "parameters": {"type": "object", "properties": properties, "required": required}}
@@ -211,6 +243,8 @@ _SPECS = [
           description=dict(_STR), hypothesis={"type": "string", "optional": True}),
     _spec("merge", "Merge a kept experiment into the program branch (it must beat the program's best; "
           "if the branch moved, the merge is run again first).", experiment={"type": "integer"}),
+    _spec("list_skills", "The skills of your role: what each is for. Load one with load_skill when it applies."),
+    _spec("load_skill", "The instructions of one skill (and the files beside it).", name=dict(_STR)),
     _spec("done", "End this turn; you are called again when an experiment finishes or a message arrives.",
           summary={"type": "string", "optional": True}),
 ]

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-from researchorg.config import OrgSpec, load_org
+from researchorg.config import OrgSpec, load_org, org_skills, skill_folder
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
 from researchorg.ledger.export import results_tsv, write_atomic
@@ -236,14 +236,18 @@ class Program:
 
 
 def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
-    """The prompt files the org names, relative to its file, which `init` copies beside its org.toml."""
+    """The prompt files and the skill folders' files the org names, relative to its file, which `init` copies
+    beside its org.toml (each checked first: a missing file or SKILL.md is one error, and nothing is made)."""
+    org = load_org(org_file)
     found = []
-    for role in load_org(org_file).roles:
+    for role in org.roles:
         for prompt in role.prompt:
             source = org_file.parent / prompt
             if not source.is_file() or Path(prompt).is_absolute() or ".." in Path(prompt).parts:
                 raise ConfigError(f"{org_file}: roles.{role.name}.prompt: no file {prompt} next to the org file")
             found.append((source, prompt))
+    for relative, skill in org_skills(org, org_file).items():
+        found += [(skill.folder / name, f"{skill_folder(relative)}/{name}") for name in ["SKILL.md", *skill.files()]]
     return found
 
 
