@@ -356,6 +356,18 @@ def submit(
 
 
 @app.command()
+def mcp(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
+    agent: Annotated[str, typer.Option(help="The agent whose tools to serve (its name, as `status` lists it).")],
+) -> None:
+    """Serve one agent's lab tools to an MCP client on stdio: files, results, an experiment's evidence, the
+    best diff, the noise floor, messages, skills and submit (the running org takes a submission)."""
+    from researchorg.agents.mcp_server import serve
+
+    serve(Program(directory), agent)
+
+
+@app.command()
 def grid(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     attach: Annotated[bool, typer.Option(help="Attach to the tmux session once it is open.")] = True,

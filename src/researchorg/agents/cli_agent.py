@@ -65,6 +65,8 @@ class CodingCLIAgent:
 
     def propose(self, ctx: AgentContext) -> Proposal | None:
         prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
+        while ctx.ledger.take_submission(ctx.name) is not None:
+            pass  # a submission from before this call does not describe what the call changes
         output = self._run(self._argv(prompt, ctx), ctx)
         if output is None:
             return None
@@ -72,6 +74,11 @@ class CodingCLIAgent:
         ctx.ledger.record_usage(ctx.name, self.options.model or self.backend, usage.get("input_tokens", 0),
                                 usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
         description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
+        submitted = None
+        while (taken := ctx.ledger.take_submission(ctx.name)) is not None:  # its `submit` through MCP: the last
+            submitted = taken
+        if submitted is not None:
+            description, hypothesis = submitted.description, submitted.hypothesis or hypothesis
         first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
         return Proposal(description or first_line[:200] or f"change by {self.backend}", hypothesis,
                         data={"backend": self.backend})

@@ -10,6 +10,7 @@ itself; whatever reaches a commit is checked again by the lab's guard.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class Toolbox:
     submission: Submission | None = None
     finished: bool = False  # a lead called `done`
     calls: list[str] = field(default_factory=list)
+    on_submit: Callable[[Submission], str] | None = None  # where a submission goes beside `submission` (MCP: the
+    # ledger, for the running org to take); its text is the tool's answer
 
     def schemas(self) -> list[dict[str, Any]]:
         """The tools as JSON schemas (name, description, parameters) that fit this agent's role."""
@@ -116,6 +119,32 @@ class Toolbox:
         diff = self.ctx.ledger.experiment(best.id).diff  # the scan above cut the diffs short
         return f"best: #{best.id} by {best.agent}, {metric.name} {best.metric:.6f}: {best.description}\n{diff}"
 
+    def _tool_noise_floor(self) -> str:
+        floors = self.ctx.ledger.noise_floors()
+        if not floors:
+            return "no noise floor measured yet"
+        latest = {f.hardware: f for f in floors}  # the latest estimate of each hardware class
+        name = self.ctx.task.metric.name
+        return "\n".join(f"{hw}: {name} {f.mean:.6f} +- {f.sigma:.6f} per run (95% interval of sigma "
+                         f"{f.sigma_low:.6f}..{f.sigma_high:.6f}; {len(f.runs)} runs of the baseline)"
+                         for hw, f in latest.items())
+
+    def _tool_experiment(self, id: int) -> str:
+        try:
+            e = self.ctx.ledger.experiment(id)
+        except Exception:
+            raise ToolError(f"no experiment #{id}") from None
+        decision = e.summary.get("decision") or {}
+        value = f"{e.metric:.6f}" if e.metric is not None else "-"
+        lines = [f"#{e.id} {e.kind} by {e.agent}: {e.status}, {self.ctx.task.metric.name} {value}",
+                 f"description: {e.description}", f"hypothesis: {e.hypothesis or '-'}"]
+        if decision:
+            lines.append(f"decision: {decision.get('rule', '')}; {decision.get('text', '')}".rstrip("; "))
+        if e.reason:
+            lines.append(f"reason: {e.reason.splitlines()[0]}")
+        diff = e.diff if len(e.diff) <= MAX_READ_CHARS else e.diff[:MAX_READ_CHARS] + "\n... (truncated)"
+        return "\n".join(lines) + (f"\n{diff}" if diff else "")
+
     def _tool_read_messages(self) -> str:
         inbox = self.ctx.inbox()
         if not inbox:
@@ -133,8 +162,11 @@ class Toolbox:
     def _tool_submit(self, description: str, hypothesis: str = "") -> str:
         if not description.strip():
             raise ToolError("describe the experiment in `description`")
-        self.submission = Submission(description.strip().splitlines()[0][:200], hypothesis.strip())
-        return "submitted: the lab will commit and run your change"
+        submission = Submission(description.strip().splitlines()[0][:200], hypothesis.strip())
+        answer = self.on_submit(submission) if self.on_submit is not None else \
+            "submitted: the lab will commit and run your change"
+        self.submission = submission
+        return answer
 
     def _tool_merge(self, experiment: int) -> str:
         return self.ctx.merge(experiment)
@@ -236,6 +268,10 @@ _SPECS = [
     _spec("results", "The best result so far and the latest experiments of everyone.",
           limit={"type": "integer", "optional": True}),
     _spec("best_diff", "The diff of the best kept experiment."),
+    _spec("noise_floor", "How much the metric varies between runs of the same code (the noise floor), per "
+          "hardware class: a gain smaller than about two of its sigmas is not evidence."),
+    _spec("experiment", "One experiment: what it changed, its result, the decision and its evidence (confounds "
+          "included), and its diff.", id={"type": "integer"}),
     _spec("read_messages", "Your latest messages."),
     _spec("send_message", "Send a message to an agent, or to `everyone`.", to=dict(_STR), body=dict(_STR),
           kind={"type": "string", "optional": True}),
