@@ -94,9 +94,10 @@ def alive(pid: int) -> bool:
 
 
 def default_sigint() -> None:
-    """Ctrl-C as in a terminal, for a subprocess's preexec_fn: a test suite started in the background
-    (`cmd &`) inherits SIGINT ignored."""
+    """Ctrl-C and a closed terminal as in a terminal, for a subprocess's preexec_fn: a test suite started in
+    the background (`cmd &`) inherits SIGINT ignored, and one under nohup SIGHUP."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def pids_in_log(log_path: str) -> list[int]:

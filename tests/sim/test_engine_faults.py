@@ -56,6 +56,14 @@ def test_an_agent_that_raises_after_its_result_is_paused_and_the_budget_holds():
 
 
 def test_ctrl_c_stops_a_run_in_virtual_time():
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite run as `cmd &` ignores it
+    try:
+        _ctrl_c_in_virtual_time()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_in_virtual_time():
     world = SimWorld(Landscape(seed=2, n_ideas=400), _org({"name": "r", "count": 50, "backend": "simulated",
                                                             "think_seconds": 60}))
     runtime = Runtime(world, slots=world.default_slots(50))
