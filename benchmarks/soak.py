@@ -1,13 +1,18 @@
 """Soak: the lab for an hour, watched for leaks of memory, file descriptors and threads.
 
-    python benchmarks/soak.py [--minutes 60] [--quick]
+    python benchmarks/soak.py [--minutes 60] [--backend simulated|tuner] [--quick]
 
-Four agents (tuners) on two slots work on the simulated task through the real
-lab (`researchorg run --max-hours`, a subprocess) while this script samples the
+Four agents on two slots work on the simulated task through the real lab
+(`researchorg run --max-hours`, a subprocess) while this script samples the
 lab process every few seconds: resident memory, open file descriptors and
 threads. It prints the growth between the first and the last ten minutes
 (a sixth of the run in shorter ones; means over each window, so one busy
-moment does not count):
+moment does not count).
+
+The agents are the simulated task's own researchers (`simulated`), which keep
+nothing per experiment: what grows is the lab's. `--backend tuner` runs
+Optuna tuners instead, whose studies keep every trial (their model of the
+search, a few KB each), so their figure is the lab's plus that.
 
     rss_growth_mb:    resident memory, MB (target about 0)
     fd_growth:        open file descriptors (target 0)
@@ -30,8 +35,8 @@ from pathlib import Path
 
 ORG = """name = "soak"
 [[roles]]
-name = "tuner"
-backend = "tuner"
+name = "researcher"
+backend = "{backend}"
 count = 4
 [rigor]
 noise_runs = 2
@@ -49,8 +54,8 @@ def sample(pid: int) -> tuple[float, int, int] | None:
     return int(fields["VmRSS"].split()[0]) / 1024, fds, int(fields["Threads"])
 
 
-def soak(minutes: float, work: Path) -> dict[str, float]:
-    (work / "org.toml").write_text(ORG)
+def soak(minutes: float, work: Path, backend: str = "simulated") -> dict[str, float]:
+    (work / "org.toml").write_text(ORG.format(backend=backend))
     root = work / "program"
     subprocess.run([sys.executable, "-m", "researchorg", "init", str(root), "--task", "simulated", "--org",
                     str(work / "org.toml")], check=True, stdout=subprocess.DEVNULL)
@@ -83,10 +88,12 @@ def soak(minutes: float, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--backend", choices=["simulated", "tuner"], default="simulated",
+                        help="the four agents: the simulated task's researchers, or Optuna tuners")
     parser.add_argument("--quick", action="store_true", help="two minutes (CI)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="researchorg-soak-") as tmp:
-        figures = soak(2 if args.quick else args.minutes, Path(tmp))
+        figures = soak(2 if args.quick else args.minutes, Path(tmp), args.backend)
     if figures["returncode"] != 0:
         print(f"the lab exited with {figures['returncode']}")
     print(f"rss_growth_mb:    {figures['rss_growth_mb']:.1f}")

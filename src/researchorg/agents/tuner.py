@@ -64,6 +64,7 @@ class TunerAgent:
         self.knobs = ctx.task.knobs
         self.distributions = {k.name: _distribution(k) for k in self.knobs}
         self.study = optuna.create_study(study_name=ctx.name, direction=ctx.task.metric.direction)
+        self._numbers: dict[tuple, list[int]] = {}  # a configuration -> the trials that asked for it
         retries = self._rebuild(ctx)
         resumed = len(self.study.get_trials(deepcopy=False))
         if resumed:  # a resumed study goes on sampling, it does not replay its first points (and two
@@ -84,6 +85,7 @@ class TunerAgent:
         current = self._current_values(ctx)
         for _ in range(MAX_ASKS):
             trial = self.study.ask(self.distributions)
+            self._numbers.setdefault(_key(self.knobs, trial.params), []).append(trial.number)
             if trial.user_attrs.get("baseline") and self._lab_measures_baseline(ctx):
                 trial.set_user_attr("awaits_noise_floor", True)  # told the floor's mean once known
                 continue
@@ -113,8 +115,8 @@ class TunerAgent:
     def _tried(self, trial: optuna.Trial, current: dict[str, Any]) -> bool:
         """Whether `trial`'s values ran before (or are the code as it is); if so the trial is told that result."""
         key = _key(self.knobs, trial.params)
-        same = [t for t in self.study.get_trials(deepcopy=False)
-                if t.number != trial.number and _key(self.knobs, t.params) == key]
+        trials = self.study.get_trials(deepcopy=False)
+        same = [trials[n] for n in self._numbers[key] if n != trial.number]
         if key == _key(self.knobs, current) and not trial.user_attrs.get("baseline"):
             earlier = [t for t in same if t.state == TrialState.COMPLETE]
         else:
@@ -186,6 +188,7 @@ class TunerAgent:
                     trial = None
                 else:
                     key = _key(self.knobs, params)
+                    self._numbers.setdefault(key, []).append(number)
                     retries.pop(key, None)
                     if e.status in ("interrupted", "running"):
                         retries[key] = params, {"retry": True, **({"baseline": True} if e.proposal.get("baseline")

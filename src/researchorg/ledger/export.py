@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from researchorg.ledger.records import FINISHED_OK, Experiment
@@ -51,18 +52,52 @@ def _row(e: Experiment, statuses: dict[int, str]) -> tuple[str, str]:
 
 
 def results_tsv(experiments: list[Experiment], metric: str) -> str:
-    lines = [f"commit\t{metric}\tmemory_gb\tstatus\tdescription"]
-    statuses = {e.id: e.status for e in experiments}
-    for e in experiments:
-        if e.status == "running":
-            continue
+    rows = ResultRows(metric)
+    rows.update(experiments)
+    return rows.text()
+
+
+class ResultRows:
+    """results.tsv row by row, for a run that rewrites it after each experiment: `update` with what finished
+    since the last time (the rows of the runs whose status follows one of those are made anew by `experiment`),
+    so a run of thousands of experiments does not load them all each time. Rows are in id order."""
+
+    def __init__(self, metric: str):
+        self.header = f"commit\t{metric}\tmemory_gb\tstatus\tdescription"
+        self.rows: dict[int, str] = {}
+        self.statuses: dict[int, str] = {}
+        self.followers: dict[int, set[int]] = {}  # an experiment -> its evidence runs whose row shows its status
+        self.ended: float | None = None  # the latest end the rows hold (the ledger's clock)
+
+    def update(self, experiments: list[Experiment], experiment: Callable[[int], Experiment] | None = None) -> None:
+        """Take each of `experiments` (in id order), and make anew, through `experiment(id)`, the rows that show
+        the status of one of them."""
+        for e in experiments:
+            self.statuses[e.id] = e.status
+        for e in experiments:
+            if e.ended_at is not None:
+                self.ended = e.ended_at if self.ended is None else max(self.ended, e.ended_at)
+            if e.status == "running":
+                self.rows.pop(e.id, None)
+                continue
+            self.rows[e.id] = self._line(e)
+            if e.status == "measured" and e.rerun_of is not None:
+                self.followers.setdefault(e.rerun_of, set()).add(e.id)
+        if experiment is not None:
+            taken = {e.id for e in experiments}
+            for follower in sorted({f for e in experiments for f in self.followers.get(e.id, ())} - taken):
+                self.rows[follower] = self._line(experiment(follower))
+
+    def text(self) -> str:
+        return "\n".join([self.header, *(self.rows[i] for i in sorted(self.rows))]) + "\n"
+
+    def _line(self, e: Experiment) -> str:
         ok = e.status in FINISHED_OK and e.metric is not None
         value = f"{e.metric:.6f}" if ok else "0.000000"
         memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-        status, description = _row(e, statuses)
+        status, description = _row(e, self.statuses)
         description = " ".join(description.replace("\t", " ").split())
-        lines.append(f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}")
-    return "\n".join(lines) + "\n"
+        return f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}"
 
 
 def results_json(experiments: list[Experiment]) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from rich.console import Group
@@ -13,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from researchorg.ledger import Experiment, Ledger
-from researchorg.report.summary import SUMMARY_DIFF_CHARS, Summary, summarize
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, Summary, Tally
 from researchorg.stats.noise import NoiseEstimate
 from researchorg.task.spec import TaskSpec
 
@@ -117,18 +116,35 @@ class RunView:
     def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None]):
         self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
         self.baseline_commit = ledger.program().baseline_commit
-        self.history: list[Experiment] = ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
-        self.summary = summarize(self.history, task.metric, self.baseline_commit)  # redrawn twice a second: kept
+        self._recount()
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
         self.deciding: dict[int, Experiment] = {}  # proposals whose run ended, waiting for their decision
         self.paused: dict[str, str] = {}
 
+    def _recount(self) -> list[Experiment]:
+        """Count what the ledger holds (the view keeps counts, not records, so a run of days stays small);
+        return the records, for the one caller that needs them."""
+        history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
+        self.tally = Tally(self.task.metric, self.baseline_commit)
+        self.walls: tuple[float, ...] = ()  # the latest runs' wall times, start-up and evaluation included
+        for e in history:
+            self._count(e)
+        self.summary = self.tally.summary(self.ledger.experiment, steps=False)  # redrawn twice a second: kept
+        return history
+
+    def _count(self, e: Experiment) -> None:
+        self.tally.add(e)
+        if e.ended_at and e.status in ("keep", "discard", "measured"):
+            self.walls = (*self.walls[-9:], e.ran_until - e.started_at)
+
+    @property
+    def done(self) -> int:
+        return self.tally.total - self.tally.by_status["interrupted"]
+
     # events ------------------------------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "run_started":
-            self.history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
-            self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
-            self._plan(data)
+            self._plan(data, self._recount())
         elif kind == "experiment_started":
             experiment = data["experiment"]
             self.running = {**self.running, experiment.id: (experiment, data.get("slot", ""), time.monotonic())}
@@ -141,9 +157,8 @@ class RunView:
             experiment = data["experiment"]
             self.running = {k: v for k, v in self.running.items() if k != experiment.id}
             self.deciding = {k: v for k, v in self.deciding.items() if k != experiment.id}
-            self.history = [*(e for e in self.history if e.id != experiment.id),
-                            replace(experiment, diff=experiment.diff[:SUMMARY_DIFF_CHARS])]
-            self.summary = summarize(self.history, self.task.metric, self.baseline_commit)
+            self._count(experiment)
+            self.summary = self.tally.summary(self.ledger.experiment, steps=False)
             self.say(self._finished_line(experiment))
         elif kind == "merge_decided":
             e, outcome = data["experiment"], data["outcome"]
@@ -158,9 +173,9 @@ class RunView:
             self.say(Text(f"no noise floor on {data['hardware']}: {data.get('why', 'its runs failed')}; decisions "
                           "estimate sigma from their own runs", style="yellow"))
 
-    def _plan(self, data: dict[str, Any]) -> None:
-        done = sum(e.status != "interrupted" for e in self.history)
-        settled = [e.id for e in self.history if e.status == "interrupted" and e.reason.startswith("the run process")]
+    def _plan(self, data: dict[str, Any], history: list[Experiment]) -> None:
+        done = self.done
+        settled = [e.id for e in history if e.status == "interrupted" and e.reason.startswith("the run process")]
         slots = data.get("slots", [])
         left = f", {self.limit - done} to go" if self.limit else ""
         self.say(Text(f"{self.task.name}: {done} runs recorded{left}; {len(data.get('agents', []))} agent(s) on "
@@ -176,8 +191,7 @@ class RunView:
                               style="blue"))
 
     def _finished_line(self, e: Experiment) -> Text:
-        done = sum(x.status != "interrupted" for x in self.history)
-        count = f"[{done}/{self.limit}]" if self.limit else f"[{done}]"
+        count = f"[{self.done}/{self.limit}]" if self.limit else f"[{self.done}]"
         line = Text(f"{count} #{e.id} {e.agent} ")
         line.append(e.status, style=STATUS_STYLE.get(e.status, ""))
         if e.metric is not None:
@@ -225,6 +239,5 @@ class RunView:
 
     def _expected_seconds(self) -> float:
         """How long a run takes, start-up and evaluation included: the mean of the latest finished ones."""
-        walls = [e.ran_until - e.started_at for e in self.history[-10:]
-                 if e.ended_at and e.status in ("keep", "discard", "measured")]
+        walls = self.walls
         return sum(walls) / len(walls) if walls else self.task.budget_seconds

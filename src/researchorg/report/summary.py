@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from researchorg.ledger import Experiment
@@ -59,38 +60,76 @@ class Summary:
 SUMMARY_DIFF_CHARS = 80  # all summarize reads of a diff (whether a run changed anything): what a scan loads
 
 
-def summarize(experiments: list[Experiment], metric: MetricSpec, baseline_commit: str | None = None) -> Summary:
+def summarize(experiments: Iterable[Experiment], metric: MetricSpec, baseline_commit: str | None = None) -> Summary:
     """Summarize a program's experiments (in id order). `baseline_commit` is the program's starting code; without
     it the first kept run stands for the baseline."""
-    found: dict[str, list[tuple[str, float]]] = {}
+    tally, named = Tally(metric, baseline_commit), {}
     for e in experiments:
-        if e.tree and e.status in FINISHED_OK and e.metric is not None:
-            found.setdefault(e.tree, []).append((e.kind, e.metric))
-    runs = {tree: code_sample(pairs) for tree, pairs in found.items()}
-    summary = Summary(total=len(experiments), by_status=dict(Counter(e.status for e in experiments)),
-                      baseline=None, best=None, runs=runs)
-    scored = [e for e in experiments if e.status in FINISHED_OK and e.metric is not None]
-    summary.baseline = _baseline(scored, baseline_commit)
-    if summary.baseline is not None:
-        summary.steps.append((summary.baseline, summary.value(summary.baseline)))
-    for e in scored:
-        if e.status != "keep":
-            continue
-        if summary.best is None or better(metric, summary.value(e), summary.value(summary.best)):
-            summary.best = e
-            if not summary.steps or better(metric, summary.value(e), summary.steps[-1][1]):
-                summary.steps.append((e, summary.value(e)))
-    if summary.best is not None and summary.baseline is not None and not better(
-            metric, summary.value(summary.best), summary.value(summary.baseline)):
-        summary.best, summary.steps = summary.baseline, summary.steps[:1]  # nothing beat the starting code
-    return summary
+        tally.add(e)
+        named[e.id] = e
+    return tally.summary(named.__getitem__)
 
 
-def _baseline(scored: list[Experiment], commit: str | None) -> Experiment | None:
-    """The first run of the starting code: a run of that commit (the noise floor), else an unchanged first
-    run on top of it (an agent's baseline)."""
-    tree = None if commit is None else next((e.tree for e in scored if e.commit == commit and e.tree), None) or next(
-        (e.tree for e in scored if e.parent_commit == commit and not e.diff.strip() and e.tree), None)
-    if tree is None:
-        return next((e for e in scored if e.status == "keep"), None)
-    return next(e for e in scored if e.tree == tree)
+class Tally:
+    """`summarize` one finished experiment at a time, for a run that goes on for days: per experiment it keeps
+    only numbers (each code's metrics, the ids of its first run and of each keep), and the experiments a summary
+    names (baseline, best, steps) are looked up by id when one is made."""
+
+    def __init__(self, metric: MetricSpec, baseline_commit: str | None = None):
+        self.metric, self.baseline_commit = metric, baseline_commit
+        self.total = 0
+        self.by_status: Counter[str] = Counter()
+        self._pairs: dict[str, list[tuple[str, float]]] = {}  # tree -> (kind, metric) of its scored runs
+        self._runs: dict[str, list[float]] = {}  # tree -> code_sample of those (replaced, never changed in place)
+        self._first: dict[str, int] = {}  # tree -> the id of its first scored run
+        self._keeps: list[tuple[int, str, float]] = []  # (id, tree, metric) of each keep, in order
+        self._baseline_tree: str | None = None  # the tree of the first run of the baseline commit
+        self._unchanged_tree: str | None = None  # else of the first unchanged run on top of it
+
+    def add(self, e: Experiment) -> None:
+        """Count one finished experiment (each once, in id order for the summary of a finished program)."""
+        self.total += 1
+        self.by_status[e.status] += 1
+        if e.status not in FINISHED_OK or e.metric is None:
+            return
+        if e.tree:
+            pairs = self._pairs.setdefault(e.tree, [])
+            pairs.append((e.kind, e.metric))
+            self._runs[e.tree] = code_sample(pairs)
+            self._first.setdefault(e.tree, e.id)
+            if self.baseline_commit is not None:
+                if self._baseline_tree is None and e.commit == self.baseline_commit:
+                    self._baseline_tree = e.tree
+                if self._unchanged_tree is None and e.parent_commit == self.baseline_commit and not e.diff.strip():
+                    self._unchanged_tree = e.tree
+        if e.status == "keep":
+            self._keeps.append((e.id, e.tree, e.metric))
+
+    def summary(self, experiment: Callable[[int], Experiment], steps: bool = True) -> Summary:
+        """The summary so far; `experiment(id)` gives the experiments it names (the step line's only with
+        `steps`). The baseline is the first run of the starting code: a run of that commit (the noise floor),
+        else an unchanged first run on top of it (an agent's baseline), else the first keep."""
+        runs = dict(self._runs)
+
+        def value(tree: str, metric: float) -> float:
+            return statistics.fmean(runs[tree]) if tree and runs.get(tree) else metric
+
+        tree = self._baseline_tree or self._unchanged_tree
+        if tree is not None:
+            baseline: tuple[int, float] | None = (self._first[tree], value(tree, 0.0))
+        else:
+            baseline = (self._keeps[0][0], value(*self._keeps[0][1:])) if self._keeps else None
+        best: tuple[int, float] | None = None
+        line = [baseline] if baseline is not None else []
+        for id_, tree, metric in self._keeps:
+            v = value(tree, metric)
+            if best is None or better(self.metric, v, best[1]):
+                best = id_, v
+                if not line or better(self.metric, v, line[-1][1]):
+                    line.append((id_, v))
+        if best is not None and baseline is not None and not better(self.metric, best[1], baseline[1]):
+            best, line = baseline, line[:1]  # nothing beat the starting code
+        return Summary(total=self.total, by_status=dict(self.by_status),
+                       baseline=experiment(baseline[0]) if baseline else None,
+                       best=experiment(best[0]) if best else None, runs=runs,
+                       steps=[(experiment(i), v) for i, v in line] if steps else [])

@@ -33,7 +33,7 @@ from pathlib import Path
 from researchorg.config import OrgSpec, load_org, org_skills, skill_folder
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
-from researchorg.ledger.export import results_tsv, write_atomic
+from researchorg.ledger.export import ResultRows, write_atomic
 from researchorg.task import TaskSpec, find_task, load_task
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
@@ -52,6 +52,7 @@ class Program:
         if not (self.root / STATE_DIR / "ledger.db").is_file():
             raise LabError(f"{self.root} is not a researchorg program (run `researchorg init {root}` first)")
         self.git = Git(self.root)
+        self._results: ResultRows | None = None  # results.tsv as last written, for `write_results(since_last=True)`
 
     # creation -------------------------------------------------------------------
     @classmethod
@@ -231,8 +232,19 @@ class Program:
             slot_git("clean", "-ffdqx")  # -ff: untracked directories with a .git of their own too
         return path
 
-    def write_results(self) -> None:
-        write_atomic(self.results_path, results_tsv(self.ledger.experiments(diff_chars=0), self.task.metric.name))
+    def write_results(self, since_last: bool = False) -> None:
+        """Rewrite results.tsv from the ledger. `since_last` (after each run of a run): the rows of the last
+        write stand, and only those of runs recorded since (a second's margin for writes that crossed) and of
+        the runs whose status follows theirs are made anew, so a run of days does not load every record
+        after each experiment. The whole ledger is read otherwise (the start and the end of a run)."""
+        rows = self._results
+        if since_last and rows is not None:
+            since = None if rows.ended is None else rows.ended - 1.0
+            rows.update(self.ledger.experiments(diff_chars=0, ended_since=since), self.ledger.experiment)
+        else:
+            rows = self._results = ResultRows(self.task.metric.name)
+            rows.update(self.ledger.experiments(diff_chars=0))
+        write_atomic(self.results_path, rows.text())
 
 
 def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:

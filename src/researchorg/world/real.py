@@ -147,7 +147,7 @@ class GitWorld:
         return self.program.state_dir / "tmp" / str(experiment.id)
 
     def written(self, experiment: Experiment) -> None:
-        self.program.write_results()
+        self.program.write_results(since_last=True)
 
 
 def _is_ours(pid: int, state_dir: Path) -> bool:
