@@ -73,6 +73,8 @@ class CodingCLIAgent:
         text, usage = parse_claude(output) if self.backend == "claude-code" else parse_codex(output)
         ctx.ledger.record_usage(ctx.name, self.options.model or self.backend, usage.get("input_tokens", 0),
                                 usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
+        if usage.get("refused"):  # tool calls its permissions refused (running the training, say)
+            ctx.ledger.log_event("cli_refused", agent=ctx.name, backend=self.backend, tools=usage["refused"])
         description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
         submitted = None
         while (taken := ctx.ledger.take_submission(ctx.name)) is not None:  # its `submit` through MCP: the last
@@ -119,13 +121,18 @@ class CodingCLIAgent:
                     shutil.copy2(path, private)
         home.mkdir(parents=True, exist_ok=True)
         self._install_skills(ctx, home)
-        installed = Path(os.path.realpath(self.executable)).parent.parent  # the CLI's own installation
+        real = Path(os.path.realpath(self.executable))  # npm's bin entry is a link out of the sandbox's view
+        # the CLI's own installation: the node_modules holding it (a launcher may run a sibling package's binary)
+        installed = next((p for p in real.parents if p.name == "node_modules"), real.parent.parent)
+        argv = [str(real) if arg == self.executable else arg for arg in argv[:1]] + argv[1:]
         policy = sandbox.policy_for(Path(ctx.worktree), [home, *(p for p in shared if p.exists())], network=True,
                                     read=[installed], hidden=ctx.task.sealed_paths(),
                                     readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()])
         provider = PROVIDER_ENV[self.backend]
         env = {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k.startswith(provider)}
         env["HOME"] = str(home)
+        env["TMPDIR"] = str(home / ".tmp")  # the system's /tmp is read-only to it
+        (home / ".tmp").mkdir(exist_ok=True)
         return sandbox.confined(argv, policy, Path(ctx.worktree)), env
 
     def _install_skills(self, ctx: AgentContext, home: Path) -> None:
@@ -202,9 +209,10 @@ def parse_claude(output: str) -> tuple[str, dict[str, Any]]:
     if result.get("is_error") or result.get("subtype") not in (None, "success"):
         raise AgentError(f"the claude CLI reported an error: {str(result.get('result', result))[:300]}")
     usage = result.get("usage") or {}
+    refused = [str(d.get("tool_name", "?")) for d in result.get("permission_denials") or [] if isinstance(d, dict)]
     return result.get("result") or "", {"input_tokens": usage.get("input_tokens", 0),
                                         "output_tokens": usage.get("output_tokens", 0),
-                                        "cost_usd": result.get("total_cost_usd", 0.0)}
+                                        "cost_usd": result.get("total_cost_usd", 0.0), "refused": refused}
 
 
 def parse_codex(output: str) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,84 @@
+"""The real Claude Code CLI (installed from npm by `npm ci --prefix tests/clis`, pinned there) as an org's agent,
+headless in its sandbox, against a loopback server speaking the Anthropic Messages API (streamed, as the CLI
+asks for it) whose script plays the model's turns. No API key or internet is needed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from researchorg import Limits, Program, Runtime
+from tests.conftest import NO_NOISE, copy_task
+from tests.fakes.llm_servers import FakeAnthropic, Reply, tool_call
+
+CLIS = Path(__file__).parents[1] / "clis" / "node_modules" / ".bin"
+needs_clis = pytest.mark.skipif(not (CLIS / "claude").exists(),
+                                reason="the real CLIs are not installed: npm ci --prefix tests/clis")
+
+
+@pytest.fixture
+def anthropic(monkeypatch):
+    fake = FakeAnthropic()
+    monkeypatch.setenv("PATH", f"{CLIS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")  # no telemetry or update checks offline
+    yield fake
+    fake.close()
+
+
+def _tool_results(requests: list[dict]) -> dict[str, dict]:
+    """Each tool call's result as the CLI sent it back to the model, by tool-use id."""
+    found = {}
+    for body in requests:
+        for message in body["messages"]:
+            for block in message["content"] if isinstance(message["content"], list) else []:
+                if block.get("type") == "tool_result":
+                    found[block["tool_use_id"]] = block
+    return found
+
+
+@needs_clis
+def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_the_org_runs_its_change(
+        tmp_path, anthropic):
+    org = tmp_path / "org.toml"
+    org.write_text('name = "real-claude"\nskills = ["builtin:one-change-at-a-time"]\n[[roles]]\nname = "researcher"\n'
+                   'backend = "claude-code"\ncli_timeout = 120\n' + NO_NOISE)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    worktree = program.state_dir / "worktrees" / "researcher"
+    anthropic.script = [
+        Reply(tool_calls=[tool_call("Read", {"file_path": f"{worktree}/train.py"})]),
+        Reply(tool_calls=[tool_call("Edit", {"file_path": f"{worktree}/evaluate.py", "old_string": "return sum",
+                                             "new_string": "return 1.0 + 0 * sum"})]),
+        Reply(tool_calls=[tool_call("Bash", {"command": "python train.py"})]),
+        Reply(tool_calls=[tool_call("Edit", {"file_path": f"{worktree}/train.py", "old_string": "THRESHOLD = 0.5",
+                                             "new_string": "THRESHOLD = 0.7"})]),
+        Reply(text="I raised the threshold.\nDESCRIPTION: raise the threshold to 0.7\n"
+                   "HYPOTHESIS: the classes split at 0.7"),
+    ]
+    report = Runtime(program).run(Limits(max_experiments=1))
+    assert not report.paused, report.paused
+
+    [experiment] = program.ledger.experiments()
+    assert (experiment.description, experiment.hypothesis) == ("raise the threshold to 0.7",
+                                                               "the classes split at 0.7")
+    assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
+    assert experiment.status == "keep" and experiment.metric == 1.0
+    assert "return sum" in (worktree / "evaluate.py").read_text()
+    # what the CLI told the model: the file it read, the protected evaluator refused, the training not run
+    results = _tool_results(anthropic.requests)
+    read, evaluator, bash, edit = (results[f"toolu_{n}_0"] for n in (1, 2, 3, 4))
+    assert "THRESHOLD = 0.5" in json.dumps(read["content"]) and not read.get("is_error")
+    assert evaluator.get("is_error") and not edit.get("is_error")
+    assert bash.get("is_error")
+    # the org's skill, loaded natively: the CLI lists it to the model among its own skills (our prompt names none)
+    assert "- one-change-at-a-time: Use whenever you prepare an experiment" in json.dumps(
+        anthropic.requests[0]["messages"])
+    # its refusals and its real usage, from its own output, are in the ledger
+    refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
+    assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", ["Bash"])], refused
+    usage = program.ledger.usage("researcher")
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 500, 100)
