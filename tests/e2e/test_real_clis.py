@@ -56,8 +56,10 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
         Reply(tool_calls=[tool_call("Bash", {"command": "python train.py"})]),
         Reply(tool_calls=[tool_call("Edit", {"file_path": f"{worktree}/train.py", "old_string": "THRESHOLD = 0.5",
                                              "new_string": "THRESHOLD = 0.7"})]),
-        Reply(text="I raised the threshold.\nDESCRIPTION: raise the threshold to 0.7\n"
-                   "HYPOTHESIS: the classes split at 0.7"),
+        Reply(tool_calls=[tool_call("mcp__lab__results", {})]),
+        Reply(tool_calls=[tool_call("mcp__lab__submit", {"description": "raise the threshold to 0.7",
+                                                         "hypothesis": "the classes split at 0.7"})]),
+        Reply(text="I raised the threshold and submitted it.\nDESCRIPTION: (see the submission)"),
     ]
     report = Runtime(program).run(Limits(max_experiments=1))
     assert not report.paused, report.paused
@@ -70,10 +72,13 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
     assert "return sum" in (worktree / "evaluate.py").read_text()
     # what the CLI told the model: the file it read, the protected evaluator refused, the training not run
     results = _tool_results(anthropic.requests)
-    read, evaluator, bash, edit = (results[f"toolu_{n}_0"] for n in (1, 2, 3, 4))
+    read, evaluator, bash, edit, lab_results, submit = (results[f"toolu_{n}_0"] for n in range(1, 7))
     assert "THRESHOLD = 0.5" in json.dumps(read["content"]) and not read.get("is_error")
     assert evaluator.get("is_error") and not edit.get("is_error")
     assert bash.get("is_error")
+    # the lab's tools over MCP, on loopback, out of the sandbox: the results it read, the submission it made
+    assert "no experiments yet" in json.dumps(lab_results["content"]) and not lab_results.get("is_error")
+    assert "submitted as submission 1" in json.dumps(submit["content"]) and not submit.get("is_error")
     # the org's skill, loaded natively: the CLI lists it to the model among its own skills (our prompt names none)
     assert "- one-change-at-a-time: Use whenever you prepare an experiment" in json.dumps(
         anthropic.requests[0]["messages"])
@@ -81,4 +86,4 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
     refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
     assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", ["Bash"])], refused
     usage = program.ledger.usage("researcher")
-    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 500, 100)
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 700, 140)

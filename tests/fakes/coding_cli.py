@@ -65,6 +65,7 @@ def claude(argv: list[str]) -> None:
     parser.add_argument("--output-format", choices=["text", "json", "stream-json"], default="text")
     parser.add_argument("--permission-mode", choices=["default", "acceptEdits", "plan", "bypassPermissions"])
     parser.add_argument("--allowedTools")
+    parser.add_argument("--mcp-config", action="append", default=[])
     parser.add_argument("--model")
     args = parser.parse_args(argv)
     if args.prompt is None:  # interactive: show the prompt, then wait for the person at the keyboard
@@ -86,7 +87,8 @@ def codex(argv: list[str]) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("exec")
     run.add_argument("--json", action="store_true")
-    run.add_argument("--full-auto", action="store_true")
+    run.add_argument("-s", "--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
+    run.add_argument("-c", "--config", action="append", default=[])
     run.add_argument("--skip-git-repo-check", action="store_true")
     run.add_argument("-C", "--cd", dest="cd", default=".")
     run.add_argument("-m", "--model")

@@ -3,8 +3,12 @@
 Each proposal is one run of the CLI in the agent's worktree with the role's
 prompt files, the task's program.md and a bounded briefing from the ledger:
 `claude -p ... --output-format json --permission-mode acceptEdits` (a mode that
-works as root, unlike skipping permissions) or `codex exec --json --full-auto
--C WORKTREE ...` with stdin from /dev/null. The CLI edits files with its own
+works as root, unlike skipping permissions) or `codex exec --json --sandbox
+workspace-write -C WORKTREE ...` with stdin from /dev/null. Each call gets the
+lab's tools (results, evidence, the noise floor, messages, skills, submit) as
+the MCP server `lab`: an endpoint on 127.0.0.1 for that call alone
+(agents/mcp_server.py), named in `--mcp-config` (Claude Code) or `-c
+mcp_servers.lab.url=...` (Codex); a `submit` through it describes the change. The CLI edits files with its own
 tools; the lab then commits what changed and its guard rejects anything outside
 the editable files. The CLI is told not to run the training: the lab does,
 on a slot. It runs in the kernel sandbox of harness/sandbox.py: its worktree
@@ -32,7 +36,7 @@ from typing import Any
 from researchorg.agents.base import AgentContext, Proposal
 from researchorg.agents.llm import briefing, system_prompt
 from researchorg.agents.options import CodingCLIOptions
-from researchorg.agents.tools import ToolError, role_skills
+from researchorg.agents.tools import Toolbox, ToolError, role_skills
 from researchorg.config import RoleSpec
 from researchorg.errors import AgentError
 from researchorg.harness import sandbox
@@ -67,7 +71,17 @@ class CodingCLIAgent:
         prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
         while ctx.ledger.take_submission(ctx.name) is not None:
             pass  # a submission from before this call does not describe what the call changes
-        output = self._run(self._argv(prompt, ctx), ctx)
+        endpoint = None
+        if ctx.worktree is not None:  # the lab's tools for this call, on loopback (the sandbox hides the ledger)
+            from researchorg.agents.mcp_server import HttpEndpoint, instructions, to_ledger
+
+            box = Toolbox(ctx, on_submit=to_ledger(ctx.ledger, ctx.name, self.backend))
+            endpoint = HttpEndpoint(box, instructions(ctx.task.name, ctx.name))
+        try:
+            output = self._run(self._argv(prompt, ctx, endpoint.url if endpoint else None), ctx)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
         if output is None:
             return None
         text, usage = parse_claude(output) if self.backend == "claude-code" else parse_codex(output)
@@ -88,14 +102,18 @@ class CodingCLIAgent:
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """Nothing to keep: the next run's briefing comes from the ledger."""
 
-    def _argv(self, prompt: str, ctx: AgentContext) -> list[str]:
+    def _argv(self, prompt: str, ctx: AgentContext, mcp_url: str | None = None) -> list[str]:
+        """The CLI's command line; `mcp_url`: the lab's MCP endpoint for this call, as its server `lab`."""
         model = ["--model", self.options.model] if self.options.model else []
         if self.backend == "claude-code":
-            tools = ",".join(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"])
+            tools = [*(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"]), *["mcp__lab"][:bool(mcp_url)]]
+            lab = ["--mcp-config", json.dumps({"mcpServers": {"lab": {"type": "http", "url": mcp_url}}})] \
+                if mcp_url else []
             return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
-                    "--allowedTools", tools, *model]
-        return [self.executable, "exec", "--json", "--full-auto", "--skip-git-repo-check", "-C", str(ctx.worktree),
-                *model, prompt]
+                    "--allowedTools", ",".join(tools), *lab, *model]
+        lab = ["-c", f"mcp_servers.lab.url={json.dumps(mcp_url)}"] if mcp_url else []
+        return [self.executable, "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "-C",
+                str(ctx.worktree), *lab, *model, prompt]
 
     def _sandboxed(self, argv: list[str], ctx: AgentContext) -> tuple[list[str], dict[str, str]]:
         """`argv` in the agent's sandbox, and its environment. Its worktree (protected files and `.git`

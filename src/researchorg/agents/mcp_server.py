@@ -1,6 +1,7 @@
-"""The lab's tools over MCP: `researchorg mcp DIR --agent NAME`, on stdio, through the official `mcp` SDK.
+"""The lab's tools over MCP, through the official `mcp` SDK: `researchorg mcp DIR --agent NAME` on stdio, and,
+for each coding CLI the org runs, an endpoint on 127.0.0.1 (`HttpEndpoint`) named in the CLI's MCP config.
 
-It serves one agent's tools to any MCP client: the same `Toolbox` an API agent
+Either serves one agent's tools to an MCP client: the same `Toolbox` an API agent
 calls (one definition of each tool, its JSON schema and its code), bound to
 the agent's name and its role's limits (`tools`, `submits`, skills). Through it
 a client reads the files of the agent's worktree and edits the editable ones,
@@ -11,13 +12,20 @@ submits: a submission goes to the ledger, where the running org takes it
 CLI call ends, as the description of the change it made), so the lab, not the
 client, commits and runs the change.
 
-It runs beside the org, not inside it: messages it sends reach their
-recipients through the ledger (their next briefing), and a lead's `merge` is
-not served (it needs the running engine).
+`researchorg mcp` runs beside the org, not inside it: messages it sends
+reach their recipients through the ledger (their next briefing), and a lead's
+`merge` is not served (it needs the running engine). The endpoint of a CLI in
+the org serves the org's own toolbox of that agent (the running engine's
+messages). A CLI runs in a sandbox that hides the ledger, so the endpoint is
+its only way to the lab: streamable HTTP on loopback, on a port of its own,
+at a path with a random secret that only the CLI's config names.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -64,22 +72,29 @@ def agent_toolbox(program: Program, agent: str) -> Toolbox:
     ctx = AgentContext(agent, program.task, worktree, program.agent_dir(agent), program.ledger, role=role,
                        post=LedgerPost(program.ledger, list(roles)))
 
+    return Toolbox(ctx, on_submit=to_ledger(program.ledger, agent, role.backend, program.run_active))
+
+
+def to_ledger(ledger: Ledger, agent: str, backend: str, run_active: Any = None) -> Any:
+    """Where `agent`'s submissions go: the ledger, where the running org takes them (`run_active()`: whether one
+    runs, to say so when none does)."""
+
     def submitted(submission: Submission) -> str:
-        if role.backend not in TAKES_SUBMISSIONS:
-            raise ToolError(f"agent {agent} is run by the {role.backend} backend, which proposes on its own; "
+        if backend not in TAKES_SUBMISSIONS:
+            raise ToolError(f"agent {agent} is run by the {backend} backend, which proposes on its own; "
                             f"submissions are taken from {', '.join(TAKES_SUBMISSIONS)} agents")
-        number = program.ledger.add_submission(agent, submission.description, submission.hypothesis)
-        running = "" if program.run_active() else " (no `researchorg run` works on the program now: it is taken " \
-                                                  "when one starts)"
+        number = ledger.add_submission(agent, submission.description, submission.hypothesis)
+        running = "" if run_active is None or run_active() else \
+            " (no `researchorg run` works on the program now: it is taken when one starts)"
         return f"submitted as submission {number}: the lab commits and runs your editable files{running}"
 
-    return Toolbox(ctx, on_submit=submitted)
+    return submitted
 
 
-def serve(program: Program, agent: str) -> None:
-    """Serve `agent`'s tools on stdin/stdout until the client closes them."""
-    box = agent_toolbox(program, agent)
-    one_at_a_time = anyio.CapacityLimiter(1)  # a toolbox works on one worktree: its calls run in order
+def lab_server(box: Toolbox, instructions: str) -> Server[Any]:
+    """An MCP server of `box`'s tools: each listed with its JSON schema, each call run in a thread, one at a time
+    (a toolbox works on one worktree); a tool's error is the call's error text."""
+    one_at_a_time = anyio.CapacityLimiter(1)
 
     async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(tools=[types.Tool(name=s["name"], description=s["description"],
@@ -89,12 +104,53 @@ def serve(program: Program, agent: str) -> None:
         text = await anyio.to_thread.run_sync(box.call, params.name, params.arguments or {}, limiter=one_at_a_time)
         return types.CallToolResult(content=[types.TextContent(text=text)], is_error=text.startswith("error:"))
 
-    server = Server("researchorg", version=version("researchorg"), on_list_tools=list_tools, on_call_tool=call_tool,
-                    instructions=f"The research lab of {Path(program.root).name}, as agent {agent}: read results "
-                                 "and messages, edit the editable files, then `submit`; the lab runs it.")
+    return Server("researchorg", version=version("researchorg"), on_list_tools=list_tools, on_call_tool=call_tool,
+                  instructions=instructions)
+
+
+def instructions(program_name: str, agent: str) -> str:
+    return (f"The research lab of {program_name}, as agent {agent}: read results and messages, edit the editable "
+            "files, then `submit`; the lab runs it.")
+
+
+def serve(program: Program, agent: str) -> None:
+    """Serve `agent`'s tools on stdin/stdout until the client closes them."""
+    server = lab_server(agent_toolbox(program, agent), instructions(Path(program.root).name, agent))
 
     async def main() -> None:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
 
     anyio.run(main)
+
+
+class HttpEndpoint:
+    """`box`'s tools over MCP's streamable HTTP on 127.0.0.1, served from a thread of the lab until `close`:
+    a port of its own and a path with a random secret (`url`), stateless, one JSON answer per request."""
+
+    START_SECONDS = 10.0
+
+    def __init__(self, box: Toolbox, instructions: str):
+        import uvicorn  # a dependency of the mcp SDK's HTTP transport
+
+        self.secret = secrets.token_urlsafe(24)
+        app = lab_server(box, instructions).streamable_http_app(
+            streamable_http_path=f"/{self.secret}/mcp", stateless_http=True, json_response=True)
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                     access_log=False, lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, name="mcp-endpoint", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.START_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise LabError("the lab's MCP endpoint for a coding CLI did not start on 127.0.0.1")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.secret}/mcp"
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
