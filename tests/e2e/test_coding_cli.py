@@ -63,7 +63,7 @@ def test_cli_edits_are_committed_and_run_forbidden_edits_rejected_hangs_killed(t
         assert calls[0][1] == "-p" and calls[0][calls[0].index("--permission-mode") + 1] == "acceptEdits"
         assert calls[0][calls[0].index("--output-format") + 1] == "json"
     else:
-        assert calls[0][1:5] == ["exec", "--json", "--sandbox", "workspace-write"]  # 0.171 has no --full-auto
+        assert calls[0][1:5] == ["exec", "--json", "--sandbox", "danger-full-access"]  # 0.171 has no --full-auto
         assert calls[0][calls[0].index("-C") + 1] == worktree
     prompt = calls[0][2] if backend == "claude-code" else calls[0][-1]
     assert "You are researcher." in prompt and "DESCRIPTION:" in prompt  # the briefing and the instructions

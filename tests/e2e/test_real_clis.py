@@ -1,6 +1,7 @@
-"""The real Claude Code CLI (installed from npm by `npm ci --prefix tests/clis`, pinned there) as an org's agent,
-headless in its sandbox, against a loopback server speaking the Anthropic Messages API (streamed, as the CLI
-asks for it) whose script plays the model's turns. No API key or internet is needed."""
+"""The real Claude Code and Codex CLIs (installed from npm by `npm ci --prefix tests/clis`, pinned there) as an
+org's agents, headless in their sandbox, against loopback servers speaking the Anthropic Messages API and the
+OpenAI Responses API (streamed, as the CLIs ask for them) whose scripts play the model's turns. No API key or
+internet is needed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from researchorg import Limits, Program, Runtime
 from tests.conftest import NO_NOISE, copy_task
-from tests.fakes.llm_servers import FakeAnthropic, Reply, tool_call
+from tests.fakes.llm_servers import FakeAnthropic, FakeResponses, Reply, tool_call
 
 CLIS = Path(__file__).parents[1] / "clis" / "node_modules" / ".bin"
 needs_clis = pytest.mark.skipif(not (CLIS / "claude").exists(),
@@ -87,3 +88,67 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
     assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", ["Bash"])], refused
     usage = program.ledger.usage("researcher")
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 700, 140)
+
+
+@pytest.fixture
+def responses(tmp_path, monkeypatch):
+    """A Responses API server, and a home whose Codex config names it as the provider (as a user points Codex at
+    a local server; the agent gets its own copy of ~/.codex)."""
+    fake = FakeResponses()
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    (home / ".codex" / "config.toml").write_text(
+        'model_provider = "loopback"\n[model_providers.loopback]\nname = "loopback"\n'
+        f'base_url = "{fake.base_url}"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n'
+        "request_max_retries = 0\nstream_max_retries = 0\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PATH", f"{CLIS}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    yield fake
+    fake.close()
+
+
+EVALUATOR = "    return sum((x >= threshold) == label for x, label in POINTS) / len(POINTS)"  # its last line
+
+
+def _patch(path: str, old: str, new: str) -> str:
+    """Codex's JavaScript `exec` call of its own edit tool, apply_patch."""
+    patch = f"*** Begin Patch\n*** Update File: {path}\n@@\n-{old}\n+{new}\n*** End Patch\n"
+    return f"await tools.apply_patch({json.dumps(patch)});"
+
+
+@needs_clis
+def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submits_through_mcp(tmp_path, responses):
+    org = tmp_path / "org.toml"
+    org.write_text('name = "real-codex"\nskills = ["builtin:one-change-at-a-time"]\n[[roles]]\nname = "researcher"\n'
+                   'backend = "codex"\ncli_timeout = 120\n' + NO_NOISE)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    worktree = program.state_dir / "worktrees" / "researcher"
+    responses.script = [
+        Reply(tool_calls=[tool_call("exec", _patch("evaluate.py", EVALUATOR, EVALUATOR.replace("return", "return 0 * ")
+                                                   + " + 1.0"))]),
+        Reply(tool_calls=[tool_call("exec", _patch("train.py", "THRESHOLD = 0.5", "THRESHOLD = 0.7"))]),
+        Reply(tool_calls=[tool_call("exec", "text(JSON.stringify(await tools.mcp__lab__submit("
+                                            '{description: "raise the threshold to 0.7", '
+                                            'hypothesis: "the classes split at 0.7"})));')]),
+        Reply(text="Raised the threshold and submitted it.\nDESCRIPTION: (see the submission)"),
+    ]
+    report = Runtime(program).run(Limits(max_experiments=1))
+    assert not report.paused, report.paused
+
+    [experiment] = program.ledger.experiments()
+    assert (experiment.description, experiment.hypothesis) == ("raise the threshold to 0.7",
+                                                               "the classes split at 0.7")
+    assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
+    assert experiment.status == "keep" and experiment.metric == 1.0
+    assert "return sum" in (worktree / "evaluate.py").read_text()
+    outputs = [item for body in responses.requests for item in body["input"]
+               if item.get("type") == "custom_tool_call_output"]
+    assert "submitted as submission 1" in json.dumps(outputs[-1]), outputs[-1]
+    # the org's skill where Codex loads a user's skills: it lists it to the model in its own instructions
+    assert "one-change-at-a-time" in json.dumps([m for m in responses.requests[0]["input"]
+                                                  if m.get("role") == "developer"])
+    refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
+    assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", [f"apply_patch {worktree}/evaluate.py"])]
+    usage = program.ledger.usage("researcher")
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 400, 80)

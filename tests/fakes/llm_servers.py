@@ -240,3 +240,54 @@ class FakeAnthropic(ScriptedServer):
                                          "usage": {"output_tokens": 20}}))
         events.append(("message_stop", {"type": "message_stop"}))
         return [(event, json.dumps(data)) for event, data in events]
+
+
+class FakeResponses(ScriptedServer):
+    """The OpenAI Responses API (`POST /v1/responses`), as the Codex CLI calls it. A tool call with a string
+    argument is a custom (freeform) tool call, as Codex's `exec` takes its JavaScript; one with an object is a
+    function call."""
+
+    route = "/v1/responses"
+    USAGE = {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 120}
+
+    def model(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "fake"}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _items(self, reply: Reply, n: int) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        if reply.text:
+            items.append({"type": "message", "id": f"msg_{n}", "role": "assistant", "status": "completed",
+                          "content": [{"type": "output_text", "text": reply.text, "annotations": []}]})
+        for i, (name, args) in enumerate(reply.tool_calls):
+            if isinstance(args, str):
+                items.append({"type": "custom_tool_call", "id": f"ctc_{n}_{i}", "call_id": f"call_{n}_{i}",
+                              "name": name, "input": args, "status": "completed"})
+            else:
+                items.append({"type": "function_call", "id": f"fc_{n}_{i}", "call_id": f"call_{n}_{i}",
+                              "name": name, "arguments": json.dumps(args), "status": "completed"})
+        return items
+
+    def render(self, reply: Reply, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"resp_{n}", "object": "response", "created_at": 1_700_000_000 + n, "status": "completed",
+                "model": body.get("model", "fake"), "output": self._items(reply, n), "usage": self.USAGE}
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "type": "rate_limit_error" if status == 429 else "server_error"}}
+
+    def events(self, reply: Reply, n: int, body: dict[str, Any]) -> list[tuple[str | None, str]]:
+        response = self.render(reply, n, body)
+        events: list[dict[str, Any]] = [{"type": "response.created",
+                                         "response": {**response, "status": "in_progress", "output": []}}]
+        for i, item in enumerate(response["output"]):
+            events.append({"type": "response.output_item.added", "output_index": i, "item": item})
+            if item["type"] == "message":
+                events += [{"type": "response.output_text.delta", "item_id": item["id"], "output_index": i,
+                            "content_index": 0, "delta": piece} for piece in _halves(reply.text or "")]
+            events.append({"type": "response.output_item.done", "output_index": i, "item": item})
+        events.append({"type": "response.completed", "response": response})
+        return [(e["type"], json.dumps(e)) for e in events]

@@ -4,7 +4,8 @@ Each proposal is one run of the CLI in the agent's worktree with the role's
 prompt files, the task's program.md and a bounded briefing from the ledger:
 `claude -p ... --output-format json --permission-mode acceptEdits` (a mode that
 works as root, unlike skipping permissions) or `codex exec --json --sandbox
-workspace-write -C WORKTREE ...` with stdin from /dev/null. Each call gets the
+danger-full-access -C WORKTREE ...` with stdin from /dev/null (Codex's own
+sandbox cannot start inside ours, and ours confines the whole CLI). Each call gets the
 lab's tools (results, evidence, the noise floor, messages, skills, submit) as
 the MCP server `lab`: an endpoint on 127.0.0.1 for that call alone
 (agents/mcp_server.py), named in `--mcp-config` (Claude Code) or `-c
@@ -112,7 +113,8 @@ class CodingCLIAgent:
             return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
                     "--allowedTools", ",".join(tools), *lab, *model]
         lab = ["-c", f"mcp_servers.lab.url={json.dumps(mcp_url)}"] if mcp_url else []
-        return [self.executable, "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "-C",
+        # Codex's own sandbox does not start inside ours (its writes fail): ours confines the whole CLI instead
+        return [self.executable, "exec", "--json", "--sandbox", "danger-full-access", "--skip-git-repo-check", "-C",
                 str(ctx.worktree), *lab, *model, prompt]
 
     def _sandboxed(self, argv: list[str], ctx: AgentContext) -> tuple[list[str], dict[str, str]]:
@@ -235,7 +237,7 @@ def parse_claude(output: str) -> tuple[str, dict[str, Any]]:
 
 def parse_codex(output: str) -> tuple[str, dict[str, Any]]:
     """The last agent message and the usage of `codex exec --json` (one JSON event per line)."""
-    text, usage = "", {"input_tokens": 0, "output_tokens": 0}
+    text, usage, refused, error, completed = "", {"input_tokens": 0, "output_tokens": 0}, [], None, False
     for line in output.splitlines():
         try:
             event = json.loads(line)
@@ -244,12 +246,20 @@ def parse_codex(output: str) -> tuple[str, dict[str, Any]]:
         item = event.get("item") or {}
         if event.get("type") == "item.completed" and item.get("type") == "agent_message":
             text = item.get("text", "")
+        elif event.get("type") == "item.completed" and item.get("type") == "file_change" \
+                and item.get("status") == "failed":  # an edit the sandbox refused (a protected file, say)
+            refused += [f"apply_patch {c.get('path', '?')}" for c in item.get("changes") or [] if isinstance(c, dict)]
         elif event.get("type") == "turn.completed":
+            completed = True
             for key in usage:
                 usage[key] += (event.get("usage") or {}).get(key, 0)
-        elif event.get("type") in ("turn.failed", "error"):
-            raise AgentError(f"the codex CLI reported an error: {str(event)[:300]}")
-    return text, usage
+        elif event.get("type") == "turn.failed":
+            raise AgentError(f"the codex CLI reported an error: {str(event.get('error') or event)[:300]}")
+        elif event.get("type") == "error":  # also its retries ("Reconnecting... 1/5"): fatal only if no turn ends
+            error = event
+    if error is not None and not completed:
+        raise AgentError(f"the codex CLI reported an error: {str(error.get('message') or error)[:300]}")
+    return text, {**usage, "refused": refused}
 
 
 def _labelled(text: str, label: str) -> str:
