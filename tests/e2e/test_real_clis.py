@@ -125,6 +125,7 @@ def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submit
     program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
     worktree = program.state_dir / "worktrees" / "researcher"
     responses.script = [
+        Reply(tool_calls=[tool_call("exec", 'await tools.exec_command({cmd: "python train.py > RAN"});')]),
         Reply(tool_calls=[tool_call("exec", _patch("evaluate.py", EVALUATOR, EVALUATOR.replace("return", "return 0 * ")
                                                    + " + 1.0"))]),
         Reply(tool_calls=[tool_call("exec", _patch("train.py", "THRESHOLD = 0.5", "THRESHOLD = 0.7"))]),
@@ -142,13 +143,15 @@ def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submit
     assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
     assert experiment.status == "keep" and experiment.metric == 1.0
     assert "return sum" in (worktree / "evaluate.py").read_text()
-    outputs = [item for body in responses.requests for item in body["input"]
-               if item.get("type") == "custom_tool_call_output"]
-    assert "submitted as submission 1" in json.dumps(outputs[-1]), outputs[-1]
+    outputs = {item["call_id"]: json.dumps(item["output"]) for body in responses.requests for item in body["input"]
+               if item.get("type") == "custom_tool_call_output"}
+    # no shell: the training cannot run from the CLI (the lab runs it)
+    assert "exec_command is not a function" in outputs["call_1_0"] and not (worktree / "RAN").exists()
+    assert "submitted as submission 1" in outputs["call_4_0"], outputs
     # the org's skill where Codex loads a user's skills: it lists it to the model in its own instructions
     assert "one-change-at-a-time" in json.dumps([m for m in responses.requests[0]["input"]
                                                   if m.get("role") == "developer"])
     refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
     assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", [f"apply_patch {worktree}/evaluate.py"])]
     usage = program.ledger.usage("researcher")
-    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 400, 80)
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 500, 100)

@@ -89,6 +89,7 @@ def codex(argv: list[str]) -> None:
     run.add_argument("--json", action="store_true")
     run.add_argument("-s", "--sandbox", choices=["read-only", "workspace-write", "danger-full-access"])
     run.add_argument("-c", "--config", action="append", default=[])
+    run.add_argument("--disable", action="append", default=[])
     run.add_argument("--skip-git-repo-check", action="store_true")
     run.add_argument("-C", "--cd", dest="cd", default=".")
     run.add_argument("-m", "--model")

@@ -4,8 +4,9 @@ Each proposal is one run of the CLI in the agent's worktree with the role's
 prompt files, the task's program.md and a bounded briefing from the ledger:
 `claude -p ... --output-format json --permission-mode acceptEdits` (a mode that
 works as root, unlike skipping permissions) or `codex exec --json --sandbox
-danger-full-access -C WORKTREE ...` with stdin from /dev/null (Codex's own
-sandbox cannot start inside ours, and ours confines the whole CLI). Each call gets the
+danger-full-access --disable shell_tool --disable unified_exec -C WORKTREE
+...` with stdin from /dev/null (Codex's own sandbox cannot start inside ours,
+and ours confines the whole CLI; neither CLI gets a shell). Each call gets the
 lab's tools (results, evidence, the noise floor, messages, skills, submit) as
 the MCP server `lab`: an endpoint on 127.0.0.1 for that call alone
 (agents/mcp_server.py), named in `--mcp-config` (Claude Code) or `-c
@@ -113,9 +114,10 @@ class CodingCLIAgent:
             return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
                     "--allowedTools", ",".join(tools), *lab, *model]
         lab = ["-c", f"mcp_servers.lab.url={json.dumps(mcp_url)}"] if mcp_url else []
-        # Codex's own sandbox does not start inside ours (its writes fail): ours confines the whole CLI instead
-        return [self.executable, "exec", "--json", "--sandbox", "danger-full-access", "--skip-git-repo-check", "-C",
-                str(ctx.worktree), *lab, *model, prompt]
+        # Codex's own sandbox does not start inside ours (its writes fail): ours confines the whole CLI instead;
+        # and it gets no shell (the lab runs the training), as Claude Code gets no Bash
+        return [self.executable, "exec", "--json", "--sandbox", "danger-full-access", "--disable", "shell_tool",
+                "--disable", "unified_exec", "--skip-git-repo-check", "-C", str(ctx.worktree), *lab, *model, prompt]
 
     def _sandboxed(self, argv: list[str], ctx: AgentContext) -> tuple[list[str], dict[str, str]]:
         """`argv` in the agent's sandbox, and its environment. Its worktree (protected files and `.git`
