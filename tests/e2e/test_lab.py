@@ -316,10 +316,11 @@ def test_one_agent_with_two_in_flight_fills_two_slots(tmp_path, monkeypatch):
     program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
     experiments = _on_two_slots(program, monkeypatch, 4)
     assert experiments[0].description == "baseline"
-    # the agent's branch stands at its best kept commit; every experiment is a child of a head it had
+    # the agent's branch stands at the keep decided last (with two in flight, not always the later id); every
+    # experiment is a child of a head it had
     agent = program.ledger.agent("researcher")
     kept = [e for e in experiments if e.status == "keep"]
-    assert agent.head_commit == kept[-1].commit
+    assert agent.head_commit == max(kept, key=lambda e: e.ended_at).commit
     heads = {program.ledger.program().baseline_commit} | {e.commit for e in kept}
     assert all(e.parent_commit in heads for e in experiments)
 

@@ -31,8 +31,9 @@ def test_demo_into_a_log_file_runs_three_tinylm_experiments(tmp_path):
     assert program.ledger.noise_floor().sigma >= 0
     baseline = program.ledger.experiments(kind="noise")[0]
     experiments = program.ledger.experiments(kind="proposal")
-    # after the floor: proposals, and the re-runs that verify one when it is kept first (then only one proposal fits)
-    assert {e.kind for e in program.ledger.experiments()[2:]} <= {"proposal", "verify"}
+    # after the floor: proposals, and the runs that decide one (a borderline one's re-runs, the incumbent's) or
+    # verify it when it is kept first (then only one proposal may fit)
+    assert {e.kind for e in program.ledger.experiments()[2:]} <= {"proposal", "rerun", "incumbent", "verify"}
     assert len(experiments) >= 1 and "baseline" not in [e.description for e in experiments]  # measured by the floor
     assert all(e.status in ("keep", "discard") for e in experiments), [e.reason for e in experiments]
     assert 2.0 < baseline.metric < 8.0  # bits per byte of a barely trained byte model
