@@ -31,6 +31,31 @@ def anthropic(monkeypatch):
     fake.close()
 
 
+def _program(tmp_path: Path, backend: str) -> Program:
+    """A program of the accuracy task whose one researcher is the real CLI, with a builtin skill."""
+    org = tmp_path / "org.toml"
+    org.write_text('name = "real-cli"\nskills = ["builtin:one-change-at-a-time"]\n[[roles]]\nname = "researcher"\n'
+                   f'backend = "{backend}"\ncli_timeout = 120\n' + NO_NOISE)
+    return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+
+
+def _runs_the_submitted_change(program: Program, worktree: Path) -> None:
+    """One proposal: the org runs the CLI's edit of train.py under the description and hypothesis it submitted
+    over MCP, and the protected evaluator it tried to edit is untouched."""
+    report = Runtime(program).run(Limits(max_experiments=1))
+    assert not report.paused, report.paused
+    [experiment] = program.ledger.experiments()
+    assert (experiment.description, experiment.hypothesis) == ("raise the threshold to 0.7",
+                                                               "the classes split at 0.7")
+    assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
+    assert experiment.status == "keep" and experiment.metric == 1.0
+    assert "return sum" in (worktree / "evaluate.py").read_text()
+
+
+def _refused(program: Program) -> list[tuple[str, list[str]]]:
+    return [(e.data["agent"], e.data["tools"]) for e in program.ledger.events() if e.kind == "cli_refused"]
+
+
 def _tool_results(requests: list[dict]) -> dict[str, dict]:
     """Each tool call's result as the CLI sent it back to the model, by tool-use id."""
     found = {}
@@ -45,10 +70,7 @@ def _tool_results(requests: list[dict]) -> dict[str, dict]:
 @needs_clis
 def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_the_org_runs_its_change(
         tmp_path, anthropic):
-    org = tmp_path / "org.toml"
-    org.write_text('name = "real-claude"\nskills = ["builtin:one-change-at-a-time"]\n[[roles]]\nname = "researcher"\n'
-                   'backend = "claude-code"\ncli_timeout = 120\n' + NO_NOISE)
-    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    program = _program(tmp_path, "claude-code")
     worktree = program.state_dir / "worktrees" / "researcher"
     anthropic.script = [
         Reply(tool_calls=[tool_call("Read", {"file_path": f"{worktree}/train.py"})]),
@@ -62,15 +84,7 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
                                                          "hypothesis": "the classes split at 0.7"})]),
         Reply(text="I raised the threshold and submitted it.\nDESCRIPTION: (see the submission)"),
     ]
-    report = Runtime(program).run(Limits(max_experiments=1))
-    assert not report.paused, report.paused
-
-    [experiment] = program.ledger.experiments()
-    assert (experiment.description, experiment.hypothesis) == ("raise the threshold to 0.7",
-                                                               "the classes split at 0.7")
-    assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
-    assert experiment.status == "keep" and experiment.metric == 1.0
-    assert "return sum" in (worktree / "evaluate.py").read_text()
+    _runs_the_submitted_change(program, worktree)
     # what the CLI told the model: the file it read, the protected evaluator refused, the training not run
     results = _tool_results(anthropic.requests)
     read, evaluator, bash, edit, lab_results, submit = (results[f"toolu_{n}_0"] for n in range(1, 7))
@@ -84,8 +98,7 @@ def test_real_claude_code_edits_with_its_own_tools_is_refused_the_evaluator_and_
     assert "- one-change-at-a-time: Use whenever you prepare an experiment" in json.dumps(
         anthropic.requests[0]["messages"])
     # its refusals and its real usage, from its own output, are in the ledger
-    refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
-    assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", ["Bash"])], refused
+    assert _refused(program) == [("researcher", ["Bash"])]
     usage = program.ledger.usage("researcher")
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 700, 140)
 
@@ -119,10 +132,7 @@ def _patch(path: str, old: str, new: str) -> str:
 
 @needs_clis
 def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submits_through_mcp(tmp_path, responses):
-    org = tmp_path / "org.toml"
-    org.write_text('name = "real-codex"\nskills = ["builtin:one-change-at-a-time"]\n[[roles]]\nname = "researcher"\n'
-                   'backend = "codex"\ncli_timeout = 120\n' + NO_NOISE)
-    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    program = _program(tmp_path, "codex")
     worktree = program.state_dir / "worktrees" / "researcher"
     responses.script = [
         Reply(tool_calls=[tool_call("exec", 'await tools.exec_command({cmd: "python train.py > RAN"});')]),
@@ -134,15 +144,7 @@ def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submit
                                             'hypothesis: "the classes split at 0.7"})));')]),
         Reply(text="Raised the threshold and submitted it.\nDESCRIPTION: (see the submission)"),
     ]
-    report = Runtime(program).run(Limits(max_experiments=1))
-    assert not report.paused, report.paused
-
-    [experiment] = program.ledger.experiments()
-    assert (experiment.description, experiment.hypothesis) == ("raise the threshold to 0.7",
-                                                               "the classes split at 0.7")
-    assert "+THRESHOLD = 0.7" in experiment.diff and "evaluate.py" not in experiment.diff
-    assert experiment.status == "keep" and experiment.metric == 1.0
-    assert "return sum" in (worktree / "evaluate.py").read_text()
+    _runs_the_submitted_change(program, worktree)
     outputs = {item["call_id"]: json.dumps(item["output"]) for body in responses.requests for item in body["input"]
                if item.get("type") == "custom_tool_call_output"}
     # no shell: the training cannot run from the CLI (the lab runs it)
@@ -151,7 +153,6 @@ def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submit
     # the org's skill where Codex loads a user's skills: it lists it to the model in its own instructions
     assert "one-change-at-a-time" in json.dumps([m for m in responses.requests[0]["input"]
                                                   if m.get("role") == "developer"])
-    refused = [e.data for e in program.ledger.events() if e.kind == "cli_refused"]
-    assert [(r["agent"], r["tools"]) for r in refused] == [("researcher", [f"apply_patch {worktree}/evaluate.py"])]
+    assert _refused(program) == [("researcher", [f"apply_patch {worktree}/evaluate.py"])]
     usage = program.ledger.usage("researcher")
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 500, 100)

@@ -10,9 +10,9 @@ and ours confines the whole CLI; neither CLI gets a shell). Each call gets the
 lab's tools (results, evidence, the noise floor, messages, skills, submit) as
 the MCP server `lab`: an endpoint on 127.0.0.1 for that call alone
 (agents/mcp_server.py), named in `--mcp-config` (Claude Code) or `-c
-mcp_servers.lab.url=...` (Codex); a `submit` through it describes the change. The CLI edits files with its own
-tools; the lab then commits what changed and its guard rejects anything outside
-the editable files. The CLI is told not to run the training: the lab does,
+mcp_servers.lab.url=...` (Codex); a `submit` through it describes the change.
+The CLI edits files with its own tools; the lab then commits what changed and
+its guard rejects anything outside the editable files. The CLI is told not to run the training: the lab does,
 on a slot. It runs in the kernel sandbox of harness/sandbox.py: its worktree
 (protected files and `.git` read-only) and a home of its own (its settings,
 `sandbox_paths`, copied there once) writable, the system read-only, the network
@@ -108,9 +108,10 @@ class CodingCLIAgent:
         """The CLI's command line; `mcp_url`: the lab's MCP endpoint for this call, as its server `lab`."""
         model = ["--model", self.options.model] if self.options.model else []
         if self.backend == "claude-code":
-            tools = [*(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"]), *["mcp__lab"][:bool(mcp_url)]]
-            lab = ["--mcp-config", json.dumps({"mcpServers": {"lab": {"type": "http", "url": mcp_url}}})] \
-                if mcp_url else []
+            tools, lab = list(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"]), []
+            if mcp_url:
+                tools.append("mcp__lab")  # every tool of the server `lab`
+                lab = ["--mcp-config", json.dumps({"mcpServers": {"lab": {"type": "http", "url": mcp_url}}})]
             return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
                     "--allowedTools", ",".join(tools), *lab, *model]
         lab = ["-c", f"mcp_servers.lab.url={json.dumps(mcp_url)}"] if mcp_url else []
@@ -146,7 +147,7 @@ class CodingCLIAgent:
         real = Path(os.path.realpath(self.executable))  # npm's bin entry is a link out of the sandbox's view
         # the CLI's own installation: the node_modules holding it (a launcher may run a sibling package's binary)
         installed = next((p for p in real.parents if p.name == "node_modules"), real.parent.parent)
-        argv = [str(real) if arg == self.executable else arg for arg in argv[:1]] + argv[1:]
+        argv = [str(real), *argv[1:]]
         policy = sandbox.policy_for(Path(ctx.worktree), [home, *(p for p in shared if p.exists())], network=True,
                                     read=[installed], hidden=ctx.task.sealed_paths(),
                                     readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,8 @@ def agent_toolbox(program: Program, agent: str) -> Toolbox:
     return Toolbox(ctx, on_submit=to_ledger(program.ledger, agent, role.backend, program.run_active))
 
 
-def to_ledger(ledger: Ledger, agent: str, backend: str, run_active: Any = None) -> Any:
+def to_ledger(ledger: Ledger, agent: str, backend: str,
+              run_active: Callable[[], bool] | None = None) -> Callable[[Submission], str]:
     """Where `agent`'s submissions go: the ledger, where the running org takes them (`run_active()`: whether one
     runs, to say so when none does)."""
 
