@@ -18,6 +18,7 @@ search, a few KB each), so their figure is the lab's plus that.
     fd_growth:        open file descriptors (target 0)
     threads_growth:   threads (target 0)
     experiments:      how many ran
+    rss_mb_by_sixth:  mean resident memory in each sixth of the run (a leak climbs, warm-up levels off)
 
 The quick mode (CI) runs two minutes.
 """
@@ -51,6 +52,8 @@ def sample(pid: int) -> tuple[float, int, int] | None:
     except OSError:
         return None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # exited, not yet reaped: a zombie has no memory lines
+        return None
     return int(fields["VmRSS"].split()[0]) / 1024, fds, int(fields["Threads"])
 
 
@@ -81,8 +84,10 @@ def soak(minutes: float, work: Path, backend: str = "simulated") -> dict[str, fl
 
     from researchorg import Program
     experiments = Program(root).ledger.count()
+    marks = [statistics.mean(s[0] for t, s in samples if k * window <= t < (k + 1) * window) for k in range(6)
+             if any(k * window <= t < (k + 1) * window for t, _ in samples)]
     return {"rss_growth_mb": growth(0), "fd_growth": growth(1), "threads_growth": growth(2),
-            "experiments": experiments, "returncode": lab.returncode}
+            "experiments": experiments, "returncode": lab.returncode, "rss_by_sixth": marks}
 
 
 def main() -> None:
@@ -100,6 +105,7 @@ def main() -> None:
     print(f"fd_growth:        {figures['fd_growth']:.1f}")
     print(f"threads_growth:   {figures['threads_growth']:.1f}")
     print(f"experiments:      {figures['experiments']}")
+    print(f"rss_mb_by_sixth:  {' '.join(f'{m:.1f}' for m in figures['rss_by_sixth'])}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,34 @@ def validate(model: type[M], data: dict[str, Any], where: Path | str, at: tuple[
 
 
 # The org spec -----------------------------------------------------------------
+class ToolSpec(Strict):
+    """A tool of the org's own: a Python function (`python = "tools/flops.py:count_flops"`, the file relative to
+    the org file, copied into the program by `init`), given to the roles it names (all, by default). Its
+    parameters (their annotations) and its docstring make the schema the model sees (agents/custom_tools.py)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    python: str = Field(pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")  # FILE.py:FUNCTION
+    description: str = ""  # what the model reads about it; default: the function's docstring
+    timeout: float = Field(default=60.0, gt=0, le=3600)  # seconds a call may take before it is stopped
+    roles: list[str] | None = None  # the roles that get it; None: every role
+
+    @property
+    def file(self) -> str:
+        return self.python.rsplit(":", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.python.rsplit(":", 1)[1]
+
+    @field_validator("python")
+    @classmethod
+    def _next_to_the_org(cls, value: str) -> str:
+        file = Path(value.rsplit(":", 1)[0])
+        if file.is_absolute() or ".." in file.parts:
+            raise ValueError(f"{file} must be a file next to the org file")
+        return value
+
+
 class RoleSpec(Strict):
     """One role of the organization, filled by `count` agents of one backend.
 
@@ -82,6 +110,7 @@ class RoleSpec(Strict):
     waits_for_assignment: bool = False  # propose only to answer an assignment message
     prompt: list[str] = []  # markdown files, relative to the org file, that make the role's system prompt
     skills: list[str] = []  # skill folders (a SKILL.md each), relative to the org file: the org's and its own
+    custom_tools: list[ToolSpec] = []  # tools of its own (`[[roles.custom_tools]]`), and the org's that name it
     think_seconds: float = Field(default=0.0, ge=0)  # thinking time before each turn, on the engine's clock
 
     @property
@@ -124,11 +153,24 @@ class OrgSpec(Strict):
     rigor: RigorSpec = RigorSpec()
     processes: list[ProcessSpec] = []
     skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)
+    tools: list[ToolSpec] = []  # tools of the org's own, for the roles each names (`[[tools]]`)
 
     @model_validator(mode="after")
-    def _org_skills_to_every_role(self) -> OrgSpec:
+    def _org_skills_and_tools_to_roles(self) -> OrgSpec:
+        names = {role.name for role in self.roles}
+        for tool in self.tools:
+            unknown = sorted(set(tool.roles or ()) - names)
+            if unknown:
+                raise ValueError(f"tool {tool.name}: no role named {unknown[0]!r} (roles: {', '.join(sorted(names))})")
         for role in self.roles:
             role.skills = list(dict.fromkeys([*self.skills, *role.skills]))
+            own = {t.name for t in role.custom_tools}
+            role.custom_tools = [*role.custom_tools, *(t for t in self.tools if (t.roles is None or role.name in
+                                                                                  t.roles) and t.name not in own)]
+            seen = [t.name for t in role.custom_tools]
+            twice = sorted({n for n in seen if seen.count(n) > 1})
+            if twice:
+                raise ValueError(f"role {role.name}: two tools named {twice[0]!r}")
         return self
 
     @field_validator("roles")

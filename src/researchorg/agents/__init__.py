@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from researchorg.agents.base import Agent, AgentContext, Proposal
+from researchorg.agents.tools import check_tools
 from researchorg.agents.options import (
     CodingCLIOptions,
     InteractiveOptions,
@@ -135,6 +136,7 @@ def check_org(org: OrgSpec, where: Path | str, task: TaskSpec | None = None) -> 
     description) where `where` is the org file's path, and (given the task) it has what it needs of it."""
     if isinstance(where, Path):
         org_skills(org, where)
+        check_tools(org, where)
     for index, role in enumerate(org.roles):
         options_of(role, where, index)
         if task is not None and _BACKENDS[role.backend].needs_knobs and not task.knobs:

@@ -41,6 +41,7 @@ from researchorg.agents.tools import Submission, Toolbox, ToolError
 from researchorg.errors import LabError
 from researchorg.ledger import Ledger, Message
 from researchorg.world.program import Program
+from researchorg.world.protocol import PROGRAM_BRANCH
 
 TAKES_SUBMISSIONS = ("interactive", "claude-code", "codex")  # backends whose agents take a submitted change
 INBOX_MESSAGES = 30
@@ -71,7 +72,8 @@ def agent_toolbox(program: Program, agent: str) -> Toolbox:
     role = roles[agent]
     worktree = program.ensure_agent(agent, role.name, role.backend) if role.submits else None
     ctx = AgentContext(agent, program.task, worktree, program.agent_dir(agent), program.ledger, role=role,
-                       post=LedgerPost(program.ledger, list(roles)))
+                       post=LedgerPost(program.ledger, list(roles)), files=program.read_at,
+                       main=lambda: program.git.head_of(PROGRAM_BRANCH))
 
     return Toolbox(ctx, on_submit=to_ledger(program.ledger, agent, role.backend, program.run_active))
 

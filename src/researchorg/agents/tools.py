@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from researchorg.agents import custom_tools
 from researchorg.agents.base import AgentContext
-from researchorg.config import Skill, parse_skill, skill_folder
-from researchorg.errors import ConfigError
+from researchorg.config import OrgSpec, Skill, ToolSpec, parse_skill, skill_folder
+from researchorg.errors import ConfigError, LabError
 from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 
 MAX_READ_CHARS = 60_000
@@ -42,6 +43,7 @@ class Toolbox:
     calls: list[str] = field(default_factory=list)
     on_submit: Callable[[Submission], str] | None = None  # where a submission goes beside `submission` (MCP: the
     # ledger, for the running org to take); its text is the tool's answer
+    _unusable: set[str] = field(default_factory=set)  # custom tools that could not be described (said once)
 
     def schemas(self) -> list[dict[str, Any]]:
         """The tools as JSON schemas (name, description, parameters) that fit this agent's role."""
@@ -52,9 +54,43 @@ class Toolbox:
             wanted.discard("merge")
         if role is None or not role.skills:
             wanted -= {"list_skills", "load_skill"}
-        if self.allowed is not None:
-            wanted &= set(self.allowed) | {"submit", "done"}
-        return [spec for spec in _SPECS if spec["name"] in wanted]
+        builtin = [spec for spec in _SPECS if spec["name"] in wanted]
+        return [spec for spec in [*builtin, *self._custom_schemas()]
+                if self.allowed is None or spec["name"] in {*self.allowed, "submit", "done"}]
+
+    def _custom(self) -> dict[str, ToolSpec]:
+        """The role's own tools (the org's `[[tools]]` and its `[[roles.custom_tools]]`), by name."""
+        builtin = {spec["name"] for spec in _SPECS}  # never in the place of one (check refuses the name)
+        return {t.name: t for t in (self.ctx.role.custom_tools if self.ctx.role is not None else [])
+                if t.name not in builtin}
+
+    def _custom_source(self, tool: ToolSpec) -> str:
+        """A custom tool's code as the program holds it (not as an agent may have changed it in its worktree)."""
+        if self.ctx.files is None or self.ctx.main is None:
+            raise ToolError(f"tool {tool.name}: the program's copy of its code cannot be read here")
+        try:
+            return self.ctx.read_main(tool.file)
+        except (LabError, OSError):
+            raise ToolError(f"tool {tool.name}: {tool.file} is not in the program") from None
+
+    def _custom_schemas(self) -> list[dict[str, Any]]:
+        found = []
+        for tool in self._custom().values():
+            try:
+                found.append(custom_tools.schema(tool, self._custom_source(tool)))
+            except (custom_tools.CustomToolError, ToolError) as err:  # left out, and said once in the ledger
+                if tool.name not in self._unusable:
+                    self._unusable.add(tool.name)
+                    self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
+        return found
+
+    def _call_custom(self, tool: ToolSpec, args: dict[str, Any]) -> str:
+        cwd = self.ctx.worktree if self.ctx.worktree is not None else Path.cwd()
+        try:
+            return custom_tools.call(tool, self._custom_source(tool), args, Path(cwd))
+        except custom_tools.CustomToolError as err:
+            self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
+            raise ToolError(str(err)) from None
 
     def call(self, name: str, arguments: str | dict[str, Any]) -> str:
         """Run one tool call; a mistake comes back as an `error: ...` string for the model."""
@@ -65,6 +101,8 @@ class Toolbox:
             args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments or {})
             if not isinstance(args, dict):
                 raise ToolError("arguments must be a JSON object")
+            if name in self._custom():
+                return self._call_custom(self._custom()[name], args)
             method = getattr(self, f"_tool_{name}", None)
             if method is None:
                 raise ToolError(f"no tool named {name!r}")
@@ -222,6 +260,33 @@ def history_summary(ctx: AgentContext, limit: int = 15) -> str:
 
 _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "array": (list,),
                "object": (dict,)}
+
+
+def check_tools(org: OrgSpec, org_file: Path) -> None:
+    """Each custom tool of the org is usable: its file is next to the org file, its name is not a built-in
+    tool's, and its function loads and has a schema (its module is imported in a subprocess). One ConfigError
+    each, naming the file and the tool."""
+    builtin = {spec["name"] for spec in _SPECS}
+    seen: set[str] = set()
+    for role in org.roles:
+        for tool in role.custom_tools:
+            if tool.python in seen:
+                continue
+            seen.add(tool.python)
+            where = f"{org_file}: tool {tool.name}"
+            if tool.name in builtin:
+                raise ConfigError(f"{where}: a built-in tool has that name; choose another")
+            file = org_file.parent / tool.file
+            try:
+                source = file.read_text(encoding="utf-8")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise ConfigError(f"{where}: no file {tool.file} next to the org file") from None
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"{where}: {tool.file} is not UTF-8 text (byte {err.start})") from None
+            try:
+                custom_tools.schema(tool, source)
+            except custom_tools.CustomToolError as err:
+                raise ConfigError(f"{where}: {tool.python} does not load: {str(err).split(': ', 1)[-1]}") from None
 
 
 def role_skills(ctx: AgentContext) -> list[Skill]:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from researchorg.config import Strict, load_toml_model
 
@@ -89,6 +89,7 @@ class TaskSpec(Strict):
     metric: MetricSpec
     knobs: list[Knob] = []
     root: Path  # the task directory; set by load_task, not read from the file
+    _protected_files: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -125,9 +126,13 @@ class TaskSpec(Strict):
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.protected)
 
     def protected_files(self) -> list[str]:
-        """The protected files present in the task directory, relative, sorted."""
-        found = {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
-        return sorted(f for f in found if self.is_protected(f))
+        """The protected files present in the task directory, relative, sorted. Listed once per loaded spec: a
+        program's task directory is the lab's own (no run or agent writes there), and a run asks for each
+        experiment."""
+        if self._protected_files is None:
+            found = {p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()}
+            self._protected_files = sorted(f for f in found if self.is_protected(f))
+        return list(self._protected_files)
 
     def read_metric(self, log_text: str) -> float | None:
         """The last value of the metric in a run's log, or None if it never appears."""

@@ -162,6 +162,10 @@ class Program:
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    def read_at(self, path: str, commit: str | None = None) -> str:
+        """A file of the program as `commit` holds it (default: the program branch)."""
+        return self.git("show", f"{commit or PROGRAM_BRANCH}:{path}")
+
     def agent_dir(self, name: str) -> Path:
         path = self.state_dir / "agents" / name
         path.mkdir(parents=True, exist_ok=True)
@@ -248,8 +252,9 @@ class Program:
 
 
 def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
-    """The prompt files and the skill folders' files the org names, relative to its file, which `init` copies
-    beside its org.toml (each checked first: a missing file or SKILL.md is one error, and nothing is made)."""
+    """The prompt files, the skill folders' files and the custom tools' files the org names, relative to its
+    file, which `init` copies beside its org.toml (each checked first: a missing file or SKILL.md, a tool's missing
+    file, is one error, and nothing is made)."""
     org = load_org(org_file)
     found = []
     for role in org.roles:
@@ -260,6 +265,10 @@ def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
             found.append((source, prompt))
     for relative, skill in org_skills(org, org_file).items():
         found += [(skill.folder / name, f"{skill_folder(relative)}/{name}") for name in ["SKILL.md", *skill.files()]]
+    for tool in dict.fromkeys(t.file for role in org.roles for t in role.custom_tools):
+        if not (org_file.parent / tool).is_file():
+            raise ConfigError(f"{org_file}: tools: no file {tool} next to the org file")
+        found.append((org_file.parent / tool, tool))
     return found
 
 

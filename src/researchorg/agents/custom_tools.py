@@ -1,0 +1,88 @@
+"""Tools of an org's own: a Python function the org file names (`[[tools]] python = "tools/flops.py:count"`).
+
+A custom tool runs in a subprocess of its own, one per call, so a tool that
+raises, hangs, crashes the interpreter or prints to stdout is one readable
+error for the agent (and a `tool_failed` event in the ledger), never a crashed
+org. Its code is the program's (as `init` copied it, read from the agent's
+head: an agent cannot change what its tool runs), in the agent's worktree as
+its working directory; it runs with your rights, not in the experiment's
+sandbox: it is your code, and the agent only chooses its arguments, which
+pydantic validates against the function's annotations before the call. Its
+schema (the parameters the model sees) comes from those annotations and its
+description from the docstring (or the spec's `description`). The result is
+the function's return value: a string as it is, anything else as JSON.
+
+The subprocess is `_tool_process.py` (it imports nothing of researchorg).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from researchorg.config import ToolSpec
+
+MAX_RESULT_CHARS = 60_000
+_PROCESS = Path(__file__).with_name("_tool_process.py")  # what runs in the tool's subprocess
+_DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {}  # (source hash, function) -> its schema
+
+
+class CustomToolError(Exception):
+    """A custom tool that cannot be described or whose call failed; the message is one line."""
+
+
+def schema(spec: ToolSpec, source: str) -> dict[str, Any]:
+    """The tool as the model sees it (name, description, JSON-schema parameters), from its code `source`."""
+    key = (hashlib.sha256(source.encode()).hexdigest(), spec.function)
+    if key not in _DESCRIBED:
+        _DESCRIBED[key] = json.loads(_run(spec, source, "describe", {}, Path.cwd(), timeout=min(spec.timeout, 60)))
+    described = _DESCRIBED[key]
+    return {"name": spec.name, "description": spec.description or described["description"] or spec.name,
+            "parameters": described["parameters"]}
+
+
+def call(spec: ToolSpec, source: str, arguments: dict[str, Any], cwd: Path) -> str:
+    """Run the tool once on `arguments` in `cwd`; its result as text. A CustomToolError says why it failed."""
+    text = _run(spec, source, "call", arguments, cwd, timeout=spec.timeout)
+    return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
+
+
+def _run(spec: ToolSpec, source: str, action: str, arguments: dict[str, Any], cwd: Path, timeout: float) -> str:
+    with tempfile.TemporaryDirectory(prefix="researchorg-tool-") as tmp:
+        file = Path(tmp) / Path(spec.file).name
+        file.write_text(source)
+        answer_fd, answer_path = tempfile.mkstemp(dir=tmp, prefix=".answer-")
+        os.close(answer_fd)
+        argv = [sys.executable, str(_PROCESS), action, str(file), spec.function, answer_path]
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+        except OSError as err:
+            raise CustomToolError(f"tool {spec.name}: could not start: {err}") from None
+        try:
+            _, stderr = proc.communicate(json.dumps(arguments), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the tool and whatever it started
+            proc.communicate()
+            raise CustomToolError(f"tool {spec.name}: no answer within {timeout:g} s (stopped)") from None
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        answer = Path(answer_path).read_text(encoding="utf-8", errors="replace")
+    if proc.returncode != 0 or not answer:
+        if answer:
+            raise CustomToolError(f"tool {spec.name}: {answer.strip().splitlines()[0]}")
+        said = stderr.strip().splitlines()
+        raise CustomToolError(f"tool {spec.name}: exit status {proc.returncode}" + (f": {said[-1]}" if said else ""))
+    return answer

@@ -1,0 +1,163 @@
+"""Custom tools: a Python function an org names, copied by init, checked by `check`, described from its signature
+and docstring, and called in a subprocess of its own, so a tool that raises, hangs or prints is one error for the
+agent and an event in the ledger."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from researchorg import Program
+from researchorg.agents.base import AgentContext
+from researchorg.agents.tools import Toolbox
+from tests.conftest import NO_NOISE, cli, copy_task
+
+TOOLS = '''"""The org's own tools."""
+import os
+import time
+
+
+def threshold(path: str = "train.py") -> str:
+    """The THRESHOLD line of a file of the worktree.
+
+    Reads it from the working directory the lab gives the tool (the agent's worktree)."""
+    print("chatter on stdout is not the answer")
+    return next(line for line in open(path) if line.startswith("THRESHOLD"))
+
+
+def params(width: int, depth: int = 2) -> dict:
+    """Weights and biases of a width x depth MLP."""
+    return {"params": depth * (width * width + width), "cwd": os.path.basename(os.getcwd())}
+
+
+def broken(why: str = "it is broken") -> str:
+    """Always raises."""
+    raise ValueError(why)
+
+
+def hangs() -> str:
+    """Never answers."""
+    time.sleep(300)
+    return "late"
+
+
+def dies() -> str:
+    """Kills its own interpreter."""
+    os._exit(3)
+'''
+
+ORG = """name = "tooled"
+{tools}
+[[roles]]
+name = "researcher"
+backend = "{backend}"
+model = "claude-test"
+{role}
+""" + NO_NOISE
+
+ALL = "".join(f'[[tools]]\nname = "{name}"\npython = "tools/mine.py:{name}"\n{extra}'
+              for name, extra in [("threshold", ""), ("params", ""), ("broken", ""), ("hangs", "timeout = 1.5\n"),
+                                  ("dies", "")])
+
+
+def _org(tmp_path: Path, tools: str = ALL, role: str = "", backend: str = "anthropic", source: str = TOOLS) -> Path:
+    (tmp_path / "tools").mkdir(exist_ok=True)
+    (tmp_path / "tools" / "mine.py").write_text(source)
+    org = tmp_path / "org.toml"
+    org.write_text(ORG.format(tools=tools, role=role, backend=backend))
+    return org
+
+
+def _toolbox(program: Program) -> Toolbox:
+    role = program.org().roles[0]
+    worktree = program.ensure_agent("researcher", "researcher", "anthropic")
+    ctx = AgentContext("researcher", program.task, worktree, program.agent_dir("researcher"), program.ledger,
+                       role=role, files=program.read_at, main=lambda: program.git.head_of("main"))
+    return Toolbox(ctx, role.options.get("tools"))  # as the LLM agent makes it: the role's limit on its tools
+
+
+def test_init_copies_a_tool_the_model_sees_with_its_schema_and_calls_in_its_worktree(tmp_path):
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=_org(tmp_path))
+    assert (program.root / "tools" / "mine.py").read_text() == TOOLS
+    assert "ok" in cli("check", str(program.root), "--offline").stdout
+    box = _toolbox(program)
+    schemas = {s["name"]: s for s in box.schemas()}
+    assert {"threshold", "params", "read_file", "submit"} <= set(schemas)
+    assert schemas["params"]["description"] == "Weights and biases of a width x depth MLP."
+    assert schemas["params"]["parameters"]["properties"] == {"width": {"type": "integer"},
+                                                             "depth": {"type": "integer", "default": 2}}
+    assert schemas["params"]["parameters"]["required"] == ["width"]
+    assert box.call("threshold", {}) == "THRESHOLD = 0.5\n"  # from the worktree; its print is not the answer
+    assert box.call("params", '{"width": 4}') == '{"params": 40, "cwd": "researcher"}'
+    assert box.call("params", {"width": "wide"}).startswith(
+        "error: tool params: wrong arguments: width: Input should be a valid integer")
+    assert box.call("params", {}) == "error: tool params: wrong arguments: width: Missing required argument"
+
+
+def test_a_tool_that_raises_hangs_or_dies_is_one_error_and_an_event_and_the_next_call_works(tmp_path):
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=_org(tmp_path))
+    box = _toolbox(program)
+    assert box.call("broken", {"why": "no GPU"}) == "error: tool broken: ValueError: no GPU"
+    started = time.monotonic()
+    assert box.call("hangs", {}) == "error: tool hangs: no answer within 1.5 s (stopped)"
+    assert time.monotonic() - started < 10
+    assert box.call("dies", {}).startswith("error: tool dies: exit status 3")
+    assert box.call("threshold", {}) == "THRESHOLD = 0.5\n"
+    failed = [(e.data["agent"], e.data["tool"]) for e in program.ledger.events() if e.kind == "tool_failed"]
+    assert failed == [("researcher", "broken"), ("researcher", "hangs"), ("researcher", "dies")]
+
+
+def test_a_tool_runs_the_programs_code_not_what_an_agent_wrote_in_its_worktree(tmp_path):
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=_org(tmp_path))
+    box = _toolbox(program)
+    (box.ctx.worktree / "tools" / "mine.py").write_text(TOOLS.replace('raise ValueError(why)', 'return "pwned"'))
+    assert box.call("broken", {}) == "error: tool broken: ValueError: it is broken"
+    assert box.call("write_file", {"path": "tools/mine.py", "content": "x"}).startswith("error: tools/mine.py is not")
+
+
+def test_a_role_limit_applies_to_its_tools_and_roles_get_only_the_tools_that_name_them(tmp_path):
+    limited = _org(tmp_path, role='tools = ["read_file", "params"]')
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=limited)
+    box = _toolbox(program)
+    assert {s["name"] for s in box.schemas()} == {"read_file", "params", "submit"}
+    assert box.call("threshold", {}) == "error: tool threshold is not available to this role"
+    other = tmp_path / "other"
+    other.mkdir()
+    named = _org(other, tools='[[tools]]\nname = "params"\npython = "tools/mine.py:params"\nroles = ["chief"]\n',
+                 role='[[roles.custom_tools]]\nname = "threshold"\npython = "tools/mine.py:threshold"\n'
+                      '[[roles]]\nname = "chief"\nbackend = "anthropic"\nmodel = "claude-test"\nsubmits = false\n')
+    assert "ok" in cli("check", str(named), "--offline").stdout
+    from researchorg.config import load_org
+    roles = {r.name: [t.name for t in r.custom_tools] for r in load_org(named).roles}
+    assert roles == {"researcher": ["threshold"], "chief": ["params"]}
+
+
+@pytest.mark.parametrize(("tools", "source", "expected"), [
+    ('[[tools]]\nname = "x"\npython = "tools/nope.py:x"\n', TOOLS,
+     "tool x: no file tools/nope.py next to the org file"),
+    ('[[tools]]\nname = "x"\npython = "tools/mine.py:nothing"\n', TOOLS,
+     "tool x: tools/mine.py:nothing does not load: mine.py has no function nothing"),
+    ('[[tools]]\nname = "x"\npython = "tools/mine.py:x"\n', "def x(:\n",
+     "tool x: tools/mine.py:x does not load: SyntaxError: invalid syntax (mine.py, line 1)"),
+    ('[[tools]]\nname = "x"\npython = "tools/mine.py:x"\n', "import no_such_module\ndef x(): pass\n",
+     "tool x: tools/mine.py:x does not load: ModuleNotFoundError: No module named 'no_such_module'"),
+    ('[[tools]]\nname = "submit"\npython = "tools/mine.py:params"\n', TOOLS,
+     "tool submit: a built-in tool has that name; choose another"),
+    ('[[tools]]\nname = "x"\npython = "../mine.py:x"\n', TOOLS, "tools.0.python: Value error, ../mine.py must be a "
+                                                                   "file next to the org file"),
+    ('[[tools]]\nname = "x"\npython = "tools/mine.py:params"\nroles = ["nobody"]\n', TOOLS,
+     "tool x: no role named 'nobody'"),
+    ('[[tools]]\nname = "x"\npython = "tools/mine.py:params"\ntimeout = -1\n', TOOLS,
+     "tools.0.timeout: Input should be greater than 0"),
+])
+def test_a_broken_tool_is_one_line_from_check_and_init_makes_nothing(tmp_path, tools, source, expected):
+    org = _org(tmp_path, tools=tools, source=source)
+    checked = cli("check", str(org), "--offline", check=False)
+    assert checked.returncode != 0 and "Traceback" not in checked.stderr
+    [line] = (checked.stdout + checked.stderr).strip().splitlines()
+    assert expected in line, line
+    made = cli("init", str(tmp_path / "program"), "--task", str(copy_task(tmp_path)), "--org", str(org), check=False)
+    assert made.returncode != 0 and expected in made.stdout + made.stderr
+    assert not (tmp_path / "program").exists()
