@@ -62,31 +62,45 @@ def validate(model: type[M], data: dict[str, Any], where: Path | str, at: tuple[
 
 # The org spec -----------------------------------------------------------------
 class ToolSpec(Strict):
-    """A tool of the org's own: a Python function (`python = "tools/flops.py:count_flops"`, the file relative to
-    the org file, copied into the program by `init`), given to the roles it names (all, by default). Its
-    parameters (their annotations) and its docstring make the schema the model sees (agents/custom_tools.py)."""
+    """A tool of the org's own, given to the roles it names (all, by default): a Python function (`python =
+    "tools/flops.py:count_flops"`, the file relative to the org file; its parameters' annotations and its
+    docstring make the schema the model sees), or the tools of an MCP server started by a command (`mcp =
+    ["python", "tools/papers.py"]`; each of its tools is `NAME_TOOL`). `init` copies the function's file, and
+    each file next to the org file that the command names, into the program (agents/custom_tools.py)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
-    python: str = Field(pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")  # FILE.py:FUNCTION
-    description: str = ""  # what the model reads about it; default: the function's docstring
+    python: str | None = Field(default=None, pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")  # FILE.py:FUNCTION
+    mcp: list[str] | None = Field(default=None, min_length=1)  # a command serving MCP on stdio
+    description: str = ""  # what the model reads about a function; default: its docstring
     timeout: float = Field(default=60.0, gt=0, le=3600)  # seconds a call may take before it is stopped
     roles: list[str] | None = None  # the roles that get it; None: every role
 
     @property
     def file(self) -> str:
-        return self.python.rsplit(":", 1)[0]
+        """The function's file (a `python` tool)."""
+        return (self.python or "").rsplit(":", 1)[0]
 
     @property
     def function(self) -> str:
-        return self.python.rsplit(":", 1)[1]
+        return (self.python or "").rsplit(":", 1)[-1]
 
-    @field_validator("python")
-    @classmethod
-    def _next_to_the_org(cls, value: str) -> str:
-        file = Path(value.rsplit(":", 1)[0])
-        if file.is_absolute() or ".." in file.parts:
-            raise ValueError(f"{file} must be a file next to the org file")
-        return value
+    def files(self, org_dir: Path) -> list[str]:
+        """The files of the tool that `init` copies: the function's, or the command's arguments that are files
+        next to the org file."""
+        if self.python is not None:
+            return [self.file]
+        return [a for a in self.mcp or [] if not Path(a).is_absolute() and ".." not in Path(a).parts
+                and (org_dir / a).is_file()]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ToolSpec:
+        if (self.python is None) == (self.mcp is None):
+            raise ValueError(f"tool {self.name}: set one of python (FILE.py:FUNCTION) or mcp (a command)")
+        if self.python is not None:
+            file = Path(self.file)
+            if file.is_absolute() or ".." in file.parts:
+                raise ValueError(f"tool {self.name}: {file} must be a file next to the org file")
+        return self
 
 
 class RoleSpec(Strict):

@@ -145,7 +145,7 @@ def test_a_role_limit_applies_to_its_tools_and_roles_get_only_the_tools_that_nam
      "tool x: tools/mine.py:x does not load: ModuleNotFoundError: No module named 'no_such_module'"),
     ('[[tools]]\nname = "submit"\npython = "tools/mine.py:params"\n', TOOLS,
      "tool submit: a built-in tool has that name; choose another"),
-    ('[[tools]]\nname = "x"\npython = "../mine.py:x"\n', TOOLS, "tools.0.python: Value error, ../mine.py must be a "
+    ('[[tools]]\nname = "x"\npython = "../mine.py:x"\n', TOOLS, "tools.0: Value error, tool x: ../mine.py must be a "
                                                                    "file next to the org file"),
     ('[[tools]]\nname = "x"\npython = "tools/mine.py:params"\nroles = ["nobody"]\n', TOOLS,
      "tool x: no role named 'nobody'"),
@@ -161,3 +161,76 @@ def test_a_broken_tool_is_one_line_from_check_and_init_makes_nothing(tmp_path, t
     made = cli("init", str(tmp_path / "program"), "--task", str(copy_task(tmp_path)), "--org", str(org), check=False)
     assert made.returncode != 0 and expected in made.stdout + made.stderr
     assert not (tmp_path / "program").exists()
+
+
+SERVER = '''"""An MCP server of the org's own (the mcp SDK's server)."""
+import os
+import time
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("papers")
+
+
+@server.tool()
+def search(query: str, limit: int = 3) -> str:
+    """Find papers about a query."""
+    return f"{limit} papers on {query} (from {os.path.basename(os.getcwd())})"
+
+
+@server.tool()
+def fails() -> str:
+    """Always fails."""
+    raise ValueError("the index is missing")
+
+
+@server.tool()
+def hangs() -> str:
+    """Never answers."""
+    time.sleep(300)
+    return "late"
+
+
+if __name__ == "__main__":
+    server.run()
+'''
+
+MCP_TOOL = '[[tools]]\nname = "papers"\nmcp = ["python", "tools/papers.py"]\ntimeout = 20\n'
+
+
+def test_an_mcp_server_commands_tools_join_the_role_and_its_failures_are_one_error_each(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "papers.py").write_text(SERVER)
+    org = _org(tmp_path, tools=MCP_TOOL)
+    assert "ok" in cli("check", str(org), "--offline").stdout
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    assert (program.root / "tools" / "papers.py").read_text() == SERVER
+    box = _toolbox(program)
+    schemas = {s["name"]: s for s in box.schemas()}
+    assert {"papers_search", "papers_fails", "papers_hangs"} <= set(schemas)
+    assert schemas["papers_search"]["description"] == "Find papers about a query."
+    assert schemas["papers_search"]["parameters"]["required"] == ["query"]
+    assert box.call("papers_search", {"query": "muon"}) == "3 papers on muon (from researcher)"
+    assert box.call("papers_fails", {}) == "error: tool papers_fails: Error executing tool fails"  # the server's words
+    box.ctx.role.custom_tools[0].timeout = 2.0
+    started = time.monotonic()
+    assert box.call("papers_hangs", {}) == "error: tool papers: no answer within 2 s (stopped)"
+    assert time.monotonic() - started < 15
+    assert box.call("papers_search", {"query": "again", "limit": 1}) == "1 papers on again (from researcher)"
+    failed = [e.data["tool"] for e in program.ledger.events() if e.kind == "tool_failed"]
+    assert failed == ["papers_fails", "papers_hangs"]
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ('["no-such-command-here"]', "tool papers: the MCP server does not answer: no-such-command-here: "),
+    ('["python", "-c", "print(1)"]', "tool papers: the MCP server does not answer: "),
+    ('["python", "tools/both.py"]', "tool papers: set one of python (FILE.py:FUNCTION) or mcp (a command)"),
+])
+def test_an_mcp_tool_that_does_not_answer_is_one_line_from_check(tmp_path, command, expected):
+    tools = f'[[tools]]\nname = "papers"\nmcp = {command}\ntimeout = 10\n'
+    if "both" in command:
+        tools += 'python = "tools/mine.py:params"\n'
+    checked = cli("check", str(_org(tmp_path, tools=tools)), "--offline", check=False)
+    assert checked.returncode != 0 and "Traceback" not in checked.stderr
+    [line] = (checked.stdout + checked.stderr).strip().splitlines()
+    assert expected in line, line

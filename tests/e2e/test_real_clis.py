@@ -156,3 +156,68 @@ def test_real_codex_edits_with_its_own_tools_is_refused_the_evaluator_and_submit
     assert _refused(program) == [("researcher", [f"apply_patch {worktree}/evaluate.py"])]
     usage = program.ledger.usage("researcher")
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 500, 100)
+
+
+PEEK = '''def threshold(path: str = "train.py") -> str:
+    """The THRESHOLD line of a file of your worktree."""
+    return next(line for line in open(path) if line.startswith("THRESHOLD"))
+
+
+def broken() -> str:
+    """Always fails."""
+    raise RuntimeError("the cluster is down")
+'''
+
+
+def _results_by_tool(requests: list[dict], agent: str) -> dict[str, list[str]]:
+    """What each tool call of `agent` returned to the model, by tool name (Anthropic's wire format)."""
+    mine = [body for body in requests if f"You are {agent}." in json.dumps(body)]
+    names = {block["id"]: block["name"] for body in mine for message in body["messages"]
+             if isinstance(message["content"], list) for block in message["content"] if block.get("type") == "tool_use"}
+    return {name: [json.dumps(r["content"]) for i, r in _tool_results(mine).items() if names.get(i) == name]
+            for name in set(names.values())}
+
+
+@needs_clis
+def test_an_org_with_a_skill_and_custom_tools_runs_end_to_end_with_an_api_agent_and_the_real_claude_code(
+        tmp_path, anthropic):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "peek.py").write_text(PEEK)
+    org = tmp_path / "org.toml"
+    org.write_text('name = "skills-and-tools"\nskills = ["builtin:one-change-at-a-time"]\n'
+                   '[[tools]]\nname = "threshold"\npython = "tools/peek.py:threshold"\n'
+                   '[[tools]]\nname = "broken"\npython = "tools/peek.py:broken"\n'
+                   f'[[roles]]\nname = "scout"\nbackend = "anthropic"\nmodel = "claude-test"\n'
+                   f'base_url = "{anthropic.base_url}"\n'
+                   '[[roles]]\nname = "coder"\nbackend = "claude-code"\ncli_timeout = 120\n' + NO_NOISE)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    coder = program.state_dir / "worktrees" / "coder"
+    anthropic.scripts = {
+        "scout": [Reply(tool_calls=[tool_call("load_skill", {"name": "one-change-at-a-time"}),
+                                    tool_call("threshold", {})]),
+                  Reply(tool_calls=[tool_call("broken", {})]),
+                  Reply(tool_calls=[tool_call("replace_in_file", {"path": "train.py", "old": "THRESHOLD = 0.5",
+                                                                  "new": "THRESHOLD = 0.7"})]),
+                  Reply(tool_calls=[tool_call("submit", {"description": "threshold 0.7"})])],
+        "coder": [Reply(tool_calls=[tool_call("mcp__lab__threshold", {})]),
+                  Reply(tool_calls=[tool_call("mcp__lab__broken", {})]),
+                  Reply(tool_calls=[tool_call("Edit", {"file_path": f"{coder}/train.py",
+                                                       "old_string": "THRESHOLD = 0.5",
+                                                       "new_string": "THRESHOLD = 0.6"})]),
+                  Reply(tool_calls=[tool_call("mcp__lab__submit", {"description": "threshold 0.6"})]),
+                  Reply(text="Submitted.")],
+    }
+    report = Runtime(program).run(Limits(max_experiments=2))
+    assert not report.paused, report.paused
+    ran = {e.agent: e for e in program.ledger.experiments()}
+    assert ran["scout"].description == "threshold 0.7" and "+THRESHOLD = 0.7" in ran["scout"].diff
+    assert ran["coder"].description == "threshold 0.6" and "+THRESHOLD = 0.6" in ran["coder"].diff
+    assert all(e.status in ("keep", "discard") for e in ran.values())
+    for agent in ("scout", "coder"):  # the same tools, one as the API's tool calls and one over MCP
+        results = _results_by_tool(anthropic.requests, agent)
+        threshold, broken = (results[f"{'mcp__lab__' if agent == 'coder' else ''}{n}"] for n in ("threshold", "broken"))
+        assert threshold and "THRESHOLD = 0.5" in threshold[0], results
+        assert broken and "tool broken: RuntimeError: the cluster is down" in broken[0], results
+    assert "# One change at a time" in _results_by_tool(anthropic.requests, "scout")["load_skill"][0]
+    failed = sorted(e.data["agent"] for e in program.ledger.events() if e.kind == "tool_failed")
+    assert failed == ["coder", "scout"]

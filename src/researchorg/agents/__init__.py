@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from researchorg.agents.base import Agent, AgentContext, Proposal
-from researchorg.agents.tools import check_tools
 from researchorg.agents.options import (
     CodingCLIOptions,
     InteractiveOptions,
@@ -31,6 +30,7 @@ from researchorg.agents.options import (
     NoOptions,
     SimulatedOptions,
 )
+from researchorg.agents.tools import check_tools
 from researchorg.config import OrgSpec, RoleSpec, org_skills, validate
 from researchorg.errors import ConfigError
 from researchorg.task.spec import TaskSpec

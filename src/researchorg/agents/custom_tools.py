@@ -1,6 +1,7 @@
-"""Tools of an org's own: a Python function the org file names (`[[tools]] python = "tools/flops.py:count"`).
+"""Tools of an org's own: a Python function the org file names (`[[tools]] python = "tools/flops.py:count"`), or
+the tools of an MCP server a command starts (`mcp = ["python", "tools/papers.py"]`).
 
-A custom tool runs in a subprocess of its own, one per call, so a tool that
+A function runs in a subprocess of its own, one per call, so a tool that
 raises, hangs, crashes the interpreter or prints to stdout is one readable
 error for the agent (and a `tool_failed` event in the ledger), never a crashed
 org. Its code is the program's (as `init` copied it, read from the agent's
@@ -13,6 +14,10 @@ description from the docstring (or the spec's `description`). The result is
 the function's return value: a string as it is, anything else as JSON.
 
 The subprocess is `_tool_process.py` (it imports nothing of researchorg).
+
+An MCP server is started for each listing and each call (through the `mcp` SDK's client, on stdio), from the
+program's copy of the files its command names, in the agent's worktree; each of its tools is offered as
+`NAME_TOOL` with the server's own schema, and the same time limit stops a call (and the server) that hangs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -28,11 +34,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from researchorg.config import ToolSpec
 
 MAX_RESULT_CHARS = 60_000
 _PROCESS = Path(__file__).with_name("_tool_process.py")  # what runs in the tool's subprocess
 _DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {}  # (source hash, function) -> its schema
+_LISTED: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (command, files' hash) -> an MCP server's tools
 
 
 class CustomToolError(Exception):
@@ -53,6 +62,59 @@ def call(spec: ToolSpec, source: str, arguments: dict[str, Any], cwd: Path) -> s
     """Run the tool once on `arguments` in `cwd`; its result as text. A CustomToolError says why it failed."""
     text = _run(spec, source, "call", arguments, cwd, timeout=spec.timeout)
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
+
+
+def mcp_schemas(spec: ToolSpec, root: Path, cwd: Path) -> list[dict[str, Any]]:
+    """The tools of `spec`'s MCP server as the model sees them, each named NAME_TOOL (`root`: where the files
+    its command names are)."""
+    files = spec.files(root)
+    key = (json.dumps(spec.mcp), hashlib.sha256(b"".join((root / f).read_bytes() for f in files)).hexdigest())
+    if key not in _LISTED:
+        listed = _mcp(spec, root, cwd, lambda client: client.list_tools(), min(spec.timeout, 60))
+        _LISTED[key] = [{"name": f"{spec.name}_{t.name}", "description": t.description or t.name,
+                         "parameters": t.input_schema} for t in listed.tools]
+    return _LISTED[key]
+
+
+def mcp_call(spec: ToolSpec, root: Path, tool: str, arguments: dict[str, Any], cwd: Path) -> str:
+    """Call `tool` of `spec`'s MCP server once; its text. A CustomToolError says why it failed."""
+    result = _mcp(spec, root, cwd, lambda client: client.call_tool(tool, arguments), spec.timeout)
+    text = "\n".join(block.text for block in result.content if getattr(block, "text", None) is not None)
+    if result.is_error:
+        raise CustomToolError(f"tool {spec.name}_{tool}: {(text.strip().splitlines() or ['failed'])[0]}")
+    return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
+
+
+def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float) -> Any:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    files = set(spec.files(root))
+    argv = [str(root / a) if a in files else a for a in spec.mcp or []]
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    server = StdioServerParameters(command=argv[0], args=argv[1:], cwd=cwd)
+    logging.getLogger("mcp.client").setLevel(logging.CRITICAL)  # a server's bad line is the error we raise
+    with tempfile.TemporaryFile("w+", prefix="researchorg-mcp-tool-") as errlog:  # the server's stderr, kept out
+        # of the lab's terminal
+
+        async def session() -> Any:
+            with anyio.fail_after(timeout):
+                async with Client(stdio_client(server, errlog=errlog)) as client:
+                    return await action(client)
+
+        try:
+            return anyio.run(session)
+        except TimeoutError:
+            raise CustomToolError(f"tool {spec.name}: no answer within {timeout:g} s (stopped)") from None
+        except Exception as err:  # the server would not start, or broke the protocol
+            found: BaseException = err
+            while isinstance(found, BaseExceptionGroup) and found.exceptions:
+                found = found.exceptions[0]
+            errlog.seek(0)
+            said = [line for line in errlog.read().splitlines() if line.strip()]
+            why = said[-1].strip() if said else f"{type(found).__name__}: {str(found) or 'failed'}".splitlines()[0]
+            raise CustomToolError(f"tool {spec.name}: {' '.join(spec.mcp or [])}: {why}") from None
 
 
 def _run(spec: ToolSpec, source: str, action: str, arguments: dict[str, Any], cwd: Path, timeout: float) -> str:

@@ -101,8 +101,9 @@ def lab_server(box: Toolbox, instructions: str) -> Server[Any]:
     one_at_a_time = anyio.CapacityLimiter(1)
 
     async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
+        schemas = await anyio.to_thread.run_sync(box.schemas, limiter=one_at_a_time)  # custom ones start processes
         return types.ListToolsResult(tools=[types.Tool(name=s["name"], description=s["description"],
-                                                       input_schema=s["parameters"]) for s in box.schemas()])
+                                                       input_schema=s["parameters"]) for s in schemas])
 
     async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         text = await anyio.to_thread.run_sync(box.call, params.name, params.arguments or {}, limiter=one_at_a_time)

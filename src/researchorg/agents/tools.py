@@ -55,17 +55,31 @@ class Toolbox:
         if role is None or not role.skills:
             wanted -= {"list_skills", "load_skill"}
         builtin = [spec for spec in _SPECS if spec["name"] in wanted]
-        return [spec for spec in [*builtin, *self._custom_schemas()]
+        return [spec for spec in [*builtin, *(schema for _, schema in self._custom().values())]
                 if self.allowed is None or spec["name"] in {*self.allowed, "submit", "done"}]
 
-    def _custom(self) -> dict[str, ToolSpec]:
-        """The role's own tools (the org's `[[tools]]` and its `[[roles.custom_tools]]`), by name."""
+    def _custom(self) -> dict[str, tuple[ToolSpec, dict[str, Any]]]:
+        """The role's own tools (the org's `[[tools]]` and its `[[roles.custom_tools]]`), by the name the model
+        calls: a function's own, or an MCP server's NAME_TOOL; each with its schema. One that cannot be described
+        is left out, and said once in the ledger."""
         builtin = {spec["name"] for spec in _SPECS}  # never in the place of one (check refuses the name)
-        return {t.name: t for t in (self.ctx.role.custom_tools if self.ctx.role is not None else [])
-                if t.name not in builtin}
+        found: dict[str, tuple[ToolSpec, dict[str, Any]]] = {}
+        for tool in self.ctx.role.custom_tools if self.ctx.role is not None else []:
+            try:
+                if tool.python is not None:
+                    described = [custom_tools.schema(tool, self._custom_source(tool))]
+                else:
+                    described = custom_tools.mcp_schemas(tool, self.ctx.task.root, self._tool_cwd())
+            except (custom_tools.CustomToolError, ToolError) as err:
+                if tool.name not in self._unusable:
+                    self._unusable.add(tool.name)
+                    self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
+                continue
+            found.update({s["name"]: (tool, s) for s in described if s["name"] not in builtin})
+        return found
 
     def _custom_source(self, tool: ToolSpec) -> str:
-        """A custom tool's code as the program holds it (not as an agent may have changed it in its worktree)."""
+        """A function's code as the program holds it (not as an agent may have changed it in its worktree)."""
         if self.ctx.files is None or self.ctx.main is None:
             raise ToolError(f"tool {tool.name}: the program's copy of its code cannot be read here")
         try:
@@ -73,23 +87,17 @@ class Toolbox:
         except (LabError, OSError):
             raise ToolError(f"tool {tool.name}: {tool.file} is not in the program") from None
 
-    def _custom_schemas(self) -> list[dict[str, Any]]:
-        found = []
-        for tool in self._custom().values():
-            try:
-                found.append(custom_tools.schema(tool, self._custom_source(tool)))
-            except (custom_tools.CustomToolError, ToolError) as err:  # left out, and said once in the ledger
-                if tool.name not in self._unusable:
-                    self._unusable.add(tool.name)
-                    self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
-        return found
+    def _tool_cwd(self) -> Path:
+        return Path(self.ctx.worktree) if self.ctx.worktree is not None else self.ctx.task.root
 
-    def _call_custom(self, tool: ToolSpec, args: dict[str, Any]) -> str:
-        cwd = self.ctx.worktree if self.ctx.worktree is not None else Path.cwd()
+    def _call_custom(self, name: str, tool: ToolSpec, args: dict[str, Any]) -> str:
         try:
-            return custom_tools.call(tool, self._custom_source(tool), args, Path(cwd))
+            if tool.python is not None:
+                return custom_tools.call(tool, self._custom_source(tool), args, self._tool_cwd())
+            return custom_tools.mcp_call(tool, self.ctx.task.root, name.removeprefix(f"{tool.name}_"), args,
+                                         self._tool_cwd())
         except custom_tools.CustomToolError as err:
-            self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
+            self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=name, reason=str(err))
             raise ToolError(str(err)) from None
 
     def call(self, name: str, arguments: str | dict[str, Any]) -> str:
@@ -101,8 +109,9 @@ class Toolbox:
             args = json.loads(arguments) if isinstance(arguments, str) else dict(arguments or {})
             if not isinstance(args, dict):
                 raise ToolError("arguments must be a JSON object")
-            if name in self._custom():
-                return self._call_custom(self._custom()[name], args)
+            custom = self._custom()
+            if name in custom:
+                return self._call_custom(name, custom[name][0], args)
             method = getattr(self, f"_tool_{name}", None)
             if method is None:
                 raise ToolError(f"no tool named {name!r}")
@@ -270,12 +279,21 @@ def check_tools(org: OrgSpec, org_file: Path) -> None:
     seen: set[str] = set()
     for role in org.roles:
         for tool in role.custom_tools:
-            if tool.python in seen:
+            if tool.model_dump_json() in seen:
                 continue
-            seen.add(tool.python)
+            seen.add(tool.model_dump_json())
             where = f"{org_file}: tool {tool.name}"
             if tool.name in builtin:
                 raise ConfigError(f"{where}: a built-in tool has that name; choose another")
+            if tool.mcp is not None:
+                try:
+                    listed = custom_tools.mcp_schemas(tool, org_file.parent, org_file.parent)
+                except custom_tools.CustomToolError as err:
+                    raise ConfigError(f"{where}: the MCP server does not answer: "
+                                      f"{str(err).split(': ', 1)[-1]}") from None
+                if not listed:
+                    raise ConfigError(f"{where}: the MCP server lists no tools")
+                continue
             file = org_file.parent / tool.file
             try:
                 source = file.read_text(encoding="utf-8")

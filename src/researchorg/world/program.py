@@ -265,7 +265,7 @@ def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
             found.append((source, prompt))
     for relative, skill in org_skills(org, org_file).items():
         found += [(skill.folder / name, f"{skill_folder(relative)}/{name}") for name in ["SKILL.md", *skill.files()]]
-    for tool in dict.fromkeys(t.file for role in org.roles for t in role.custom_tools):
+    for tool in dict.fromkeys(f for role in org.roles for t in role.custom_tools for f in t.files(org_file.parent)):
         if not (org_file.parent / tool).is_file():
             raise ConfigError(f"{org_file}: tools: no file {tool} next to the org file")
         found.append((org_file.parent / tool, tool))
