@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from researchorg import Limits, Program, Runtime
+from researchorg import Limits, Program, Runtime, detect_slots
+from researchorg.ledger import Experiment
 from tests.conftest import NO_NOISE, copy_task
 from tests.fakes.llm_servers import FakeAnthropic, FakeResponses, Reply, tool_call
 
@@ -221,3 +223,81 @@ def test_an_org_with_a_skill_and_custom_tools_runs_end_to_end_with_an_api_agent_
     assert "# One change at a time" in _results_by_tool(anthropic.requests, "scout")["load_skill"][0]
     failed = sorted(e.data["agent"] for e in program.ledger.events() if e.kind == "tool_failed")
     assert failed == ["coder", "scout"]
+
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "claude-codex"
+CLAUDES = {f"claude-{k}": f"0.{50 + 5 * k}" for k in range(1, 5)}  # the threshold each one tries
+CODEXES = {f"codex-{k}": value for k, value in zip(range(1, 5), ("0.45", "0.4", "0.75", "0.8"), strict=True)}
+
+
+def _example(tmp_path: Path, which: str, extra: str = "") -> Program:
+    """The claude-codex example on the accuracy task, each CLI agent capped at one experiment."""
+    example = tmp_path / "claude-codex"
+    shutil.copytree(EXAMPLE, example)
+    org = example / which
+    text = org.read_text().replace("cli_timeout = 900", "cli_timeout = 180\nmax_experiments = 1")
+    org.write_text(text.replace('[[processes]]\nkind = "verify"\nruns = 2\n', "") + extra + NO_NOISE)
+    return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+
+
+def _script_the_eight(program: Program, anthropic: FakeAnthropic, responses: FakeResponses) -> None:
+    for agent, value in CLAUDES.items():
+        worktree = program.state_dir / "worktrees" / agent
+        anthropic.scripts[agent] = [
+            Reply(tool_calls=[tool_call("Edit", {"file_path": f"{worktree}/train.py", "old_string": "THRESHOLD = 0.5",
+                                                 "new_string": f"THRESHOLD = {value}"})]),
+            Reply(tool_calls=[tool_call("mcp__lab__submit", {"description": f"threshold {value}"})]),
+            Reply(text="Submitted.")]
+    for agent, value in CODEXES.items():
+        responses.scripts[agent] = [
+            Reply(tool_calls=[tool_call("exec", _patch("train.py", "THRESHOLD = 0.5", f"THRESHOLD = {value}"))]),
+            Reply(tool_calls=[tool_call("exec", "text(JSON.stringify(await tools.mcp__lab__submit("
+                                                f'{{description: "threshold {value}"}})));')]),
+            Reply(text="Submitted.")]
+
+
+def _each_ran_its_change(program: Program) -> dict[str, Experiment]:
+    ran = {e.agent: e for e in program.ledger.experiments() if e.kind == "proposal"}
+    assert set(ran) == set(CLAUDES) | set(CODEXES)
+    for agent, value in {**CLAUDES, **CODEXES}.items():
+        assert ran[agent].description == f"threshold {value}" and f"+THRESHOLD = {value}" in ran[agent].diff
+        assert ran[agent].status in ("keep", "discard")
+        assert program.ledger.usage(agent).calls >= 1  # each CLI's own usage, from its output
+    assert {e.slot for e in ran.values()} == {"cpu0", "cpu1"}
+    return ran
+
+
+@needs_clis
+@pytest.mark.slow
+def test_the_claude_codex_example_four_claude_code_and_four_codex_on_two_slots(tmp_path, anthropic, responses):
+    program = _example(tmp_path, "solo.toml")
+    _script_the_eight(program, anthropic, responses)
+    report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=8))
+    assert not report.paused, report.paused
+    ran = _each_ran_its_change(program)
+    merged = [program.ledger.experiment(m.experiment_id) for m in program.ledger.merges()]
+    assert merged and all(e.status == "keep" for e in merged)
+    assert max(e.metric for e in ran.values()) == 1.0
+
+
+@needs_clis
+@pytest.mark.slow
+def test_the_claude_codex_example_led_by_a_chief_who_assigns_and_merges(tmp_path, anthropic, responses):
+    program = _example(tmp_path, "chief.toml")
+    chief = program.org().roles[0]
+    org = program.root / "org.toml"
+    org.write_text(org.read_text().replace('model = "claude-sonnet-5"',
+                                           f'model = "claude-sonnet-5"\nbase_url = "{anthropic.base_url}"'))
+    assert chief.name == "chief"
+    _script_the_eight(program, anthropic, responses)
+    assign = [tool_call("send_message", {"to": agent, "kind": "assignment", "body": f"Set THRESHOLD = {value}."})
+              for agent, value in {**CLAUDES, **CODEXES}.items()]
+    anthropic.scripts["chief"] = [Reply(tool_calls=[*assign, tool_call("done", {})])] + [
+        Reply(tool_calls=[*(tool_call("merge", {"experiment": i}) for i in range(1, 9)), tool_call("done", {})])] * 3
+    anthropic.default = Reply(tool_calls=[tool_call("done", {})])
+    report = Runtime(program, slots=detect_slots(2, 1)).run(Limits(max_experiments=8))
+    assert not report.paused, report.paused
+    ran = _each_ran_its_change(program)
+    assert all(e.proposal.get("assignment") for e in ran.values())
+    merges = program.ledger.merges()
+    assert merges and all(m.by == "chief" for m in merges)
