@@ -41,7 +41,8 @@ from researchorg.world.protocol import PROGRAM_BRANCH
 
 STATE_DIR = ".researchorg"
 DEFAULT_ORG = Path(__file__).parent.parent / "templates" / "solo-tuner.toml"
-_GITIGNORE = "results.tsv\nprogress.png\nablation.png\n.researchorg/\n__pycache__/\n*.pyc\nrun.log\n"
+_GITIGNORE = ("results.tsv\nprogress.png\nablation.png\n.researchorg/\n__pycache__/\n*.pyc\nrun.log\n"
+              ".claude/\n.agents/\n")  # the last two: a grid pane's skills in a worktree, kept by its resets
 
 
 class Program:
