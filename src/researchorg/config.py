@@ -74,6 +74,7 @@ class ToolSpec(Strict):
     description: str = ""  # what the model reads about a function; default: its docstring
     timeout: float = Field(default=60.0, gt=0, le=3600)  # seconds a call may take before it is stopped
     roles: list[str] | None = None  # the roles that get it; None: every role
+    pass_env: list[str] = []  # variables that look like secrets (a search API's key) the tool may have
 
     @property
     def file(self) -> str:

@@ -4,6 +4,7 @@ agent and an event in the ledger."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -46,6 +47,22 @@ def hangs() -> str:
 def dies() -> str:
     """Kills its own interpreter."""
     os._exit(3)
+
+
+def read(path: str) -> str:
+    """A naive tool: reads whatever path it is given."""
+    return open(path, "rb").read().decode(errors="replace")[:100]
+
+
+def write(path: str, text: str) -> str:
+    """A naive tool: writes wherever it is told."""
+    open(path, "w").write(text)
+    return "written"
+
+
+def env(name: str) -> str:
+    """A variable of its environment."""
+    return os.environ.get(name, "-")
 '''
 
 ORG = """name = "tooled"
@@ -59,7 +76,8 @@ model = "claude-test"
 
 ALL = "".join(f'[[tools]]\nname = "{name}"\npython = "tools/mine.py:{name}"\n{extra}'
               for name, extra in [("threshold", ""), ("params", ""), ("broken", ""), ("hangs", "timeout = 1.5\n"),
-                                  ("dies", "")])
+                                  ("dies", ""), ("read", ""), ("write", ""),
+                                  ("env", 'pass_env = ["SEARCH_API_KEY"]\n')])
 
 
 def _org(tmp_path: Path, tools: str = ALL, role: str = "", backend: str = "anthropic", source: str = TOOLS) -> Path:
@@ -115,6 +133,26 @@ def test_a_tool_runs_the_programs_code_not_what_an_agent_wrote_in_its_worktree(t
     (box.ctx.worktree / "tools" / "mine.py").write_text(TOOLS.replace('raise ValueError(why)', 'return "pwned"'))
     assert box.call("broken", {}) == "error: tool broken: ValueError: it is broken"
     assert box.call("write_file", {"path": "tools/mine.py", "content": "x"}).startswith("error: tools/mine.py is not")
+
+
+def test_a_naive_tool_cannot_be_turned_against_the_lab_it_runs_in_the_agents_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEARCH_API_KEY", "for-the-tool")
+    monkeypatch.setenv("OTHER_SECRET_TOKEN", "not-for-the-tool")
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=_org(tmp_path))
+    other = program.ensure_agent("other", "researcher", "anthropic")
+    box = _toolbox(program)
+    ledger = program.state_dir / "ledger.db"
+    assert box.call("read", {"path": "train.py"}).startswith('"""Editable')
+    for path in (str(ledger), "../../ledger.db", str(other / "train.py"), str(program.root / "org.toml")):
+        refused = box.call("read", {"path": path})
+        assert re.match(r"error: tool read: (FileNotFoundError|PermissionError)", refused), (path, refused)
+    assert box.call("write", {"path": "notes.txt", "text": "mine"}) == "written"
+    for path in ("evaluate.py", str(other / "train.py"), str(tmp_path / "planted.txt")):
+        assert box.call("write", {"path": path, "text": "x"}).startswith("error: tool write: "), path
+    assert "return sum" in (box.ctx.worktree / "evaluate.py").read_text() and not (tmp_path / "planted.txt").exists()
+    assert (box.call("env", {"name": "SEARCH_API_KEY"}), box.call("env", {"name": "OTHER_SECRET_TOKEN"})) == (
+        "for-the-tool", "-")
+    assert program.ledger.count() == 0 and len(program.ledger.events()) > 0  # the ledger is intact and readable
 
 
 def test_a_role_limit_applies_to_its_tools_and_roles_get_only_the_tools_that_name_them(tmp_path):

@@ -4,11 +4,16 @@ the tools of an MCP server a command starts (`mcp = ["python", "tools/papers.py"
 A function runs in a subprocess of its own, one per call, so a tool that
 raises, hangs, crashes the interpreter or prints to stdout is one readable
 error for the agent (and a `tool_failed` event in the ledger), never a crashed
-org. Its code is the program's (as `init` copied it, read from the agent's
-head: an agent cannot change what its tool runs), in the agent's worktree as
-its working directory; it runs with your rights, not in the experiment's
-sandbox: it is your code, and the agent only chooses its arguments, which
-pydantic validates against the function's annotations before the call. Its
+org. Its code is the program's (as `init` copied it, read from the program
+branch: an agent cannot change what its tool runs), in the agent's worktree
+as its working directory, and in the sandbox a coding CLI of that agent gets
+(harness/sandbox.py): the worktree writable but for its protected files, the
+system and Python read-only, the task's sealed paths hidden, the program's
+ledger and the other worktrees out of sight, the network open, no variable
+that may hold a secret but those the tool's `pass_env` names. So a tool
+written without suspicion (one that reads the path it is given) cannot be
+turned by an agent against the lab. The agent chooses only its arguments,
+which pydantic validates against the function's annotations before the call. Its
 schema (the parameters the model sees) comes from those annotations and its
 description from the docstring (or the spec's `description`). The result is
 the function's return value: a string as it is, anything else as JSON.
@@ -16,8 +21,9 @@ the function's return value: a string as it is, anything else as JSON.
 The subprocess is `_tool_process.py` (it imports nothing of researchorg).
 
 An MCP server is started for each listing and each call (through the `mcp` SDK's client, on stdio), from the
-program's copy of the files its command names, in the agent's worktree; each of its tools is offered as
-`NAME_TOOL` with the server's own schema, and the same time limit stops a call (and the server) that hangs.
+program's copy of the files its command names; a call's server runs in the agent's worktree and the same
+sandbox. Each of its tools is offered as `NAME_TOOL` with the server's own schema, and the same time limit
+stops a call (and the server) that hangs.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from typing import Any
 import anyio
 
 from researchorg.config import ToolSpec
+from researchorg.harness import sandbox
+from researchorg.task.spec import TaskSpec
 
 MAX_RESULT_CHARS = 60_000
 _PROCESS = Path(__file__).with_name("_tool_process.py")  # what runs in the tool's subprocess
@@ -58,15 +66,16 @@ def schema(spec: ToolSpec, source: str) -> dict[str, Any]:
             "parameters": described["parameters"]}
 
 
-def call(spec: ToolSpec, source: str, arguments: dict[str, Any], cwd: Path) -> str:
-    """Run the tool once on `arguments` in `cwd`; its result as text. A CustomToolError says why it failed."""
-    text = _run(spec, source, "call", arguments, cwd, timeout=spec.timeout)
+def call(spec: ToolSpec, source: str, arguments: dict[str, Any], worktree: Path, task: TaskSpec) -> str:
+    """Run the tool once on `arguments` in an agent's `worktree` of `task`, confined; its result as text. A
+    CustomToolError says why it failed."""
+    text = _run(spec, source, "call", arguments, worktree, timeout=spec.timeout, task=task)
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
 
 
 def mcp_schemas(spec: ToolSpec, root: Path, cwd: Path) -> list[dict[str, Any]]:
     """The tools of `spec`'s MCP server as the model sees them, each named NAME_TOOL (`root`: where the files
-    its command names are)."""
+    its command names are; listed unconfined, as `check` lists them: no agent's input is involved)."""
     files = spec.files(root)
     key = (json.dumps(spec.mcp), hashlib.sha256(b"".join((root / f).read_bytes() for f in files)).hexdigest())
     if key not in _LISTED:
@@ -76,16 +85,18 @@ def mcp_schemas(spec: ToolSpec, root: Path, cwd: Path) -> list[dict[str, Any]]:
     return _LISTED[key]
 
 
-def mcp_call(spec: ToolSpec, root: Path, tool: str, arguments: dict[str, Any], cwd: Path) -> str:
-    """Call `tool` of `spec`'s MCP server once; its text. A CustomToolError says why it failed."""
-    result = _mcp(spec, root, cwd, lambda client: client.call_tool(tool, arguments), spec.timeout)
+def mcp_call(spec: ToolSpec, root: Path, tool: str, arguments: dict[str, Any], worktree: Path,
+             task: TaskSpec) -> str:
+    """Call `tool` of `spec`'s MCP server once, started in an agent's `worktree` of `task`, confined; its text.
+    A CustomToolError says why it failed."""
+    result = _mcp(spec, root, worktree, lambda client: client.call_tool(tool, arguments), spec.timeout, task)
     text = "\n".join(block.text for block in result.content if getattr(block, "text", None) is not None)
     if result.is_error:
         raise CustomToolError(f"tool {spec.name}_{tool}: {(text.strip().splitlines() or ['failed'])[0]}")
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
 
 
-def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float) -> Any:
+def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float, task: TaskSpec | None = None) -> Any:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -93,7 +104,10 @@ def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float) -> 
     argv = [str(root / a) if a in files else a for a in spec.mcp or []]
     if argv[0] == "python":
         argv[0] = sys.executable
-    server = StdioServerParameters(command=argv[0], args=argv[1:], cwd=cwd)
+    env = _environment(spec)
+    if task is not None:
+        argv = sandbox.confined(argv, _policy(cwd, task, read=[root / f for f in files]), cwd)
+    server = StdioServerParameters(command=argv[0], args=argv[1:], cwd=cwd, env=env)
     logging.getLogger("mcp.client").setLevel(logging.CRITICAL)  # a server's bad line is the error we raise
     with tempfile.TemporaryFile("w+", prefix="researchorg-mcp-tool-") as errlog:  # the server's stderr, kept out
         # of the lab's terminal
@@ -117,16 +131,32 @@ def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float) -> 
             raise CustomToolError(f"tool {spec.name}: {' '.join(spec.mcp or [])}: {why}") from None
 
 
-def _run(spec: ToolSpec, source: str, action: str, arguments: dict[str, Any], cwd: Path, timeout: float) -> str:
+def _environment(spec: ToolSpec) -> dict[str, str]:
+    """What a tool's process gets of the lab's environment: all but what may hold a secret, and its `pass_env`."""
+    return {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k in spec.pass_env}
+
+
+def _policy(worktree: Path, task: TaskSpec, read: list[Path] = (), write: list[Path] = ()) -> sandbox.Policy:
+    """The sandbox of a tool call: a coding CLI's in the same worktree (its own home aside)."""
+    return sandbox.policy_for(worktree, list(write), network=True, read=[_PROCESS.parent, *read],
+                              hidden=task.sealed_paths(),
+                              readonly=[worktree / p for p in task.protected_files() if (worktree / p).exists()])
+
+
+def _run(spec: ToolSpec, source: str, action: str, arguments: dict[str, Any], cwd: Path, timeout: float,
+         task: TaskSpec | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="researchorg-tool-") as tmp:
         file = Path(tmp) / Path(spec.file).name
         file.write_text(source)
         answer_fd, answer_path = tempfile.mkstemp(dir=tmp, prefix=".answer-")
         os.close(answer_fd)
         argv = [sys.executable, str(_PROCESS), action, str(file), spec.function, answer_path]
+        if task is not None:  # an agent's call: confined (a listing at `check` or start is the org's own)
+            argv = sandbox.confined(argv, _policy(cwd, task, write=[Path(tmp)]), cwd)
         try:
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                    env=_environment(spec))
         except OSError as err:
             raise CustomToolError(f"tool {spec.name}: could not start: {err}") from None
         try:

@@ -88,14 +88,22 @@ class Toolbox:
             raise ToolError(f"tool {tool.name}: {tool.file} is not in the program") from None
 
     def _tool_cwd(self) -> Path:
-        return Path(self.ctx.worktree) if self.ctx.worktree is not None else self.ctx.task.root
+        """Where the agent's tools run: its worktree, or for a lead (none) a folder of its own."""
+        if self.ctx.worktree is not None:
+            return Path(self.ctx.worktree)
+        if self.ctx.state_dir is None:
+            raise ToolError("the org's own tools run in the real lab only")
+        folder = Path(self.ctx.state_dir) / "tools"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _call_custom(self, name: str, tool: ToolSpec, args: dict[str, Any]) -> str:
         try:
+            worktree = self._tool_cwd()
             if tool.python is not None:
-                return custom_tools.call(tool, self._custom_source(tool), args, self._tool_cwd())
+                return custom_tools.call(tool, self._custom_source(tool), args, worktree, self.ctx.task)
             return custom_tools.mcp_call(tool, self.ctx.task.root, name.removeprefix(f"{tool.name}_"), args,
-                                         self._tool_cwd())
+                                         worktree, self.ctx.task)
         except custom_tools.CustomToolError as err:
             self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=name, reason=str(err))
             raise ToolError(str(err)) from None
