@@ -86,12 +86,19 @@ class ToolSpec(Strict):
         return (self.python or "").rsplit(":", 1)[-1]
 
     def files(self, org_dir: Path) -> list[str]:
-        """The files of the tool that `init` copies: the function's, or the command's arguments that are files
-        next to the org file."""
-        if self.python is not None:
-            return [self.file]
-        return [a for a in self.mcp or [] if not Path(a).is_absolute() and ".." not in Path(a).parts
-                and (org_dir / a).is_file()]
+        """The files of the tool that `init` copies, relative to the org file: the function's file, or each of
+        the command's arguments that is a file next to the org file, each with the files of its folder (its
+        helpers) unless it lies beside the org file itself."""
+        named = [self.file] if self.python is not None else [
+            a for a in self.mcp or [] if not Path(a).is_absolute() and ".." not in Path(a).parts
+            and (org_dir / a).is_file()]
+        found = []
+        for entry in named:
+            folder = Path(entry).parent
+            found += [entry] if folder == Path(".") else [
+                p.relative_to(org_dir).as_posix() for p in sorted((org_dir / folder).rglob("*"))
+                if p.is_file() and "__pycache__" not in p.parts]
+        return list(dict.fromkeys(found))
 
     @model_validator(mode="after")
     def _one_kind(self) -> ToolSpec:

@@ -272,3 +272,44 @@ def test_an_mcp_tool_that_does_not_answer_is_one_line_from_check(tmp_path, comma
     assert checked.returncode != 0 and "Traceback" not in checked.stderr
     [line] = (checked.stdout + checked.stderr).strip().splitlines()
     assert expected in line, line
+
+
+def test_a_tool_imports_the_helpers_beside_it_and_returns_an_empty_string(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "helper.py").write_text("def double(x):\n    return 2 * x\n")
+    org = _org(tmp_path, tools='[[tools]]\nname = "twice"\npython = "tools/mine.py:twice"\n'
+                                '[[tools]]\nname = "nothing"\npython = "tools/mine.py:nothing"\n',
+               source='from helper import double\n\ndef twice(x: int) -> int:\n    """Twice x."""\n'
+                      '    return double(x)\n\ndef nothing() -> str:\n    """Says nothing."""\n    return ""\n')
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    assert (program.root / "tools" / "helper.py").is_file()  # the tool's folder is copied with it
+    box = _toolbox(program)
+    assert (box.call("twice", {"x": 21}), box.call("nothing", {})) == ("42", "")
+
+
+def test_two_tools_on_one_server_stay_apart_and_a_relative_org_path_works(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "papers.py").write_text(SERVER)
+    org = _org(tmp_path, tools=MCP_TOOL + MCP_TOOL.replace('name = "papers"', 'name = "lit"'))
+    checked = cli("check", "org.toml", "--offline", cwd=tmp_path)
+    assert "ok" in checked.stdout, checked.stdout + checked.stderr
+    cli("init", "program", "--task", str(copy_task(tmp_path)), "--org", "org.toml", cwd=tmp_path)
+    box = _toolbox(Program(tmp_path / "program"))
+    names = {s["name"] for s in box.schemas()}
+    assert {"papers_search", "lit_search"} <= names and "papers_lit_search" not in names
+    assert box.call("lit_search", {"query": "x"}) == "3 papers on x (from researcher)"
+    assert org.is_file()
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("def x(a: int, /) -> str:\n    return ''\n", "every parameter must be one a model can name"),
+    ("def x(*values: int) -> str:\n    return ''\n", "every parameter must be one a model can name"),
+    ("async def x() -> str:\n    return ''\n", "must be a plain function (not async, not a generator)"),
+    ("raise ValueError('bad [/oops] [red]x')\n", "ValueError: bad [/oops] [red]x"),  # shown as written
+])
+def test_a_function_a_model_cannot_call_is_one_line_as_written(tmp_path, source, expected):
+    org = _org(tmp_path, tools='[[tools]]\nname = "x"\npython = "tools/mine.py:x"\n', source=source)
+    checked = cli("check", str(org), "--offline", check=False)
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    [line] = (checked.stdout + checked.stderr).strip().splitlines()
+    assert expected in line, line

@@ -20,6 +20,14 @@ from typing import Any
 def _describe(function: Any) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
+    if inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function) or \
+            inspect.isasyncgenfunction(function):
+        raise _Refused(f"{function.__name__} must be a plain function (not async, not a generator)")
+    unnamed = [p.name for p in inspect.signature(function).parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if unnamed:
+        raise _Refused(f"{function.__name__}: every parameter must be one a model can name (not /, *{unnamed[0]} "
+                       "or **kwargs)")
     parameters = TypeAdapter(function).json_schema()
     for prop in parameters.get("properties", {}).values():
         prop.pop("title", None)
@@ -36,6 +44,8 @@ def _call(function: Any, arguments: dict[str, Any]) -> str:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in err.errors())
         raise _Refused(f"wrong arguments: {problems}") from None
+    if inspect.isawaitable(result) or inspect.isgenerator(result):
+        raise _Refused("the function returned a coroutine or a generator, not a value")
     return result if isinstance(result, str) else json.dumps(result, default=str)
 
 
@@ -45,8 +55,12 @@ class _Refused(Exception):
 
 def _main(action: str, file: str, name: str, answer_path: str) -> int:
     """Load `name` from `file`, then describe it or call it on the JSON arguments read from stdin, writing the
-    answer (or why not, exit 1) to `answer_path`."""
-    answer = Path(answer_path)
+    answer to `answer_path` as JSON: {"ok": text} or {"error": why} (exit 1)."""
+    path = Path(answer_path)
+
+    def answer(**what: str) -> None:
+        path.write_text(json.dumps(what))
+
     try:
         where = Path(file)
         sys.path.insert(0, str(where.parent))
@@ -58,15 +72,15 @@ def _main(action: str, file: str, name: str, answer_path: str) -> int:
         if not callable(function):
             raise _Refused(f"{where.name} has no function {name}")
         if action == "describe":
-            answer.write_text(json.dumps(_describe(function)))
+            answer(ok=json.dumps(_describe(function)))
         else:
-            arguments = json.loads(sys.stdin.read() or "{}")
-            answer.write_text(_call(function, arguments))
+            answer(ok=_call(function, json.loads(sys.stdin.read() or "{}")))
         return 0
     except _Refused as err:
-        answer.write_text(f"{err}")
+        answer(error=str(err))
     except BaseException as err:  # the tool's own failure, whatever it is, is the answer
-        answer.write_text(f"{type(err).__name__}: {err}".splitlines()[0][:500])
+        said = [line for line in str(err).splitlines() if line.strip()]
+        answer(error=f"{type(err).__name__}: {said[0] if said else ''}".rstrip(": ")[:500])
     return 1
 
 

@@ -48,7 +48,7 @@ from researchorg.task.spec import TaskSpec
 
 MAX_RESULT_CHARS = 60_000
 _PROCESS = Path(__file__).with_name("_tool_process.py")  # what runs in the tool's subprocess
-_DESCRIBED: dict[tuple[str, str], dict[str, Any]] = {}  # (source hash, function) -> its schema
+_DESCRIBED: dict[tuple[str, str, str], dict[str, Any]] = {}  # (code hash, file, function) -> its schema
 _LISTED: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (command, files' hash) -> an MCP server's tools
 
 
@@ -56,28 +56,36 @@ class CustomToolError(Exception):
     """A custom tool that cannot be described or whose call failed; the message is one line."""
 
 
-def schema(spec: ToolSpec, source: str) -> dict[str, Any]:
-    """The tool as the model sees it (name, description, JSON-schema parameters), from its code `source`."""
-    key = (hashlib.sha256(source.encode()).hexdigest(), spec.function)
+def schema(spec: ToolSpec, root: Path) -> dict[str, Any]:
+    """The function as the model sees it (name, description, JSON-schema parameters), from its file under `root`
+    (the program's, or the org file's folder at `check`)."""
+    file = (root / spec.file).resolve()
+    try:
+        source = file.read_bytes()
+    except OSError as err:
+        raise CustomToolError(f"tool {spec.name}: cannot read {spec.file}: {err.strerror or err}") from None
+    key = (hashlib.sha256(source).hexdigest(), str(file), spec.function)
     if key not in _DESCRIBED:
-        _DESCRIBED[key] = json.loads(_run(spec, source, "describe", {}, Path.cwd(), timeout=min(spec.timeout, 60)))
+        _DESCRIBED[key] = json.loads(_run(spec, file, "describe", {}, file.parent, timeout=min(spec.timeout, 60)))
     described = _DESCRIBED[key]
     return {"name": spec.name, "description": spec.description or described["description"] or spec.name,
             "parameters": described["parameters"]}
 
 
-def call(spec: ToolSpec, source: str, arguments: dict[str, Any], worktree: Path, task: TaskSpec) -> str:
-    """Run the tool once on `arguments` in an agent's `worktree` of `task`, confined; its result as text. A
-    CustomToolError says why it failed."""
-    text = _run(spec, source, "call", arguments, worktree, timeout=spec.timeout, task=task)
+def call(spec: ToolSpec, arguments: dict[str, Any], worktree: Path, task: TaskSpec) -> str:
+    """Run the function once on `arguments` in an agent's `worktree` of `task` (its file: the program's copy),
+    confined; its result as text. A CustomToolError says why it failed."""
+    text = _run(spec, (task.root / spec.file).resolve(), "call", arguments, worktree, timeout=spec.timeout, task=task)
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
 
 
 def mcp_schemas(spec: ToolSpec, root: Path, cwd: Path) -> list[dict[str, Any]]:
     """The tools of `spec`'s MCP server as the model sees them, each named NAME_TOOL (`root`: where the files
     its command names are; listed unconfined, as `check` lists them: no agent's input is involved)."""
+    root = root.resolve()
     files = spec.files(root)
-    key = (json.dumps(spec.mcp), hashlib.sha256(b"".join((root / f).read_bytes() for f in files)).hexdigest())
+    key = (spec.name, json.dumps(spec.mcp), str(root),
+           hashlib.sha256(b"".join((root / f).read_bytes() for f in files)).hexdigest())
     if key not in _LISTED:
         listed = _mcp(spec, root, cwd, lambda client: client.list_tools(), min(spec.timeout, 60))
         _LISTED[key] = [{"name": f"{spec.name}_{t.name}", "description": t.description or t.name,
@@ -92,7 +100,7 @@ def mcp_call(spec: ToolSpec, root: Path, tool: str, arguments: dict[str, Any], w
     result = _mcp(spec, root, worktree, lambda client: client.call_tool(tool, arguments), spec.timeout, task)
     text = "\n".join(block.text for block in result.content if getattr(block, "text", None) is not None)
     if result.is_error:
-        raise CustomToolError(f"tool {spec.name}_{tool}: {(text.strip().splitlines() or ['failed'])[0]}")
+        raise CustomToolError(f"tool {spec.name}_{tool}: {(text.strip().splitlines() or ['failed'])[0][:500]}")
     return text if len(text) <= MAX_RESULT_CHARS else text[:MAX_RESULT_CHARS] + "\n... (truncated)"
 
 
@@ -100,13 +108,14 @@ def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float, tas
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
+    root = root.resolve()
     files = set(spec.files(root))
     argv = [str(root / a) if a in files else a for a in spec.mcp or []]
     if argv[0] == "python":
         argv[0] = sys.executable
     env = _environment(spec)
     if task is not None:
-        argv = sandbox.confined(argv, _policy(cwd, task, read=[root / f for f in files]), cwd)
+        argv = sandbox.confined(argv, _policy(cwd, task, read=[_readable(root / f, root) for f in files]), cwd)
     server = StdioServerParameters(command=argv[0], args=argv[1:], cwd=cwd, env=env)
     logging.getLogger("mcp.client").setLevel(logging.CRITICAL)  # a server's bad line is the error we raise
     with tempfile.TemporaryFile("w+", prefix="researchorg-mcp-tool-") as errlog:  # the server's stderr, kept out
@@ -128,12 +137,18 @@ def _mcp(spec: ToolSpec, root: Path, cwd: Path, action: Any, timeout: float, tas
             errlog.seek(0)
             said = [line for line in errlog.read().splitlines() if line.strip()]
             why = said[-1].strip() if said else f"{type(found).__name__}: {str(found) or 'failed'}".splitlines()[0]
-            raise CustomToolError(f"tool {spec.name}: {' '.join(spec.mcp or [])}: {why}") from None
+            raise CustomToolError(f"tool {spec.name}: {' '.join(spec.mcp or [])}: {why[:500]}") from None
 
 
 def _environment(spec: ToolSpec) -> dict[str, str]:
     """What a tool's process gets of the lab's environment: all but what may hold a secret, and its `pass_env`."""
     return {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k in spec.pass_env}
+
+
+def _readable(file: Path, root: Path) -> Path:
+    """What a confined tool may read of the program for `file`: its folder (its helpers), or the file alone when
+    it lies at the program's top (whose folder holds the ledger)."""
+    return file if file.parent.resolve() == root.resolve() else file.parent
 
 
 def _policy(worktree: Path, task: TaskSpec, read: list[Path] = (), write: list[Path] = ()) -> sandbox.Policy:
@@ -143,38 +158,37 @@ def _policy(worktree: Path, task: TaskSpec, read: list[Path] = (), write: list[P
                               readonly=[worktree / p for p in task.protected_files() if (worktree / p).exists()])
 
 
-def _run(spec: ToolSpec, source: str, action: str, arguments: dict[str, Any], cwd: Path, timeout: float,
+def _run(spec: ToolSpec, file: Path, action: str, arguments: dict[str, Any], cwd: Path, timeout: float,
          task: TaskSpec | None = None) -> str:
+    """Run `_tool_process.py` on the tool's `file` (the program's copy) in `cwd`: confined for an agent's call
+    (`task`), its own process group killed once it answers or runs out of time (a child it left, too)."""
     with tempfile.TemporaryDirectory(prefix="researchorg-tool-") as tmp:
-        file = Path(tmp) / Path(spec.file).name
-        file.write_text(source)
-        answer_fd, answer_path = tempfile.mkstemp(dir=tmp, prefix=".answer-")
-        os.close(answer_fd)
-        argv = [sys.executable, str(_PROCESS), action, str(file), spec.function, answer_path]
+        answer_path, errors_path = Path(tmp) / "answer.json", Path(tmp) / "stderr"
+        argv = [sys.executable, str(_PROCESS), action, str(file), spec.function, str(answer_path)]
         if task is not None:  # an agent's call: confined (a listing at `check` or start is the org's own)
-            argv = sandbox.confined(argv, _policy(cwd, task, write=[Path(tmp)]), cwd)
+            argv = sandbox.confined(argv, _policy(cwd, task, read=[_readable(file, task.root)], write=[Path(tmp)]),
+                                    cwd)
+        with open(errors_path, "w+") as errors:
+            try:
+                proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=errors, text=True, start_new_session=True, env=_environment(spec))
+            except OSError as err:
+                raise CustomToolError(f"tool {spec.name}: could not start: {err}") from None
+            try:
+                proc.communicate(json.dumps(arguments), timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise CustomToolError(f"tool {spec.name}: no answer within {timeout:g} s (stopped)") from None
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # the tool and whatever it started and left behind
+                proc.wait()
+            errors.seek(0)
+            said = [line for line in errors.read()[-4000:].splitlines() if line.strip()]
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                    env=_environment(spec))
-        except OSError as err:
-            raise CustomToolError(f"tool {spec.name}: could not start: {err}") from None
-        try:
-            _, stderr = proc.communicate(json.dumps(arguments), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the tool and whatever it started
-            proc.communicate()
-            raise CustomToolError(f"tool {spec.name}: no answer within {timeout:g} s (stopped)") from None
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        answer = Path(answer_path).read_text(encoding="utf-8", errors="replace")
-    if proc.returncode != 0 or not answer:
-        if answer:
-            raise CustomToolError(f"tool {spec.name}: {answer.strip().splitlines()[0]}")
-        said = stderr.strip().splitlines()
-        raise CustomToolError(f"tool {spec.name}: exit status {proc.returncode}" + (f": {said[-1]}" if said else ""))
-    return answer
+            answer = json.loads(answer_path.read_text(encoding="utf-8", errors="replace"))
+        except (OSError, ValueError):
+            answer = {}
+    if "ok" in answer and proc.returncode == 0:
+        return str(answer["ok"])
+    why = answer.get("error") or f"exit status {proc.returncode}" + (f": {said[-1].strip()}" if said else "")
+    raise CustomToolError(f"tool {spec.name}: {why[:500]}")

@@ -18,7 +18,7 @@ from typing import Any
 from researchorg.agents import custom_tools
 from researchorg.agents.base import AgentContext
 from researchorg.config import OrgSpec, Skill, ToolSpec, parse_skill, skill_folder
-from researchorg.errors import ConfigError, LabError
+from researchorg.errors import ConfigError
 from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 
 MAX_READ_CHARS = 60_000
@@ -67,7 +67,7 @@ class Toolbox:
         for tool in self.ctx.role.custom_tools if self.ctx.role is not None else []:
             try:
                 if tool.python is not None:
-                    described = [custom_tools.schema(tool, self._custom_source(tool))]
+                    described = [custom_tools.schema(tool, self.ctx.task.root)]
                 else:
                     described = custom_tools.mcp_schemas(tool, self.ctx.task.root, self._tool_cwd())
             except (custom_tools.CustomToolError, ToolError) as err:
@@ -77,15 +77,6 @@ class Toolbox:
                 continue
             found.update({s["name"]: (tool, s) for s in described if s["name"] not in builtin})
         return found
-
-    def _custom_source(self, tool: ToolSpec) -> str:
-        """A function's code as the program holds it (not as an agent may have changed it in its worktree)."""
-        if self.ctx.files is None or self.ctx.main is None:
-            raise ToolError(f"tool {tool.name}: the program's copy of its code cannot be read here")
-        try:
-            return self.ctx.read_main(tool.file)
-        except (LabError, OSError):
-            raise ToolError(f"tool {tool.name}: {tool.file} is not in the program") from None
 
     def _tool_cwd(self) -> Path:
         """Where the agent's tools run: its worktree, or for a lead (none) a folder of its own."""
@@ -101,7 +92,7 @@ class Toolbox:
         try:
             worktree = self._tool_cwd()
             if tool.python is not None:
-                return custom_tools.call(tool, self._custom_source(tool), args, worktree, self.ctx.task)
+                return custom_tools.call(tool, args, worktree, self.ctx.task)
             return custom_tools.mcp_call(tool, self.ctx.task.root, name.removeprefix(f"{tool.name}_"), args,
                                          worktree, self.ctx.task)
         except custom_tools.CustomToolError as err:
@@ -301,16 +292,14 @@ def check_tools(org: OrgSpec, org_file: Path) -> None:
                                       f"{str(err).split(': ', 1)[-1]}") from None
                 if not listed:
                     raise ConfigError(f"{where}: the MCP server lists no tools")
+                clash = sorted({s["name"] for s in listed} & builtin)
+                if clash:
+                    raise ConfigError(f"{where}: its tool {clash[0]} has a built-in tool's name; rename the tool")
                 continue
-            file = org_file.parent / tool.file
+            if not (org_file.parent / tool.file).is_file():
+                raise ConfigError(f"{where}: no file {tool.file} next to the org file")
             try:
-                source = file.read_text(encoding="utf-8")
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise ConfigError(f"{where}: no file {tool.file} next to the org file") from None
-            except UnicodeDecodeError as err:
-                raise ConfigError(f"{where}: {tool.file} is not UTF-8 text (byte {err.start})") from None
-            try:
-                custom_tools.schema(tool, source)
+                custom_tools.schema(tool, org_file.parent)
             except custom_tools.CustomToolError as err:
                 raise ConfigError(f"{where}: {tool.python} does not load: {str(err).split(': ', 1)[-1]}") from None
 
