@@ -8,6 +8,7 @@ file always reads the same way: the file, the key and what is allowed, e.g.
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ class ToolSpec(Strict):
     """A tool of the org's own, given to the roles it names (all, by default): a Python function (`python =
     "tools/flops.py:count_flops"`, the file relative to the org file; its parameters' annotations and its
     docstring make the schema the model sees), or the tools of an MCP server started by a command (`mcp =
-    ["python", "tools/papers.py"]`; each of its tools is `NAME_TOOL`). `init` copies the function's file, and
-    each file next to the org file that the command names, into the program (agents/custom_tools.py)."""
+    ["python", "tools/papers.py"]`; each of its tools is `NAME_TOOL`). `init` copies `files` into the program
+    (agents/custom_tools.py)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     python: str | None = Field(default=None, pattern=r"^[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*$")  # FILE.py:FUNCTION
@@ -247,6 +248,11 @@ class Skill:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def install(self, into: Path) -> None:
+        """A real copy of the skill's folder as `into/NAME`, replacing what was there."""
+        shutil.rmtree(into / self.name, ignore_errors=True)
+        shutil.copytree(self.folder, into / self.name, ignore=shutil.ignore_patterns("__pycache__"))
 
     def files(self) -> list[str]:
         """The files beside SKILL.md (scripts, references), relative to the folder."""

@@ -298,7 +298,6 @@ def test_two_tools_on_one_server_stay_apart_and_a_relative_org_path_works(tmp_pa
     names = {s["name"] for s in box.schemas()}
     assert {"papers_search", "lit_search"} <= names and "papers_lit_search" not in names
     assert box.call("lit_search", {"query": "x"}) == "3 papers on x (from researcher)"
-    assert org.is_file()
 
 
 @pytest.mark.parametrize(("source", "expected"), [

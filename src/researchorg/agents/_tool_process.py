@@ -3,8 +3,8 @@ package, so it imports nothing of researchorg and starts in the time Python and 
 
     python _tool_process.py describe|call FILE FUNCTION ANSWER_FILE    (call: the JSON arguments on stdin)
 
-It loads FUNCTION from FILE, then writes its schema (describe) or its result (call) to ANSWER_FILE, or a
-one-line `error` and exits 1; the tool's own stdout goes nowhere the lab reads.
+It loads FUNCTION from FILE, then writes to ANSWER_FILE, as JSON, {"ok": ...} (its schema, or its result) or
+{"error": one line} (and exits 1); the tool's own stdout goes nowhere the lab reads.
 """
 
 from __future__ import annotations

@@ -174,8 +174,7 @@ class CodingCLIAgent:
             if re.fullmatch(r"[a-z0-9][a-z0-9-]*", str(name)):
                 shutil.rmtree(target / name, ignore_errors=True)
         for skill in skills:
-            shutil.rmtree(target / skill.name, ignore_errors=True)
-            shutil.copytree(skill.folder, target / skill.name, ignore=shutil.ignore_patterns("__pycache__"))
+            skill.install(target)
         manifest.write_text(json.dumps([s.name for s in skills]))
 
     def _run(self, argv: list[str], ctx: AgentContext) -> str | None:

@@ -4,8 +4,8 @@ the tools of an MCP server a command starts (`mcp = ["python", "tools/papers.py"
 A function runs in a subprocess of its own, one per call, so a tool that
 raises, hangs, crashes the interpreter or prints to stdout is one readable
 error for the agent (and a `tool_failed` event in the ledger), never a crashed
-org. Its code is the program's (as `init` copied it, read from the program
-branch: an agent cannot change what its tool runs), in the agent's worktree
+org. Its code is the program's (as `init` copied it into the program's
+directory, which no agent can write: an agent cannot change what its tool runs), in the agent's worktree
 as its working directory, and in the sandbox a coding CLI of that agent gets
 (harness/sandbox.py): the worktree writable but for its protected files, the
 system and Python read-only, the task's sealed paths hidden, the program's
@@ -49,7 +49,7 @@ from researchorg.task.spec import TaskSpec
 MAX_RESULT_CHARS = 60_000
 _PROCESS = Path(__file__).with_name("_tool_process.py")  # what runs in the tool's subprocess
 _DESCRIBED: dict[tuple[str, str, str], dict[str, Any]] = {}  # (code hash, file, function) -> its schema
-_LISTED: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (command, files' hash) -> an MCP server's tools
+_LISTED: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # (name, command, root, files' hash) -> its tools
 
 
 class CustomToolError(Exception):

@@ -43,7 +43,7 @@ class Toolbox:
     calls: list[str] = field(default_factory=list)
     on_submit: Callable[[Submission], str] | None = None  # where a submission goes beside `submission` (MCP: the
     # ledger, for the running org to take); its text is the tool's answer
-    _unusable: set[str] = field(default_factory=set)  # custom tools that could not be described (said once)
+    _found: dict[str, tuple[ToolSpec, dict[str, Any]]] | None = None  # the custom tools, described once
 
     def schemas(self) -> list[dict[str, Any]]:
         """The tools as JSON schemas (name, description, parameters) that fit this agent's role."""
@@ -62,6 +62,8 @@ class Toolbox:
         """The role's own tools (the org's `[[tools]]` and its `[[roles.custom_tools]]`), by the name the model
         calls: a function's own, or an MCP server's NAME_TOOL; each with its schema. One that cannot be described
         is left out, and said once in the ledger."""
+        if self._found is not None:
+            return self._found
         builtin = {spec["name"] for spec in _SPECS}  # never in the place of one (check refuses the name)
         found: dict[str, tuple[ToolSpec, dict[str, Any]]] = {}
         for tool in self.ctx.role.custom_tools if self.ctx.role is not None else []:
@@ -71,11 +73,10 @@ class Toolbox:
                 else:
                     described = custom_tools.mcp_schemas(tool, self.ctx.task.root, self._tool_cwd())
             except (custom_tools.CustomToolError, ToolError) as err:
-                if tool.name not in self._unusable:
-                    self._unusable.add(tool.name)
-                    self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
+                self.ctx.ledger.log_event("tool_failed", agent=self.ctx.name, tool=tool.name, reason=str(err))
                 continue
             found.update({s["name"]: (tool, s) for s in described if s["name"] not in builtin})
+        self._found = found
         return found
 
     def _tool_cwd(self) -> Path:
@@ -278,9 +279,10 @@ def check_tools(org: OrgSpec, org_file: Path) -> None:
     seen: set[str] = set()
     for role in org.roles:
         for tool in role.custom_tools:
-            if tool.model_dump_json() in seen:
+            key = tool.model_dump_json()
+            if key in seen:
                 continue
-            seen.add(tool.model_dump_json())
+            seen.add(key)
             where = f"{org_file}: tool {tool.name}"
             if tool.name in builtin:
                 raise ConfigError(f"{where}: a built-in tool has that name; choose another")

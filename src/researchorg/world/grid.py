@@ -69,9 +69,7 @@ def pane_command(program: Program, agent: str, role: RoleSpec, worktree: Path) -
         skills = org_skills(program.org(), program.root / "org.toml")
         target = worktree / PROJECT_SKILLS[kind]
         for entry in role.skills:
-            shutil.rmtree(target / skills[entry].name, ignore_errors=True)
-            shutil.copytree(skills[entry].folder, target / skills[entry].name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            skills[entry].install(target)
     if kind == "claude":
         config = {"mcpServers": {"lab": {"type": "stdio", "command": server[0], "args": server[1:]}}}
         return [cli, "--mcp-config", json.dumps(config), prompt]
