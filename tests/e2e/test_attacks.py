@@ -203,7 +203,8 @@ def _connect(port: int, unix_path: str) -> str:
 @pytest.mark.parametrize("mode", ["auto", "landlock"])
 def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch, mode):
     """Each attack is a real edit of train.py run through the lab, with bubblewrap's namespaces and Landlock
-    ("auto", where bwrap is installed) and with Landlock alone (a machine without bubblewrap)."""
+    ("auto", where bwrap is installed) and with Landlock alone (a machine without bubblewrap). What the watch
+    and the harness catch does not depend on the sandbox, so Landlock alone is tried on the kernel's attacks."""
     if sandbox.landlock_abi() < 6:
         pytest.skip("this kernel has no Landlock ABI 6: the sandbox cannot refuse every attack here")
     monkeypatch.setenv("RESEARCHORG_SANDBOX", mode)
@@ -213,7 +214,7 @@ def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch
     unix_path = str(tmp_path / "lab.sock")
     unix_server.bind(unix_path)
     unix_server.listen()
-    attacks = {**WATCHED, **CONTAINED, "connects to another process on the machine": (
+    attacks = {**(WATCHED if mode == "auto" else {}), **CONTAINED, "connects to another process on the machine": (
         _train(EARLY, _connect(server.getsockname()[1], unix_path)), "crash", KERNEL)}
     org = tmp_path / "org.toml"
     org.write_text('name = "attackers"\n[[roles]]\nname = "honest"\nbackend = "scripted"\n'
