@@ -84,8 +84,9 @@ def measure(root: Path, agents: int, slots: int, think: float, budget: float, ex
     finally:
         if server is not None:
             server.close()
-    statuses = [program.ledger.experiment(i).status for i in report.ran]
-    if len(statuses) != experiments or any(s not in ("keep", "discard", "measured") for s in statuses):
+    statuses = [e.status for e in program.ledger.experiments()]
+    if report.ran != experiments or len(statuses) != experiments or any(
+            s not in ("keep", "discard", "measured") for s in statuses):
         raise SystemExit(f"expected {experiments} finished runs, got {statuses}")
     runs = program.ledger.experiments()
     span = max(e.ran_until for e in runs) - min(e.started_at for e in runs)

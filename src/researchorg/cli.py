@@ -206,7 +206,6 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     from researchorg.report.plot import progress_plot
 
     experiments = program.ledger.experiments()
-    program.write_results()
     baseline = program.ledger.program().baseline_commit
     if experiments:
         progress_plot(experiments, program.task.metric, program.plot_path, baseline_commit=baseline)
@@ -217,7 +216,7 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     reasons = {"interrupted": f"stopped by {stopper}; the experiments in flight are recorded as interrupted",
                "max_experiments": "reached --max-experiments", "max_hours": "reached --max-hours",
                "agents_done": "every agent is done or at its cap"}
-    console.print(f"{len(report.ran)} experiments this run on {report.slots} slot{'s' * (report.slots > 1)} "
+    console.print(f"{report.ran} experiments this run on {report.slots} slot{'s' * (report.slots > 1)} "
                   f"(busy {100 * report.utilization:.0f}% of the time); "
                   f"{reasons.get(report.stopped_by, report.stopped_by)}.")
     for agent, reason in report.paused.items():

@@ -91,7 +91,7 @@ def test_ctrl_c_at_each_stage_leaves_no_process_and_no_temp_dir(tmp_path):
         watcher.start()
         report = runtime.run(Limits(max_experiments=12))
         stop.set()
-        assert report.stopped_by == "interrupted", (kind, report.ran)
+        assert report.stopped_by == "interrupted", (kind, report)
         left = processes_of(root)
         assert not left, f"after Ctrl-C during a {kind} run these still run: {left}"
         scratch = program.state_dir / "tmp"

@@ -21,7 +21,7 @@ from tests.conftest import NO_NOISE, SCRIPTS, alive, cli, copy_task, default_sig
 def test_tuner_maximizes_and_every_record_agrees(make_program, tmp_path):
     program = make_program(backend="tuner")
     report = Runtime(program).run(Limits(max_experiments=8))
-    assert report.stopped_by == "max_experiments" and len(report.ran) == 8
+    assert report.stopped_by == "max_experiments" and report.ran == 8
     experiments = program.ledger.experiments()
     assert experiments[0].description == "baseline" and experiments[0].status == "keep"
     assert experiments[0].metric == 0.8  # THRESHOLD 0.5 as shipped

@@ -56,32 +56,32 @@ def test_ledger_survives_reopening_and_uses_wal(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
-def test_rows_made_after_each_run_match_the_whole_ledger_as_runs_finish_out_of_order(tmp_path):
-    """What a run writes after each experiment (only what finished since, and the rows that follow it) is at
-    every step what a scan of the whole ledger writes: a verification's row shows its proposal's status once
-    decided, a run that was running has no row until it ends."""
-    from researchorg.ledger.export import ResultRows
+def test_the_rewrite_a_page_at_a_time_matches_the_whole_ledger_as_runs_finish_out_of_order(tmp_path, monkeypatch):
+    """What a run writes (the ledger read a few experiments at a time) is at every step what the whole ledger
+    makes: a verification's row shows its proposal's status once decided, even when the proposal is on another
+    page; a run that is running has no row until it ends."""
+    from researchorg.ledger import export
 
-    now = [100.0]
-    ledger = SqlLedger(tmp_path / "ledger.db", clock=lambda: now[0])
+    monkeypatch.setattr(export, "RESULT_PAGE", 2)
+    ledger = SqlLedger(tmp_path / "ledger.db")
     ledger.create_program("p", "t", "val_bpb", "minimize", "b" * 40, {})
     ledger.ensure_agent("a", "researcher", "tuner", "agents/a", str(tmp_path), "b" * 40)
+    path = tmp_path / "results.tsv"
 
     def start(description, **kw):
         return ledger.start_experiment("a", "p" * 40, "c" * 40, diff="", description=description, hypothesis="",
                                        proposal={}, seed=1, log_dir=tmp_path, **kw).id
 
     def finish(id_, status, metric=None):
-        now[0] += 1
         ledger.finish_experiment(id_, status, metric=metric)
-        rows.update(ledger.experiments(ended_since=rows.ended - 1 if rows.ended else None), ledger.experiment)
-        assert rows.text() == results_tsv(ledger.experiments(), "val_bpb")
+        export.write_results_tsv(ledger, "val_bpb", path)
+        assert path.read_text() == results_tsv(ledger.experiments(), "val_bpb")
+        return [line.split("\t")[3] for line in path.read_text().splitlines()[1:]]
 
-    rows = ResultRows("val_bpb")
-    proposal, other = start("wider"), start("deeper")
-    verify = start("wider", kind="verify", rerun_of=proposal)
-    finish(other, "crash")
-    finish(verify, "measured", 2.4)  # its proposal is not decided yet: its row says discard
-    assert rows.text().splitlines()[-1].split("\t")[3] == "discard"
-    finish(proposal, "keep", 2.3)  # now the verification's row says keep
-    assert [line.split("\t")[3] for line in rows.text().splitlines()[1:]] == ["keep", "crash", "keep"]
+    proposal, other, third = start("wider"), start("deeper"), start("longer")
+    verify = start("wider", kind="verify", rerun_of=proposal)  # on the second page, its proposal on the first
+    assert finish(other, "crash") == ["crash"]
+    assert finish(verify, "measured", 2.4) == ["crash", "discard"]  # its proposal is not decided yet
+    assert finish(proposal, "keep", 2.3) == ["keep", "crash", "keep"]  # now the verification's row says keep
+    assert finish(third, "discard", 2.5) == ["keep", "crash", "discard", "keep"]
+    assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind

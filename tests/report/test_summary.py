@@ -45,13 +45,20 @@ def test_nothing_kept_beats_the_baseline_and_an_unchanged_run_stands_for_it_with
     assert summarize(runs[1:], LOSS).baseline.id == 2  # no commit, no unchanged run: the first keep
 
 
-def test_a_tally_fed_one_run_at_a_time_agrees_with_the_summary_at_every_step():
+def test_a_tally_fed_runs_as_they_finish_agrees_with_the_summary_at_every_step():
+    """The live view adds runs as they finish (a verification before the keep of its proposal) and asks the
+    ledger, when a code is first kept, for the runs of it that came before."""
     runs = program()
-    tally = Tally(LOSS, BASE)
+    finish_order = [1, 2, 4, 3, 5, 6, 8, 7, 9]
     by_id = {e.id: e for e in runs}
-    for n, e in enumerate(runs, 1):
-        tally.add(e)
-        live, full = tally.summary(by_id.__getitem__, steps=False), summarize(runs[:n], LOSS, BASE)
+    finished = []
+    tally = Tally(LOSS, lambda tree: [e for e in finished if e.tree == tree], BASE)
+    for n in finish_order:
+        finished.append(by_id[n])
+        tally.add(by_id[n])
+        live, full = tally.summary(by_id.__getitem__, steps=False), summarize(sorted(finished, key=lambda e: e.id),
+                                                                             LOSS, BASE)
         assert (live.total, live.by_status, live.baseline, live.best, live.runs) == \
             (full.total, full.by_status, full.baseline, full.best, full.runs)
         assert live.steps == []  # the live view does not draw the step line
+    assert live.runs == {"t0": [1.00, 1.02], "t1": [0.99], "t4": [0.96]}  # only the codes a summary can name

@@ -23,8 +23,7 @@ class Limits:
 
 @dataclass
 class RunReport:
-    ran: list[int] = field(default_factory=list)  # ids of the experiments this invocation recorded (not records:
-    # a long run holds a number each, not its diffs)
+    ran: int = 0  # how many experiments this invocation recorded (a count: a run of days holds nothing per run)
     stopped_by: str = "agents_done"  # agents_done | max_experiments | max_hours | interrupted
     paused: dict[str, str] = field(default_factory=dict)  # agent -> why it was paused
     slot_seconds: float = 0.0  # slot time spent running experiments

@@ -130,6 +130,8 @@ class Runtime:
                     self._stopping()
                     loop.run_until_complete(self._drain())
                     raise
+                finally:
+                    self.world.flush()
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -196,7 +198,7 @@ class Runtime:
             report.stopped_by = self.budget.exhausted_by or "agents_done"
         report.wall_seconds = self.clock.now() - started
         report.slot_seconds = self.scheduler.busy_seconds
-        self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=len(report.ran),
+        self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=report.ran,
                               utilization=round(report.utilization, 4), paused=report.paused)
         return report
 
@@ -412,7 +414,7 @@ class Runtime:
         finally:
             self.budget.settle(counted=counted)
         if finished is not None:  # recorded: what follows cannot change the record
-            self.report.ran.append(finished.id)
+            self.report.ran += 1
             self.written(finished)
         return finished
 
@@ -426,7 +428,7 @@ class Runtime:
                                                  metric=metric, summary=summary)
             self.world.reset(member.name, head)
             member.agent.observe(member.ctx, done)
-        self.report.ran.append(done.id)
+        self.report.ran += 1
         self.written(done)
         for process in self.processes:
             process.on_experiment(done)

@@ -24,9 +24,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import TextIO
 
+from researchorg.ledger.protocol import Ledger
 from researchorg.ledger.records import FINISHED_OK, Experiment
 
 _EVIDENCE = {"noise": "noise floor of the baseline", "rerun": "re-run of #{of} (borderline)",
@@ -34,8 +38,8 @@ _EVIDENCE = {"noise": "noise floor of the baseline", "rerun": "re-run of #{of} (
 _PLAIN_DECISION = ("gain >", "no gain", "same code", "better than", "not better", "first result")  # the status says it
 
 
-def _row(e: Experiment, statuses: dict[int, str]) -> tuple[str, str]:
-    """A run's results.tsv status and description."""
+def _row(e: Experiment, status_of: Callable[[int], str]) -> tuple[str, str]:
+    """A run's results.tsv status and description (`status_of(id)`: the status of the run an evidence run is for)."""
     if e.status not in FINISHED_OK:
         text = f"[{e.status}] {e.description}" if e.status != "crash" else e.description
         if e.reason:
@@ -44,60 +48,53 @@ def _row(e: Experiment, statuses: dict[int, str]) -> tuple[str, str]:
     if e.status == "measured":
         what = _EVIDENCE.get(e.kind, e.kind).format(of=e.rerun_of)
         status = {"noise": "keep", "incumbent": "keep", "ablation": "discard"}.get(
-            e.kind, statuses.get(e.rerun_of, "discard") if statuses.get(e.rerun_of) == "keep" else "discard")
+            e.kind, "keep" if e.rerun_of is not None and status_of(e.rerun_of) == "keep" else "discard")
         detail = f": {e.description}" if e.kind == "ablation" else ""
         return status, f"{what}, seed {e.seed}{detail}"
     rule = str((e.summary.get("decision") or {}).get("rule", ""))
     return e.status, f"{e.description} ({rule})" if rule and not rule.startswith(_PLAIN_DECISION) else e.description
 
 
+def _line(e: Experiment, status_of: Callable[[int], str]) -> str:
+    ok = e.status in FINISHED_OK and e.metric is not None
+    value = f"{e.metric:.6f}" if ok else "0.000000"
+    memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
+    status, description = _row(e, status_of)
+    description = " ".join(description.replace("\t", " ").split())
+    return f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}\n"
+
+
+def _header(metric: str) -> str:
+    return f"commit\t{metric}\tmemory_gb\tstatus\tdescription\n"
+
+
 def results_tsv(experiments: list[Experiment], metric: str) -> str:
-    rows = ResultRows(metric)
-    rows.update(experiments)
-    return rows.text()
+    """results.tsv of `experiments` (in id order; a run still running has no row)."""
+    statuses = {e.id: e.status for e in experiments}
+    return _header(metric) + "".join(_line(e, lambda id_: statuses.get(id_, "")) for e in experiments
+                                     if e.status != "running")
 
 
-class ResultRows:
-    """results.tsv row by row, for a run that rewrites it after each experiment: `update` with what finished
-    since the last time (the rows of the runs whose status follows one of those are made anew by `experiment`),
-    so a run of thousands of experiments does not load them all each time. Rows are in id order."""
+RESULT_PAGE = 1000  # experiments a rewrite of results.tsv holds at a time
 
-    def __init__(self, metric: str):
-        self.header = f"commit\t{metric}\tmemory_gb\tstatus\tdescription"
-        self.rows: dict[int, str] = {}
-        self.statuses: dict[int, str] = {}
-        self.followers: dict[int, set[int]] = {}  # an experiment -> its evidence runs whose row shows its status
-        self.ended: float | None = None  # the latest end the rows hold (the ledger's clock)
 
-    def update(self, experiments: list[Experiment], experiment: Callable[[int], Experiment] | None = None) -> None:
-        """Take each of `experiments` (in id order), and make anew, through `experiment(id)`, the rows that show
-        the status of one of them."""
-        for e in experiments:
-            self.statuses[e.id] = e.status
-        for e in experiments:
-            if e.ended_at is not None:
-                self.ended = e.ended_at if self.ended is None else max(self.ended, e.ended_at)
-            if e.status == "running":
-                self.rows.pop(e.id, None)
-                continue
-            self.rows[e.id] = self._line(e)
-            if e.status == "measured" and e.rerun_of is not None:
-                self.followers.setdefault(e.rerun_of, set()).add(e.id)
-        if experiment is not None:
-            taken = {e.id for e in experiments}
-            for follower in sorted({f for e in experiments for f in self.followers.get(e.id, ())} - taken):
-                self.rows[follower] = self._line(experiment(follower))
+def write_results_tsv(ledger: Ledger, metric: str, path: Path) -> None:
+    """Write results.tsv of the whole ledger to `path` (atomically), reading it a page at a time, so that a
+    run of days holds no row of it in memory between rewrites."""
+    with atomic_file(path) as handle:
+        handle.write(_header(metric))
+        after = 0
+        while page := ledger.experiments(diff_chars=0, after=after, limit=RESULT_PAGE):
+            statuses = {e.id: e.status for e in page}  # an evidence run's proposal is nearly always on its page
+            status_of = partial(_status, ledger, statuses)
+            handle.writelines(_line(e, status_of) for e in page if e.status != "running")
+            after = page[-1].id
 
-    def text(self) -> str:
-        return "\n".join([self.header, *(self.rows[i] for i in sorted(self.rows))]) + "\n"
 
-    def _line(self, e: Experiment) -> str:
-        ok = e.status in FINISHED_OK and e.metric is not None
-        value = f"{e.metric:.6f}" if ok else "0.000000"
-        memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-        status, description = _row(e, self.statuses)
-        description = " ".join(description.replace("\t", " ").split())
-        return f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}"
+def _status(ledger: Ledger, statuses: dict[int, str], id_: int) -> str:
+    if id_ not in statuses:
+        statuses[id_] = ledger.experiment(id_).status
+    return statuses[id_]
 
 
 def results_json(experiments: list[Experiment]) -> str:
@@ -105,9 +102,21 @@ def results_json(experiments: list[Experiment]) -> str:
     return json.dumps(rows, indent=2)
 
 
+@contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A file to write that replaces `path` once whole, so that a reader sees the old or the new text, never
+    half of one (nothing is replaced if the writing fails)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that a reader sees the old or the new text, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
+    with atomic_file(path) as handle:
         handle.write(text)
-    os.replace(tmp, path)

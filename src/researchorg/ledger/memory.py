@@ -9,6 +9,7 @@ everything by id). Nothing survives the process: copy it into a SQL ledger
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections import Counter
@@ -108,14 +109,13 @@ class MemoryLedger:
         return done
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
-                    after: int = 0, diff_chars: int | None = None,
-                    ended_since: float | None = None) -> list[r.Experiment]:
+                    after: int = 0, diff_chars: int | None = None, limit: int | None = None) -> list[r.Experiment]:
         if agent is not None:
             found = [self._experiments[i - 1] for i in self._by_agent.get(agent, ()) if i > after]
         else:
             found = self._experiments[after:]
-        return [e for e in found if (status is None or e.status == status) and (kind is None or e.kind == kind)
-                and (ended_since is None or (e.ended_at is not None and e.ended_at >= ended_since))]
+        chosen = (e for e in found if (status is None or e.status == status) and (kind is None or e.kind == kind))
+        return list(itertools.islice(chosen, limit))
 
     def experiment(self, experiment_id: int) -> r.Experiment:
         if not 0 < experiment_id <= len(self._experiments):

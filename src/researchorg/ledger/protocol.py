@@ -36,12 +36,11 @@ class Ledger(Protocol):
     def finish_experiment(self, experiment_id: int, status: str, *, agent_head: str | None = None, reason: str = "",
                           metric: float | None = None, summary: dict[str, Any] | None = None) -> r.Experiment: ...
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
-                    after: int = 0, diff_chars: int | None = None,
-                    ended_since: float | None = None) -> list[r.Experiment]:
-        """Experiments in id order, filtered. `diff_chars`: the caller reads no more of each diff than that (a
-        store on disk loads only that much, so a scan of a long ledger stays small; one in memory may hand its
-        records whole). `ended_since`: only those recorded as finished at that time (the ledger's clock) or
-        later."""
+                    after: int = 0, diff_chars: int | None = None, limit: int | None = None) -> list[r.Experiment]:
+        """Experiments in id order, filtered: those after the id `after`, at most `limit` of them (a page, for a
+        scan of a long ledger that holds one page at a time). `diff_chars`: the caller reads no more of each diff
+        than that (a store on disk loads only that much, so a scan stays small; one in memory may hand its
+        records whole)."""
     def experiment(self, experiment_id: int) -> r.Experiment: ...
     def count(self, agent: str | None = None, exclude: tuple[str, ...] = ()) -> int: ...
     def runs_of(self, tree: str, hardware: str | None = None) -> list[r.Experiment]: ...

@@ -205,8 +205,7 @@ class SqlLedger:
         return self.experiment(experiment_id)
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
-                    after: int = 0, diff_chars: int | None = None,
-                    ended_since: float | None = None) -> list[r.Experiment]:
+                    after: int = 0, diff_chars: int | None = None, limit: int | None = None) -> list[r.Experiment]:
         query = _EXPERIMENT_ROWS if diff_chars is None else sa.select(
             *(sa.func.substr(c, 1, diff_chars).label("diff") if c.name == "diff" else c for c in experiments.c),
             agents.c.name.label("agent")).join(agents)
@@ -219,8 +218,8 @@ class SqlLedger:
             query = query.where(experiments.c.kind == kind)
         if after:
             query = query.where(experiments.c.id > after)
-        if ended_since is not None:
-            query = query.where(experiments.c.ended_at >= ended_since)
+        if limit is not None:
+            query = query.limit(limit)
         with self._tx() as c:
             return [_record(r.Experiment, row) for row in c.execute(query).mappings()]
 

@@ -125,7 +125,7 @@ class RunView:
         """Count what the ledger holds (the view keeps counts, not records, so a run of days stays small);
         return the records, for the one caller that needs them."""
         history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
-        self.tally = Tally(self.task.metric, self.baseline_commit)
+        self.tally = Tally(self.task.metric, self.ledger.runs_of, self.baseline_commit)
         self.walls: tuple[float, ...] = ()  # the latest runs' wall times, start-up and evaluation included
         for e in history:
             self._count(e)

@@ -63,25 +63,31 @@ SUMMARY_DIFF_CHARS = 80  # all summarize reads of a diff (whether a run changed 
 def summarize(experiments: Iterable[Experiment], metric: MetricSpec, baseline_commit: str | None = None) -> Summary:
     """Summarize a program's experiments (in id order). `baseline_commit` is the program's starting code; without
     it the first kept run stands for the baseline."""
-    tally, named = Tally(metric, baseline_commit), {}
+    experiments = list(experiments)
+    by_tree: dict[str, list[Experiment]] = {}
+    for e in experiments:
+        if e.tree:
+            by_tree.setdefault(e.tree, []).append(e)
+    tally = Tally(metric, lambda tree: by_tree.get(tree, []), baseline_commit)
     for e in experiments:
         tally.add(e)
-        named[e.id] = e
+    named = {e.id: e for e in experiments}
     return tally.summary(named.__getitem__)
 
 
 class Tally:
-    """`summarize` one finished experiment at a time, for a run that goes on for days: per experiment it keeps
-    only numbers (each code's metrics, the ids of its first run and of each keep), and the experiments a summary
-    names (baseline, best, steps) are looked up by id when one is made."""
+    """`summarize` one finished experiment at a time, for a run that goes on for days. It holds nothing per
+    experiment: only counts, and the runs of the codes a summary can name (the baseline's and each kept one's),
+    which `runs_of(tree)` gives when a code is first named and each later run of it adds to; the experiments a
+    summary names are looked up by id when one is made."""
 
-    def __init__(self, metric: MetricSpec, baseline_commit: str | None = None):
-        self.metric, self.baseline_commit = metric, baseline_commit
+    def __init__(self, metric: MetricSpec, runs_of: Callable[[str], Iterable[Experiment]],
+                 baseline_commit: str | None = None):
+        self.metric, self.runs_of, self.baseline_commit = metric, runs_of, baseline_commit
         self.total = 0
         self.by_status: Counter[str] = Counter()
-        self._pairs: dict[str, list[tuple[str, float]]] = {}  # tree -> (kind, metric) of its scored runs
-        self._runs: dict[str, list[float]] = {}  # tree -> code_sample of those (replaced, never changed in place)
-        self._first: dict[str, int] = {}  # tree -> the id of its first scored run
+        self._pairs: dict[str, dict[int, tuple[str, float]]] = {}  # named tree -> id -> (kind, metric) of its runs
+        self._runs: dict[str, list[float]] = {}  # named tree -> code_sample of those (replaced, never changed)
         self._keeps: list[tuple[int, str, float]] = []  # (id, tree, metric) of each keep, in order
         self._baseline_tree: str | None = None  # the tree of the first run of the baseline commit
         self._unchanged_tree: str | None = None  # else of the first unchanged run on top of it
@@ -93,17 +99,28 @@ class Tally:
         if e.status not in FINISHED_OK or e.metric is None:
             return
         if e.tree:
-            pairs = self._pairs.setdefault(e.tree, [])
-            pairs.append((e.kind, e.metric))
-            self._runs[e.tree] = code_sample(pairs)
-            self._first.setdefault(e.tree, e.id)
             if self.baseline_commit is not None:
                 if self._baseline_tree is None and e.commit == self.baseline_commit:
                     self._baseline_tree = e.tree
+                    self._name(e.tree)
                 if self._unchanged_tree is None and e.parent_commit == self.baseline_commit and not e.diff.strip():
                     self._unchanged_tree = e.tree
+                    self._name(e.tree)
+            if e.status == "keep":
+                self._name(e.tree)
+            pairs = self._pairs.get(e.tree)
+            if pairs is not None and e.id not in pairs:
+                pairs[e.id] = (e.kind, e.metric)
+                self._runs[e.tree] = code_sample([pairs[i] for i in sorted(pairs)])
         if e.status == "keep":
             self._keeps.append((e.id, e.tree, e.metric))
+
+    def _name(self, tree: str) -> None:
+        """Follow the runs of `tree`, a code a summary can name, from those the ledger already has."""
+        if tree not in self._pairs:
+            pairs = self._pairs[tree] = {r.id: (r.kind, r.metric) for r in self.runs_of(tree)
+                                         if r.status in FINISHED_OK and r.metric is not None}
+            self._runs[tree] = code_sample([pairs[i] for i in sorted(pairs)])
 
     def summary(self, experiment: Callable[[int], Experiment], steps: bool = True) -> Summary:
         """The summary so far; `experiment(id)` gives the experiments it names (the step line's only with
@@ -116,7 +133,7 @@ class Tally:
 
         tree = self._baseline_tree or self._unchanged_tree
         if tree is not None:
-            baseline: tuple[int, float] | None = (self._first[tree], value(tree, 0.0))
+            baseline: tuple[int, float] | None = (min(self._pairs[tree]), value(tree, 0.0))
         else:
             baseline = (self._keeps[0][0], value(*self._keeps[0][1:])) if self._keeps else None
         best: tuple[int, float] | None = None

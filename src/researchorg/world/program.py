@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -33,7 +34,7 @@ from pathlib import Path
 from researchorg.config import OrgSpec, load_org, org_skills, skill_folder
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
-from researchorg.ledger.export import ResultRows, write_atomic
+from researchorg.ledger.export import write_results_tsv
 from researchorg.task import TaskSpec, find_task, load_task
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
@@ -53,7 +54,7 @@ class Program:
         if not (self.root / STATE_DIR / "ledger.db").is_file():
             raise LabError(f"{self.root} is not a researchorg program (run `researchorg init {root}` first)")
         self.git = Git(self.root)
-        self._results: ResultRows | None = None  # results.tsv as last written, for `write_results(since_last=True)`
+        self._next_results = 0.0  # when `write_results(lag=True)` may rewrite results.tsv again (monotonic)
 
     # creation -------------------------------------------------------------------
     @classmethod
@@ -237,19 +238,20 @@ class Program:
             slot_git("clean", "-ffdqx")  # -ff: untracked directories with a .git of their own too
         return path
 
-    def write_results(self, since_last: bool = False) -> None:
-        """Rewrite results.tsv from the ledger. `since_last` (after each run of a run): the rows of the last
-        write stand, and only those of runs recorded since (a second's margin for writes that crossed) and of
-        the runs whose status follows theirs are made anew, so a run of days does not load every record
-        after each experiment. The whole ledger is read otherwise (the start and the end of a run)."""
-        rows = self._results
-        if since_last and rows is not None:
-            since = None if rows.ended is None else rows.ended - 1.0
-            rows.update(self.ledger.experiments(diff_chars=0, ended_since=since), self.ledger.experiment)
-        else:
-            rows = self._results = ResultRows(self.task.metric.name)
-            rows.update(self.ledger.experiments(diff_chars=0))
-        write_atomic(self.results_path, rows.text())
+    def write_results(self, lag: bool = False) -> None:
+        """Rewrite results.tsv from the whole ledger, a page at a time (nothing of it stays in memory). `lag`
+        (after each run of a run): skipped while the last rewrite is younger than RESULTS_LAG times what it
+        took, so that it costs a lab whose runs take a fraction of a second at most a twentieth of its time,
+        while a task whose runs take a minute has it rewritten after every run; the end of a run rewrites it
+        whatever the lag (`RealWorld.flush`)."""
+        start = time.monotonic()
+        if lag and start < self._next_results:
+            return
+        write_results_tsv(self.ledger, self.task.metric.name, self.results_path)
+        self._next_results = start + RESULTS_LAG * (time.monotonic() - start)
+
+
+RESULTS_LAG = 20
 
 
 def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:

@@ -147,7 +147,10 @@ class GitWorld:
         return self.program.state_dir / "tmp" / str(experiment.id)
 
     def written(self, experiment: Experiment) -> None:
-        self.program.write_results(since_last=True)
+        self.program.write_results(lag=True)
+
+    def flush(self) -> None:
+        self.program.write_results()
 
 
 def _is_ours(pid: int, state_dir: Path) -> bool:

@@ -152,6 +152,9 @@ class SimWorld:
     def written(self, experiment: Experiment) -> None:
         """No files to rewrite."""
 
+    def flush(self) -> None:
+        """No files to rewrite."""
+
     def _new(self, config: frozenset[str], parents: tuple[str, ...]) -> str:
         commit = f"c{next(self._ids)}"
         self._configs[commit], self._parents[commit] = config, parents
