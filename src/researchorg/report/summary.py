@@ -33,7 +33,8 @@ class Summary:
     by_status: dict[str, int]
     baseline: Experiment | None  # the first run of the starting code
     best: Experiment | None  # the kept run whose code has the best mean
-    runs: dict[str, list[float]] = field(default_factory=dict)  # tree -> the metrics that measure the code
+    runs: dict[str, list[float]] = field(default_factory=dict)  # tree -> the metrics that measure the code, for
+    # the codes a summary can name (the baseline's, each kept one's)
     steps: list[tuple[Experiment, float]] = field(default_factory=list)  # each kept run that set a new best
 
     def value(self, e: Experiment) -> float:
