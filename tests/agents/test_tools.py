@@ -48,7 +48,26 @@ def test_role_tools_limit_what_is_offered_and_allowed(ctx):
         "error: tool write_file is not available to this role"
     lead = Toolbox(AgentContext(**{**ctx.__dict__, "role": RoleSpec(name="chief", backend="tuner", submits=False)}))
     names = {s["name"] for s in lead.schemas()}
-    assert "done" in names and "submit" not in names and "merge" not in names  # merge needs `merges = true`
+    assert {"done", "assign", "read_file"} <= names and "merge" not in names  # merge needs `merges = true`
+    assert not names & {"submit", "write_file", "replace_in_file"}  # a lead changes no file
+    assert "assign" not in {s["name"] for s in Toolbox(ctx).schemas()}
+
+
+def test_a_lead_assigns_to_one_researcher_by_name(ctx):
+    from researchorg.agents.mcp_server import LedgerPost
+
+    chief = AgentContext(**{**ctx.__dict__, "name": "chief", "worktree": None, "post": LedgerPost(
+        ctx.ledger, ["chief", "researcher"]), "role": RoleSpec(name="chief", backend="tuner", submits=False)})
+    box = Toolbox(chief)
+    assert not {"read_file", "list_files"} & {s["name"] for s in box.schemas()}  # no worktree: no files to list
+    assert box.call("assign", {"to": "everyone", "body": "x"}) == \
+        "error: an assignment goes to one researcher; name it in `to`"
+    assert box.call("assign", {"to": "nobody", "body": "x"}).startswith("error: no agent named 'nobody'")
+    assert box.call("assign", {"to": "researcher", "body": " "}) == "error: say in `body` what the experiment is"
+    assert box.call("assign", {"to": "researcher", "body": "Set THRESHOLD = 0.7."}).startswith(
+        "assigned as message #1")
+    [message] = ctx.ledger.messages(kind="assignment")
+    assert (message.sender, message.recipient, message.body) == ("chief", "researcher", "Set THRESHOLD = 0.7.")
 
 
 def test_best_diff_is_the_whole_diff(ctx):

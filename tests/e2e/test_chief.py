@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 
 
 def _assign(agent: str, text: str) -> tuple:
+    """An assignment sent as a message of that kind (the `assign` tool's equivalent)."""
     return tool_call("send_message", {"to": agent, "kind": "assignment", "body": text})
 
 
@@ -40,7 +41,7 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         cli("init", str(tmp_path / "lab"), "--task", "tinylm", "--budget", "8", "--org", str(org))
         program = Program(tmp_path / "lab")
         chief_server.scripts["chief"] = [
-            Reply(tool_calls=[_assign("junior-1", "Set N_LAYER = 2 in train.py."),
+            Reply(tool_calls=[tool_call("assign", {"to": "junior-1", "body": "Set N_LAYER = 2 in train.py."}),
                               _assign("junior-2", "Set N_EMBD = 64 in train.py."), tool_call("done", {})]),
         ] + [Reply(tool_calls=[tool_call("merge", {"experiment": 1}), tool_call("merge", {"experiment": 2}),
                                tool_call("done", {})])] * 4
@@ -52,7 +53,8 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         assert report.paused == {} and report.stopped_by in ("max_experiments", "agents_done")
         experiments = program.ledger.experiments()
         assert {(e.agent, e.description) for e in experiments} == {("junior-1", "2 layers"), ("junior-2", "width 64")}
-        assert all(e.status == "keep" and e.proposal.get("assignment") for e in experiments)
+        assert all(e.status == "keep" and e.proposal.get("assignment") for e in experiments), \
+            [(e.agent, e.status, e.reason) for e in experiments]
         assert {e.slot for e in experiments} == {"cpu0", "cpu1"}
         reports = [m for m in program.ledger.messages(for_agent="chief") if m.kind == "report"]
         assert {m.sender for m in reports} == {"junior-1", "junior-2"}
@@ -62,7 +64,7 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         assert Git(program.root)("show", "main:train.py").count(merged.diff.splitlines()[-1][1:]) == 1
         # the chief was offered lead tools, not submit; the juniors were told their assignment
         chief_tools = {t["name"] for t in chief_server.requests[0]["tools"]}
-        assert {"send_message", "merge", "done"} <= chief_tools and "submit" not in chief_tools
+        assert {"assign", "send_message", "merge", "done"} <= chief_tools and "submit" not in chief_tools
         junior_briefings = [r["messages"][1]["content"] for r in junior_server.requests]
         assert any("Your assignment (#1 from chief)" in b or "Your assignment (#2 from chief)" in b
                    for b in junior_briefings)

@@ -301,3 +301,47 @@ def test_the_claude_codex_example_led_by_a_chief_who_assigns_and_merges(tmp_path
     assert all(e.proposal.get("assignment") for e in ran.values())
     merges = program.ledger.merges()
     assert merges and all(m.by == "chief" for m in merges)
+
+
+@needs_clis
+def test_real_claude_code_as_a_lead_assigns_over_mcp_and_merges_what_its_researcher_kept(tmp_path, anthropic):
+    org = tmp_path / "org.toml"
+    org.write_text('name = "cli-lead"\n[[roles]]\nname = "chief"\nbackend = "claude-code"\nsubmits = false\n'
+                   'merges = true\ncli_timeout = 120\n'
+                   '[[roles]]\nname = "researcher"\nbackend = "claude-code"\nwaits_for_assignment = true\n'
+                   'merges = false\ncli_timeout = 120\n' + NO_NOISE)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    chief, researcher = (program.state_dir / "worktrees" / name for name in ("chief", "researcher"))
+    anthropic.scripts = {
+        "chief": [Reply(tool_calls=[tool_call("mcp__lab__assign", {"to": "researcher",
+                                                                  "body": "Set THRESHOLD = 0.7 in train.py."})]),
+                  Reply(tool_calls=[tool_call("Write", {"file_path": f"{chief}/train.py", "content": "x = 1\n"})]),
+                  Reply(tool_calls=[tool_call("mcp__lab__done", {})]),
+                  Reply(text="Assigned."),
+                  # its next turns: woken when its researcher is free again (its experiment may still run)
+                  # and when the result is reported, it looks at #1 and merges it once it is kept
+                  *[Reply(tool_calls=[tool_call("mcp__lab__experiment", {"id": 1}),
+                                      tool_call("mcp__lab__merge", {"experiment": 1})]), Reply(text="Done.")] * 3],
+        "researcher": [Reply(tool_calls=[tool_call("Edit", {"file_path": f"{researcher}/train.py",
+                                                            "old_string": "THRESHOLD = 0.5",
+                                                            "new_string": "THRESHOLD = 0.7"})]),
+                       Reply(tool_calls=[tool_call("mcp__lab__submit", {"description": "threshold 0.7"})]),
+                       Reply(text="Submitted.")],
+    }
+    anthropic.default = Reply(text="Nothing more to do.")
+    report = Runtime(program).run(Limits(max_experiments=1))
+    assert not report.paused, report.paused
+    [experiment] = program.ledger.experiments()
+    assignment = next(m for m in program.ledger.messages(kind="assignment"))
+    assert (assignment.sender, assignment.recipient) == ("chief", "researcher")
+    assert experiment.proposal.get("assignment") == assignment.id and "+THRESHOLD = 0.7" in experiment.diff
+    [merge] = program.ledger.merges()
+    assert (merge.experiment_id, merge.by) == (1, "chief")
+    results = _results_by_tool(anthropic.requests, "chief")
+    assert "assigned as message" in results["mcp__lab__assign"][0]
+    assert "#1 proposal by researcher: keep" in results["mcp__lab__experiment"][-1]  # what it judged by
+    assert "merged" in results["mcp__lab__merge"][-1].lower(), results["mcp__lab__merge"]
+    # the lead edits nothing: its Write is refused by its permissions (and its worktree is read-only to it)
+    assert ("chief", ["Write"]) in _refused(program)
+    assert "THRESHOLD = 0.5" in (chief / "train.py").read_text()
+    assert program.ledger.usage("chief").calls >= 2  # one per turn, from the CLI's own output

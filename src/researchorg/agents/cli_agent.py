@@ -17,7 +17,11 @@ on a slot. It runs in the kernel sandbox of harness/sandbox.py: its worktree
 (protected files and `.git` read-only) and a home of its own (its settings,
 `sandbox_paths`, copied there once) writable, the system read-only, the network
 open for its provider, no secret but its provider's key; the ledger, logs,
-slots, other worktrees and the task's `sealed` data are not in its view. A
+slots, other worktrees and the task's `sealed` data are not in its view.
+A lead (`submits = false`) is one CLI run per turn with a lead's lab tools
+(`assign`, `merge`, `done`) and its whole worktree read-only; Claude Code
+then runs in its `default` permission mode with only `Read, Glob, Grep`
+beside the lab's tools, so an edit is refused and recorded. A
 CLI that fails or hangs past `cli_timeout` is killed (its whole process
 group) and the agent is paused with the reason; at Ctrl-C it is killed at
 once.
@@ -51,6 +55,13 @@ DESCRIPTION: <one line saying what you changed>
 HYPOTHESIS: <what you expect and why>
 """
 
+LEAD_INSTRUCTIONS = """
+You lead this organization: you run no experiment and edit no file. Work through the tools of the MCP server
+`lab`: `results`, `experiment` and `noise_floor` to judge what the researchers found, `assign` to give a
+waiting researcher one well-scoped experiment, `merge` for a kept experiment that truly beats the program's
+best, and `done` when you have nothing more to do until the next result or message.
+"""
+
 INSTALL = {"claude-code": "npm install -g @anthropic-ai/claude-code", "codex": "npm install -g @openai/codex"}
 COMMAND = {"claude-code": "claude", "codex": "codex"}
 HOMES = {"claude-code": ["~/.claude", "~/.claude.json"], "codex": ["~/.codex", "~/.agents"]}  # settings, logins, skills
@@ -70,15 +81,38 @@ class CodingCLIAgent:
                              f"({INSTALL[self.backend]})")
 
     def propose(self, ctx: AgentContext) -> Proposal | None:
-        prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
         while ctx.ledger.take_submission(ctx.name) is not None:
             pass  # a submission from before this call does not describe what the call changes
+        prompt = "\n\n".join([system_prompt(self.role, ctx), briefing(ctx), INSTRUCTIONS])
+        text = self._session(prompt, ctx)
+        if text is None:
+            return None
+        description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
+        submitted = None
+        while (taken := ctx.ledger.take_submission(ctx.name)) is not None:  # its `submit` through MCP: the last
+            submitted = taken
+        if submitted is not None:
+            description, hypothesis = submitted.description, submitted.hypothesis or hypothesis
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return Proposal(description or first_line[:200] or f"change by {self.backend}", hypothesis,
+                        data={"backend": self.backend})
+
+    def act(self, ctx: AgentContext) -> None:
+        """A lead's turn (a role with `submits = false`): one CLI run that reads the results and the messages,
+        assigns and merges through the lab's MCP tools, and edits nothing (its worktree is read-only to it)."""
+        if ctx.worktree is None:
+            raise AgentError(f"the {self.backend} backend leads in the real lab only")
+        self._session("\n\n".join([system_prompt(self.role, ctx), briefing(ctx), LEAD_INSTRUCTIONS]), ctx)
+
+    def _session(self, prompt: str, ctx: AgentContext) -> str | None:
+        """One run of the CLI with the lab's tools on an endpoint of its own; its final text (None if the run
+        stopped first). Its token usage, and the tool calls its permissions refused, go to the ledger."""
         endpoint = None
         if ctx.worktree is not None:  # the lab's tools for this call, on loopback (the sandbox hides the ledger)
             from researchorg.agents.mcp_server import HttpEndpoint, instructions, to_ledger
 
             box = Toolbox(ctx, on_submit=to_ledger(ctx.ledger, ctx.name, self.backend))
-            endpoint = HttpEndpoint(box, instructions(ctx.task.name, ctx.name))
+            endpoint = HttpEndpoint(box, instructions(ctx.task.name, ctx.name, lead=not self.role.submits))
         try:
             output = self._run(self._argv(prompt, ctx, endpoint.url if endpoint else None), ctx)
         finally:
@@ -91,15 +125,7 @@ class CodingCLIAgent:
                                 usage.get("output_tokens", 0), usage.get("cost_usd", 0.0))
         if usage.get("refused"):  # tool calls its permissions refused (running the training, say)
             ctx.ledger.log_event("cli_refused", agent=ctx.name, backend=self.backend, tools=usage["refused"])
-        description, hypothesis = _labelled(text, "DESCRIPTION"), _labelled(text, "HYPOTHESIS")
-        submitted = None
-        while (taken := ctx.ledger.take_submission(ctx.name)) is not None:  # its `submit` through MCP: the last
-            submitted = taken
-        if submitted is not None:
-            description, hypothesis = submitted.description, submitted.hypothesis or hypothesis
-        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        return Proposal(description or first_line[:200] or f"change by {self.backend}", hypothesis,
-                        data={"backend": self.backend})
+        return text
 
     def observe(self, ctx: AgentContext, experiment: Experiment) -> None:
         """Nothing to keep: the next run's briefing comes from the ledger."""
@@ -108,11 +134,13 @@ class CodingCLIAgent:
         """The CLI's command line; `mcp_url`: the lab's MCP endpoint for this call, as its server `lab`."""
         model = ["--model", self.options.model] if self.options.model else []
         if self.backend == "claude-code":
-            tools, lab = list(self.options.tools or ["Read", "Edit", "Write", "Glob", "Grep"]), []
+            default = ["Read", "Edit", "Write", "Glob", "Grep"] if self.role.submits else ["Read", "Glob", "Grep"]
+            tools, lab = list(self.options.tools or default), []
             if mcp_url:
                 tools.append("mcp__lab")  # every tool of the server `lab`
                 lab = ["--mcp-config", json.dumps({"mcpServers": {"lab": {"type": "http", "url": mcp_url}}})]
-            return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", "acceptEdits",
+            mode = "acceptEdits" if self.role.submits else "default"  # a lead's edits are refused, not accepted
+            return [self.executable, "-p", prompt, "--output-format", "json", "--permission-mode", mode,
                     "--allowedTools", ",".join(tools), *lab, *model]
         lab = ["-c", f"mcp_servers.lab.url={json.dumps(mcp_url)}"] if mcp_url else []
         # Codex's own sandbox does not start inside ours (its writes fail): ours confines the whole CLI instead;
@@ -148,9 +176,10 @@ class CodingCLIAgent:
         # the CLI's own installation: the node_modules holding it (a launcher may run a sibling package's binary)
         installed = next((p for p in real.parents if p.name == "node_modules"), real.parent.parent)
         argv = [str(real), *argv[1:]]
+        readonly = [Path(ctx.worktree) / p for p in ctx.task.protected_files()] if self.role.submits else \
+            [Path(ctx.worktree)]  # a lead reads the code and changes none
         policy = sandbox.policy_for(Path(ctx.worktree), [home, *(p for p in shared if p.exists())], network=True,
-                                    read=[installed], hidden=ctx.task.sealed_paths(),
-                                    readonly=[Path(ctx.worktree) / p for p in ctx.task.protected_files()])
+                                    read=[installed], hidden=ctx.task.sealed_paths(), readonly=readonly)
         provider = PROVIDER_ENV[self.backend]
         env = {k: v for k, v in os.environ.items() if not sandbox.is_secret(k) or k.startswith(provider)}
         env["HOME"] = str(home)

@@ -138,8 +138,8 @@ def briefing(ctx: AgentContext) -> str:
     agents = ", ".join(sorted(ctx.post.worktrees)) if ctx.post is not None else ctx.name
     if ctx.role is not None and not ctx.role.submits:
         idle = ctx.idle() if ctx.idle is not None else []
-        lines += ["", f"The agents: {agents}. Assign well-scoped experiments with send_message(kind='assignment'),"
-                  " merge what truly beats the program's best, then call done."]
+        lines += ["", f"The agents: {agents}. Assign well-scoped experiments with `assign`, merge"
+                  " what truly beats the program's best, then call done."]
         if idle:
             lines.append(f"Waiting for an assignment: {', '.join(idle)}.")
     elif ctx.assignment is not None:

@@ -7,17 +7,19 @@ the agent's name and its role's limits (`tools`, `submits`, skills). Through it
 a client reads the files of the agent's worktree and edits the editable ones,
 reads the results, the evidence of a decision (`experiment`), the best diff,
 the noise floor and its messages, sends messages, loads its skills, and
-submits: a submission goes to the ledger, where the running org takes it
-(an `interactive` agent at once; a `claude-code` or `codex` agent when its
-CLI call ends, as the description of the change it made), so the lab, not the
-client, commits and runs the change.
+submits (a lead assigns, merges and says it is done instead): a submission
+goes to the ledger, where the running org takes it (an `interactive` agent at
+once; a `claude-code` or `codex` agent when its CLI call ends, as the
+description of the change it made), so the lab, not the client, commits and
+runs the change.
 
 `researchorg mcp` runs beside the org, not inside it: messages it sends
 reach their recipients through the ledger (their next briefing), and a lead's
 `merge` is not served (it needs the running engine). The endpoint of a CLI in
 the org serves the org's own toolbox of that agent (the running engine's
-messages). A CLI runs in a sandbox that hides the ledger, so the endpoint is
-its only way to the lab: streamable HTTP on loopback, on a port of its own,
+messages, and for a lead its `merge`, which runs in the engine's loop while
+the tool call waits). A CLI runs in a sandbox that hides the ledger, so the
+endpoint is its only way to the lab: streamable HTTP on loopback, on a port of its own,
 at a path with a random secret that only the CLI's config names.
 """
 
@@ -113,14 +115,19 @@ def lab_server(box: Toolbox, instructions: str) -> Server[Any]:
                   instructions=instructions)
 
 
-def instructions(program_name: str, agent: str) -> str:
+def instructions(program_name: str, agent: str, lead: bool = False) -> str:
+    if lead:
+        return (f"The research lab of {program_name}, as its lead {agent}: read results and messages, `assign` "
+                "experiments to researchers, `merge` what beats the program's best, then `done`.")
     return (f"The research lab of {program_name}, as agent {agent}: read results and messages, edit the editable "
             "files, then `submit`; the lab runs it.")
 
 
 def serve(program: Program, agent: str) -> None:
     """Serve `agent`'s tools on stdin/stdout until the client closes them."""
-    server = lab_server(agent_toolbox(program, agent), instructions(Path(program.root).name, agent))
+    box = agent_toolbox(program, agent)
+    lead = box.ctx.role is not None and not box.ctx.role.submits
+    server = lab_server(box, instructions(Path(program.root).name, agent, lead=lead))
 
     async def main() -> None:
         async with stdio_server() as (read, write):

@@ -49,7 +49,9 @@ class Toolbox:
         """The tools as JSON schemas (name, description, parameters) that fit this agent's role."""
         role = self.ctx.role
         submits = role is None or role.submits
-        wanted = {spec["name"] for spec in _SPECS} - ({"done"} if submits else {"submit"})
+        wanted = {spec["name"] for spec in _SPECS} - ({"done", "assign"} if submits else {"submit", *_EDITS})
+        if self.ctx.worktree is None:
+            wanted -= {"list_files", "read_file"}  # no files to read (a lead beside the org, or in simulation)
         if self.ctx.merge is None:
             wanted.discard("merge")
         if role is None or not role.skills:
@@ -206,6 +208,17 @@ class Toolbox:
             raise ToolError(str(err)) from None
         return f"sent message #{message_id}"
 
+    def _tool_assign(self, to: str, body: str) -> str:
+        if not body.strip():
+            raise ToolError("say in `body` what the experiment is")
+        if to in ("all", "everyone"):
+            raise ToolError("an assignment goes to one researcher; name it in `to`")
+        try:
+            message_id = self.ctx.send(to, "assignment", body)
+        except ValueError as err:
+            raise ToolError(str(err)) from None
+        return f"assigned as message #{message_id}: {to} runs it when it is free, and its result is reported to you"
+
     def _tool_submit(self, description: str, hypothesis: str = "") -> str:
         if not description.strip():
             raise ToolError("describe the experiment in `description`")
@@ -341,6 +354,7 @@ def _spec(name: str, doc: str, /, **properties: Any) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
+_EDITS = ("write_file", "replace_in_file")  # a lead (submits = false) changes no file
 _SPECS = [
     _spec("list_files", "List the files of the task and whether each is editable."),
     _spec("read_file", "Read a file of the task.", path=dict(_STR)),
@@ -357,6 +371,9 @@ _SPECS = [
     _spec("read_messages", "Your latest messages."),
     _spec("send_message", "Send a message to an agent, or to `everyone`.", to=dict(_STR), body=dict(_STR),
           kind={"type": "string", "optional": True}),
+    _spec("assign", "Give a researcher one well-scoped experiment to run (a lead's tool): it answers the oldest "
+          "assignment it has when it is free, and its result comes back to you as a report.", to=dict(_STR),
+          body=dict(_STR)),
     _spec("submit", "Submit the current state of your editable files as one experiment. Call once, last.",
           description=dict(_STR), hypothesis={"type": "string", "optional": True}),
     _spec("merge", "Merge a kept experiment into the program branch (it must beat the program's best; "
