@@ -29,7 +29,7 @@ from researchorg.bench.run import run_bench
 from researchorg.bench.spec import load_bench
 from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
-from researchorg.errors import ResearchOrgError
+from researchorg.errors import ConfigError, ResearchOrgError
 from researchorg.harness import sandbox
 from researchorg.ledger.export import results_json, results_tsv
 from researchorg.report.console import RunView, experiments_table, rigor_lines, summary_table
@@ -120,10 +120,51 @@ def init(
     task: Annotated[str, typer.Option(help="Built-in task name (tinylm) or path to a task directory.")] = "tinylm",
     budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--from", metavar="REPO", help="Adopt a repository (a path or a git URL) with its history: "
+        "autoresearch's layout (prepare.py, train.py, program.md) is recognized; another needs --command "
+        "and --metric. Writes the inferred task.toml and says where each field came from.")] = None,
+    command: Annotated[str | None, typer.Option(help="With --from: the command that trains and prints the "
+                                                "metric, e.g. \"python train.py --epochs 1\".")] = None,
+    metric: Annotated[str | None, typer.Option(metavar="NAME:DIRECTION", help="With --from: the metric, e.g. "
+                                               "accuracy:maximize.")] = None,
+    metric_pattern: Annotated[str | None, typer.Option(help="With --from: a regular expression whose first "
+                                                       "group reads the metric from the log.")] = None,
+    editable: Annotated[list[str] | None, typer.Option(metavar="GLOB", help="With --from: files the agents may "
+                                                       "edit (repeat it); default train.py.")] = None,
+    protected: Annotated[list[str] | None, typer.Option(metavar="GLOB", help="With --from: files nobody may "
+                                                        "edit, beside those inferred (repeat it).")] = None,
 ) -> None:
-    """Create a program: a git repository with the task's files, an org.toml and a ledger."""
-    _init(directory, task, budget, org)
+    """Create a program: a git repository with the task's files (or an adopted repository's), an org.toml and a
+    ledger."""
+    if source is None:
+        if any(v is not None for v in (command, metric, metric_pattern, editable, protected)):
+            raise ConfigError("--command, --metric, --metric-pattern, --editable and --protected go with --from")
+        _init(directory, task, budget, org)
+    else:
+        _adopt(directory, source, org, budget=budget, command=command, metric=metric, pattern=metric_pattern,
+               editable=editable, protected=protected)
     console.print(f"next: {_invoked()} run {directory}")
+
+
+def _adopt(directory: Path, source: str, org: Path | None, **flags) -> Program:
+    if org is not None:
+        load_org(org)  # a broken org file fails before anything is written
+    program, adopted = Program.adopt(directory, source, org_file=org, **flags)
+    console.print(f"[green]adopted[/] {source} into {program.root} (its history kept, branch main); the task "
+                  "it inferred, written to task.toml:", highlight=False)
+    for line in adopted.lines():
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    for warning in adopted.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    try:
+        check_org(program.org(), program.root / "org.toml", program.task)
+    except ResearchOrgError as err:
+        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    if program.task.prepare:
+        console.print(f"its prepare step (`{program.task.prepare}`) runs at the first `run`, or now with "
+                      f"`{_invoked()} prepare {directory}`", highlight=False)
+    return program
 
 
 def _init(directory: Path, task: str, budget: float | None, org: Path | None) -> Program:
@@ -294,16 +335,33 @@ def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Progra
 
 
 def _sandbox_lines(task, experiments=()) -> list[str]:
-    """What the kernel enforces on this task's runs here, and what it does not (and what the last run had)."""
+    """What the kernel enforces on this task's runs here, and what it does not (and what the last run had);
+    and whether the metric can be forged by the agents' code."""
     policy = sandbox.Policy(read=[], write=[], network=task.network)
     enforced, missing = sandbox.protections(policy)
     lines = [f"sandbox of runs here: {'; '.join(enforced)}"]
+    if task.metric.source == "stdout":
+        lines.append(f"[yellow]metric:[/] {task.metric.name} is read from the run's output, which the agents' code "
+                     f"({', '.join(task.editable)}) can print: an edit could forge it (a protected harness, "
+                     "metric source = \"harness\", cannot be)")
     if missing:
         lines.append(f"not enforced here: {'; '.join(missing)}")
     last = next((e.summary.get("sandbox") for e in reversed(experiments) if e.summary.get("sandbox")), None)
     if last is not None and last != "; ".join(enforced):
         lines.append(f"the latest run had: {last}")
     return lines
+
+
+@app.command()
+def prepare(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")]) -> None:
+    """Run the task's prepare step now (data, tokenizer), which `run` otherwise does before its first run."""
+    program = Program(directory)
+    output = program.prepare()
+    tail = output.strip().splitlines()[-3:]
+    for line in tail:
+        console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"[green]prepared[/] {program.root}: `{program.task.prepare or 'nothing to prepare'}`",
+                  highlight=False)
 
 
 @app.command()

@@ -46,7 +46,8 @@ def test_role_tools_limit_what_is_offered_and_allowed(ctx):
     assert {s["name"] for s in box.schemas()} == {"read_file", "submit"}
     assert box.call("write_file", {"path": "train.py", "content": ""}) == \
         "error: tool write_file is not available to this role"
-    lead = Toolbox(AgentContext(**{**ctx.__dict__, "role": RoleSpec(name="chief", backend="tuner", submits=False)}))
+    lead = Toolbox(AgentContext(**{**ctx.__dict__, "role": RoleSpec(name="chief", backend="tuner", submits=False),
+                                   "idle": lambda: []}))
     names = {s["name"] for s in lead.schemas()}
     assert {"done", "assign", "read_file"} <= names and "merge" not in names  # merge needs `merges = true`
     assert not names & {"submit", "write_file", "replace_in_file"}  # a lead changes no file
@@ -58,6 +59,8 @@ def test_a_lead_assigns_to_one_researcher_by_name(ctx):
 
     chief = AgentContext(**{**ctx.__dict__, "name": "chief", "worktree": None, "post": LedgerPost(
         ctx.ledger, ["chief", "researcher"]), "role": RoleSpec(name="chief", backend="tuner", submits=False)})
+    assert "assign" not in {s["name"] for s in Toolbox(chief).schemas()}  # beside the org: no team to hand it out
+    chief.idle = lambda: ["researcher"]  # in the org, whose team knows who waits
     box = Toolbox(chief)
     assert not {"read_file", "list_files"} & {s["name"] for s in box.schemas()}  # no worktree: no files to list
     assert box.call("assign", {"to": "everyone", "body": "x"}) == \

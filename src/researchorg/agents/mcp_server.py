@@ -15,7 +15,7 @@ runs the change.
 
 `researchorg mcp` runs beside the org, not inside it: messages it sends
 reach their recipients through the ledger (their next briefing), and a lead's
-`merge` is not served (it needs the running engine). The endpoint of a CLI in
+`assign` and `merge` are not served (they need the running engine). The endpoint of a CLI in
 the org serves the org's own toolbox of that agent (the running engine's
 messages, and for a lead its `merge`, which runs in the engine's loop while
 the tool call waits). A CLI runs in a sandbox that hides the ledger, so the

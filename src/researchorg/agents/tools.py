@@ -54,6 +54,8 @@ class Toolbox:
             wanted -= {"list_files", "read_file"}  # no files to read (a lead beside the org, or in simulation)
         if self.ctx.merge is None:
             wanted.discard("merge")
+        if self.ctx.idle is None:
+            wanted.discard("assign")  # the running engine's team hands assignments out (not a process beside it)
         if role is None or not role.skills:
             wanted -= {"list_skills", "load_skill"}
         builtin = [spec for spec in _SPECS if spec["name"] in wanted]

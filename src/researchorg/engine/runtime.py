@@ -47,7 +47,7 @@ from researchorg.engine.merging import Merger
 from researchorg.engine.messages import PostOffice
 from researchorg.engine.processes import Standup
 from researchorg.engine.scheduler import Scheduler
-from researchorg.errors import ConfigError
+from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import Experiment
 from researchorg.stats.acceptance import make_policy
 from researchorg.stats.noise import fresh_seed
@@ -86,6 +86,7 @@ class Runtime:
         self.report = RunReport(slots=len(self.scheduler.slots))
         self._stop: asyncio.Event | None = None
         self._winding_down = False  # every submitting agent has stopped: leads take a last turn and stop
+        self._unmeasurable: LabError | None = None  # the baseline's log never shows the metric: the run stops
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
         self._loops: set[asyncio.Task] = set()  # the agents' and the noise floor's own tasks
@@ -189,6 +190,11 @@ class Runtime:
         await asyncio.gather(floor, *(task for _, task in workers))
         while self._tasks:  # merges a lead started, and anything they started
             await asyncio.gather(*list(self._tasks))
+        if self._unmeasurable is not None:
+            for m in members:
+                self.world.reset(m.name, self.ledger.agent(m.name).head_commit)
+            self.ledger.log_event("run_stopped", stopped_by="unmeasurable", error=str(self._unmeasurable))
+            raise self._unmeasurable
         if self.stopped:
             for m in members:
                 self.world.reset(m.name, self.ledger.agent(m.name).head_commit)
@@ -442,9 +448,23 @@ class Runtime:
         return done
 
     def written(self, done: Experiment) -> None:
-        """A run was recorded: rewrite what the world keeps of the results, and tell the display."""
+        """A run was recorded: rewrite what the world keeps of the results, and tell the display. A run of the
+        unchanged baseline whose log never shows the metric, on a program that has never measured it, stops
+        the run with one error: the task's metric (its name or pattern) does not match what the command
+        prints, and every further run would fail alike."""
         self.world.written(done)
         self.on_event("experiment_finished", {"experiment": done})
+        unmeasured = f"no finite `{self.task.metric.name}`"
+        if done.status == "crash" and (done.reason or "").startswith(unmeasured) and self._unmeasurable is None \
+                and done.tree == self.world.tree_of(self.ledger.program().baseline_commit) \
+                and not self.ledger.runs_of(done.tree):
+            log = self.world.logs_dir / f"{done.id}.log" if self.world.logs_dir else None
+            self._unmeasurable = LabError(
+                f"the baseline printed no `{self.task.metric.name}` (experiment #{done.id}"
+                + (f", its log {log}" if log else "") + f"): the task's metric does not match what "
+                f"`{self.task.command}` prints; fix [metric] name or pattern in task.toml")
+            self.cancel.set()
+            self._stopping()
 
     def _incumbent(self, member: Member, experiment: Experiment) -> Callable[[], str]:
         """What a candidate of `member` must beat, asked at decision time: the commit its branch stands at

@@ -11,8 +11,12 @@ constants in the editable files that offline agents tune.
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -86,10 +90,19 @@ class TaskSpec(Strict):
     # paths no agent may see (the validation data): hidden from coding-CLI agents' sandboxes; `{stdlib}` is
     # the standard library of the interpreter that runs researchorg
     sealed: list[str] = []
+    # the Python that runs `python` in the command and the prepare step (e.g. the repository's own .venv);
+    # default: the interpreter that runs researchorg
+    interpreter: str | None = None
+    # paths outside the checkout a run may read (read-only), e.g. a dataset cache; `~` is your home, and a
+    # path in it is also found under the run's own home
+    data: list[str] = []
+    # the names the command's summary block uses for what the lab compares (peak_vram_mb = "peak_mem_mb")
+    summary_keys: dict[str, str] = {}
     metric: MetricSpec
     knobs: list[Knob] = []
     root: Path  # the task directory; set by load_task, not read from the file
     _protected_files: list[str] | None = PrivateAttr(default=None)
+    _interpreter_roots: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -118,6 +131,31 @@ class TaskSpec(Strict):
         stdlib = sysconfig.get_paths()["stdlib"]
         return with_copies([self.root / p if not Path(p).is_absolute() else Path(p)
                             for p in (entry.replace("{stdlib}", stdlib) for entry in self.sealed)])
+
+    def python(self) -> str:
+        """The interpreter that runs `python` in the task's commands."""
+        return os.path.expanduser(self.interpreter) if self.interpreter else sys.executable
+
+    def data_paths(self) -> list[Path]:
+        return [Path(os.path.expanduser(p)) for p in self.data]
+
+    def interpreter_roots(self) -> list[str]:
+        """Where the task's own interpreter loads code from (asked of it once), for a run's sandbox to read;
+        empty for the lab's own interpreter, whose roots the sandbox always reads."""
+        if self.interpreter is None:
+            return []
+        if self._interpreter_roots is None:
+            ask = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]))"
+            try:
+                done = subprocess.run([self.python(), "-c", ask], capture_output=True, text=True, timeout=60)
+                roots = json.loads(done.stdout) if done.returncode == 0 else []
+            except (OSError, subprocess.TimeoutExpired, ValueError):
+                roots = []
+            python = self.python()
+            self._interpreter_roots = [p for p in {*roots, os.path.dirname(python),
+                                                   os.path.dirname(os.path.realpath(python))}
+                                       if p and os.path.isabs(p) and os.path.exists(p)]
+        return list(self._interpreter_roots)
 
     def is_editable(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.editable) and not self.is_protected(path)

@@ -31,6 +31,11 @@ class Git:
     def __init__(self, cwd: Path):
         self.cwd = Path(cwd)
 
+    @staticmethod
+    def is_repository(path: Path) -> bool:
+        """Whether `path` is the top of a git repository (a subfolder of one is not)."""
+        return (Path(path) / ".git").exists()
+
     def __call__(self, *args: str, check: bool = True) -> str:
         """Run `git ARGS`; its stdout, stripped. A failure raises LabError unless `check` is False."""
         proc = self.run(*args)

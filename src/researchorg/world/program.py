@@ -16,6 +16,7 @@ experiments run in a detached checkout per compute slot, `.researchorg/slots/<sl
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import math
 import os
@@ -23,19 +24,20 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from researchorg.config import OrgSpec, load_org, org_skills, skill_folder
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
 from researchorg.ledger.export import write_results_tsv
 from researchorg.task import TaskSpec, find_task, load_task
+from researchorg.task.adopt import Adopted, infer, render, set_budget_constant
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
 from researchorg.world.protocol import PROGRAM_BRANCH
@@ -65,10 +67,7 @@ class Program:
         It is built beside `root` and moved there only once complete, so a failed prepare step or a Ctrl-C
         leaves nothing behind (and no half-made program that `demo` would take for one to resume)."""
         root = Path(root).resolve()
-        if (root / STATE_DIR).exists():
-            raise LabError(f"{root} is already a program: use `researchorg run {root}`")
-        if root.exists() and any(root.iterdir()):
-            raise LabError(f"{root} exists and is not empty: choose a new directory")
+        _check_new(root)
         if budget is not None and not (math.isfinite(budget) and budget > 0):
             raise ConfigError(f"budget: {budget} is not a positive number of seconds")
         task_dir = find_task(task)
@@ -89,51 +88,128 @@ class Program:
     @classmethod
     def _build(cls, root: Path, task_dir: Path, budget: float | None, org_file: Path | None,
                prompts: list[tuple[Path, str]], prepare: bool, name: str) -> None:
-        shutil.copytree(task_dir, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # a task directory's own git history is not the program's (`--from` adopts a repository with it)
+        shutil.copytree(task_dir, root, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
         if budget is not None:
             _set_budget(root / "task.toml", budget)
         spec = load_task(root)
-        shutil.copyfile(org_file or DEFAULT_ORG, root / "org.toml")
-        for source, relative in prompts:
-            (root / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, root / relative)
+        _add_org(root, org_file, prompts)
         (root / ".gitignore").write_text(_GITIGNORE)
         git = Git(root)
         git("init", "-q", "-b", PROGRAM_BRANCH)
-        baseline = git.commit_all(f"baseline: task {spec.name}")
-        (root / STATE_DIR).mkdir()
-        ledger = SqlLedger(root / STATE_DIR / "ledger.db")
-        ledger.create_program(name, spec.name, spec.metric.name, spec.metric.direction, baseline,
-                              file_hashes(root, spec.protected_files()))
-        ledger.log_event("program_created", task=spec.name, budget_seconds=spec.budget_seconds)
-        ledger.close()
+        _create_ledger(root, name, spec, git.commit_all(f"baseline: task {spec.name}"))
         if prepare:
             program = cls(root)
             program.prepare()
             program.ledger.close()
 
+    @classmethod
+    def adopt(cls, root: Path | str, origin: str, *, org_file: Path | None = None,
+              **flags: Any) -> tuple[Program, Adopted]:
+        """Create a program from a repository (a path or a git URL): its history kept, `main` at its HEAD, and
+        a task.toml inferred from it (`task.adopt.infer`, `flags` overriding any field) committed on top as the
+        baseline. A local repository with uncommitted changes to tracked files is refused. Its prepare step
+        is not run here (it may download data): the first `run` does, or `researchorg prepare`."""
+        root = Path(root).resolve()
+        _check_new(root)
+        prompts = _prompt_files(org_file or DEFAULT_ORG)
+        source = Path(origin).expanduser()
+        local = source.resolve() if source.exists() else None
+        if local is not None and not local.is_dir():
+            raise ConfigError(f"--from {origin}: not a directory")
+        if local is not None and (local / STATE_DIR / "ledger.db").exists():
+            raise ConfigError(f"--from {origin}: that is a researchorg program; adopt the repository it came from")
+        history = local is None or Git.is_repository(local)
+        if local is not None and history:
+            _refuse_uncommitted(local)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
+        try:
+            if history:
+                staging.rmdir()
+                try:  # the lab's git: no hook of the repository runs
+                    Git(root.parent)("clone", "-q", "--no-hardlinks", str(local or origin), str(staging))
+                except LabError as err:
+                    raise ConfigError(f"--from {origin}: git clone failed: {str(err).rsplit(': ', 1)[-1]}") from None
+                Git(staging)("checkout", "-q", "-B", PROGRAM_BRANCH)  # whatever its branch was called
+            else:
+                shutil.copytree(local, staging, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "venv"))
+            if (staging / "task.toml").exists():
+                raise ConfigError(f"--from {origin}: it has a task.toml already; use --task {origin}")
+            named = local.name if local else origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+            flags.setdefault("name", named)
+            adopted = infer(staging, environment=local, where=origin, **flags)
+            if flags.get("budget") is not None and adopted.budget_constant is not None:
+                set_budget_constant(staging / adopted.budget_constant[0], adopted.budget_constant[1],
+                                    flags["budget"])
+            (staging / "task.toml").write_text(render(adopted, origin))
+            spec = load_task(staging)  # what we wrote is a valid task
+            _add_org(staging, org_file, prompts)
+            ignore = staging / ".gitignore"
+            kept = ignore.read_text() if ignore.is_file() else ""
+            missing = [line for line in _GITIGNORE.splitlines() if line not in kept.splitlines()]
+            ignore.write_text(kept + ("\n" if kept and not kept.endswith("\n") else "") + "\n".join(missing) + "\n")
+            git = Git(staging)
+            if not history:
+                git("init", "-q", "-b", PROGRAM_BRANCH)
+            baseline = git.commit_all(f"researchorg: adopt {origin} as task {spec.name}")
+            _create_ledger(staging, root.name, spec, baseline)
+            if root.exists():
+                root.rmdir()
+            staging.rename(root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls(root), adopted
+
     def check_requirements(self) -> None:
         """A clear error now, rather than a crash in every run, when the task's Python modules are missing."""
-        missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
+        python = self.task.python()
+        if self.task.interpreter is None:
+            missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
+        else:
+            missing = _missing_modules(python, self.task.requires)
         if missing:
+            hint = "uv sync in the repository, or pip install them" if self.task.interpreter else \
+                "for torch: pip install torch==2.13.0"
             raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
-                           f"not installed for {sys.executable} (for torch: pip install torch==2.13.0)")
+                           f"not installed for {python} ({hint})")
+
+    def ensure_prepared(self) -> None:
+        """Check the task's requirements, and run its prepare step if it has not succeeded for this task.toml."""
+        if self._prepared_mark.is_file() and self._prepared_mark.read_text() == self._task_stamp():
+            self.check_requirements()
+            return
+        self.prepare()
+
+    @property
+    def _prepared_mark(self) -> Path:
+        return self.state_dir / "prepared"
+
+    def _task_stamp(self) -> str:
+        return hashlib.sha256((self.root / "task.toml").read_bytes()).hexdigest()
 
     def prepare(self) -> str:
-        """Check the task's requirements and run its prepare command once; return its output."""
+        """Check the task's requirements and run its prepare command; return its output."""
         self.check_requirements()
         if not self.task.prepare:
+            self._prepared_mark.write_text(self._task_stamp())
             return ""
         argv = shlex.split(self.task.prepare)
         if argv and argv[0] == "python":
-            argv[0] = sys.executable
+            argv[0] = self.task.python()
         try:
             proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
         except OSError as err:
             raise LabError(f"task {self.task.name}: cannot run its prepare command `{self.task.prepare}`: "
                            f"{err.strerror or err}") from None
         if proc.returncode != 0:
-            raise LabError(f"`{self.task.prepare}` failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            raise LabError(f"task {self.task.name}: its prepare step `{self.task.prepare}` failed: {last[0][:300]}")
+        self._prepared_mark.write_text(self._task_stamp())
+        self.ledger.log_event("prepared", command=self.task.prepare)
         return proc.stdout
 
     # what the program holds -----------------------------------------------------------
@@ -273,6 +349,53 @@ def _prompt_files(org_file: Path) -> list[tuple[Path, str]]:
             raise ConfigError(f"{org_file}: tools: no file {tool} next to the org file")
         found.append((org_file.parent / tool, tool))
     return found
+
+
+def _check_new(root: Path) -> None:
+    if (root / STATE_DIR).exists():
+        raise LabError(f"{root} is already a program: use `researchorg run {root}`")
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise LabError(f"{root} exists and is not empty: choose a new directory")
+
+
+def _add_org(root: Path, org_file: Path | None, prompts: list[tuple[Path, str]]) -> None:
+    shutil.copyfile(org_file or DEFAULT_ORG, root / "org.toml")
+    for source, relative in prompts:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / relative)
+
+
+def _create_ledger(root: Path, name: str, spec: TaskSpec, baseline: str) -> None:
+    (root / STATE_DIR).mkdir()
+    ledger = SqlLedger(root / STATE_DIR / "ledger.db")
+    ledger.create_program(name, spec.name, spec.metric.name, spec.metric.direction, baseline,
+                          file_hashes(root, spec.protected_files()))
+    ledger.log_event("program_created", task=spec.name, budget_seconds=spec.budget_seconds)
+    ledger.close()
+
+
+def _refuse_uncommitted(repo: Path) -> None:
+    """A repository to adopt is taken as committed: changes to its tracked files are refused, not lost."""
+    done = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    changed = [line[3:] for line in done.stdout.splitlines() if line.strip()]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"{repo} has uncommitted changes to {', '.join(changed[:3])}{more}: commit or stash them "
+                          "first (the program takes the repository as committed; untracked files stay out)")
+
+
+def _missing_modules(python: str, modules: list[str]) -> list[str]:
+    """Which of `modules` the interpreter `python` cannot import (asked of it; all of them if it does not run)."""
+    ask = "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+    try:
+        done = subprocess.run([python, "-c", ask, *modules], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LabError(f"the task's interpreter {python} does not run: {err}") from None
+    if done.returncode != 0:
+        raise LabError(f"the task's interpreter {python} does not run: "
+                       f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    return done.stdout.split()
 
 
 def _set_budget(task_toml: Path, budget: float) -> None:

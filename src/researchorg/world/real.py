@@ -45,7 +45,7 @@ class GitWorld:
         return self.program.run_lock()
 
     def check_requirements(self) -> None:
-        self.program.check_requirements()
+        self.program.ensure_prepared()
 
     # versions of the code ----------------------------------------------------------------
     def main(self) -> str:

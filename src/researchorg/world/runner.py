@@ -40,7 +40,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -94,11 +93,14 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         policy = None
         if task.metric.source != "harness":  # the command is the agent's code: all of it runs in the sandbox
             scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
+            data = [p for p in task.data_paths() if p.exists()]
             policy = sandbox.policy_for(worktree, scratch, network=task.network,
+                                        read=[*(Path(p) for p in task.interpreter_roots()), *data],
                                         readonly=[worktree / p for p in task.protected_files()])
             argv = sandbox.confined(argv, policy, worktree)
             if scratch:  # the user's home is out of the sandbox's sight: caches go to the run's scratch
                 env.update(HOME=str(scratch[0]), XDG_CACHE_HOME=str(scratch[0] / ".cache"))
+                _data_at_home(data, scratch[0])
         try:
             proc = subprocess.Popen(argv, cwd=worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -130,6 +132,18 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
     return result
+
+
+def _data_at_home(data: list[Path], home: Path) -> None:
+    """The task's data paths that are in your home, also under the run's own `home` (links to them, read-only
+    in its sandbox), so a command that looks for `~/.cache/...` finds them."""
+    yours = Path(os.path.expanduser("~"))
+    for path in data:
+        if path.is_relative_to(yours) and path != yours:
+            link = home / path.relative_to(yours)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(path)
 
 
 def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> tuple[int, float] | None:
@@ -176,6 +190,9 @@ def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -
         return _read_verdict(log_path, returncode, wall)
     text = log_path.read_text(errors="replace")
     summary = parse_summary(text)
+    for theirs, ours in task.summary_keys.items():  # the task's names for what the lab compares
+        if theirs in summary and ours not in summary:
+            summary[ours] = summary[theirs]
     metric = task.read_metric(text)
     if returncode != 0:
         return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
@@ -243,7 +260,7 @@ def group_members(pgid: int) -> list[int]:
 def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
     env = sandbox.run_environment(os.environ, task.pass_env)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(Path(task.python()).parent), env.get("PATH", "")])
     env.update({
         "RESEARCHORG_SEED": str(seed),
         "RESEARCHORG_BUDGET": f"{task.budget_seconds:g}",

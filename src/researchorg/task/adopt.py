@@ -1,0 +1,346 @@
+"""Adopting a repository as a task: an autoresearch-style one (prepare.py, train.py, program.md) by its layout,
+or any repository with a command and a metric named on the command line.
+
+`infer` reads the repository (never runs it) and says, for every field of the task it infers, where the value
+came from; `render` writes that as the program's task.toml, a comment beside each field, for the user to
+edit. What it infers from autoresearch's layout:
+
+- `train.py` editable; `prepare.py`, `program.md` and the environment's files (pyproject.toml, uv.lock,
+  requirements*.txt, .python-version) protected;
+- the metric: the first `name: value` line train.py prints after its `print("---")` (autoresearch's summary
+  block: `val_bpb`), its direction from its name (a loss, bpb, perplexity or error is minimized; an accuracy,
+  score or reward maximized);
+- the budget: a top-level `TIME_BUDGET = 300` in prepare.py or train.py. A different `--budget` rewrites
+  that constant in the program's copy (a protected file, so the agents cannot change it back);
+- `requires`: the third-party modules train.py and prepare.py import;
+- the interpreter: the repository's own `.venv` where it has one (what `uv run` would use; runs never
+  `uv run`, since a run must not install anything and has no network), else the lab's;
+- knobs: the editable files' top-level upper-case numeric constants, each over a range around its value,
+  so the offline tuner can work on it before any LLM agent does;
+- `summary_keys`: autoresearch's summary names for what the lab compares as confounds (`peak_vram_mb` as
+  memory, `num_steps` as steps, ...).
+
+The data autoresearch's prepare.py downloads goes to `~/.cache/autoresearch`, outside the checkout: a
+run sees such paths read-only (`data`), under the same names.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from researchorg.errors import ConfigError
+
+ENVIRONMENT_FILES = ("pyproject.toml", "uv.lock", "requirements.txt", "requirements-dev.txt", ".python-version",
+                     "setup.py", "setup.cfg", "environment.yml")
+BUDGET_NAMES = ("TIME_BUDGET", "TIME_BUDGET_SECONDS", "TRAINING_BUDGET", "BUDGET_SECONDS")
+MINIMIZE = re.compile(r"bpb|loss|perplexity|ppl|error|err\b|wer|cer|mse|mae|rmse|nll|_bits", re.IGNORECASE)
+MAXIMIZE = re.compile(r"acc|f1|auc|score|reward|bleu|rouge|map\b|iou|precision|recall|r2", re.IGNORECASE)
+SUMMARY_KEYS = {"peak_vram_mb": "peak_mem_mb", "num_steps": "steps", "num_params_M": "num_params",
+                "total_tokens_M": "tokens"}
+MAX_KNOBS = 16
+NOT_KNOBS = re.compile(r"BUDGET|PEAK|FLOPS|SEED|EVAL|VOCAB|VERSION|PORT")  # constants of the setup, not the model
+_SUMMARY_PRINT = re.compile(r"""^\s*([A-Za-z_][A-Za-z0-9_]*):""")
+
+
+@dataclass
+class Adopted:
+    """A task inferred from a repository: its fields, where each came from, and what the user must know."""
+
+    fields: dict[str, Any]
+    sources: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    budget_constant: tuple[str, str] | None = None  # (file, constant) that holds the budget in the repository
+
+    def lines(self) -> list[str]:
+        """The inferred task, a field a line, with where each value came from."""
+        shown = {k: v for k, v in self.fields.items() if k not in ("knobs", "summary_keys")}
+        out = [f"{key} = {_toml_value(value)}  ({self.sources.get(key, 'default')})" for key, value in shown.items()]
+        if self.fields.get("knobs"):
+            names = ", ".join(k["name"] for k in self.fields["knobs"])
+            out.append(f"knobs: {names}  ({self.sources['knobs']})")
+        return out
+
+
+def infer(repo: Path, *, command: str | None = None, metric: str | None = None, editable: list[str] | None = None,
+          protected: list[str] | None = None, budget: float | None = None, pattern: str | None = None,
+          name: str | None = None, prepare: str | None = None, environment: Path | None = None,
+          where: str | None = None) -> Adopted:
+    """The task of `repo`: autoresearch's layout where it has one, any flag overriding what is inferred; a
+    repository of another shape needs `command` and `metric` (`NAME:minimize|maximize`). `environment`: where
+    the repository's own virtual environment may be (its original folder; a clone has none); `where`: how
+    errors name the repository (default its path)."""
+    repo = repo.resolve()
+    where = where or str(repo)
+    autoresearch = (repo / "train.py").is_file() and (repo / "prepare.py").is_file()
+    if not autoresearch and (command is None or metric is None):
+        raise ConfigError(f"{where}: not an autoresearch-style repository (no train.py and prepare.py); "
+                          "say how to run it: --command \"python train.py\" --metric NAME:minimize|maximize "
+                          "--editable GLOB")
+    fields: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    warnings: list[str] = []
+
+    def put(key: str, value: Any, source: str) -> None:
+        fields[key], sources[key] = value, source
+
+    put("name", _slug(name or repo.name), "the repository's name")
+    description = _description(repo)
+    if description:
+        put("description", description[0], description[1])
+    python, python_source = _interpreter(environment or repo)
+    if command is not None:
+        put("command", command, "--command")
+    else:
+        put("command", "python train.py", "autoresearch's `uv run train.py`, as the interpreter below runs it")
+    if python is not None:
+        put("interpreter", python, python_source)
+    if prepare is not None:
+        put("prepare", prepare, "--prepare")
+    elif autoresearch:
+        put("prepare", "python prepare.py", "prepare.py (data and tokenizer; run once, at the first `run` or by "
+                                            "`researchorg prepare`)")
+    put("editable", editable or ["train.py"], "--editable" if editable else "autoresearch: agents edit train.py")
+    if not editable and not autoresearch:
+        raise ConfigError("say which files the agents may edit: --editable GLOB (e.g. --editable 'model/*.py')")
+    found_protected = [p for p in ("prepare.py", "program.md", *ENVIRONMENT_FILES) if (repo / p).is_file()]
+    put("protected", list(dict.fromkeys([*(protected or []), *found_protected])),
+        ("--protected and " if protected else "") + "the data preparation, instructions and environment files")
+
+    budget_at = _budget_constant(repo)
+    if budget is not None:
+        put("budget_seconds", budget, "--budget" + (f" ({budget_at[0]}'s {budget_at[1]} rewritten to match)"
+                                                   if budget_at else ""))
+    elif budget_at is not None:
+        put("budget_seconds", budget_at[2], f"{budget_at[0]}:{budget_at[3]} {budget_at[1]}")
+    else:
+        raise ConfigError(f"{where}: no training budget found (a top-level TIME_BUDGET = <seconds> in prepare.py or "
+                          "train.py); give one with --budget SECONDS")
+
+    metric_spec, metric_source = _metric(repo, metric, pattern, where)
+    sources["metric"] = metric_source
+    requires = _requires(repo, [p for p in ("train.py", "prepare.py") if (repo / p).is_file()])
+    if requires:
+        put("requires", requires, "the third-party modules train.py and prepare.py import")
+    data = ["~/.cache/autoresearch"] if autoresearch and "autoresearch" in _read(repo / "prepare.py") else []
+    if data:
+        put("data", data, "prepare.py's cache directory (runs see it read-only)")
+    if metric_spec.get("source", "stdout") == "stdout":
+        warnings.append(f"the metric {metric_spec['name']} is what the agents' own code prints "
+                        f"({', '.join(fields['editable'])}): an edit there could forge it. Name a protected "
+                        "evaluation entry point as `command` to make it trustworthy.")
+    knobs = _knobs(repo, fields["editable"])
+    if knobs:
+        put("knobs", knobs, "the top-level upper-case numeric constants of the editable files")
+    printed = _read(repo / "train.py")
+    summary = {k: v for k, v in SUMMARY_KEYS.items() if re.search(rf"\b{re.escape(k)}:", printed)}
+    if summary:
+        put("summary_keys", summary, "autoresearch's summary names for the lab's confounds")
+    fields["metric"] = metric_spec
+    return Adopted(fields, sources, warnings, (budget_at[0], budget_at[1]) if budget_at else None)
+
+
+def render(adopted: Adopted, origin: str) -> str:
+    """task.toml of an adopted repository, each field with where it came from."""
+    lines = [f"# Adopted from {origin} by `researchorg init --from`: every field says where it came from;",
+             "# edit any of them (researchorg check DIR validates the file)."]
+    for key, value in adopted.fields.items():
+        if key in ("metric", "knobs", "summary_keys"):
+            continue
+        lines.append(f"{key} = {_toml_value(value)}  # {adopted.sources.get(key, '')}")
+    metric = adopted.fields["metric"]
+    lines += ["", f"[metric]  # {adopted.sources['metric']}"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in metric.items()]
+    if adopted.fields.get("summary_keys"):
+        lines += ["", f"[summary_keys]  # {adopted.sources['summary_keys']}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in adopted.fields["summary_keys"].items()]
+    for knob in adopted.fields.get("knobs", []):
+        lines += ["", f"[[knobs]]  # {adopted.sources['knobs']}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in knob.items()]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write parses
+    return text
+
+
+def set_budget_constant(path: Path, constant: str, budget: float) -> None:
+    """Rewrite `constant = ...` (top level) in `path` to `budget` seconds, keeping a trailing comment."""
+    text = path.read_text()
+    value = str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
+    text, n = re.subn(rf"(?m)^({re.escape(constant)}\s*=\s*)[^#\n]*?(\s*(?:#.*)?)$", rf"\g<1>{value}\g<2>", text)
+    if n != 1:
+        raise ConfigError(f"{path}: expected one top-level `{constant} = ...` line to set the budget in")
+    path.write_text(text)
+
+
+# what is read from the repository ---------------------------------------------------------------------------
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _parse(path: Path) -> ast.Module | None:
+    try:
+        return ast.parse(_read(path))
+    except SyntaxError:
+        return None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "adopted"
+
+
+def _description(repo: Path) -> tuple[str, str] | None:
+    try:
+        project = tomllib.loads(_read(repo / "pyproject.toml")).get("project", {})
+    except tomllib.TOMLDecodeError:
+        project = {}
+    if isinstance(project.get("description"), str) and project["description"].strip():
+        return project["description"].strip(), "pyproject.toml's description"
+    for line in _read(repo / "program.md").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip(), "program.md's title"
+    return None
+
+
+def _interpreter(repo: Path) -> tuple[str | None, str]:
+    for candidate in (".venv/bin/python", "venv/bin/python", ".venv/Scripts/python.exe"):
+        if (repo / candidate).exists():
+            return str((repo / candidate).absolute()), f"the repository's own environment ({candidate}, " \
+                "as `uv run` uses it; the lab runs it directly, never syncing it)"
+    return None, ""
+
+
+def _budget_constant(repo: Path) -> tuple[str, str, float, int] | None:
+    """(file, constant, seconds, line) of the budget constant in prepare.py or train.py."""
+    for file in ("prepare.py", "train.py"):
+        tree = _parse(repo / file)
+        for node in tree.body if tree else []:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and node.targets[0].id in BUDGET_NAMES and isinstance(node.value, ast.Constant) \
+                    and isinstance(node.value.value, int | float) and node.value.value > 0:
+                return file, node.targets[0].id, float(node.value.value), node.lineno
+    return None
+
+
+def _metric(repo: Path, metric: str | None, pattern: str | None, where: str) -> tuple[dict[str, Any], str]:
+    if metric is not None:
+        name, _, direction = metric.partition(":")
+        direction = direction or _direction(name)
+        if direction not in ("minimize", "maximize"):
+            raise ConfigError(f"--metric {metric}: say NAME:minimize or NAME:maximize")
+        spec: dict[str, Any] = {"name": name, "direction": direction}
+        source = "--metric"
+    else:
+        found = _summary_metric(repo / "train.py")
+        if found is None:
+            raise ConfigError(f"{where}/train.py: no summary block (`print(\"---\")` then `name: value` lines) "
+                              "to read the metric from; name it with --metric NAME:minimize|maximize")
+        name, line = found
+        direction = _direction(name)
+        if direction is None:
+            raise ConfigError(f"train.py:{line}: cannot tell whether {name} is minimized or maximized; "
+                              f"say --metric {name}:minimize or {name}:maximize")
+        spec = {"name": name, "direction": direction}
+        source = f"train.py:{line}, the first line of the summary block after print(\"---\"); {direction} by its name"
+    if pattern is not None:
+        spec["pattern"] = pattern
+        source += "; pattern from --metric-pattern"
+    return spec, source
+
+
+def _direction(name: str) -> str | None:
+    if MINIMIZE.search(name):
+        return "minimize"
+    if MAXIMIZE.search(name):
+        return "maximize"
+    return None
+
+
+def _summary_metric(train: Path) -> tuple[str, int] | None:
+    """The first key train.py prints after `print("---")`, and its line."""
+    tree = _parse(train)
+    if tree is None:
+        return None
+    prints = sorted((node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and isinstance(node.func, ast.Name) and node.func.id == "print" and node.args),
+                    key=lambda n: n.lineno)
+    after = False
+    for call in prints:
+        first = call.args[0]
+        text = first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else \
+            "".join(v.value for v in first.values if isinstance(v, ast.Constant)) \
+            if isinstance(first, ast.JoinedStr) and first.values else None
+        if text is None:
+            continue
+        if text.strip() == "---":
+            after = True
+            continue
+        match = _SUMMARY_PRINT.match(text)
+        if after and match:
+            return match.group(1), call.lineno
+    return None
+
+
+def _requires(repo: Path, files: list[str]) -> list[str]:
+    local = {p.stem for p in repo.glob("*.py")} | {p.name for p in repo.iterdir() if (p / "__init__.py").is_file()}
+    found: dict[str, None] = {}
+    for file in files:
+        tree = _parse(repo / file)
+        for node in ast.walk(tree) if tree else []:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+            for module in names:
+                top = module.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in local:
+                    found[top] = None
+    return list(found)
+
+
+def _knobs(repo: Path, editable: list[str]) -> list[dict[str, Any]]:
+    """Knobs over the top-level upper-case constants of the editable Python files (an int from half to twice
+    its value, a float a quarter to four times on a log scale, a bool either way); constants of the setup (the
+    budget, a seed, peak FLOPs) are not knobs."""
+    files = sorted({p.relative_to(repo).as_posix() for pattern in editable for p in repo.glob(pattern)
+                    if p.suffix == ".py" and p.is_file()})
+    knobs: list[dict[str, Any]] = []
+    for file in files:
+        tree = _parse(repo / file)
+        seen: set[str] = set()
+        for node in tree.body if tree else []:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)):
+                continue
+            name, v = node.targets[0].id, node.value.value
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or NOT_KNOBS.search(name) or name in seen:
+                continue
+            seen.add(name)
+            if isinstance(v, bool):
+                knobs.append({"name": name, "file": file, "type": "categorical", "choices": [v, not v]})
+            elif isinstance(v, int) and v >= 2:
+                knobs.append({"name": name, "file": file, "type": "int", "low": max(1, v // 2), "high": v * 2})
+            elif isinstance(v, float) and v > 0:
+                knobs.append({"name": name, "file": file, "type": "float", "low": float(f"{v / 4:.3g}"),
+                              "high": float(f"{v * 4:.3g}"), "log": True})
+    return knobs[:MAX_KNOBS]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if not isinstance(value, float) or not value.is_integer() else f"{value:g}"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML for {value!r}")
