@@ -453,7 +453,8 @@ def results(
     """Print every experiment, as results.tsv or as JSON."""
     program = Program(directory)
     experiments = program.ledger.experiments()
-    text = results_tsv(experiments, program.task.metric.name) if format == Format.tsv else results_json(experiments)
+    text = results_tsv(experiments, program.task.metric.name, program.git.tree_of(
+        program.ledger.program().baseline_commit)) if format == Format.tsv else results_json(experiments)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 

@@ -85,3 +85,34 @@ def test_the_rewrite_a_page_at_a_time_matches_the_whole_ledger_as_runs_finish_ou
     assert finish(proposal, "keep", 2.3) == ["keep", "crash", "keep"]  # now the verification's row says keep
     assert finish(third, "discard", 2.5) == ["keep", "crash", "discard", "keep"]
     assert not list(tmp_path.glob(".results.tsv.*"))  # no temporary file left behind
+
+
+def test_the_first_finished_measurement_of_the_baseline_is_the_first_row_as_a_keep(tmp_path, monkeypatch):
+    """autoresearch's analysis.ipynb takes the first row as the baseline and plots the best of the keep rows: a
+    proposal that finishes before the noise floor's first run, or is discarded, does not come first."""
+    from researchorg.ledger import export
+
+    monkeypatch.setattr(export, "RESULT_PAGE", 2)
+    ledger = SqlLedger(tmp_path / "ledger.db")
+    ledger.create_program("p", "t", "val_bpb", "minimize", "b" * 40, {})
+    ledger.ensure_agent("a", "researcher", "tuner", "agents/a", str(tmp_path), "b" * 40)
+    path = tmp_path / "results.tsv"
+
+    def start(description, tree, **kw):
+        return ledger.start_experiment("a", "b" * 40, tree[0] * 40, diff="", description=description,
+                                       hypothesis="", proposal={}, seed=1, log_dir=tmp_path, tree=tree, **kw).id
+
+    def rows():
+        export.write_results_tsv(ledger, "val_bpb", path, baseline_tree="base")
+        assert path.read_text() == results_tsv(ledger.experiments(), "val_bpb", baseline_tree="base")
+        return [tuple(line.split("\t")[1:4:2]) for line in path.read_text().splitlines()[1:]]
+
+    wider, noise, deeper, noise2 = (start("wider", "wide"), start("baseline", "base", kind="noise"),
+                                    start("deeper", "deep"), start("baseline", "base", kind="noise"))
+    ledger.finish_experiment(deeper, "crash")
+    ledger.finish_experiment(wider, "discard", metric=2.6)
+    assert rows() == [("2.600000", "discard"), ("0.000000", "crash")]  # no baseline measured yet: no keep
+    ledger.finish_experiment(noise2, "measured", metric=2.5)
+    assert rows() == [("2.500000", "keep"), ("2.600000", "discard"), ("0.000000", "crash")]
+    ledger.finish_experiment(noise, "measured", metric=2.52)
+    assert rows() == [("2.500000", "keep"), ("2.600000", "discard"), ("2.520000", "keep"), ("0.000000", "crash")]

@@ -16,6 +16,11 @@ the row is:
 - a timeout, invalid or interrupted run: crash, with the real status and the
   reason in the description.
 
+The first finished measurement of the baseline is the first row, as a keep,
+wherever it falls among the runs (the noise floor's runs run beside the first
+proposals): autoresearch's notebook takes the first row as the baseline and
+needs a keep to plot a best, from the first finished run on.
+
 JSON carries every field as is.
 """
 
@@ -68,26 +73,49 @@ def _header(metric: str) -> str:
     return f"commit\t{metric}\tmemory_gb\tstatus\tdescription\n"
 
 
-def results_tsv(experiments: list[Experiment], metric: str) -> str:
-    """results.tsv of `experiments` (in id order; a run still running has no row)."""
+def _baseline_line(first: Experiment | None) -> str:
+    """The row of the first finished measurement of the baseline, as a keep (autoresearch's first row: its
+    notebook takes the first row as the baseline and needs a keep to plot a best)."""
+    if first is None:
+        return ""
+    line = _line(first, lambda _id: "keep")
+    commit, value, memory, _status, description = line.rstrip("\n").split("\t", 4)
+    return f"{commit}\t{value}\t{memory}\tkeep\t{description}\n"
+
+
+def _first_finished(runs: list[Experiment]) -> Experiment | None:
+    """The run that finished first (the first row stays the same as later runs of the baseline end)."""
+    return min(runs, key=lambda e: (e.ended_at or float("inf"), e.id), default=None)
+
+
+def results_tsv(experiments: list[Experiment], metric: str, baseline_tree: str | None = None) -> str:
+    """results.tsv of `experiments` (in id order, but the first finished run of the code `baseline_tree` first;
+    a run still running has no row)."""
     statuses = {e.id: e.status for e in experiments}
-    return _header(metric) + "".join(_line(e, lambda id_: statuses.get(id_, "")) for e in experiments
-                                     if e.status != "running")
+    first = _first_finished([e for e in experiments if baseline_tree and e.tree == baseline_tree
+                             and e.status in FINISHED_OK and e.metric is not None])
+    return _header(metric) + _baseline_line(first) + "".join(
+        _line(e, lambda id_: statuses.get(id_, "")) for e in experiments if e.status != "running" and e is not first)
 
 
-RESULT_PAGE = 1000  # experiments a rewrite of results.tsv holds at a time
+# experiments a rewrite of results.tsv holds at a time: small, since a page's records are what a long run's
+# memory grows by (Python's allocator keeps the arenas a page spread over; 1,000 cost the soak 10 MB, 100 nothing)
+RESULT_PAGE = 100
 
 
-def write_results_tsv(ledger: Ledger, metric: str, path: Path) -> None:
+def write_results_tsv(ledger: Ledger, metric: str, path: Path, baseline_tree: str | None = None) -> None:
     """Write results.tsv of the whole ledger to `path` (atomically), reading it a page at a time, so that a
-    run of days holds no row of it in memory between rewrites."""
+    run of days holds no row of it in memory between rewrites. The first finished run of the code
+    `baseline_tree` comes first, as a keep, from the moment it is recorded."""
+    first = _first_finished(ledger.runs_of(baseline_tree)) if baseline_tree else None
     with atomic_file(path) as handle:
-        handle.write(_header(metric))
+        handle.write(_header(metric) + _baseline_line(first))
         after = 0
         while page := ledger.experiments(diff_chars=0, after=after, limit=RESULT_PAGE):
             statuses = {e.id: e.status for e in page}  # an evidence run's proposal is nearly always on its page
             status_of = partial(_status, ledger, statuses)
-            handle.writelines(_line(e, status_of) for e in page if e.status != "running")
+            handle.writelines(_line(e, status_of) for e in page
+                              if e.status != "running" and (first is None or e.id != first.id))
             after = page[-1].id
 
 

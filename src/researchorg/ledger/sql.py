@@ -46,10 +46,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # A small page cache per pooled connection: the OS caches the file anyway, and SQLite's
-    # default (2 MiB each, filled over the first minutes of a long run) showed as the soak's
-    # RSS growth, one cache per thread that touches the ledger.
-    cursor.execute("PRAGMA cache_size=-256")
     cursor.close()
 
 

@@ -314,6 +314,10 @@ class Program:
             slot_git("clean", "-ffdqx")  # -ff: untracked directories with a .git of their own too
         return path
 
+    @cached_property
+    def _baseline_tree(self) -> str:
+        return self.git.tree_of(self.ledger.program().baseline_commit)
+
     def write_results(self, lag: bool = False) -> None:
         """Rewrite results.tsv from the whole ledger, a page at a time (nothing of it stays in memory). `lag`
         (after each run of a run): skipped while the last rewrite is younger than RESULTS_LAG times what it
@@ -323,7 +327,7 @@ class Program:
         start = time.monotonic()
         if lag and start < self._next_results:
             return
-        write_results_tsv(self.ledger, self.task.metric.name, self.results_path)
+        write_results_tsv(self.ledger, self.task.metric.name, self.results_path, self._baseline_tree)
         self._next_results = start + RESULTS_LAG * (time.monotonic() - start)
 
 
