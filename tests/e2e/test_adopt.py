@@ -95,7 +95,8 @@ def home(tmp_path, monkeypatch) -> Path:
 def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_end_to_end(tmp_path, home):
     repo = _repository(tmp_path / "autoresearch", {
         "prepare.py": PREPARE, "train.py": TRAIN, "program.md": "# autoresearch\n\nLower val_bpb.\n",
-        "pyproject.toml": '[project]\nname = "tiny"\ndescription = "A tiny autoresearch"\n'})
+        "pyproject.toml": '[project]\nname = "tiny"\ndescription = "A tiny autoresearch"\n',
+        "results.tsv": "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"})  # yours, committed
     (repo / "train.py").write_text((repo / "train.py").read_text() + "# not committed\n")
     refused = cli("init", str(tmp_path / "lab"), "--from", str(repo), check=False)
     assert refused.returncode == 1 and not (tmp_path / "lab").exists()
@@ -106,6 +107,7 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     assert "budget_seconds = 2  (--budget (prepare.py's TIME_BUDGET rewritten to match))" in made
     assert 'metric = {name = "val_bpb", direction = "minimize"}  (train.py:' in made
     assert "an edit there could forge it" in made and "runs at the first `run`" in made
+    assert "results.tsv was committed in the repository" in made
     lab = tmp_path / "lab"
     task = tomllib.loads((lab / "task.toml").read_text())
     assert (task["editable"], task["protected"][:3]) == (["train.py"], ["prepare.py", "program.md", "pyproject.toml"])
@@ -119,6 +121,7 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
         ["researchorg: adopt " + str(repo) + " as task autoresearch", "my research"]
     assert "TIME_BUDGET = 300" in (repo / "prepare.py").read_text() and not (repo / "task.toml").exists()
     assert "ok" in cli("check", str(lab), "--offline").stdout
+    assert not _git(lab, "ls-files", "results.tsv").strip()  # the lab's own results.tsv is not a change to main
 
     cli("run", str(lab), "--max-experiments", "4")
     program = Program(lab)
@@ -128,6 +131,11 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     assert [e.kind for e in program.ledger.events()].count("prepared") == 1
     assert all(e.summary.get("steps") for e in runs)  # its summary's num_steps, compared as steps
     assert "metric: val_bpb is read from the run's output" in cli("status", str(lab)).stdout
+    # results.tsv as autoresearch's analysis.ipynb reads it: the baseline first, as a keep
+    first = (lab / "results.tsv").read_text().splitlines()[1].split("\t")
+    baseline = min((e for e in runs if e.tree == runs[0].tree and e.metric is not None), key=lambda e: e.ended_at)
+    assert first[3] == "keep" and first[1] == f"{baseline.metric:.6f}"
+    assert not _git(lab, "status", "--porcelain").strip()
     # a kept change goes back to the repository as plain git: the diff of train.py since the adoption
     diff = _git(lab, "diff", "HEAD~0", "agents/researcher", "--", "train.py") if any(
         e.status == "keep" and e.kind == "proposal" for e in runs) else ""

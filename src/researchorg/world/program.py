@@ -154,6 +154,12 @@ class Program:
             git = Git(staging)
             if not history:
                 git("init", "-q", "-b", PROGRAM_BRANCH)
+            for written in ("results.tsv", "progress.png"):  # the lab writes its own; yours stay in the history
+                if git("ls-files", written):
+                    git("rm", "-q", "--cached", written)
+                    adopted.warnings.append(f"{written} was committed in the repository: the lab writes its own "
+                                            "there, so the program no longer tracks it (yours stays in the "
+                                            "history)")
             baseline = git.commit_all(f"researchorg: adopt {origin} as task {spec.name}")
             _create_ledger(staging, root.name, spec, baseline)
             if root.exists():
