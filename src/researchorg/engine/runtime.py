@@ -163,7 +163,7 @@ class Runtime:
 
     async def _run(self, limits: Limits) -> RunReport:
         self.recover()
-        self.world.check_requirements()
+        self.world.check_requirements(self.scheduler.slots)
         check_org(self.org, "org.toml", self.task)
         members = self._members()
         for line in probe_org(self.org):  # a dead server or a missing CLI fails here, before any compute is spent

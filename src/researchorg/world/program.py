@@ -183,6 +183,23 @@ class Program:
             raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
                            f"not installed for {python} ({hint})")
 
+    def check_gpu_build(self, gpus: int) -> None:
+        """On GPU slots, a task that trains with torch needs a CUDA build of it: a CPU build is one clear error
+        before any run, not a run per slot that trains on the CPU and is compared as a GPU result."""
+        if "torch" not in self.task.requires:
+            return
+        ask = "import torch; print(torch.cuda.is_available(), torch.version.cuda or 'none')"
+        try:
+            done = subprocess.run([self.task.python(), "-c", ask], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise LabError(f"cannot ask {self.task.python()} about torch: {err}") from None
+        available, _, cuda = done.stdout.strip().partition(" ")
+        if done.returncode == 0 and available != "True":
+            what = "a CPU build of torch (no CUDA)" if cuda == "none" else f"torch for CUDA {cuda}, which sees no GPU"
+            raise LabError(f"this machine has {gpus} GPU slot(s) but {self.task.python()} has {what}: install a CUDA "
+                           "build (pip install torch --index-url https://download.pytorch.org/whl/cu128), or run "
+                           "on CPU slots (--threads N, or CUDA_VISIBLE_DEVICES=)")
+
     def ensure_prepared(self) -> None:
         """Check the task's requirements, and run its prepare step if it has not succeeded for this task.toml."""
         if self._prepared_mark.is_file() and self._prepared_mark.read_text() == self._task_stamp():

@@ -44,8 +44,11 @@ class GitWorld:
     def run_lock(self) -> AbstractContextManager[None]:
         return self.program.run_lock()
 
-    def check_requirements(self) -> None:
+    def check_requirements(self, slots: list[Slot]) -> None:
         self.program.ensure_prepared()
+        gpus = [s for s in slots if s.gpu is not None]
+        if gpus:
+            self.program.check_gpu_build(len(gpus))
 
     # versions of the code ----------------------------------------------------------------
     def main(self) -> str:

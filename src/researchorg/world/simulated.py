@@ -66,7 +66,7 @@ class SimWorld:
     def run_lock(self) -> nullcontext:
         return nullcontext()
 
-    def check_requirements(self) -> None:
+    def check_requirements(self, slots: list[VirtualSlot]) -> None:
         """Nothing to install: the landscape is code of researchorg."""
 
     # versions of the code ----------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Compute slots: where experiments run. One per visible GPU (pinned with CUDA_VISIBLE_DEVICES), or on a CPU
-machine the requested number of CPU slots, each with its own cores (affinity) and thread count.
+"""Compute slots: where experiments run. One per visible GPU or MIG instance (pinned with CUDA_VISIBLE_DEVICES),
+or on a CPU machine the requested number of CPU slots, each with its own cores (affinity) and thread count.
 
 A slot's hardware class (GPU name, or CPU model and threads) is recorded with every run: results are
 compared only within one class.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ def detect_slots(count: int | None = None, threads: int | None = None) -> list[S
     gpus = _visible_gpus()
     if gpus and threads is None:
         chosen = gpus[:count] if count else gpus
-        return [Slot(f"gpu{gpu}", gpu=gpu, gpu_name=name) for gpu, name in chosen]
+        return [Slot(f"mig{i}" if gpu.startswith("MIG-") else f"gpu{gpu}", gpu=gpu, gpu_name=name)
+                for i, (gpu, name) in enumerate(chosen)]
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     count = count or 1
     per_slot = threads or max(1, len(cores) // count)
@@ -55,19 +57,31 @@ def detect_slots(count: int | None = None, threads: int | None = None) -> list[S
 
 
 def _visible_gpus() -> list[tuple[str, str]]:
-    """(CUDA_VISIBLE_DEVICES value, name) of each GPU nvidia-smi lists, honouring CUDA_VISIBLE_DEVICES."""
+    """(CUDA_VISIBLE_DEVICES value, name) of each GPU `nvidia-smi -L` lists, honouring CUDA_VISIBLE_DEVICES. A
+    GPU split into MIG instances gives one entry per instance (its UUID, and the GPU's name with the instance's
+    profile, a hardware class of its own): two runs never share a GPU or an instance."""
     if shutil.which("nvidia-smi") is None or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         return []
-    gpus = [tuple(part.strip() for part in line.split(",", 1)) for line in out.splitlines() if "," in line]
+    found: list[tuple[str, str, str, list[tuple[str, str]]]] = []  # index, name, UUID, its MIG instances
+    for line in out.splitlines():
+        gpu = re.match(r"^GPU (\d+): (.+?) \(UUID: (GPU-[^)]+)\)", line)
+        mig = re.match(r"^\s+MIG (\S+)\s+Device\s+\d+: \(UUID: (MIG-[^)]+)\)", line)
+        if gpu:
+            found.append((*gpu.groups(), []))
+        elif mig and found:
+            found[-1][3].append((mig.group(2), mig.group(1)))
+    gpus = []
+    for index, name, uuid, migs in found:
+        gpus += [(mig, f"{name} MIG {profile}", uuid) for mig, profile in migs] or [(index, name, uuid)]
     allowed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if allowed:
-        gpus = [g for g in gpus if g[0] in allowed.split(",")]
-    return gpus
+        wanted = {v.strip() for v in allowed.split(",")}
+        gpus = [g for g in gpus if g[0] in wanted or g[2] in wanted]
+    return [(index, name) for index, name, _ in gpus]
 
 
 @functools.cache
