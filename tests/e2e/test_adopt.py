@@ -202,3 +202,16 @@ def _org(tmp_path: Path) -> Path:
     org = tmp_path / "org.toml"
     org.write_text('name = "adopted"\n[[roles]]\nname = "researcher"\nbackend = "random"\n[rigor]\nnoise_runs = 1\n')
     return org
+
+
+def test_a_prepare_step_that_cannot_download_is_one_line_at_run_and_at_prepare(tmp_path, home):
+    offline = PREPARE.replace('    os.makedirs(CACHE_DIR, exist_ok=True)',
+                              '    sys.exit("cannot reach https://huggingface.co: no network")')
+    repo = _repository(tmp_path / "autoresearch", {"prepare.py": offline, "train.py": TRAIN})
+    lab = tmp_path / "lab"
+    cli("init", str(lab), "--from", str(repo), "--budget", "2")  # offline: init runs no prepare step
+    for command in (["run", str(lab), "--max-experiments", "1"], ["prepare", str(lab)]):
+        done = cli(*command, check=False)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "its prepare step `python prepare.py` failed: cannot reach https://huggingface.co" in done.stderr
+    assert Program(lab).ledger.experiments() == []
