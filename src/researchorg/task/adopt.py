@@ -27,6 +27,7 @@ run sees such paths read-only (`data`), under the same names.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 import tomllib
@@ -113,6 +114,12 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
         ("--protected and " if protected else "") + "the data preparation, instructions and environment files")
 
     budget_at = _budget_constant(repo)
+    if budget_at is None:
+        unreadable = next(((f, n) for f in ("prepare.py", "train.py") for n in BUDGET_NAMES
+                           if re.search(rf"(?m)^{n}\b", _read(repo / f) or _read_bytes(repo / f))), None)
+        if unreadable is not None:  # the code keeps a budget the lab could not read nor rewrite
+            raise ConfigError(f"{where}/{unreadable[0]}: {unreadable[1]} is not set as `{unreadable[1]} = <seconds>` "
+                              "(a plain number, UTF-8): make it one, so that the lab's budget and the code's agree")
     if budget is not None:
         put("budget_seconds", budget, "--budget" + (f" ({budget_at[0]}'s {budget_at[1]} rewritten to match)"
                                                    if budget_at else ""))
@@ -147,7 +154,8 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
 
 def render(adopted: Adopted, origin: str) -> str:
     """task.toml of an adopted repository, each field with where it came from."""
-    lines = [f"# Adopted from {origin} by `researchorg init --from`: every field says where it came from;",
+    lines = [f"# Adopted from {json.dumps(origin, ensure_ascii=False)} by `researchorg init --from`: every field "
+             "says where it came from;",
              "# edit any of them (researchorg check DIR validates the file)."]
     for key, value in adopted.fields.items():
         if key in ("metric", "knobs", "summary_keys"):
@@ -186,6 +194,13 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _read_bytes(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("latin-1")
+    except OSError:
+        return ""
+
+
 def _parse(path: Path) -> ast.Module | None:
     try:
         return ast.parse(_read(path))
@@ -201,6 +216,8 @@ def _description(repo: Path) -> tuple[str, str] | None:
     try:
         project = tomllib.loads(_read(repo / "pyproject.toml")).get("project", {})
     except tomllib.TOMLDecodeError:
+        project = {}
+    if not isinstance(project, dict):
         project = {}
     if isinstance(project.get("description"), str) and project["description"].strip():
         return project["description"].strip(), "pyproject.toml's description"
@@ -338,7 +355,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value) if not isinstance(value, float) or not value.is_integer() else f"{value:g}"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's escapes are TOML's (newlines, quotes, control characters); DEL it leaves as it is
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -152,9 +152,13 @@ class TaskSpec(Strict):
             except (OSError, subprocess.TimeoutExpired, ValueError):
                 roots = []
             python = self.python()
-            self._interpreter_roots = [p for p in {*roots, os.path.dirname(python),
-                                                   os.path.dirname(os.path.realpath(python))}
-                                       if p and os.path.isabs(p) and os.path.exists(p)]
+            prefixes = [os.path.realpath(p) for p in roots[:3] if isinstance(p, str) and os.path.isabs(p)]
+            prefixes += [os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
+            # sys.path entries only inside its prefixes: an editable install's .pth can name the source
+            # repository (its untracked files, its .git), which a run must not read
+            inside = [p for p in roots[3:] if isinstance(p, str) and os.path.isabs(p)
+                      and any(os.path.realpath(p).startswith(q.rstrip("/") + "/") for q in prefixes)]
+            self._interpreter_roots = [p for p in dict.fromkeys([*prefixes, *inside]) if os.path.exists(p)]
         return list(self._interpreter_roots)
 
     def is_editable(self, path: str) -> bool:
