@@ -117,7 +117,8 @@ def _options(
 def init(
     directory: Annotated[Path, typer.Argument(metavar="DIR",
                                               help="New program directory (must not exist or be empty).")],
-    task: Annotated[str, typer.Option(help="Built-in task name (tinylm) or path to a task directory.")] = "tinylm",
+    task: Annotated[str | None, typer.Option(help="Built-in task name (tinylm) or path to a task directory "
+                                             "(default tinylm).")] = None,
     budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
     source: Annotated[str | None, typer.Option(
@@ -140,7 +141,9 @@ def init(
     if source is None:
         if any(v is not None for v in (command, metric, metric_pattern, editable, protected)):
             raise ConfigError("--command, --metric, --metric-pattern, --editable and --protected go with --from")
-        _init(directory, task, budget, org)
+        _init(directory, task or "tinylm", budget, org)
+    elif task is not None:
+        raise ConfigError("--task and --from exclude each other: --from infers the task from the repository")
     else:
         _adopt(directory, source, org, budget=budget, command=command, metric=metric, pattern=metric_pattern,
                editable=editable, protected=protected)
@@ -151,7 +154,8 @@ def _adopt(directory: Path, source: str, org: Path | None, **flags) -> Program:
     if org is not None:
         load_org(org)  # a broken org file fails before anything is written
     program, adopted = Program.adopt(directory, source, org_file=org, **flags)
-    console.print(f"[green]adopted[/] {source} into {program.root} (its history kept, branch main); the task "
+    kept = "its history kept" if adopted.history else "a copy of its files: not a git repository"
+    console.print(f"[green]adopted[/] {source} into {program.root} ({kept}, branch main); the task "
                   "it inferred, written to task.toml:", highlight=False)
     for line in adopted.lines():
         console.print(f"  {line}", highlight=False, soft_wrap=True)

@@ -186,6 +186,7 @@ def test_what_cannot_be_adopted_is_one_line(tmp_path, home):
         (["--from", str(tmp_path / "nowhere")], "git clone failed"),
         (["--command", "python fit.py"], "--command, --metric, --metric-pattern, --editable and --protected go "
                                          "with --from"),
+        (["--from", str(plain), "--task", "tinylm"], "--task and --from exclude each other"),
         (["--from", str(plain), "--command", "python fit.py", "--editable", "fit.py", "--metric", "loss"],
          "no training budget found"),
         (["--from", str(plain), "--command", "python fit.py", "--metric", "loss:sideways", "--editable", "fit.py",

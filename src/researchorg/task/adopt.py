@@ -57,6 +57,7 @@ class Adopted:
     sources: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     budget_constant: tuple[str, str] | None = None  # (file, constant) that holds the budget in the repository
+    history: bool = True  # the program keeps the repository's git history (False: a copy of a plain folder)
 
     def lines(self) -> list[str]:
         """The inferred task, a field a line, with where each value came from."""

@@ -141,6 +141,7 @@ class Program:
             named = local.name if local else origin.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
             flags.setdefault("name", named)
             adopted = infer(staging, environment=local, where=origin, **flags)
+            adopted.history = history
             if flags.get("budget") is not None and adopted.budget_constant is not None:
                 set_budget_constant(staging / adopted.budget_constant[0], adopted.budget_constant[1],
                                     flags["budget"])
