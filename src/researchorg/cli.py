@@ -150,6 +150,14 @@ def init(
     console.print(f"next: {_invoked()} run {directory}")
 
 
+def _warn_if_unfit(program: Program) -> None:
+    """The org on a task it cannot work on (the default tuner on a task without knobs): said now, not at `run`."""
+    try:
+        check_org(program.org(), program.root / "org.toml", program.task)
+    except ResearchOrgError as err:
+        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+
+
 def _adopt(directory: Path, source: str, org: Path | None, **flags) -> Program:
     if org is not None:
         load_org(org)  # a broken org file fails before anything is written
@@ -161,10 +169,7 @@ def _adopt(directory: Path, source: str, org: Path | None, **flags) -> Program:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     for warning in adopted.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    try:
-        check_org(program.org(), program.root / "org.toml", program.task)
-    except ResearchOrgError as err:
-        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    _warn_if_unfit(program)
     if program.task.prepare:
         console.print(f"its prepare step (`{program.task.prepare}`) runs at the first `run`, or now with "
                       f"`{_invoked()} prepare {directory}`", highlight=False)
@@ -175,10 +180,7 @@ def _init(directory: Path, task: str, budget: float | None, org: Path | None) ->
     if org is not None:  # a bad backend or option fails before anything is written
         check_org(load_org(org), org, load_task(find_task(task)))
     program = Program.init(directory, task, budget=budget, org_file=org)
-    try:
-        check_org(program.org(), program.root / "org.toml", program.task)
-    except ResearchOrgError as err:  # the default org on a task it cannot work on: say so now, not at `run`
-        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    _warn_if_unfit(program)
     t = program.task
     console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "
                   f"metric {t.metric.name} ({t.metric.direction}), org {program.org().name}")

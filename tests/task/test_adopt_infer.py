@@ -8,6 +8,7 @@ import tomllib
 
 from researchorg.task.adopt import infer, render
 from researchorg.task.spec import load_task
+from researchorg.world.runner import interpreter_roots
 
 
 def test_the_written_task_toml_parses_whatever_the_repository_says(tmp_path):
@@ -31,7 +32,7 @@ def test_a_run_reads_the_repository_environment_but_not_the_repository_its_edita
     (repo / "task.toml").write_text(f'name = "t"\ncommand = "python train.py"\neditable = ["train.py"]\n'
                                     f'budget_seconds = 1\ninterpreter = "{repo / ".venv/bin/python"}"\n'
                                     '[metric]\nname = "x"\ndirection = "minimize"\n')
-    roots = load_task(repo).interpreter_roots()
+    roots = interpreter_roots(load_task(repo))
     assert str(site) in roots or any(str(site).startswith(r) for r in roots)
     # its prefix and site-packages, but not the repository (its untracked files, its .git) the .pth names
     assert all(not r.startswith(str(repo)) or r.startswith(str(repo / ".venv")) for r in roots), roots

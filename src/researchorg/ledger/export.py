@@ -60,11 +60,13 @@ def _row(e: Experiment, status_of: Callable[[int], str]) -> tuple[str, str]:
     return e.status, f"{e.description} ({rule})" if rule and not rule.startswith(_PLAIN_DECISION) else e.description
 
 
-def _line(e: Experiment, status_of: Callable[[int], str]) -> str:
+def _line(e: Experiment, status_of: Callable[[int], str], status: str | None = None) -> str:
+    """`e`'s row; `status` in place of the one its record gives (the baseline's row is a keep)."""
     ok = e.status in FINISHED_OK and e.metric is not None
     value = f"{e.metric:.6f}" if ok else "0.000000"
     memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-    status, description = _row(e, status_of)
+    recorded, description = _row(e, status_of)
+    status = status or recorded
     description = " ".join(description.replace("\t", " ").split())
     return f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}\n"
 
@@ -76,11 +78,7 @@ def _header(metric: str) -> str:
 def _baseline_line(first: Experiment | None) -> str:
     """The row of the first finished measurement of the baseline, as a keep (autoresearch's first row: its
     notebook takes the first row as the baseline and needs a keep to plot a best)."""
-    if first is None:
-        return ""
-    line = _line(first, lambda _id: "keep")
-    commit, value, memory, _status, description = line.rstrip("\n").split("\t", 4)
-    return f"{commit}\t{value}\t{memory}\tkeep\t{description}\n"
+    return "" if first is None else _line(first, lambda _id: "keep", status="keep")
 
 
 def _first_finished(runs: list[Experiment]) -> Experiment | None:

@@ -11,11 +11,9 @@ constants in the editable files that offline agents tune.
 from __future__ import annotations
 
 import fnmatch
-import json
 import math
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -102,7 +100,6 @@ class TaskSpec(Strict):
     knobs: list[Knob] = []
     root: Path  # the task directory; set by load_task, not read from the file
     _protected_files: list[str] | None = PrivateAttr(default=None)
-    _interpreter_roots: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -138,28 +135,6 @@ class TaskSpec(Strict):
 
     def data_paths(self) -> list[Path]:
         return [Path(os.path.expanduser(p)) for p in self.data]
-
-    def interpreter_roots(self) -> list[str]:
-        """Where the task's own interpreter loads code from (asked of it once), for a run's sandbox to read;
-        empty for the lab's own interpreter, whose roots the sandbox always reads."""
-        if self.interpreter is None:
-            return []
-        if self._interpreter_roots is None:
-            ask = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]))"
-            try:
-                done = subprocess.run([self.python(), "-c", ask], capture_output=True, text=True, timeout=60)
-                roots = json.loads(done.stdout) if done.returncode == 0 else []
-            except (OSError, subprocess.TimeoutExpired, ValueError):
-                roots = []
-            python = self.python()
-            prefixes = [os.path.realpath(p) for p in roots[:3] if isinstance(p, str) and os.path.isabs(p)]
-            prefixes += [os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
-            # sys.path entries only inside its prefixes: an editable install's .pth can name the source
-            # repository (its untracked files, its .git), which a run must not read
-            inside = [p for p in roots[3:] if isinstance(p, str) and os.path.isabs(p)
-                      and any(os.path.realpath(p).startswith(q.rstrip("/") + "/") for q in prefixes)]
-            self._interpreter_roots = [p for p in dict.fromkeys([*prefixes, *inside]) if os.path.exists(p)]
-        return list(self._interpreter_roots)
 
     def is_editable(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.editable) and not self.is_protected(path)

@@ -41,6 +41,7 @@ from researchorg.task.adopt import Adopted, infer, render, set_budget_constant
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
 from researchorg.world.protocol import PROGRAM_BRANCH
+from researchorg.world.runner import ask_python
 
 STATE_DIR = ".researchorg"
 DEFAULT_ORG = Path(__file__).parent.parent / "templates" / "solo-tuner.toml"
@@ -177,7 +178,8 @@ class Program:
         if self.task.interpreter is None:
             missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
         else:
-            missing = _missing_modules(python, self.task.requires)
+            ask = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if not u.find_spec(m)))"
+            missing = ask_python(self.task, ask, *self.task.requires).split()
         if missing:
             hint = "uv sync in the repository, or pip install them" if self.task.interpreter else \
                 "for torch: pip install torch==2.13.0"
@@ -189,13 +191,10 @@ class Program:
         before any run, not a run per slot that trains on the CPU and is compared as a GPU result."""
         if "torch" not in self.task.requires:
             return
-        ask = "import torch; print(torch.cuda.is_available(), torch.version.cuda or 'none')"
-        try:
-            done = subprocess.run([self.task.python(), "-c", ask], capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise LabError(f"cannot ask {self.task.python()} about torch: {err}") from None
-        available, _, cuda = done.stdout.strip().partition(" ")
-        if done.returncode == 0 and available != "True":
+        answer = ask_python(self.task, "import torch; print(torch.cuda.is_available(), torch.version.cuda or 'none')",
+                            timeout=300)
+        available, _, cuda = answer.strip().partition(" ")
+        if available != "True":
             what = "a CPU build of torch (no CUDA)" if cuda == "none" else f"torch for CUDA {cuda}, which sees no GPU"
             raise LabError(f"this machine has {gpus} GPU slot(s) but {self.task.python()} has {what}: install a CUDA "
                            "build (pip install torch --index-url https://download.pytorch.org/whl/cu128), or run "
@@ -411,19 +410,6 @@ def _refuse_uncommitted(repo: Path) -> None:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise ConfigError(f"{repo} has uncommitted changes to {', '.join(changed[:3])}{more}: commit or stash them "
                           "first (the program takes the repository as committed; untracked files stay out)")
-
-
-def _missing_modules(python: str, modules: list[str]) -> list[str]:
-    """Which of `modules` the interpreter `python` cannot import (asked of it; all of them if it does not run)."""
-    ask = "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
-    try:
-        done = subprocess.run([python, "-c", ask, *modules], capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise LabError(f"the task's interpreter {python} does not run: {err}") from None
-    if done.returncode != 0:
-        raise LabError(f"the task's interpreter {python} does not run: "
-                       f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
-    return done.stdout.split()
 
 
 def _set_budget(task_toml: Path, budget: float) -> None:

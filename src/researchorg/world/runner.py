@@ -32,6 +32,7 @@ puts the training code it runs in the sandbox itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from researchorg.errors import LabError
 from researchorg.harness import sandbox
 from researchorg.harness.protected import RESULT_ENV
 from researchorg.task.spec import TaskSpec
@@ -95,7 +97,7 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
             scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
             data = [p for p in task.data_paths() if p.exists()]
             policy = sandbox.policy_for(worktree, scratch, network=task.network,
-                                        read=[*(Path(p) for p in task.interpreter_roots()), *data],
+                                        read=[*(Path(p) for p in interpreter_roots(task)), *data],
                                         readonly=[worktree / p for p in task.protected_files()])
             argv = sandbox.confined(argv, policy, worktree)
             if scratch:  # the user's home is out of the sandbox's sight: caches go to the run's scratch
@@ -132,6 +134,43 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
     return result
+
+
+def ask_python(task: TaskSpec, code: str, *args: str, timeout: float = 120) -> str:
+    """What the task's interpreter prints for `python -c code args...`; LabError where it does not run."""
+    try:
+        done = subprocess.run([task.python(), "-c", code, *args], capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise LabError(f"the task's interpreter {task.python()} does not run: {err}") from None
+    if done.returncode != 0:
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
+        raise LabError(f"the task's interpreter {task.python()} failed: {last[0][:300]}")
+    return done.stdout
+
+
+@functools.cache
+def _roots_of(python: str) -> tuple[str, ...]:
+    ask = "import sys, json; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]))"
+    try:
+        done = subprocess.run([python, "-c", ask], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        roots = json.loads(done.stdout) if done.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        roots = []
+    prefixes = [os.path.realpath(p) for p in roots[:3] if isinstance(p, str) and os.path.isabs(p)]
+    prefixes += [os.path.dirname(python), os.path.dirname(os.path.realpath(python))]
+    # sys.path entries only inside its prefixes: an editable install's .pth can name the source repository
+    # (its untracked files, its .git), which a run must not read
+    inside = [p for p in roots[3:] if isinstance(p, str) and os.path.isabs(p)
+              and any(os.path.realpath(p).startswith(q.rstrip("/") + "/") for q in prefixes)]
+    return tuple(p for p in dict.fromkeys([*prefixes, *inside]) if os.path.exists(p))
+
+
+def interpreter_roots(task: TaskSpec) -> list[str]:
+    """Where the task's own interpreter loads code from (asked of it once), for a run's sandbox to read; empty
+    for the lab's own interpreter, whose roots the sandbox always reads."""
+    return [] if task.interpreter is None else list(_roots_of(task.python()))
 
 
 def _data_at_home(data: list[Path], home: Path) -> None:
