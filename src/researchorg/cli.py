@@ -180,6 +180,8 @@ def _init(directory: Path, task: str, budget: float | None, org: Path | None) ->
     if org is not None:  # a bad backend or option fails before anything is written
         check_org(load_org(org), org, load_task(find_task(task)))
     program = Program.init(directory, task, budget=budget, org_file=org)
+    for notice in program.notices:
+        console.print(notice, highlight=False, soft_wrap=True)
     _warn_if_unfit(program)
     t = program.task
     console.print(f"[green]created[/] {program.root}  task {t.name}, {t.budget_seconds:g} s budget, "

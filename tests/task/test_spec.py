@@ -51,7 +51,7 @@ def test_bad_task_toml_is_one_error_naming_file_and_key(tmp_path, replace, by, e
 
 
 def test_missing_task_is_a_clear_error(tmp_path: Path):
-    with pytest.raises(ConfigError, match="no task 'nope'.*built-in task \\(simulated, tinylm\\)"):
+    with pytest.raises(ConfigError, match="no task 'nope'.*built-in task \\(gpulm, simulated, tinylm\\)"):
         find_task("nope")
 
 

@@ -71,10 +71,11 @@ class GuestRun:
 
 def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
               hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
-              network: bool = False, on_start: Callable[[], Any] | None = None) -> GuestRun:
+              read: list[Path] = (), network: bool = False, on_start: Callable[[], Any] | None = None) -> GuestRun:
     """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
 
-    `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it.
+    `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it, and so are
+    the `read` paths (training data outside the checkout).
     `on_start` (a harness's own imports and data) runs beside the guest where the run has two cores or more,
     else after it; it has finished when this returns.
     Its output is echoed to ours.
@@ -82,7 +83,7 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     sandbox.become_subreaper()  # what the guest starts and detaches stays below us, to be killed at the end
     report_read, report_write = os.pipe()
     policy = sandbox.policy_for(script.parent, [artifact_dir], readonly=[Path(p) for p in protected],
-                                hidden=[Path(p) for p in hidden], network=network)
+                                hidden=[Path(p) for p in hidden], read=[Path(p) for p in read], network=network)
     enforced, _ = sandbox.protections(policy)
     spec = {"script": str(script), "seed": seed, "report_fd": report_write, "forbidden_reads": hidden,
             "protected": protected, "writable": [str(script.parent), str(artifact_dir)],
@@ -95,6 +96,7 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     scratch = artifact_dir / "tmp"  # the guest's temp dir and home: the machine's may hold other programs
     scratch.mkdir(exist_ok=True)
     env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch), HOME=str(scratch))
+    sandbox.link_home([Path(p) for p in read], scratch)  # data under `~` is found at `~` by the guest too
     started = time.monotonic()
     env[DEADLINE_ENV] = f"{started + budget:.3f}"
     argv = sandbox.command([sys.executable, "-m", "researchorg.harness.guest", str(spec_path)], policy, script.parent)

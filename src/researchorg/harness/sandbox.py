@@ -125,6 +125,18 @@ def policy_for(checkout: Path, writable: list[Path], *, readonly: list[Path] = (
                   limits=limits or Limits())
 
 
+def link_home(paths: list[Path], home: Path) -> None:
+    """The `paths` in your home, also under a run's own `home` (links to them: what its sandbox lets it read
+    of them, it reads through the links), so code that looks for `~/.cache/...` finds them."""
+    yours = Path(os.path.expanduser("~"))
+    for path in paths:
+        if path.is_relative_to(yours) and path != yours:
+            link = home / path.relative_to(yours)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(path)
+
+
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 

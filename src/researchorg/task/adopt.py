@@ -176,14 +176,31 @@ def render(adopted: Adopted, origin: str) -> str:
     return text
 
 
-def set_budget_constant(path: Path, constant: str, budget: float) -> None:
-    """Rewrite `constant = ...` (top level) in `path` to `budget` seconds, keeping a trailing comment."""
+def set_constant(path: Path, constant: str, value: Any) -> None:
+    """Rewrite `constant = ...` (top level) in the Python file `path` to `value`, keeping a trailing comment."""
     text = path.read_text()
-    value = str(int(budget)) if float(budget).is_integer() else f"{budget:g}"
-    text, n = re.subn(rf"(?m)^({re.escape(constant)}\s*=\s*)[^#\n]*?(\s*(?:#.*)?)$", rf"\g<1>{value}\g<2>", text)
+    literal = str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
+    text, n = re.subn(rf"(?m)^({re.escape(constant)}\s*=\s*)[^#\n]*?(\s*(?:#.*)?)$",
+                      lambda m: m.group(1) + literal + m.group(2), text)
     if n != 1:
-        raise ConfigError(f"{path}: expected one top-level `{constant} = ...` line to set the budget in")
+        raise ConfigError(f"{path}: expected one top-level `{constant} = ...` line to set")
     path.write_text(text)
+
+
+def render_toml(data: dict[str, Any], header: str = "") -> str:
+    """A TOML document of `data` (a task.toml's fields): scalars first, then tables, then arrays of tables."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    arrays = {k: v for k, v in data.items() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)}
+    lines += [f"{k} = {_toml_value(v)}" for k, v in data.items() if k not in tables and k not in arrays]
+    for name, table in tables.items():
+        lines += ["", f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items())]
+    for name, items in arrays.items():
+        for item in items:
+            lines += ["", f"[[{name}]]", *(f"{k} = {_toml_value(v)}" for k, v in item.items())]
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # what we write parses
+    return text
 
 
 # what is read from the repository ---------------------------------------------------------------------------

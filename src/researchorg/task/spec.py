@@ -48,6 +48,15 @@ class Knob(Strict):
         return self
 
 
+class CpuVariant(Strict):
+    """A GPU task's tiny configuration, which `init` writes on a machine without a GPU: the budget, the
+    constants it sets in the task's files (`{"train.py": {"DEPTH": 2}}`) and the knobs' ranges there."""
+
+    budget_seconds: float | None = Field(default=None, gt=0)
+    set: dict[str, dict[str, int | float | str | bool | list[int | float | str | bool]]] = {}
+    knobs: list[Knob] | None = None
+
+
 class MetricSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     direction: Literal["minimize", "maximize"]
@@ -86,7 +95,7 @@ class TaskSpec(Strict):
     network: bool = False  # whether runs may reach the network (their sandbox has none otherwise)
     pass_env: list[str] = []  # secrets a run needs (e.g. WANDB_API_KEY): every other key and token is removed
     # paths no agent may see (the validation data): hidden from coding-CLI agents' sandboxes; `{stdlib}` is
-    # the standard library of the interpreter that runs researchorg
+    # the standard library of the interpreter that runs researchorg, `~` your home
     sealed: list[str] = []
     # the Python that runs `python` in the command and the prepare step (e.g. the repository's own .venv);
     # default: the interpreter that runs researchorg
@@ -98,6 +107,7 @@ class TaskSpec(Strict):
     summary_keys: dict[str, str] = {}
     metric: MetricSpec
     knobs: list[Knob] = []
+    cpu: CpuVariant | None = None  # a GPU task's tiny configuration for machines without one
     root: Path  # the task directory; set by load_task, not read from the file
     _protected_files: list[str] | None = PrivateAttr(default=None)
 
@@ -107,7 +117,7 @@ class TaskSpec(Strict):
             raise ValueError(
                 f"timeout_seconds ({self.timeout_seconds}) must exceed budget_seconds ({self.budget_seconds})"
             )
-        for knob in self.knobs:
+        for knob in [*self.knobs, *(self.cpu.knobs or [] if self.cpu else [])]:
             if not self.is_editable(knob.file):
                 raise ValueError(f"knob {knob.name}: file {knob.file!r} is not editable")
         if "task.toml" not in self.protected:
@@ -120,14 +130,15 @@ class TaskSpec(Strict):
         return self.timeout_seconds or 2 * self.budget_seconds + 60
 
     def sealed_paths(self) -> list[Path]:
-        """The `sealed` paths, `{stdlib}` filled in, relative ones taken in the task directory, and their copies
-        in the machine's other Python installations."""
+        """The `sealed` paths, `{stdlib}` and `~` filled in, relative ones taken in the task directory, and
+        their copies in the machine's other Python installations."""
         import sysconfig
 
         from researchorg.harness.sealed import with_copies
         stdlib = sysconfig.get_paths()["stdlib"]
         return with_copies([self.root / p if not Path(p).is_absolute() else Path(p)
-                            for p in (entry.replace("{stdlib}", stdlib) for entry in self.sealed)])
+                            for p in (os.path.expanduser(entry.replace("{stdlib}", stdlib))
+                                      for entry in self.sealed)])
 
     def python(self) -> str:
         """The interpreter that runs `python` in the task's commands."""

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -37,11 +38,12 @@ from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import SqlLedger
 from researchorg.ledger.export import write_results_tsv
 from researchorg.task import TaskSpec, find_task, load_task
-from researchorg.task.adopt import Adopted, infer, render, set_budget_constant
+from researchorg.task.adopt import Adopted, infer, render, render_toml, set_constant
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
 from researchorg.world.protocol import PROGRAM_BRANCH
 from researchorg.world.runner import ask_python
+from researchorg.world.slots import visible_gpus
 
 STATE_DIR = ".researchorg"
 DEFAULT_ORG = Path(__file__).parent.parent / "templates" / "solo-tuner.toml"
@@ -58,6 +60,7 @@ class Program:
             raise LabError(f"{self.root} is not a researchorg program (run `researchorg init {root}` first)")
         self.git = Git(self.root)
         self._next_results = 0.0  # when `write_results(lag=True)` may rewrite results.tsv again (monotonic)
+        self.notices: list[str] = []  # what `init` has to say of the program it made
 
     # creation -------------------------------------------------------------------
     @classmethod
@@ -73,25 +76,30 @@ class Program:
             raise ConfigError(f"budget: {budget} is not a positive number of seconds")
         task_dir = find_task(task)
         load_task(task_dir)  # a broken task fails before anything is written
+        notices: list[str] = []
         prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))
         try:
-            cls._build(staging, task_dir, budget, org_file, prompts, prepare, name=root.name)
+            notices = cls._build(staging, task_dir, budget, org_file, prompts, prepare, name=root.name)
             if root.exists():
                 root.rmdir()  # empty, as checked above
             staging.rename(root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return cls(root)
+        program = cls(root)
+        program.notices = notices
+        return program
 
     @classmethod
     def _build(cls, root: Path, task_dir: Path, budget: float | None, org_file: Path | None,
-               prompts: list[tuple[Path, str]], prepare: bool, name: str) -> None:
+               prompts: list[tuple[Path, str]], prepare: bool, name: str) -> list[str]:
+        """Build the program in `root`; returns what the user should be told of it."""
         # a task directory's own git history is not the program's (`--from` adopts a repository with it)
         shutil.copytree(task_dir, root, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        notices = [tiny] if (tiny := _fit_to_machine(root)) else []
         if budget is not None:
             _set_budget(root / "task.toml", budget)
         spec = load_task(root)
@@ -104,6 +112,7 @@ class Program:
             program = cls(root)
             program.prepare()
             program.ledger.close()
+        return notices
 
     @classmethod
     def adopt(cls, root: Path | str, origin: str, *, org_file: Path | None = None,
@@ -144,8 +153,7 @@ class Program:
             adopted = infer(staging, environment=local, where=origin, **flags)
             adopted.history = history
             if flags.get("budget") is not None and adopted.budget_constant is not None:
-                set_budget_constant(staging / adopted.budget_constant[0], adopted.budget_constant[1],
-                                    flags["budget"])
+                set_constant(staging / adopted.budget_constant[0], adopted.budget_constant[1], flags["budget"])
             (staging / "task.toml").write_text(render(adopted, origin))
             spec = load_task(staging)  # what we wrote is a valid task
             _add_org(staging, org_file, prompts)
@@ -181,8 +189,10 @@ class Program:
             ask = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if not u.find_spec(m)))"
             missing = ask_python(self.task, ask, *self.task.requires).split()
         if missing:
-            hint = "uv sync in the repository, or pip install them" if self.task.interpreter else \
-                "for torch: pip install torch==2.13.0"
+            others = [m for m in missing if m != "torch"]
+            hint = "uv sync in the repository, or pip install them" if self.task.interpreter else "; ".join(
+                (["for torch: pip install torch==2.13.0"] if "torch" in missing else [])
+                + ([f"pip install {' '.join(others)}"] if others else []))
             raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
                            f"not installed for {python} ({hint})")
 
@@ -410,6 +420,34 @@ def _refuse_uncommitted(repo: Path) -> None:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise ConfigError(f"{repo} has uncommitted changes to {', '.join(changed[:3])}{more}: commit or stash them "
                           "first (the program takes the repository as committed; untracked files stay out)")
+
+
+def _fit_to_machine(root: Path) -> str | None:
+    """A GPU task (one with a [cpu] table) on a machine without a GPU: write its tiny configuration into the
+    program's files (the constants it sets, its budget and knobs; task.toml without the table) and say so."""
+    spec = load_task(root)
+    if spec.cpu is None or visible_gpus():
+        return None
+    for file, constants in spec.cpu.set.items():
+        path = (root / file).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.is_file():
+            raise ConfigError(f"{root / 'task.toml'}: [cpu.set] names {file!r}, not a file of the task")
+        for constant, value in constants.items():
+            set_constant(path, constant, value)
+    data = tomllib.loads((root / "task.toml").read_text())
+    cpu = data.pop("cpu")
+    if "budget_seconds" in cpu:
+        data["budget_seconds"] = cpu["budget_seconds"]
+        data.pop("timeout_seconds", None)
+    if "knobs" in cpu:
+        data["knobs"] = cpu["knobs"]
+    header = (f"task {spec.name} in its tiny CPU configuration: `researchorg init` found no GPU and applied the "
+              "task's [cpu] table\n(to this file and to the constants it names); the built-in task's own "
+              "task.toml has the GPU one.")
+    (root / "task.toml").write_text(render_toml(data, header))
+    changed = ", ".join(f"{name}={value}" for constants in spec.cpu.set.values() for name, value in constants.items())
+    return (f"no GPU visible: task {spec.name} set to its tiny CPU configuration ({data['budget_seconds']:g} s "
+            f"budget; {changed})")
 
 
 def _set_budget(task_toml: Path, budget: float) -> None:

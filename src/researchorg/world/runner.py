@@ -102,7 +102,7 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
             argv = sandbox.confined(argv, policy, worktree)
             if scratch:  # the user's home is out of the sandbox's sight: caches go to the run's scratch
                 env.update(HOME=str(scratch[0]), XDG_CACHE_HOME=str(scratch[0] / ".cache"))
-                _data_at_home(data, scratch[0])
+                sandbox.link_home(data, scratch[0])
         try:
             proc = subprocess.Popen(argv, cwd=worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -171,18 +171,6 @@ def interpreter_roots(task: TaskSpec) -> list[str]:
     """Where the task's own interpreter loads code from (asked of it once), for a run's sandbox to read; empty
     for the lab's own interpreter, whose roots the sandbox always reads."""
     return [] if task.interpreter is None else list(_roots_of(task.python()))
-
-
-def _data_at_home(data: list[Path], home: Path) -> None:
-    """The task's data paths that are in your home, also under the run's own `home` (links to them, read-only
-    in its sandbox), so a command that looks for `~/.cache/...` finds them."""
-    yours = Path(os.path.expanduser("~"))
-    for path in data:
-        if path.is_relative_to(yours) and path != yours:
-            link = home / path.relative_to(yours)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                link.symlink_to(path)
 
 
 def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> tuple[int, float] | None:

@@ -41,7 +41,7 @@ def detect_slots(count: int | None = None, threads: int | None = None) -> list[S
     for name, value in (("slots", count), ("threads", threads)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1 (got {value})")
-    gpus = _visible_gpus()
+    gpus = visible_gpus()
     if gpus and threads is None:
         chosen = gpus[:count] if count else gpus
         return [Slot(f"mig{i}" if gpu.startswith("MIG-") else f"gpu{gpu}", gpu=gpu, gpu_name=name)
@@ -56,7 +56,7 @@ def detect_slots(count: int | None = None, threads: int | None = None) -> list[S
             for i in range(count)]
 
 
-def _visible_gpus() -> list[tuple[str, str]]:
+def visible_gpus() -> list[tuple[str, str]]:
     """(CUDA_VISIBLE_DEVICES value, name) of each GPU `nvidia-smi -L` lists, honouring CUDA_VISIBLE_DEVICES. A
     GPU split into MIG instances gives one entry per instance (its UUID, and the GPU's name with the instance's
     profile, a hardware class of its own): two runs never share a GPU or an instance."""

@@ -33,8 +33,6 @@ Run directly (`python prepare.py`) to check the corpus and print its hash.
 import hashlib
 import json
 import os
-import random
-import resource
 import sysconfig
 import time
 import tomllib
@@ -187,38 +185,12 @@ def evaluate_bpb(model, seq_len: int) -> float:
     return total_nats / total_bytes / torch.log(torch.tensor(2.0)).item()
 
 
-def looks_ahead(model, seq_len: int, checks: int = 4) -> bool:
-    """Whether the model's prediction at a position depends on later bytes, or on other rows of its batch (a
-    model that peeks is not a language model). Each check changes every byte from a cut on, a cut of its own
-    in every row at a position no one can know beforehand, and compares the logits before the cuts: 4 checks
-    of 32 rows test 128 random positions, and a change in any row that moves another row's logits is caught
-    too."""
-    import torch
-    rng = random.SystemRandom()
-    val = load_split("val")
-    inputs = val[: EVAL_BATCH * seq_len].long().view(EVAL_BATCH, seq_len)
-    if seq_len < 2:
-        return False
-    with torch.no_grad():
-        base = model(inputs)
-        for _ in range(checks):
-            cuts = [rng.randrange(1, seq_len) for _ in range(EVAL_BATCH)]
-            changed = inputs.clone()
-            for row, cut in enumerate(cuts):
-                changed[row, cut:] = (changed[row, cut:] + rng.randrange(1, VOCAB_SIZE)) % VOCAB_SIZE
-            out = model(changed)
-            for row, cut in enumerate(cuts):
-                if not torch.allclose(base[row, :cut], out[row, :cut], atol=1e-4, rtol=1e-4):
-                    return True
-    return False
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process (CUDA: peak allocated), in MB."""
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def looks_ahead(model, seq_len: int) -> bool:
+    """Whether the model peeks at later bytes or other rows (researchorg.harness.lm.looks_ahead), on the first
+    EVAL_BATCH x seq_len validation bytes."""
+    from researchorg.harness.lm import looks_ahead as peeks
+    inputs = load_split("val")[: EVAL_BATCH * seq_len].long().view(EVAL_BATCH, seq_len)
+    return peeks(model, inputs, VOCAB_SIZE)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,152 @@
+"""The protected harness of a language-model task (tinylm, gpulm): run train.py as a watched guest, then score
+the model it handed over, in this process, where no training code runs.
+
+A task's harness.py imports its own prepare.py (protected, read before the guest starts) and calls `score`.
+The prepare module provides what differs between tasks:
+
+- `TIME_BUDGET`, `SEED`: the run's budget and seed (the lab sets both);
+- `sealed_paths()`: the validation data, out of the guest's sight;
+- `readable_paths()` (optional): data outside the checkout the guest may read, e.g. training shards;
+- `warm_evaluator()`: loads what scoring needs while the guest trains; returns the corpus hash;
+- `looks_ahead(model, seq_len)` and `evaluate_bpb(model, seq_len)`: the checks and the metric;
+- `VOCAB_SIZE`: the model's output width.
+
+The guest hands over a torch.export graph (`model.pt2`, tensor operations only: no code of train.py runs
+here), `meta.json` with its sequence length and, through `report`, what it says of itself (steps, tokens,
+peak GPU memory): claims, recorded as confounds, never as the metric.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from researchorg.harness.protected import flops_estimate, judge, load_exported, read_artifact, run_guest, verdict
+from researchorg.harness.sealed import with_copies
+
+_CLAIMS = ("steps", "tokens", "peak_vram_mb")  # what train.py may say of its own run
+
+
+def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tuple[str, ...] = ()) -> None:
+    """Run `here/train.py` under watch and the budget, score its model and write the verdict."""
+    budget = prepare.TIME_BUDGET
+    readable = getattr(prepare, "readable_paths", list)()
+    with tempfile.TemporaryDirectory(prefix=f"{here.name}-run-") as tmp:
+        artifact = Path(tmp)
+        run = run_guest(here / "train.py", budget=budget, seed=prepare.SEED, artifact_dir=artifact,
+                        hidden=[str(p) for p in with_copies(prepare.sealed_paths())], read=readable,
+                        protected=[str(here / name) for name in protected],
+                        metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=preload,
+                        on_start=prepare.warm_evaluator)
+        measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
+                                    "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
+        problem = judge(run, budget)
+        if problem is not None:
+            return verdict(problem[0], reason=problem[1], summary=measured)
+        t_eval = time.perf_counter()
+        try:
+            if read_artifact(artifact, "model.pt2") is None:
+                return verdict("crash", reason="train.py saved no model: it must call prepare.save_model(model, "
+                                               "seq_len)", summary=measured)
+            program, refused = load_exported(artifact / "model.pt2")
+            if refused:
+                return verdict("invalid", reason=f"the saved model {refused}", summary=measured)
+            model = program.module()
+            seq_len = int(json.loads(read_artifact(artifact, "meta.json") or b"{}")["seq_len"])
+            if not 1 <= seq_len <= 1 << 16:
+                raise ValueError(f"seq_len {seq_len} out of range")
+            if prepare.looks_ahead(model, seq_len):
+                return verdict("invalid", reason="the saved model looks ahead: its predictions change with later "
+                                                 "tokens or with other rows of its batch", summary=measured)
+            val_bpb = prepare.evaluate_bpb(model, seq_len)
+        except Exception as err:  # a model that cannot be loaded or run is the training code's failure
+            return verdict("crash", reason=f"the saved model cannot be evaluated: {type(err).__name__}: {err}",
+                           summary=measured)
+        told = _claims(read_artifact(artifact, "train.json"))
+        params = count_parameters(program)
+        summary = {**measured, "num_params": params, **told,
+                   "flops": flops_estimate(params, told.get("tokens", 0.0)),
+                   "eval_seconds": round(time.perf_counter() - t_eval, 2),
+                   "corpus_hash": prepare.corpus_hash(), "budget_seconds": budget}
+        print("---")
+        print(f"val_bpb:          {val_bpb:.6f}")
+        for key, value in summary.items():
+            print(f"{key + ':':<18}{value}")
+        verdict("ok", metric=val_bpb, summary=summary)
+
+
+def finish() -> None:
+    """End the harness process at once: the verdict is written, and tearing torch down costs the slot a
+    second."""
+    import os
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _claims(raw: bytes | None) -> dict[str, float]:
+    """What train.py reported of itself: each known figure a finite number or 0."""
+    try:
+        told = json.loads(raw or b"{}")
+    except ValueError:
+        told = {}
+    told = told if isinstance(told, dict) else {}
+    claims = {}
+    for key in _CLAIMS:
+        try:
+            value = float(told.get(key, 0.0))
+        except (TypeError, ValueError):
+            value = 0.0
+        claims[key] = value if value == value and abs(value) < 1e30 else 0.0
+    if not claims["peak_vram_mb"]:
+        del claims["peak_vram_mb"]  # a CPU run
+    return claims
+
+
+def count_parameters(program: Any) -> int:
+    """Parameters of an exported program, tied weights counted once."""
+    seen, total = set(), 0
+    for tensor in program.state_dict.values():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            total += tensor.numel()
+    return total
+
+
+def device_of(model: Any) -> Any:
+    """The device an exported model's weights are on (where its inputs must go)."""
+    import torch
+    for tensor in model.state_dict().values():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def looks_ahead(model: Any, inputs: Any, vocab_size: int, checks: int = 4) -> bool:
+    """Whether the model's prediction at a position depends on later tokens, or on other rows of its batch (a
+    model that peeks is not a language model). Each check changes every token from a cut on, a cut of its own
+    in every row at a position no one can know beforehand, and compares the logits before the cuts: 4 checks
+    of 32 rows test 128 random positions, and a change in any row that moves another row's logits is caught
+    too. `inputs` is a (batch, seq_len) tensor of token ids on the model's device."""
+    import torch
+    rng = random.SystemRandom()
+    rows, seq_len = inputs.shape
+    if seq_len < 2:
+        return False
+    with torch.no_grad():
+        base = model(inputs).float()
+        for _ in range(checks):
+            cuts = [rng.randrange(1, seq_len) for _ in range(rows)]
+            changed = inputs.clone()
+            for row, cut in enumerate(cuts):
+                changed[row, cut:] = (changed[row, cut:] + rng.randrange(1, vocab_size)) % vocab_size
+            out = model(changed).float()
+            for row, cut in enumerate(cuts):
+                if not torch.allclose(base[row, :cut], out[row, :cut], atol=1e-4, rtol=1e-4):
+                    return True
+    return False

@@ -1,0 +1,38 @@
+"""gpulm's entry point: run train.py under watch and the budget, then compute val_bpb itself.
+
+PROTECTED, like prepare.py. The lab runs `python harness.py`; it
+
+1. reads prepare.py (this process's own copy, before any training code runs),
+   then runs train.py as a watched guest (researchorg.harness.guest) in its
+   sandbox (harness/sandbox.py: the training shards and the tokenizer are in
+   its view, read-only; the validation shard and the sealed standard-library
+   packages are not) with the run's seed, killed at the budget (its whole
+   process, start to exit, torch.compile included) plus a slack to exit;
+   writing outside the run's files or to a protected file, reseeding and
+   printing a val_bpb line make the run invalid;
+2. loads the model train.py saved (a torch.export graph: no code of train.py
+   runs here), on the GPU it was trained on, checks that it does not look
+   ahead, and scores the fixed validation tokens in bits per byte;
+3. measures the confounds: parameters (from the saved weights), training
+   wall time and peak host memory (of the guest process, measured from
+   outside), steps, tokens and peak GPU memory (as train.py reports them),
+   FLOPs = 6 x params x tokens, and the corpus hash;
+4. writes its verdict where the lab reads it (RESEARCHORG_RESULT).
+"""
+
+import sys
+from pathlib import Path
+
+import prepare  # no torch at import: read before the guest starts, so no training code can have changed it
+
+from researchorg.harness.lm import finish, score
+
+HERE = Path(__file__).resolve().parent
+# From here on nothing is imported from the checkout, where training code writes: a `torch.py` or a package
+# it left there must not stand in for a library this process loads later.
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != HERE]
+
+if __name__ == "__main__":
+    score(prepare, HERE, protected=["prepare.py", "harness.py", "task.toml", "program.md"],
+          preload=("torch", "torch._dynamo"))  # torch.export needs both: in the budget either way
+    finish()
