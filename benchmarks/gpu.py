@@ -10,8 +10,10 @@ from `nvidia-smi` sampled every second while the program runs:
     experiments_per_hour_per_gpu:     finished runs per hour of the program's compute phase (first run's start
                                       to last run's end), per slot; autoresearch's limit is 12 at 5 minutes
                                       (its GPU idles while the agent thinks)
-    overhead_seconds_per_experiment:  slot time per run beyond the training budget (start-up, hand-off,
-                                      evaluation, the lab's git and ledger work, waiting for a proposal)
+    training_seconds_per_experiment:  the training process's wall time (start to exit: its imports, compile
+                                      and hand-off included), as the harness measured it
+    overhead_seconds_per_experiment:  slot time per run beyond that (the harness's start, the evaluation,
+                                      the lab's git and ledger work, waiting for a proposal)
     slot_idle_fraction:               of the slots' time in the compute phase, the part no run held
     gpu_idle_fraction:                of the GPUs' time in the compute phase, the part nvidia-smi saw them at
                                       0% utilization (GPU machines only)
@@ -120,7 +122,10 @@ def main() -> None:
         print(f"budget_seconds: {budget:g}")
         print(f"runs: {len(done)} ({', '.join(f'{n} {s}' for s, n in statuses.items())})")
         print(f"experiments_per_hour_per_gpu: {len(done) / (span / 3600) / slots:.1f}")
-        print(f"overhead_seconds_per_experiment: {slots * span / len(done) - budget:.1f}")
+        trained = [e.training_seconds for e in done if e.training_seconds]
+        training = sum(trained) / len(trained) if trained else 0.0
+        print(f"training_seconds_per_experiment: {training:.1f} (the training process, start to exit)")
+        print(f"overhead_seconds_per_experiment: {slots * span / len(done) - training:.1f}")
         print(f"slot_idle_fraction: {max(0.0, 1 - held / (slots * span)):.3f}")
         if sampler is not None:
             idle = sampler.idle_fraction(start, end)

@@ -117,8 +117,8 @@ def _options(
 def init(
     directory: Annotated[Path, typer.Argument(metavar="DIR",
                                               help="New program directory (must not exist or be empty).")],
-    task: Annotated[str | None, typer.Option(help="Built-in task name (tinylm) or path to a task directory "
-                                             "(default tinylm).")] = None,
+    task: Annotated[str | None, typer.Option(help="Built-in task name (tinylm, gpulm, simulated) or path to a task "
+                                             "directory (default tinylm).")] = None,
     budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
     source: Annotated[str | None, typer.Option(

@@ -10,20 +10,25 @@ Data: parquet shards with a `text` column named `shard_NNNNN.parquet`, the
 last one by name the pinned validation shard: autoresearch's layout, read the
 way it reads them (row group by row group, each document tokenized after a BOS
 token). To train on your own shards (autoresearch's climbmix in
-~/.cache/autoresearch/data, say), set SHARDS to their directory before the
-first run. By default `python prepare.py` writes shards from a corpus every
-machine with this lab has offline: the Python sources (.py) of the standard
-library and of the CORPUS_PACKAGES (PyTorch and the packages it installs with),
-about 95 MB with torch 2.13.0 on CPython 3.11 (`python prepare.py` prints the
-figures). The validation shard holds the standard-library packages task.toml
-seals (IDLE, lib2to3, tkinter and a few more, about 1.7 MB), as in tinylm: the
-harness hides them and the validation shard from the training run (they are
-not in its sandbox at all), so no model can have memorized them.
+~/.cache/autoresearch/data, say), copy this task's directory, set SHARDS to
+theirs (and add it to task.toml's `sealed`, so coding agents do not read the
+validation shard either), and `researchorg init --task` the copy. By default
+`python prepare.py` writes shards from a corpus every machine with this lab
+has offline: the Python sources (.py, tests left out) of the standard
+library and of the CORPUS_PACKAGES (PyTorch and the packages torch and
+researchorg install with): with torch 2.13.0 on CPython 3.11, 95 MB of
+training text in 3 shards (about 26M tokens), written and tokenized in about
+13 s on 2 cores (`python prepare.py` prints the figures). The validation shard
+holds the standard-library packages task.toml seals (IDLE, lib2to3, tkinter
+and a few more, 1.7 MB), as in tinylm: the harness hides them and the
+validation shard from the training run (they are not in its sandbox at all),
+so no model can have memorized them.
 
 The tokenizer: byte-level BPE of VOCAB_SIZE tokens (GPT-4's split pattern, 4
 reserved special tokens, the first the BOS token) trained with rustbpe on the
-training shards, encoded with tiktoken. The shards' content hash is recorded
-with every result: runs on different data or tokenizers are never compared.
+training shards, encoded with tiktoken. The content hash of the shards and
+the tokenizer is recorded with every result (`corpus_hash`), so results on
+other data or another tokenizer can be told apart.
 
 val_bpb: the model's mean negative log-likelihood of the first EVAL_TOKENS
 validation tokens, in bits per byte of the text they encode (special tokens
@@ -56,7 +61,9 @@ VOCAB_SIZE = 8192  # BPE vocabulary, special tokens included
 EVAL_TOKENS = 262_144  # validation tokens scored per run
 EVAL_BATCH = 8  # the saved model takes (EVAL_BATCH, seq_len) inputs
 TOKENIZER_CHARS = 200_000_000  # characters of the training shards the tokenizer is trained on (at most)
-CORPUS_PACKAGES = ["torch", "sympy", "networkx", "mpmath", "jinja2", "fsspec", "filelock"]  # beside the stdlib
+# beside the standard library: packages torch and researchorg install with them, so every lab has them
+CORPUS_PACKAGES = ["torch", "sympy", "networkx", "mpmath", "jinja2", "numpy", "scipy", "matplotlib", "sqlalchemy",
+                   "optuna", "pydantic", "rich", "typer", "yaml", "mcp"]
 SHARDS = ""  # a directory of your own shards (the last is validation); empty: the offline corpus
 CACHE = "~/.cache/researchorg/gpulm"  # where prepare.py writes shards and tokenizers
 SHARD_CHARS = 32_000_000  # characters per shard written from the offline corpus
