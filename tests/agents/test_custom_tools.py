@@ -13,6 +13,7 @@ import pytest
 from researchorg import Program
 from researchorg.agents.base import AgentContext
 from researchorg.agents.tools import Toolbox
+from researchorg.harness import sandbox
 from tests.conftest import NO_NOISE, cli, copy_task
 
 TOOLS = '''"""The org's own tools."""
@@ -147,9 +148,13 @@ def test_a_naive_tool_cannot_be_turned_against_the_lab_it_runs_in_the_agents_san
         refused = box.call("read", {"path": path})
         assert re.match(r"error: tool read: (FileNotFoundError|PermissionError)", refused), (path, refused)
     assert box.call("write", {"path": "notes.txt", "text": "mine"}) == "written"
-    for path in ("evaluate.py", str(other / "train.py"), str(tmp_path / "planted.txt")):
+    # a protected file in the worktree is read-only where bubblewrap mounts it so; Landlock alone cannot keep a
+    # file of a writable folder (the lab's hash check before every run refuses what was changed there)
+    protected = ["evaluate.py"] if sandbox.bwrap() else []
+    for path in (*protected, str(other / "train.py"), str(tmp_path / "planted.txt")):
         assert box.call("write", {"path": path, "text": "x"}).startswith("error: tool write: "), path
-    assert "return sum" in (box.ctx.worktree / "evaluate.py").read_text() and not (tmp_path / "planted.txt").exists()
+    assert not protected or "return sum" in (box.ctx.worktree / "evaluate.py").read_text()
+    assert not (tmp_path / "planted.txt").exists()
     assert (box.call("env", {"name": "SEARCH_API_KEY"}), box.call("env", {"name": "OTHER_SECRET_TOKEN"})) == (
         "for-the-tool", "-")
     assert program.ledger.count() == 0 and len(program.ledger.events()) > 0  # the ledger is intact and readable

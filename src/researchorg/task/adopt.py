@@ -177,14 +177,26 @@ def render(adopted: Adopted, origin: str) -> str:
 
 
 def set_constant(path: Path, constant: str, value: Any) -> None:
-    """Rewrite `constant = ...` (top level) in the Python file `path` to `value`, keeping a trailing comment."""
+    """Rewrite the top-level `constant = ...` statement in the Python file `path` (over as many lines as it
+    spans) to `value`, keeping a comment after it."""
     text = path.read_text()
-    literal = str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
-    text, n = re.subn(rf"(?m)^({re.escape(constant)}\s*=\s*)[^#\n]*?(\s*(?:#.*)?)$",
-                      lambda m: m.group(1) + literal + m.group(2), text)
-    if n != 1:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as err:
+        raise ConfigError(f"{path}: not valid Python ({err.msg}, line {err.lineno})") from None
+    found = [node for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
+             and [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                  if isinstance(t, ast.Name)] == [constant]]
+    if len(found) != 1:
         raise ConfigError(f"{path}: expected one top-level `{constant} = ...` line to set")
-    path.write_text(text)
+    node = found[0].value
+    literal = str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
+    lines = text.splitlines(keepends=True)
+    first, last = node.lineno - 1, node.end_lineno - 1
+    head = lines[first].encode()[:node.col_offset].decode()
+    tail = lines[last].encode()[node.end_col_offset:].decode()
+    lines[first:last + 1] = [head + literal + tail]
+    path.write_text("".join(lines))
 
 
 def render_toml(data: dict[str, Any], header: str = "") -> str:

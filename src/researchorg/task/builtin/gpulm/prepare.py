@@ -106,8 +106,7 @@ def _stdlib() -> Path:
 def sealed_paths() -> list[Path]:
     """What the harness hides from training: the sealed standard-library packages and the validation shard."""
     hidden = [_stdlib() / name for name in SEALED if (_stdlib() / name).is_dir()]
-    shards = shard_files()
-    return hidden + shards[-1:]
+    return hidden + sorted({*shard_files()[-1:], shards_dir() / _corpus()["val"]})
 
 
 def readable_paths() -> list[Path]:
@@ -220,15 +219,24 @@ def _documents(path: Path, batch: int = 256):
             yield texts[first:first + batch]
 
 
-@lru_cache(maxsize=1)
 def _shards_fingerprint() -> str:
-    """Names, sizes and times of the shards: the tokenizer's cache key (their content hash is in corpus.json)."""
+    """Names, sizes and times of the shards (their content hash is in corpus.json): what the tokenizer was
+    trained on. Only prepare.py and the harness see every shard; a training run sees no validation shard."""
     parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in shard_files()]
     return hashlib.sha256("\n".join([str(shards_dir().resolve()), *parts]).encode()).hexdigest()[:12]
 
 
 def tokenizer_dir() -> Path:
-    return _cache() / f"tokenizer-{VOCAB_SIZE}-{TOKENIZER_CHARS}-{_shards_fingerprint()}"
+    """The tokenizer of these shards and settings (named by where the shards are, so a training run, which
+    cannot list the validation shard, finds it too)."""
+    where = hashlib.sha256(str(shards_dir().resolve()).encode()).hexdigest()[:12]
+    return _cache() / f"tokenizer-{VOCAB_SIZE}-{TOKENIZER_CHARS}-{where}"
+
+
+@lru_cache(maxsize=1)
+def _corpus() -> dict:
+    """corpus.json: the training shards' names, the validation shard's, the split pattern and the hash."""
+    return json.loads((tokenizer_dir() / "corpus.json").read_text())
 
 
 def train_tokenizer() -> Path:
@@ -236,7 +244,9 @@ def train_tokenizer() -> Path:
     hash beside it."""
     import rustbpe
     folder = tokenizer_dir()
-    if (folder / "corpus.json").is_file():
+    fingerprint = _shards_fingerprint()
+    if (folder / "corpus.json").is_file() and json.loads((folder / "corpus.json").read_text()).get(
+            "fingerprint") == fingerprint:
         return folder
     shards = shard_files()
     if len(shards) < 2:
@@ -265,8 +275,8 @@ def train_tokenizer() -> Path:
                 digest.update(chunk)
     digest.update((staging / "ranks.tiktoken").read_bytes())
     (staging / "corpus.json").write_text(json.dumps({
-        "shards": str(shards_dir()), "count": len(shards), "pattern": trainer.get_pattern(),
-        "corpus_hash": digest.hexdigest()[:16]}))
+        "shards": str(shards_dir()), "train": [p.name for p in shards[:-1]], "val": shards[-1].name,
+        "fingerprint": fingerprint, "pattern": trainer.get_pattern(), "corpus_hash": digest.hexdigest()[:16]}))
     if folder.exists():
         import shutil
         shutil.rmtree(folder)
@@ -276,7 +286,7 @@ def train_tokenizer() -> Path:
 
 def corpus_hash() -> str:
     """The content hash of the shards and the tokenizer, recorded with every result."""
-    return json.loads((tokenizer_dir() / "corpus.json").read_text())["corpus_hash"]
+    return _corpus()["corpus_hash"]
 
 
 # -- the tokenizer ----------------------------------------------------------------------------------------------
@@ -297,7 +307,7 @@ class Tokenizer:
         for line in (folder / "ranks.tiktoken").read_text().splitlines():
             token, rank = line.split()
             ranks[base64.b64decode(token)] = int(rank)
-        meta = json.loads((folder / "corpus.json").read_text())
+        meta = _corpus()
         special = {name: len(ranks) + i for i, name in enumerate(SPECIAL_TOKENS)}
         return cls(tiktoken.Encoding(name="gpulm", pat_str=meta["pattern"], mergeable_ranks=ranks,
                                      special_tokens=special))
@@ -338,7 +348,7 @@ def make_dataloader(tokenizer: Tokenizer, batch_size: int, seq_len: int, device:
     import random
 
     import torch
-    shards = shard_files()[:-1]
+    shards = [shards_dir() / name for name in _corpus()["train"]]
     random.Random(SEED).shuffle(shards)
     stream = _token_stream(shards, tokenizer, loop=True)
     need = batch_size * (seq_len + 1)
@@ -405,7 +415,7 @@ def val_tokens():
     """The first EVAL_TOKENS + 1 tokens of the validation shard (its documents, each after BOS, end to end)."""
     import torch
     tokens: list[int] = []
-    for ids in _token_stream(shard_files()[-1:], Tokenizer.load(), loop=False):
+    for ids in _token_stream([shards_dir() / _corpus()["val"]], Tokenizer.load(), loop=False):
         tokens.extend(ids)
         if len(tokens) > EVAL_TOKENS:
             return torch.tensor(tokens[:EVAL_TOKENS + 1], dtype=torch.long)
@@ -417,6 +427,9 @@ def warm_evaluator() -> str:
     the corpus hash: the harness calls it while the guest trains."""
     import torch._dynamo  # noqa: F401  (torch.export.load imports it on first use)
     import torch._export.serde.serialize  # noqa: F401
+    if _corpus()["fingerprint"] != _shards_fingerprint():
+        raise SystemExit(f"gpulm: the shards in {shards_dir()} changed since the tokenizer was trained on them: "
+                         "run `researchorg prepare` on the program")
     val_tokens()
     return corpus_hash()
 
