@@ -1,4 +1,4 @@
-"""tinylm for real: PyTorch training with an 8-second budget through the command line."""
+"""tinylm for real: PyTorch training with a 6-second budget through the command line."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ def test_demo_into_a_log_file_runs_four_tinylm_experiments(tmp_path):
     directory = tmp_path / "lm"
     log = tmp_path / "demo.log"
     with open(log, "w") as out:  # `researchorg demo > demo.log`: no terminal
-        proc = subprocess.run([sys.executable, "-m", "researchorg", "demo", str(directory), "--budget", "8",
+        proc = subprocess.run([sys.executable, "-m", "researchorg", "demo", str(directory), "--budget", "6",
                                "--max-experiments", "4"], stdout=out, stderr=subprocess.STDOUT)
     run = log.read_text()
     assert proc.returncode == 0, run
-    assert "task tinylm, 8 s budget" in run and "rigor first: 2 noise-floor runs" in run  # 4 runs leave room
+    assert "task tinylm, 6 s budget" in run and "rigor first: 2 noise-floor runs" in run  # 4 runs leave room
     assert len([line for line in run.splitlines() if line.startswith("[") and "/4] #" in line]) == 4, run
     assert "reached --max-experiments" in run and "progress.png" in run and "noise floor: val_bpb" in run
     program = Program(directory)

@@ -99,7 +99,7 @@ class Program:
         # a task directory's own git history is not the program's (`--from` adopts a repository with it)
         shutil.copytree(task_dir, root, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
-        notices = [tiny] if (tiny := _fit_to_machine(root)) else []
+        notices = [tiny] if (tiny := _fit_to_machine(root, budget)) else []
         if budget is not None:
             _set_budget(root / "task.toml", budget)
         spec = load_task(root)
@@ -422,7 +422,7 @@ def _refuse_uncommitted(repo: Path) -> None:
                           "first (the program takes the repository as committed; untracked files stay out)")
 
 
-def _fit_to_machine(root: Path) -> str | None:
+def _fit_to_machine(root: Path, budget: float | None) -> str | None:
     """A GPU task (one with a [cpu] table) on a machine without a GPU: write its tiny configuration into the
     program's files (the constants it sets, its budget and knobs; task.toml without the table) and say so."""
     spec = load_task(root)
@@ -446,7 +446,8 @@ def _fit_to_machine(root: Path) -> str | None:
               "task.toml has the GPU one.")
     (root / "task.toml").write_text(render_toml(data, header))
     changed = ", ".join(f"{name}={value}" for constants in spec.cpu.set.values() for name, value in constants.items())
-    return (f"no GPU visible: task {spec.name} set to its tiny CPU configuration ({data['budget_seconds']:g} s "
+    budget = budget if budget is not None else data["budget_seconds"]
+    return (f"no GPU visible: task {spec.name} set to its tiny CPU configuration ({budget:g} s "
             f"budget; {changed})")
 
 
