@@ -87,7 +87,9 @@ def measure(root: Path, agents: int, slots: int, think: float, budget: float, ex
     statuses = [e.status for e in program.ledger.experiments()]
     if report.ran != experiments or len(statuses) != experiments or any(
             s not in ("keep", "discard", "measured") for s in statuses):
-        raise SystemExit(f"expected {experiments} finished runs, got {statuses}")
+        failed = [f"#{e.id} {e.status}: {e.reason[-300:]}" for e in program.ledger.experiments()
+                  if e.status not in ("keep", "discard", "measured")]
+        raise SystemExit(f"expected {experiments} finished runs, got {statuses}\n" + "\n".join(failed))
     runs = program.ledger.experiments()
     span = max(e.ran_until for e in runs) - min(e.started_at for e in runs)
     steady = sum(e.ran_until - e.started_at for e in runs) / (slots * span)
