@@ -1,7 +1,7 @@
 """The protected harness of a language-model task (tinylm, gpulm): run train.py as a watched guest, then score
 the model it handed over, in this process, where no training code runs.
 
-A task's harness.py imports its own prepare.py (protected, read before the guest starts) and calls `score`.
+A task's harness.py imports its own prepare.py (protected, read before the guest starts) and calls `main`.
 The prepare module provides what differs between tasks:
 
 - `TIME_BUDGET`, `SEED`: the run's budget and seed (the lab sets both);
@@ -19,6 +19,7 @@ peak GPU memory): claims, recorded as confounds, never as the metric.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sys
@@ -32,6 +33,18 @@ from researchorg.harness.protected import flops_estimate, judge, load_exported, 
 from researchorg.harness.sealed import with_copies
 
 _CLAIMS = ("steps", "tokens", "peak_vram_mb")  # what train.py may say of its own run
+PROTECTED = ["prepare.py", "harness.py", "task.toml", "program.md"]  # read-only to the guest
+PRELOAD = ("torch", "torch._dynamo")  # what the guest imports before its budget counts: torch.export needs both
+
+
+def main(prepare: ModuleType, harness_file: str) -> None:
+    """A task's harness: from here on nothing is imported from the checkout, where training code writes (a
+    `torch.py` or a package it left there must not stand in for a library this process loads later); score
+    train.py, then end at once."""
+    here = Path(harness_file).resolve().parent
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]
+    score(prepare, here, protected=PROTECTED, preload=PRELOAD)
+    finish()
 
 
 def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tuple[str, ...] = ()) -> None:
@@ -85,7 +98,6 @@ def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tup
 def finish() -> None:
     """End the harness process at once: the verdict is written, and tearing torch down costs the slot a
     second."""
-    import os
     sys.stdout.flush()
     os._exit(0)
 

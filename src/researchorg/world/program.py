@@ -76,7 +76,6 @@ class Program:
             raise ConfigError(f"budget: {budget} is not a positive number of seconds")
         task_dir = find_task(task)
         load_task(task_dir)  # a broken task fails before anything is written
-        notices: list[str] = []
         prompts = _prompt_files(org_file or DEFAULT_ORG)  # a broken org fails before anything is written too
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.init-", dir=root.parent))

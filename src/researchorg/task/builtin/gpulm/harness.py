@@ -20,19 +20,9 @@ PROTECTED, like prepare.py. The lab runs `python harness.py`; it
 4. writes its verdict where the lab reads it (RESEARCHORG_RESULT).
 """
 
-import sys
-from pathlib import Path
-
 import prepare  # no torch at import: read before the guest starts, so no training code can have changed it
 
-from researchorg.harness.lm import finish, score
-
-HERE = Path(__file__).resolve().parent
-# From here on nothing is imported from the checkout, where training code writes: a `torch.py` or a package
-# it left there must not stand in for a library this process loads later.
-sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != HERE]
+from researchorg.harness.lm import main
 
 if __name__ == "__main__":
-    score(prepare, HERE, protected=["prepare.py", "harness.py", "task.toml", "program.md"],
-          preload=("torch", "torch._dynamo"))  # torch.export needs both: in the budget either way
-    finish()
+    main(prepare, __file__)
