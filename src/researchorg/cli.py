@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -201,11 +202,15 @@ def run(
     slots: Annotated[int | None, typer.Option(min=1, help="Compute slots: experiments that run at once "
                                               "(default: one per visible GPU, else 1 CPU slot).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads per slot (default: the cores shared "
-                                                "evenly).")]
+                                                "evenly; on a Ray cluster, a CPU node's CPUs).")]
     = None,
+    ray: Annotated[str | None, typer.Option(metavar="auto|ADDRESS", help="Run the experiments on a Ray cluster "
+                                            "(`auto`: the one this machine belongs to, or RAY_ADDRESS): a slot "
+                                            "per GPU or per --threads CPUs of every node, following nodes as they "
+                                            "join and leave. Default: org.toml's [compute] ray.")] = None,
 ) -> None:
     """Run the program's org until a limit, Ctrl-C, or the agents run out of ideas. Run again to resume."""
-    _run(Program(directory), max_experiments, max_hours, slots, threads)
+    _run(Program(directory), max_experiments, max_hours, slots, threads, ray)
 
 
 @app.command()
@@ -219,7 +224,7 @@ def demo(
     """The tinylm task with the default offline org: about 13 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
         _init(directory, "tinylm", budget, None)
-    _run(Program(directory), max_experiments, None, None, None)
+    _run(Program(directory), max_experiments, None, None, None, None)
 
 
 def _finite_hours(value: float | None) -> float | None:
@@ -229,20 +234,43 @@ def _finite_hours(value: float | None) -> float | None:
 
 
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
-         threads: int | None) -> None:
+         threads: int | None, ray: str | None) -> None:
     """Run with a view of it: in a terminal a live footer of the runs in flight under one line per finished run;
     elsewhere (a pipe, a file, nohup) the lines alone, so a log reads like the terminal did."""
     limits = Limits(max_experiments=max_experiments, max_hours=max_hours)
     _stdout.to_stderr = True
-    if console.is_terminal:
-        with Live(console=console, refresh_per_second=2, transient=True) as live:
+    compute = program.org().compute
+    ray, threads = ray or compute.ray, threads or compute.threads
+    cluster = None
+    if ray:
+        if slots is not None:
+            raise ResearchOrgError("--slots counts this machine's slots; on a Ray cluster the slots follow its "
+                                   "nodes (use --threads for a CPU slot's width)")
+        from researchorg.world.cluster import RayCluster
+        cluster = RayCluster(ray, threads)
+        found = cluster.slots()
+        console.print(f"Ray cluster {ray}: {len(found)} slot{'s' * (len(found) > 1)} on "
+                      f"{len({s.node for s in found})} node(s): "
+                      + ", ".join(sorted({s.hardware() for s in found})), highlight=False, soft_wrap=True)
+
+    def runtime(on_event: Callable[[str, dict], None]) -> Runtime:
+        return Runtime(program, slots=None if cluster else detect_slots(slots, threads), on_event=on_event,
+                       cluster=cluster)
+
+    try:
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=2, transient=True) as live:
+                view = RunView(program.task, program.ledger, max_experiments,
+                               lambda line: live.console.print(line, soft_wrap=True))
+                live.update(view)
+                report = runtime(view.on_event).run(limits)
+        else:
             view = RunView(program.task, program.ledger, max_experiments,
-                           lambda line: live.console.print(line, soft_wrap=True))
-            live.update(view)
-            report = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event).run(limits)
-    else:
-        view = RunView(program.task, program.ledger, max_experiments, lambda line: console.print(line, soft_wrap=True))
-        report = Runtime(program, slots=detect_slots(slots, threads), on_event=view.on_event).run(limits)
+                           lambda line: console.print(line, soft_wrap=True))
+            report = runtime(view.on_event).run(limits)
+    finally:
+        if cluster is not None:
+            cluster.close()
     _report_end(program, report, max_experiments)
     if report.stopped_by == "interrupted":
         raise typer.Exit(128 + (report.signal or signal.SIGINT))  # the shell's code for "stopped by a signal"

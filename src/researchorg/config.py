@@ -166,6 +166,13 @@ class RigorSpec(Strict):
     max_runs: int = Field(default=4, ge=1)  # noise-aware: runs of a borderline candidate before it is dropped
 
 
+class OrgCompute(Strict):
+    """Where the org's experiments run (`[compute]`); `researchorg run --ray` and `--threads` win over it."""
+
+    ray: str | None = Field(default=None, min_length=1)  # "auto" or a cluster's address: run on its nodes
+    threads: int | None = Field(default=None, ge=1)  # CPU threads per slot
+
+
 class OrgSpec(Strict):
     """An organization: who works on the program and how their results are judged."""
 
@@ -177,6 +184,7 @@ class OrgSpec(Strict):
     processes: list[ProcessSpec] = []
     skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)
     tools: list[ToolSpec] = []  # tools of the org's own, for the roles each names (`[[tools]]`)
+    compute: OrgCompute = OrgCompute()
 
     @model_validator(mode="after")
     def _org_skills_and_tools_to_roles(self) -> OrgSpec:

@@ -31,6 +31,8 @@ class ComputeSpec(Strict):
     # real tasks: how many of this machine's slots the bench fills at once, with programs side by side on
     # disjoint cores or GPUs (each program gets its org's slots); default: one program at a time
     machine_slots: int | None = Field(default=None, ge=1)
+    # real tasks: "auto" or a Ray cluster's address: the programs spread over the cluster's slots instead
+    ray: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _bounded(self) -> ComputeSpec:

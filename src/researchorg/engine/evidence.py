@@ -93,20 +93,30 @@ class Evidence:
                 plan[hardware] = more
         return plan
 
-    async def noise_floors(self, plan: dict[str, int]) -> None:
-        """Measure the noise floor of every hardware class in `plan` (noise_plan's); decisions on a class wait
-        here."""
+    async def noise_floors(self, plan: dict[str, int], classes: list[str] | None = None) -> None:
+        """Measure the noise floor of every hardware class (of `classes`, default all) in `plan` (noise_plan's);
+        decisions on a class wait here."""
         baseline = self.ledger.program().baseline_commit
         code = Code(baseline, baseline, self.world.tree_of(baseline), "baseline (noise floor)")
-        self._planned = set(plan)
+        self._planned |= set(plan)
         if plan:
             self.ledger.ensure_agent(LAB, LAB, LAB, "", "", baseline)
-        for hardware in self.hardware_classes:
+        for hardware in list(classes or self.hardware_classes):  # a class may join while these run
             try:
                 if hardware in plan:
                     await self._measure_floor(code, hardware, plan[hardware])
             finally:
                 self._ready[hardware].set()
+
+    async def new_class(self, hardware: str, experiments_left: int | None) -> None:
+        """A slot of a hardware class this run had not seen joined (a cluster node): its floor is measured as
+        at the start, and its decisions wait for it."""
+        if hardware in self._ready:
+            return
+        self.hardware_classes.append(hardware)
+        self._ready[hardware] = asyncio.Event()
+        plan = {k: v for k, v in self.noise_plan(experiments_left).items() if k == hardware}
+        await self.noise_floors(plan, [hardware])
 
     async def _measure_floor(self, code: Code, hardware: str, more: int) -> None:
         earlier = [e for e in self.ledger.runs_of(code.tree, hardware) if e.kind == "noise"]

@@ -26,6 +26,12 @@ killed if it survived), and every worktree is reset to its recorded head.
 So no experiment is lost and none is recorded twice. A failing agent (its
 backend raises) is paused with the reason in the ledger's events; the others
 carry on.
+
+Slots may come and go (a cluster's nodes, `cluster`: world/cluster.py). A run
+whose slot vanished with it (status `lost`) is recorded interrupted with the
+reason, and its code runs again, with the same seed, as a new experiment on
+another slot. A slot of a hardware class the run has not seen gets its noise
+floor measured.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from researchorg.ledger import Experiment
 from researchorg.stats.acceptance import make_policy
 from researchorg.stats.noise import fresh_seed
 from researchorg.world.program import Program
-from researchorg.world.protocol import RunResult, World
+from researchorg.world.protocol import LOST, RunResult, World
 from researchorg.world.real import GitWorld
 
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -63,12 +69,13 @@ class Runtime:
     """Runs an organization in a world until a limit is reached, Ctrl-C, or the agents have nothing left."""
 
     def __init__(self, world: World | Program, slots: list | None = None, on_event: EventHandler | None = None,
-                 seed_offset: int = 0):
+                 seed_offset: int = 0, cluster: Any = None):
         self.world = GitWorld(world) if isinstance(world, Program) else world
         self.task, self.ledger, self.clock = self.world.task, self.world.ledger, self.world.clock
         self.org = self.world.org()
         self.seed_offset = seed_offset  # added to every agent's seed: repeats of a benchmark search differently
-        self.scheduler = Scheduler(slots or self.world.default_slots())
+        self.cluster = cluster  # slots that come and go: `follow(on_join, on_leave)` returns its stopper
+        self.scheduler = Scheduler(slots or (cluster.slots() if cluster else self.world.default_slots()))
         self.on_event = _shielded(on_event, self.world.ledger) if on_event else (lambda kind, data: None)
         self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
         self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
@@ -183,8 +190,12 @@ class Runtime:
         workers = [(m, self._spawn(self._researcher(m) if m.role.submits else self._lead(m))) for m in members]
         self._loops = {floor, *(task for _, task in workers)}
         submitters = [task for m, task in workers if m.role.submits]
-        if submitters:
-            await asyncio.wait(submitters)
+        unfollow = self._follow(limits)
+        try:
+            if submitters:
+                await asyncio.wait(submitters)
+        finally:
+            unfollow()
         self._winding_down = True
         self.team.wake_all()
         await asyncio.gather(floor, *(task for _, task in workers))
@@ -207,6 +218,28 @@ class Runtime:
         self.ledger.log_event("run_stopped", stopped_by=report.stopped_by, experiments=report.ran,
                               utilization=round(report.utilization, 4), paused=report.paused)
         return report
+
+    def _follow(self, limits: Limits) -> Callable[[], None]:
+        """Keep the scheduler's slots in step with the cluster's nodes while the agents work."""
+        if self.cluster is None:
+            return lambda: None
+        loop = asyncio.get_running_loop()
+
+        def joined(slot: Any) -> None:
+            hardware = slot.hardware()
+            self.scheduler.add(slot)
+            self.ledger.log_event("slot_joined", slot=slot.name, hardware=hardware)
+            if hardware not in self.evidence.hardware_classes and not self.stopped:
+                left = None if limits.max_experiments is None else limits.max_experiments - self.ledger.count(
+                    exclude=("interrupted",))
+                self._spawn(self.evidence.new_class(hardware, left))
+
+        def left(slot: Any) -> None:
+            self.scheduler.remove(slot)
+            self.ledger.log_event("slot_left", slot=slot.name)
+
+        return self.cluster.follow(lambda slot: loop.call_soon_threadsafe(joined, slot),
+                                   lambda slot: loop.call_soon_threadsafe(left, slot))
 
     def _tasks_besides_loops(self) -> bool:
         """Whether anything runs besides the agents' loops (an experiment's life, a merge a lead started), a lead
@@ -342,7 +375,7 @@ class Runtime:
     async def _life(self, member: Member, experiment: Experiment, invalid: str | None,
                     places: asyncio.Semaphore) -> None:
         try:
-            await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
+            experiment = await self._run_and_decide(member, experiment, invalid, self._incumbent(member, experiment))
         except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
             await self._pause(member, err, experiment)
         finally:
@@ -354,7 +387,7 @@ class Runtime:
         invalid = invalid or self.world.guard(experiment.parent_commit, experiment.commit)
         if invalid:
             return await self._finish(member, experiment, "invalid", invalid, None, {})
-        result, hardware = await self.measure(member.name, member.role.priority, experiment)
+        result, hardware, experiment = await self.measure(member.name, member.role.priority, experiment)
         status, summary = result.status, result.summary
         if status == "ok":
             decision = await self.evidence.decide(member.name, experiment, hardware, result.metric, summary,
@@ -366,25 +399,46 @@ class Runtime:
         return await self._finish(member, experiment, status, result.reason, result.metric, summary)
 
     async def measure(self, agent: str, priority: float, experiment: Experiment,
-                      hardware: str | None = None) -> tuple[RunResult, str]:
-        """Run an experiment's code once on a slot (of `hardware` class, if given): its result and the
-        hardware class it ran on."""
-        slot = await self.scheduler.acquire(agent, priority, hardware)
-        if slot is None:
-            reason = "stopped before it ran (Ctrl-C or a signal)" if self.stopped \
-                else f"no slot of hardware class {hardware}"
-            return RunResult("interrupted", reason=reason), hardware or ""
-        started = self.clock.now()
-        try:
-            self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
-            self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
-            result = await self.world.run(slot, experiment, self.cancel)
-        finally:
-            held = self.clock.now() - started
-            self.scheduler.release(slot, agent, held)
+                      hardware: str | None = None) -> tuple[RunResult, str, Experiment]:
+        """Run an experiment's code once on a slot (of `hardware` class, if given): its result, the hardware
+        class it ran on, and the experiment that holds the result (a new one if its slot vanished mid-run)."""
+        while True:
+            slot = await self.scheduler.acquire(agent, priority, hardware)
+            if slot is None:
+                reason = "stopped before it ran (Ctrl-C or a signal)" if self.stopped \
+                    else f"no slot of hardware class {hardware}"
+                return RunResult("interrupted", reason=reason), hardware or "", experiment
+            started, lost = self.clock.now(), False
+            try:
+                self.ledger.set_slot(experiment.id, slot.name, slot.hardware())
+                self.on_event("experiment_started", {"experiment": experiment, "slot": slot.name})
+                result = await self.world.run(slot, experiment, self.cancel)
+                lost = result.status == LOST
+            finally:
+                held = self.clock.now() - started
+                if lost:
+                    self.scheduler.remove(slot)
+                self.scheduler.release(slot, agent, held)
+            if not lost:
+                break
+            experiment = self._run_again(experiment, slot, result.reason)
         self.on_event("run_ended", {"experiment": experiment, "status": result.status, "metric": result.metric})
         result.summary["slot_seconds"] = held  # the run's own time on the slot; its decision may take longer
-        return result, slot.hardware()
+        return result, slot.hardware(), experiment
+
+    def _run_again(self, experiment: Experiment, slot: Any, reason: str) -> Experiment:
+        """The slot vanished with the run: record it interrupted with why, and start the same code with the same
+        seed again as a new experiment (it waits for another slot)."""
+        self.ledger.finish_experiment(experiment.id, "interrupted", reason=reason)
+        again = self.ledger.start_experiment(
+            experiment.agent, experiment.parent_commit, experiment.commit, diff=experiment.diff,
+            description=experiment.description, hypothesis=experiment.hypothesis, proposal=experiment.proposal,
+            seed=experiment.seed, log_dir=self.world.logs_dir, kind=experiment.kind, rerun_of=experiment.rerun_of,
+            tree=experiment.tree)
+        self.world.label(again.id, again.commit)
+        self.ledger.log_event("run_lost", experiment=experiment.id, slot=slot.name, again=again.id, reason=reason)
+        self.on_event("run_lost", {"experiment": experiment, "again": again, "reason": reason})
+        return again
 
     async def extra_runs(self, agent: str, code: Code, kind: str, n: int, hardware: str | None) -> list[Experiment]:
         """Run `code` n more times with fresh seeds, at once on as many slots; each run takes one experiment of
@@ -409,7 +463,7 @@ class Runtime:
         try:
             member = self.members.get(agent)
             priority = LAB_PRIORITY if agent == LAB else member.role.priority if member else 1.0
-            result, _ = await self.measure(agent, priority, row, hardware)
+            result, _, row = await self.measure(agent, priority, row, hardware)
             finished = self.ledger.finish_experiment(row.id, "measured" if result.status == "ok" else result.status,
                                                      reason=result.reason, metric=result.metric,
                                                      summary=result.summary)

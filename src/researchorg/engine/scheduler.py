@@ -12,6 +12,10 @@ hardware class (a re-run must be measured where its candidate was). Agents
 that are not waiting are thinking, so with at least as many agents as slots
 no slot idles.
 
+Slots may come and go while the org runs (a cluster's nodes join and leave):
+a slot that joins is free at once; one that leaves takes no new run, and a
+waiter for a hardware class no slot has any more gets None.
+
 The queue is a heap whose keys may be stale (an agent's count only grows):
 a waiter popped with a key that has grown goes back with the new one, so a
 thousand waiters cost a logarithm each, not a scan. It runs inside the
@@ -64,13 +68,14 @@ class Scheduler:
         self._used: dict[str, float] = {}  # runs per agent
         self.busy_seconds = 0.0  # slot-seconds spent running experiments so far
         self._index = {id(slot): i for i, slot in enumerate(self.slots)}
+        self._gone: set[int] = set()  # indices of slots that left
         self._order = itertools.count()
         self._closed = False
 
     async def acquire(self, agent: str, priority: float = 1.0, hardware: str | None = None) -> Slot | None:
         """Wait until a slot (of `hardware` class, if given) is this agent's turn; None once the run stops, or at
         once when no slot of the run is of that class."""
-        if self._closed or (hardware is not None and not any(s.hardware() == hardware for s in self.slots)):
+        if self._closed or (hardware is not None and hardware not in self.hardware_classes()):
             return None  # stopped, or no slot of that class in this run
         priority = max(priority, 1e-9)
         order = next(self._order)
@@ -84,11 +89,47 @@ class Scheduler:
         """A run of `agent` ended after `seconds` on `slot`."""
         self._used[agent] = self._used.get(agent, 0.0) + 1
         self.busy_seconds += seconds
-        heapq.heappush(self._free, self._index[id(slot)])
+        index = self._index[id(slot)]
+        if index not in self._gone:
+            heapq.heappush(self._free, index)
         self._dispatch()
 
     def used(self) -> dict[str, float]:
         return dict(self._used)
+
+    def live(self) -> list[Slot]:
+        """The slots that have not left."""
+        return [slot for i, slot in enumerate(self.slots) if i not in self._gone]
+
+    def hardware_classes(self) -> set[str]:
+        return {slot.hardware() for slot in self.live()}
+
+    def add(self, slot: Slot) -> None:
+        """A slot joined (a node came up): it is free at once."""
+        if id(slot) in self._index:
+            return
+        self._index[id(slot)] = len(self.slots)
+        self.slots.append(slot)
+        heapq.heappush(self._free, self._index[id(slot)])
+        self._dispatch()
+
+    def remove(self, slot: Slot) -> None:
+        """A slot left (its node is gone): it takes no new run, and the run it holds ends as its world says.
+        A waiter for a hardware class no live slot has any more gets None."""
+        index = self._index.get(id(slot))
+        if index is None or index in self._gone:
+            return
+        self._gone.add(index)
+        if index in self._free:
+            self._free.remove(index)
+            heapq.heapify(self._free)
+        classes = self.hardware_classes()
+        stranded = [w for w in self._heap if w.hardware is not None and w.hardware not in classes]
+        for waiter in stranded:
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+        self._heap = [w for w in self._heap if not any(w is s for s in stranded)]
+        heapq.heapify(self._heap)
 
     def close(self) -> None:
         """The run stops: every waiter gets None, and so does every later request."""

@@ -77,6 +77,14 @@ class Git:
             return None, 0, total
         return self("commit-tree", tree, "-p", base, "-m", message), undone, total
 
+    def archive(self, commit: str) -> bytes:
+        """The files of `commit` as a tar (what a cluster node unpacks to run it)."""
+        proc = subprocess.run(["git", "archive", "--format=tar", commit], cwd=self.cwd, capture_output=True,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+        if proc.returncode != 0:
+            raise LabError(f"git archive {commit} failed in {self.cwd}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout
+
     def head(self) -> str:
         return self("rev-parse", "HEAD")
 

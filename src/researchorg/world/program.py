@@ -21,8 +21,8 @@ import importlib.util
 import math
 import os
 import re
-import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -42,7 +42,7 @@ from researchorg.task.adopt import Adopted, infer, render, render_toml, set_cons
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import file_hashes
 from researchorg.world.protocol import PROGRAM_BRANCH
-from researchorg.world.runner import ask_python
+from researchorg.world.runner import ask_python, run_prepare
 from researchorg.world.slots import visible_gpus
 
 STATE_DIR = ".researchorg"
@@ -229,20 +229,10 @@ class Program:
         if not self.task.prepare:
             self._prepared_mark.write_text(self._task_stamp())
             return ""
-        argv = shlex.split(self.task.prepare)
-        if argv and argv[0] == "python":
-            argv[0] = self.task.python()
-        try:
-            proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
-        except OSError as err:
-            raise LabError(f"task {self.task.name}: cannot run its prepare command `{self.task.prepare}`: "
-                           f"{err.strerror or err}") from None
-        if proc.returncode != 0:
-            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-            raise LabError(f"task {self.task.name}: its prepare step `{self.task.prepare}` failed: {last[0][:300]}")
+        output = run_prepare(self.task, self.root)
         self._prepared_mark.write_text(self._task_stamp())
         self.ledger.log_event("prepared", command=self.task.prepare)
-        return proc.stdout
+        return output
 
     # what the program holds -----------------------------------------------------------
     @cached_property
@@ -267,6 +257,11 @@ class Program:
     @property
     def plot_path(self) -> Path:
         return self.root / "progress.png"
+
+    @cached_property
+    def key(self) -> str:
+        """This program's name on cluster nodes: its machine and directory, hashed."""
+        return hashlib.sha256(f"{socket.gethostname()}:{self.root.resolve()}".encode()).hexdigest()[:16]
 
     @property
     def logs_dir(self) -> Path:

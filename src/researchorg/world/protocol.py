@@ -26,13 +26,14 @@ from researchorg.ledger import Experiment, Ledger
 from researchorg.task.spec import TaskSpec
 
 PROGRAM_BRANCH = "main"  # the program branch: where merged changes live, in every world
+LOST = "lost"  # a run's status when its slot vanished with it (a cluster node left): its code runs again elsewhere
 
 
 @dataclass
 class RunResult:
     """How one run ended, in any world."""
 
-    status: str  # ok | crash | timeout | interrupted
+    status: str  # ok | crash | timeout | interrupted | invalid | lost
     metric: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     reason: str = ""

@@ -5,12 +5,15 @@ files are written there and committed as a child of the agent's head (no
 branch moves until a decision keeps it). Every experiment stays reachable as
 `refs/experiments/<id>`. A run checks the commit out in the slot's own
 checkout, hash-checks the protected files, and runs the task's command in a
-worker thread (runner.py), so the engine's loop goes on while it trains.
+worker thread (runner.py), so the engine's loop goes on while it trains. A
+slot on a Ray cluster (cluster.py) gets the commit as an archive and does the
+same on its node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import threading
 from contextlib import AbstractContextManager
@@ -19,6 +22,7 @@ from pathlib import Path
 from researchorg.config import OrgSpec
 from researchorg.ledger import Experiment
 from researchorg.world.clock import WallClock
+from researchorg.world.cluster import RaySlot, sweep_cluster, task_hash
 from researchorg.world.git import Git, restore_gitfile
 from researchorg.world.guard import check_changes, check_protected
 from researchorg.world.program import PROGRAM_BRANCH, Program
@@ -37,6 +41,7 @@ class GitWorld:
         self.git = program.git
         self._gits: dict[str, Git] = {}
         self._protected = self.ledger.program().protected_hashes
+        self._swept = False
 
     def org(self) -> OrgSpec:
         return self.program.org()
@@ -130,7 +135,12 @@ class GitWorld:
     async def run(self, slot: Slot, experiment: Experiment, cancel: threading.Event) -> RunResult:
         return await asyncio.get_running_loop().run_in_executor(None, self._run, slot, experiment, cancel)
 
-    def _run(self, slot: Slot, experiment: Experiment, cancel: threading.Event) -> RunResult:
+    def _run(self, slot: Slot | RaySlot, experiment: Experiment, cancel: threading.Event) -> RunResult:
+        if isinstance(slot, RaySlot):
+            job = {"program": self.program.key, "experiment": experiment.id, "seed": experiment.seed,
+                   "protected": self._protected, "task_hash": task_hash(self._protected),
+                   "env": {k: os.environ[k] for k in self.task.pass_env if k in os.environ}}  # the head's secrets
+            return slot.run(job, self.git.archive(experiment.commit), Path(experiment.log_path), cancel)
         checkout = self.program.checkout_for_run(slot.name, experiment.commit)
         invalid = check_protected(checkout, self._protected)
         if invalid:
@@ -141,7 +151,11 @@ class GitWorld:
 
     def kill_orphan(self, experiment: Experiment) -> None:
         """The processes of a run whose lab died, if they still run in this program's checkouts (its group
-        outlives its leader: the harness may be gone and its training go on), and the run's scratch directory."""
+        outlives its leader: the harness may be gone and its training go on), and the run's scratch directory. A
+        run on a Ray slot is looked for on every node of the cluster (once per program)."""
+        if experiment.slot.startswith("ray-") and not self._swept:
+            self._swept = True
+            sweep_cluster(self.program.key)
         if experiment.pid and any(_is_ours(pid, self.program.state_dir) for pid in group_members(experiment.pid)):
             kill_group(experiment.pid)
         shutil.rmtree(self._scratch(experiment), ignore_errors=True)

@@ -63,16 +63,18 @@ POLL_SECONDS = 0.05
 
 def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, slot: Slot,
                 on_start: Callable[[int], None] | None = None,
-                cancel: threading.Event | None = None, scratch: Path | None = None) -> RunResult:
+                cancel: threading.Event | None = None, scratch: Path | None = None,
+                passed: dict[str, str] | None = None) -> RunResult:
     """Run the task's command in `worktree` on `slot`; return how it ended.
 
-    `scratch` (created, and removed afterwards with whatever is in it) is the command's TMPDIR.
+    `scratch` (created, and removed afterwards with whatever is in it) is the command's TMPDIR. `passed` are the
+    values of the task's `pass_env` from elsewhere (the head of a cluster), over this process's own.
 
     Setting `cancel` (from another thread) kills the run and returns `interrupted`.
     A KeyboardInterrupt in this thread kills the run and is re-raised.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = run_environment(task, seed, slot)
+    env = run_environment(task, seed, slot, passed)
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
@@ -134,6 +136,25 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
     return result
+
+
+def run_prepare(task: TaskSpec, cwd: Path) -> str:
+    """Run the task's prepare command in `cwd` (the task directory, or a node's copy of it); its output, or
+    LabError with its last line."""
+    argv = shlex.split(task.prepare or "")
+    if not argv:
+        return ""
+    if argv[0] == "python":
+        argv[0] = task.python()
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        raise LabError(f"task {task.name}: cannot run its prepare command `{task.prepare}`: "
+                       f"{err.strerror or err}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        raise LabError(f"task {task.name}: its prepare step `{task.prepare}` failed: {last[0][:300]}")
+    return proc.stdout
 
 
 def ask_python(task: TaskSpec, code: str, *args: str, timeout: float = 120) -> str:
@@ -284,9 +305,10 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
-    """The environment of a run: this one, plus the seed, budget, slot, threads and GPU the lab chose."""
-    env = sandbox.run_environment(os.environ, task.pass_env)
+def run_environment(task: TaskSpec, seed: int, slot: Slot, passed: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a run: this one (with `passed` values of the task's pass_env over it), plus the seed,
+    budget, slot, threads and GPU the lab chose."""
+    env = sandbox.run_environment({**os.environ, **(passed or {})}, task.pass_env)
     env["PATH"] = os.pathsep.join([str(Path(task.python()).parent), env.get("PATH", "")])
     env.update({
         "RESEARCHORG_SEED": str(seed),
@@ -298,8 +320,8 @@ def run_environment(task: TaskSpec, seed: int, slot: Slot) -> dict[str, str]:
     if slot.threads:
         env["RESEARCHORG_THREADS"] = str(slot.threads)
         env["OMP_NUM_THREADS"] = str(slot.threads)
-    if slot.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    # a CPU slot sees no GPU: its hardware class says CPU (and a Ray worker without GPUs no longer hides them)
+    env["CUDA_VISIBLE_DEVICES"] = slot.gpu if slot.gpu is not None else ""
     return env
 
 
