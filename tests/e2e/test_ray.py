@@ -177,3 +177,23 @@ def test_a_head_killed_with_kill_9_leaves_no_run_on_the_cluster_and_resumes(tmp_
         assert settled.status == "interrupted" and "stopped before this experiment finished" in settled.reason
     assert not list((node_root() / key / "running").glob("*"))  # nothing registered as running on the nodes
     assert len([e for e in ledger.experiments() if e.status != "interrupted"]) == 4
+
+
+def test_a_bench_on_a_real_task_spreads_its_programs_over_the_clusters_slots(tmp_path, cluster):
+    task = copy_task(tmp_path)
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    for name, backend in (("tuner", "tuner"), ("random", "random")):
+        (folder / f"{name}.toml").write_text(f'name = "{name}"\npolicy = "greedy"\n[rigor]\nnoise_runs = 0\n'
+                                             f'[[roles]]\nname = "researcher"\nbackend = "{backend}"\n')
+    spec = folder / "bench.toml"
+    spec.write_text(f'name = "on-ray"\ntask = "{task}"\nrepeats = 2\n[compute]\nslots = 1\nexperiments = 3\n'
+                    f'ray = "{cluster.address}"\n[[orgs]]\nfile = "tuner.toml"\n[[orgs]]\nfile = "random.toml"\n')
+    cli("bench", str(spec), "--out", str(tmp_path / "out"))
+    programs = sorted((tmp_path / "out" / "programs").iterdir())
+    assert [p.name for p in programs] == ["random-0", "random-1", "tuner-0", "tuner-1"]
+    runs = [e for p in programs for e in Program(p).ledger.experiments()]
+    assert len(runs) == 12 and all(e.status in ("keep", "discard") for e in runs)
+    nodes = {e.slot.split("-")[1] for e in runs}
+    assert all(e.slot.startswith("ray-") for e in runs)
+    assert nodes == {cluster.gpu_node.node_id[:6], cluster.cpu_node.node_id[:6]}  # both nodes had programs

@@ -8,7 +8,9 @@ differently. A repeat interrupted midway resumes like `researchorg run`.
 Programs run side by side when `compute.machine_slots` allows: the machine's
 slots (CPU cores in groups of `threads`, or GPUs) form a pool, each program
 takes as many as its org has, on disjoint cores or GPUs, and the next waits
-(in spec order) until enough are free. Curves are over wall time since the
+(in spec order) until enough are free. With `compute.ray` the pool is a Ray
+cluster's slots instead (world/cluster.py), as they are when the bench starts:
+the programs spread over its nodes. Curves are over wall time since the
 repeat's first run started.
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 from researchorg.bench.measures import RepeatResult, measure
 from researchorg.bench.spec import BenchSpec
 from researchorg.engine.runtime import Limits, Runtime
+from researchorg.errors import ConfigError
 from researchorg.world.program import Program
 from researchorg.world.slots import Slot, detect_slots
 
@@ -32,7 +35,16 @@ def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int,
     """Run the (label, org, org file, slots, seed, result path) repeats, side by side as far as the machine's
     slots allow; `save` is called in this thread as each finishes. Ctrl-C interrupts every program in flight
     (each resumes like `run`) and is raised again."""
-    pool = detect_slots(spec.compute.machine_slots or max(job[3] for job in todo), spec.threads)
+    cluster = None
+    if spec.compute.ray:
+        from researchorg.world.cluster import RayCluster
+        cluster = RayCluster(spec.compute.ray, spec.threads)
+        pool: list[Any] = cluster.slots()
+        widest = max(job[3] for job in todo)
+        if widest > len(pool):
+            raise ConfigError(f"an org of the bench needs {widest} slots; the Ray cluster has {len(pool)}")
+    else:
+        pool = detect_slots(spec.compute.machine_slots or max(job[3] for job in todo), spec.threads)
     free: list[Slot] = list(pool)
     finished: queue.Queue = queue.Queue()
     running: dict[int, Runtime] = {}
@@ -82,3 +94,6 @@ def run_real_repeats(spec: BenchSpec, todo: list[tuple[str, Any, Path, int, int,
         for thread in threads:
             thread.join()
         raise
+    finally:
+        if cluster is not None:
+            cluster.close()
