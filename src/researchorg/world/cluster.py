@@ -289,7 +289,8 @@ class RayCluster:
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be at least 1 (got {threads})")
         self.address, self.threads = address, threads
-        if not ray.is_initialized():
+        self._connected = not ray.is_initialized()  # we connect, so we disconnect at close()
+        if self._connected:
             try:
                 ray.init(address=None if address in ("", "auto") and os.environ.get("RAY_ADDRESS") else address,
                          logging_level=logging.ERROR, log_to_driver=False)
@@ -385,6 +386,7 @@ class RayCluster:
         return stopper
 
     def close(self) -> None:
+        """Kill this head's slot actors (their reapers end their runs) and leave the cluster."""
         ray = _ray()
         with self._lock:
             slots = [s for slots in self._nodes.values() for s in slots]
@@ -394,6 +396,8 @@ class RayCluster:
                 ray.kill(s.actor)
             except Exception:
                 pass
+        if self._connected:
+            ray.shutdown()
 
 
 _sweeper: Any = None
