@@ -131,6 +131,26 @@ def test_runs_spread_over_both_nodes_logs_stream_back_and_slots_follow_nodes_tha
     assert "slot_joined" in events and "slot_left" in events and "run_lost" in events
 
 
+def test_a_node_of_a_new_hardware_class_gets_its_own_noise_floor(tmp_path, cluster):
+    source = copy_task(tmp_path)
+    org = write_org(tmp_path / "org.toml", "tuner", count=3, rigor="\n[rigor]\nnoise_runs = 2\n")
+    root = tmp_path / "program"
+    cli("init", str(root), "--task", str(source), "--org", str(org))
+    lab = start(root, cluster, "--max-experiments", "14", ACCURACY_SLEEP="1")
+    ledger = Program(root).ledger
+    wait_for(lambda: len(ledger.experiments()) >= 5)
+    joined = cluster.add_node(num_cpus=1)  # one CPU: a slot of one thread, a class the run has not seen
+    out, _ = lab.communicate(timeout=180)
+    assert lab.returncode == 0, out
+    cluster.remove_node(joined)
+    runs = ledger.experiments()
+    new = {e.hardware for e in runs if e.slot.startswith(f"ray-{joined.node_id[:6]}-")}
+    assert len(new) == 1 and new.pop().endswith(":1t")
+    classes = {e.hardware for e in runs}
+    assert len(classes) == 3 and all(ledger.noise_floor(h) is not None for h in classes), classes
+    assert all(len([e for e in runs if e.kind == "noise" and e.hardware == h]) == 2 for h in classes)
+
+
 def test_a_timeout_and_a_ctrl_c_kill_the_runs_on_the_node_and_the_same_command_resumes(tmp_path, cluster):
     root = program(tmp_path, agents=3)
     lab = start(root, cluster, "--max-experiments", "6", ACCURACY_HANG="1")
