@@ -217,3 +217,14 @@ def test_a_bench_on_a_real_task_spreads_its_programs_over_the_clusters_slots(tmp
     nodes = {e.slot.split("-")[1] for e in runs}
     assert all(e.slot.startswith("ray-") for e in runs)
     assert nodes == {cluster.gpu_node.node_id[:6], cluster.cpu_node.node_id[:6]}  # both nodes had programs
+
+
+def test_an_address_nothing_answers_at_and_a_bad_one_are_one_line_each_and_record_nothing(tmp_path):
+    root = program(tmp_path, agents=1)
+    for address, says in (("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+                          ("nonsense", "give auto or the head's HOST:PORT"),
+                          ("ray://host:10001", "Ray Client addresses are not supported")):
+        proc = cli("run", str(root), "--ray", address, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert Program(root).ledger.experiments() == []

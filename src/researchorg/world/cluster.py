@@ -291,6 +291,7 @@ class RayCluster:
         self.address, self.threads = address, threads
         self._connected = not ray.is_initialized()  # we connect, so we disconnect at close()
         if self._connected:
+            _check_reachable(address)
             try:
                 ray.init(address=None if address in ("", "auto") and os.environ.get("RAY_ADDRESS") else address,
                          logging_level=logging.ERROR, log_to_driver=False)
@@ -398,6 +399,23 @@ class RayCluster:
                 pass
         if self._connected:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A clear error at once for an address nothing answers at (ray.init would retry for minutes)."""
+    if address in ("", "auto"):
+        return
+    if address.startswith("ray://"):
+        raise ConfigError(f"--ray {address}: Ray Client addresses are not supported; run researchorg on a machine "
+                          "of the cluster and give the head's HOST:PORT (or auto)")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray {address!r}: give auto or the head's HOST:PORT (e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise LabError(f"cannot reach the Ray cluster at {address}: {err.strerror or err} "
+                       "(is `ray start --head` running there?)") from None
 
 
 _sweeper: Any = None
