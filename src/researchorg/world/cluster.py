@@ -73,7 +73,7 @@ from researchorg.world.slots import Slot
 
 LOG_SECONDS = 0.5  # how often a running experiment's log is copied back to the head
 FOLLOW_SECONDS = 2.0  # how often the cluster's nodes are looked at
-START_SECONDS = 120.0  # how long a new slot actor may take to start
+START_SECONDS = 60.0  # how long new slot actors may take to start
 
 
 def _ray() -> Any:
@@ -300,6 +300,7 @@ class RayCluster:
                                + " (start one with `ray start --head`)") from None
         self._actor_class = ray.remote(SlotActor)
         self._nodes: dict[str, list[RaySlot]] = {}
+        self._retry_at: dict[str, float] = {}  # nodes whose slots did not start: when to try again
         self._lock = threading.Lock()
         self.refresh()
         if not self.slots():
@@ -310,8 +311,8 @@ class RayCluster:
             return [s for slots in self._nodes.values() for s in slots if s.alive]
 
     def refresh(self) -> tuple[list[RaySlot], list[RaySlot]]:
-        """Look at the cluster's nodes now: slots for nodes that joined (or whose slots died), none for nodes that
-        left. Return (slots that joined, slots that left)."""
+        """Look at the cluster's nodes now: slots for nodes that joined, and again for slots whose actor died on a
+        node that lives; none for nodes that left. Return (slots that joined, slots that left)."""
         ray = _ray()
         alive = {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
         joined, left = [], []
@@ -326,42 +327,53 @@ class RayCluster:
                     except Exception:
                         pass
                 self._nodes[node] = [s for s in slots if s not in gone]
-                if not self._nodes[node]:
-                    del self._nodes[node]
-        for node, info in alive.items():
-            if node in self._nodes:
-                continue
-            made = self._start_slots(node, info)
+            have = {node: {s.name for s in slots} for node, slots in self._nodes.items()}
+        now = time.monotonic()
+        wanted = [(node, step) for node, info in alive.items() if self._retry_at.get(node, 0.0) <= now
+                  for step in self._plan(node, info) if step[0] not in have.get(node, set())]
+        for slot in self._start(wanted, alive):
             with self._lock:
-                if made:
-                    self._nodes[node] = made
-            joined += made
+                self._nodes.setdefault(slot.node, []).append(slot)
+            joined.append(slot)
         return joined, left
 
-    def _start_slots(self, node: str, info: dict[str, Any]) -> list[RaySlot]:
-        ray = _ray()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _plan(self, node: str, info: dict[str, Any]) -> list[tuple[str, int, int, int]]:
+        """A node's slots: (name, threads, CPUs held, GPUs held) each."""
         resources = info.get("Resources", {})
         cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
-        host = info.get("NodeManagerHostname") or info.get("NodeManagerAddress") or node[:8]
         if gpus:
             threads = self.threads or max(1, cpus // gpus)
-            plan = [(f"ray-{node[:6]}-gpu{i}", threads, min(threads, cpus // gpus), 1) for i in range(gpus)]
-        else:
-            threads = self.threads or cpus
-            plan = [(f"ray-{node[:6]}-cpu{i}", threads, threads, 0) for i in range(cpus // threads)] if threads else []
-        actors = [self._actor_class.options(
-            num_cpus=num_cpus, num_gpus=num_gpus, max_concurrency=4, max_restarts=0, name=None,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(name, threads)
-            for name, threads, num_cpus, num_gpus in plan]
-        try:
-            described = ray.get([a.describe.remote() for a in actors], timeout=START_SECONDS)
-        except Exception:  # the node went away, or has not room for them now: try again on the next look
-            for actor in actors:
-                ray.kill(actor)
+            return [(f"ray-{node[:6]}-gpu{i}", threads, min(threads, cpus // gpus), 1) for i in range(gpus)]
+        threads = self.threads or cpus
+        return [(f"ray-{node[:6]}-cpu{i}", threads, threads, 0) for i in range(cpus // threads)] if threads else []
+
+    def _start(self, wanted: list[tuple[str, tuple[str, int, int, int]]], alive: dict[str, Any]) -> list[RaySlot]:
+        """Start the slot actors, on all their nodes at once; a node where some did not start in START_SECONDS
+        (it left, or its resources are held by others) is tried again a minute later."""
+        if not wanted:
             return []
-        return [RaySlot(name, node, about["host"] or host, actor, about["hardware"], threads=threads, info=about)
-                for (name, threads, _, _), actor, about in zip(plan, actors, described, strict=True)]
+        ray = _ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        actors = [self._actor_class.options(
+            num_cpus=cpus, num_gpus=gpus, max_concurrency=4, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(name, threads)
+            for node, (name, threads, cpus, gpus) in wanted]
+        answers = [a.describe.remote() for a in actors]
+        ready, _ = ray.wait(answers, num_returns=len(answers), timeout=START_SECONDS)
+        started = []
+        for (node, (name, threads, _, _)), actor, answer in zip(wanted, actors, answers, strict=True):
+            try:
+                about = ray.get(answer, timeout=0) if answer in ready else None
+            except Exception:
+                about = None
+            if about is None:
+                ray.kill(actor)
+                self._retry_at[node] = time.monotonic() + 60
+                continue
+            host = alive[node].get("NodeManagerHostname") or alive[node].get("NodeManagerAddress") or node[:8]
+            started.append(RaySlot(name, node, about["host"] or host, actor, about["hardware"], threads=threads,
+                                   info=about))
+        return started
 
     def follow(self, on_join: Callable[[RaySlot], None], on_leave: Callable[[RaySlot], None]) -> Callable[[], None]:
         """Watch the cluster in a thread, calling on_join / on_leave per slot; return the function that stops it."""
