@@ -201,6 +201,7 @@ def _connect(port: int, unix_path: str) -> str:
             f"socket.create_connection(('127.0.0.1', {port}), timeout=2).send(b'x')")
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "landlock"])
 def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch, mode):

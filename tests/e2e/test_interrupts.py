@@ -72,6 +72,7 @@ def temp_entries() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith(("tinylm-run-", "tmp"))}
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 def test_ctrl_c_at_each_stage_leaves_no_process_and_no_temp_dir(tmp_path):
     SCRIPTS["researcher"] = [("one layer", set_line("train.py", "N_LAYER", "1")),

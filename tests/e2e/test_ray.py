@@ -138,11 +138,12 @@ def test_runs_spread_over_both_nodes_logs_stream_back_and_slots_follow_nodes_tha
     assert "slot_joined" in events and "slot_left" in events and "run_lost" in events
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 def test_tinylm_trains_on_a_node_through_its_protected_harness_with_the_data_prepared_there(tmp_path, cluster):
     pytest.importorskip("torch")
     root = tmp_path / "program"
-    cli("init", str(root), "--task", "tinylm", "--budget", "6")
+    cli("init", str(root), "--task", "tinylm", "--budget", "10")  # two at once on 2 cores, imports included
     done = cli("run", str(root), "--ray", cluster.address, "--max-experiments", "2")
     assert "reached --max-experiments" in done.stdout + done.stderr
     program = Program(root)
@@ -224,6 +225,7 @@ def test_a_head_killed_with_kill_9_leaves_no_run_on_the_cluster_and_resumes(tmp_
     assert len([e for e in ledger.experiments() if e.status != "interrupted"]) == 4
 
 
+@pytest.mark.benchmark
 def test_a_bench_on_a_real_task_spreads_its_programs_over_the_clusters_slots(tmp_path, cluster):
     task = copy_task(tmp_path)
     folder = tmp_path / "spec"
