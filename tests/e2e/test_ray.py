@@ -128,6 +128,7 @@ def test_runs_spread_over_both_nodes_logs_stream_back_and_slots_follow_nodes_tha
         else:
             assert e.hardware.startswith("cpu:") and "cuda ''" in seen, seen
         assert "accuracy:" in seen and e.summary.get("node")
+        assert "sleep 2" in seen  # the task's pass_env, from the head's environment to the run on the node
     gpus_seen = {next(line for line in Path(e.log_path).read_text().splitlines() if line.startswith("cuda"))
                  for slot, rows in by_slot.items() if slot.startswith(gpu) for e in rows}
     assert gpus_seen == {"cuda '0'", "cuda '1'"}  # the node's two GPU slots hold different GPUs
