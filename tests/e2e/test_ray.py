@@ -114,6 +114,8 @@ def test_runs_spread_over_both_nodes_logs_stream_back_and_slots_follow_nodes_tha
     again = [e for e in runs if e.id > lost.id and e.commit == lost.commit and e.seed == lost.seed]
     assert again and again[0].status in ("keep", "discard") and not again[0].slot.startswith(prefix), again
     assert processes_under(node_root()) == []  # nothing of the removed node's run goes on
+    key = Program(root).key  # the nodes keep no log the head has (the removed node's stays with it)
+    assert [p.name for p in (node_root() / key / "logs").glob("*")] in ([], [f"{lost.id:05d}.log"])
 
     finished = [e for e in runs if e.status in ("keep", "discard")]
     gpu = f"ray-{cluster.gpu_node.node_id[:6]}-gpu"

@@ -68,7 +68,7 @@ from researchorg.errors import ConfigError, LabError
 from researchorg.task.spec import load_task
 from researchorg.world.guard import check_protected
 from researchorg.world.protocol import LOST, RunResult
-from researchorg.world.runner import group_members, kill_group, run_command, run_prepare
+from researchorg.world.runner import group_members, kill_group, run_command, run_prepare, verdict_path
 from researchorg.world.slots import Slot
 
 LOG_SECONDS = 0.5  # how often a running experiment's log is copied back to the head
@@ -159,6 +159,12 @@ class SlotActor:
 
     def cancel(self, program: str, number: int) -> None:
         self._cancel_of(program, number).set()
+
+    def forget(self, program: str, number: int) -> None:
+        """The head has the run's log: the node's copy and its verdict go (a node's disk does not fill with them)."""
+        log = self._log(program, number)
+        for path in (log, verdict_path(log)):
+            path.unlink(missing_ok=True)
 
     def _cancel_of(self, program: str, number: int) -> threading.Event:
         with self._lock:
@@ -278,6 +284,10 @@ class RaySlot:
                                  wall_seconds=time.monotonic() - started)
             while (got := copy()) > 0:
                 offset += got
+        try:
+            ray.get(self.actor.forget.remote(key, number), timeout=30)
+        except Exception:  # the actor is gone since: its node's copy is all that is left of it there
+            pass
         return result
 
 
