@@ -46,10 +46,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # SQLite's own page cache, per connection: 512 KiB holds the indices' upper pages; the rest of a ledger that
-    # grows for days is read from the OS's file cache. (The default, 2 MiB, filled within a soak's first twenty
-    # minutes and stayed: the lab's memory grew 4.6 MB and then stopped.)
-    cursor.execute("PRAGMA cache_size=-512")
     cursor.close()
 
 
