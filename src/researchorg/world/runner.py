@@ -106,13 +106,14 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
                 env.update(HOME=str(scratch[0]), XDG_CACHE_HOME=str(scratch[0] / ".cache"))
                 sandbox.link_home(data, scratch[0])
         try:
+            cores = slot.cores
+            # pinned in the child before it execs: a sandbox that forks at once cannot start a process unpinned
             proc = subprocess.Popen(argv, cwd=worktree, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True,
+                                    preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
         except OSError as err:
             return RunResult("crash", reason=f"cannot start `{task.command}`: {err.strerror or err}")
-        if slot.cores:  # set before the interpreter has started its thread pools, which inherit it
-            os.sched_setaffinity(proc.pid, slot.cores)
         if on_start is not None:
             on_start(proc.pid)
         try:
