@@ -60,7 +60,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ from researchorg.task.spec import load_task
 from researchorg.world.guard import check_protected
 from researchorg.world.protocol import LOST, RunResult
 from researchorg.world.runner import group_members, kill_group, run_command, run_prepare, verdict_path
-from researchorg.world.slots import Slot
+from researchorg.world.slots import Slot, visible_gpus
 
 LOG_SECONDS = 0.5  # how often a running experiment's log is copied back to the head
 FOLLOW_SECONDS = 2.0  # how often the cluster's nodes are looked at
@@ -98,7 +98,8 @@ class SlotActor:
         ray = _ray()
         gpus = [str(g) for g in ray.get_gpu_ids()]
         gpu = gpus[0] if gpus else None
-        self.slot = Slot(name, threads=threads, gpu=gpu, gpu_name=_gpu_name(gpu) if gpu is not None else "")
+        names = dict(visible_gpus()) if gpu is not None else {}  # nvidia-smi's names of the GPUs Ray gave us
+        self.slot = Slot(name, threads=threads, gpu=gpu, gpu_name=names.get(gpu, ""))
         self.host = socket.gethostname()
         self.root = node_root()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -219,15 +220,6 @@ def _unpack(archive: bytes, where: Path) -> None:
         tar.extractall(where, filter="data")
 
 
-def _gpu_name(gpu: str) -> str:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", gpu],
-                             capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-
-
 # on the head -------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class RaySlot:
@@ -243,7 +235,6 @@ class RaySlot:
     gpu: str | None = None
     gpu_name: str = ""
     alive: bool = True
-    info: dict[str, Any] = field(default_factory=dict)
 
     def hardware(self) -> str:
         return self.hw
@@ -381,8 +372,7 @@ class RayCluster:
                 self._retry_at[node] = time.monotonic() + 60
                 continue
             host = alive[node].get("NodeManagerHostname") or alive[node].get("NodeManagerAddress") or node[:8]
-            started.append(RaySlot(name, node, about["host"] or host, actor, about["hardware"], threads=threads,
-                                   info=about))
+            started.append(RaySlot(name, node, about["host"] or host, actor, about["hardware"], threads=threads))
         return started
 
     def follow(self, on_join: Callable[[RaySlot], None], on_leave: Callable[[RaySlot], None]) -> Callable[[], None]:
