@@ -277,6 +277,15 @@ class Program:
         return path
 
     # agents' branches and worktrees --------------------------------------------------
+    def _add_worktree(self, path: Path, where: str, detach: bool = False) -> None:
+        """`git worktree add` of `path` at `where`, after pruning the worktrees whose checkout is gone, one at a
+        time: a prune that runs while another worktree is being added (two slots' first runs at once) removes
+        that one's half-made entry and fails its add."""
+        with open(self.state_dir / "worktrees.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.git("worktree", "prune")
+            self.git("worktree", "add", "-q", *(["--detach"] if detach else []), str(path), where)
+
     def ensure_agent(self, name: str, role: str, backend: str) -> Path:
         """The agent's worktree, created on its branch from the program baseline the first time."""
         branch, worktree = f"agents/{name}", self.state_dir / "worktrees" / name
@@ -284,8 +293,7 @@ class Program:
         if not self.git.branch_exists(branch):
             self.git("branch", branch, baseline)
         if not (worktree / ".git").exists():
-            self.git("worktree", "prune")
-            self.git("worktree", "add", "-q", str(worktree), branch)
+            self._add_worktree(worktree, branch)
         self.ledger.ensure_agent(name, role, backend, branch, str(worktree), baseline)
         return worktree
 
@@ -331,8 +339,7 @@ class Program:
         """
         path = self.state_dir / "slots" / slot
         if not (path / ".git").exists():
-            self.git("worktree", "prune")
-            self.git("worktree", "add", "-q", "--detach", str(path), commit)
+            self._add_worktree(path, commit, detach=True)
         else:
             restore_gitfile(self.root, path)
             slot_git = Git(path)
