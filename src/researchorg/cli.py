@@ -208,9 +208,24 @@ def run(
                                             "(`auto`: the one this machine belongs to, or RAY_ADDRESS): a slot "
                                             "per GPU or per --threads CPUs of every node, following nodes as they "
                                             "join and leave. Default: org.toml's [compute] ray.")] = None,
+    dashboard: Annotated[bool, typer.Option("--dashboard", help="Serve the live web dashboard while it runs "
+                                            "(on 127.0.0.1, --dashboard-port).")] = False,
+    dashboard_port: Annotated[int, typer.Option(min=0, max=65535, help="The dashboard's port (0: any free one).")]
+    = 8765,
 ) -> None:
     """Run the program's org until a limit, Ctrl-C, or the agents run out of ideas. Run again to resume."""
-    _run(Program(directory), max_experiments, max_hours, slots, threads, ray)
+    program = Program(directory)
+    board = None
+    if dashboard:
+        from researchorg.dashboard import open_dashboard
+
+        board = open_dashboard(program.root, "127.0.0.1", dashboard_port).start()
+        console.print(f"dashboard: {board.url}", highlight=False)
+    try:
+        _run(program, max_experiments, max_hours, slots, threads, ray)
+    finally:
+        if board is not None:
+            board.stop()
 
 
 @app.command()
@@ -386,6 +401,26 @@ def _sandbox_lines(task, experiments=()) -> list[str]:
     if last is not None and last != "; ".join(enforced):
         lines.append(f"the latest run had: {last}")
     return lines
+
+
+@app.command()
+def dashboard(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="A program directory, or a bench's output "
+                                              "directory (with report.json).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on. Any but loopback requires the token the "
+                                      "printed address carries, on every request.")] = "127.0.0.1",
+) -> None:
+    """Serve the web dashboard of a program (live while it runs) or of a bench's output, until Ctrl-C. It reads
+    the ledger only: frontier, experiments with their diffs and logs, agents, slots, messages, main, knobs."""
+    from researchorg.dashboard import open_dashboard
+
+    board = open_dashboard(directory, host, port)
+    console.print(f"dashboard of {directory}: {board.url}  (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+    if "token=" in board.url:
+        console.print("[yellow]note:[/] it listens beyond this machine: every request needs the token in that "
+                      "address; anyone who has the address can read the program", highlight=False)
+    board.serve()
 
 
 @app.command()

@@ -213,5 +213,5 @@ class MemoryLedger:
         self._events.append(r.Event(len(self._events) + 1, self.clock(), kind, json.loads(json.dumps(data,
                                                                                                   default=str))))
 
-    def events(self) -> list[r.Event]:
-        return list(self._events)
+    def events(self, after: int = 0) -> list[r.Event]:
+        return [e for e in self._events if e.id > after]

@@ -40,6 +40,13 @@ from researchorg.ledger.schema import (
 _EXPERIMENT_ROWS = sa.select(experiments, agents.c.name.label("agent")).join(agents)
 
 
+def _sqlite_reader(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -67,11 +74,22 @@ def _unwritable(directory: Path) -> str | None:
 
 
 class SqlLedger:
-    """The durable ledger of one program: open with a path (SQLite) or a SQLAlchemy URL."""
+    """The durable ledger of one program: open with a path (SQLite) or a SQLAlchemy URL.
 
-    def __init__(self, where: Path | str, clock: Callable[[], float] = time.time):
+    `reader=True` opens a SQLite file only to read it (the dashboard): SQLite refuses every write on that
+    connection, the schema is not brought up to date, and a run that writes meanwhile is seen as it commits."""
+
+    def __init__(self, where: Path | str, clock: Callable[[], float] = time.time, reader: bool = False):
         url = f"sqlite:///{where}" if isinstance(where, Path) else where
         self.clock = clock
+        self._program_id: int | None = None
+        if reader:
+            if not isinstance(where, Path):
+                raise LabError("a reader opens a ledger file (SQLite), not a server URL")
+            self.engine = sa.create_engine(f"sqlite:///file:{where}?mode=ro&uri=true")
+            event.listen(self.engine, "connect", _sqlite_reader)
+            self.read_only = "opened to read only"
+            return
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -89,7 +107,6 @@ class SqlLedger:
             # as it is (immutable: nothing can be writing it when nothing can write here)
             self.engine = sa.create_engine(f"sqlite:///file:{where}?mode=ro&immutable=1&uri=true")
             self.read_only = unwritable
-        self._program_id: int | None = None
 
     def _add_missing_columns(self) -> None:
         """Programs created by an older researchorg get the columns added since (with their defaults)."""
@@ -368,9 +385,12 @@ class SqlLedger:
             c.execute(events.insert().values(program_id=self.program_id, at=self.clock(), kind=kind,
                                              data=json.loads(json.dumps(data, default=str))))
 
-    def events(self) -> list[r.Event]:
+    def events(self, after: int = 0) -> list[r.Event]:
+        query = sa.select(events).order_by(events.c.id)
+        if after:
+            query = query.where(events.c.id > after)
         with self._tx() as c:
-            return [_record(r.Event, row) for row in c.execute(sa.select(events).order_by(events.c.id)).mappings()]
+            return [_record(r.Event, row) for row in c.execute(query).mappings()]
 
     # copying --------------------------------------------------------------------
     def copy_from(self, source: Ledger) -> None:
