@@ -530,6 +530,47 @@ def results(
 
 
 @app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
+    mlflow: Annotated[str | None, typer.Option(
+        "--mlflow", metavar="[URI]", flag_value="sqlite:///mlflow.db",
+        help="Write every finished experiment as an MLflow run to this tracking URI (alone: "
+             "sqlite:///mlflow.db here; needs researchorg[mlflow]). Runs already there are skipped.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="The MLflow experiment's name (default: "
+                                                   "researchorg/<program>).")] = None,
+    optuna: Annotated[str | None, typer.Option(
+        "--optuna", metavar="STORAGE", help="Write each tuner's trials into an Optuna storage (a database URL, or "
+        "a journal file path), one study per agent, for `optuna-dashboard STORAGE`.")] = None,
+) -> None:
+    """Export the experiments to the trackers researchers use: MLflow runs, or Optuna studies."""
+    if mlflow is None and optuna is None:
+        raise ResearchOrgError("say where to: --mlflow [URI] or --optuna STORAGE")
+    program = Program(directory)
+    if mlflow is not None:
+        from researchorg.ledger.mlflow import export_mlflow
+
+        done = export_mlflow(program.ledger, program.task.metric.name, mlflow, experiment)
+        left = f"; {done.running} still running, left for a later export" if done.running else ""
+        console.print(f"MLflow {done.uri}: experiment {done.experiment} (id {done.experiment_id}): {done.exported} "
+                      f"runs written, {done.skipped} already there{left}", highlight=False)
+        if mlflow.startswith(("sqlite:", "file:")) or "://" not in mlflow:
+            console.print(f"open it with: mlflow ui --backend-store-uri {mlflow}", highlight=False)
+    if optuna is not None:
+        from researchorg.agents.tuner import export_optuna
+
+        if not program.task.knobs:
+            raise ResearchOrgError(f"task {program.task.name} declares no knobs, so no tuner ran: nothing to export "
+                                   "to Optuna")
+        written = export_optuna(program.ledger.experiments(), program.task.knobs, program.task.metric.direction,
+                                optuna, program.ledger.program().name)
+        if not written:
+            raise ResearchOrgError("no tuner trial has finished yet: nothing to export to Optuna")
+        for name, n in written.items():
+            console.print(f"Optuna study {name}: {n} trials", highlight=False)
+        console.print(f"open them with: optuna-dashboard {optuna}", highlight=False)
+
+
+@app.command()
 def plot(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("progress.png"),

@@ -44,12 +44,60 @@ def _key(knobs: list[Knob], params: dict[str, Any]) -> tuple:
     return tuple(format_value(k, params[k.name]) if k.name in params else None for k in knobs)
 
 
-def _distribution(knob: Knob) -> BaseDistribution:
+def distribution(knob: Knob) -> BaseDistribution:
+    """The Optuna distribution of a knob's values."""
     if knob.type == "int":
         return IntDistribution(int(knob.low), int(knob.high), log=knob.log)
     if knob.type == "float":
         return FloatDistribution(knob.low, knob.high, log=knob.log)
     return CategoricalDistribution(knob.choices)
+
+
+def trials_of(experiments: list[Experiment], knobs: list[Knob]) -> list[optuna.trial.FrozenTrial]:
+    """The finished proposals that set every knob, as complete Optuna trials (for Optuna's analysis and
+    storages: parameter importance, optuna-dashboard). A value outside a knob's range today is left out."""
+    spaces = {k.name: distribution(k) for k in knobs}
+    trials = []
+    for e in experiments:
+        params = e.proposal.get("params")
+        if e.kind != "proposal" or not isinstance(params, dict) or params.keys() != spaces.keys() \
+                or e.status not in ("keep", "discard") or e.metric is None:
+            continue
+        try:
+            trials.append(create_trial(params=params, distributions=spaces, value=e.metric,
+                                       user_attrs={"experiment": e.id, "agent": e.agent, "status": e.status}))
+        except ValueError:
+            continue
+    return trials
+
+
+def export_optuna(experiments: list[Experiment], knobs: list[Knob], direction: str, storage: str,
+                  prefix: str) -> dict[str, int]:
+    """Write each tuner's trials into an Optuna storage (an RDB URL, or a journal file path), one study per
+    agent named `prefix/agent`, replacing an earlier export of it: `optuna-dashboard STORAGE` opens them.
+    Returns the trials written per study."""
+    if "://" not in storage:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(storage))
+    by_agent: dict[str, list[Experiment]] = {}
+    for e in experiments:
+        by_agent.setdefault(e.agent, []).append(e)
+    written = {}
+    for agent, mine in sorted(by_agent.items()):
+        trials = trials_of(mine, knobs)
+        if not trials:
+            continue
+        name = f"{prefix}/{agent}"
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+        study.add_trials(trials)
+        written[name] = len(trials)
+    return written
 
 
 class TunerAgent:
@@ -62,7 +110,7 @@ class TunerAgent:
             raise AgentError(f"agent {ctx.name}: the {sampler} backend needs knobs, and task {ctx.task.name} "
                              "declares none in its task.toml")
         self.knobs = ctx.task.knobs
-        self.distributions = {k.name: _distribution(k) for k in self.knobs}
+        self.distributions = {k.name: distribution(k) for k in self.knobs}
         self.study = optuna.create_study(study_name=ctx.name, direction=ctx.task.metric.direction)
         self._numbers: dict[tuple, list[int]] = {}  # a configuration -> the trials that asked for it
         retries = self._rebuild(ctx)

@@ -36,6 +36,7 @@ class Dashboard:
     url: str
     server: Any  # uvicorn.Server
     sock: socket.socket
+    source: Any  # what it serves: dashboard.data.ProgramData or BenchData
     thread: threading.Thread | None = None
 
     def serve(self) -> None:
@@ -83,7 +84,7 @@ def open_dashboard(directory: Path, host: str = "127.0.0.1", port: int = DEFAULT
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
     config = uvicorn.Config(create_app(source, token), log_level="warning", access_log=False, lifespan="off")
-    return Dashboard(url, uvicorn.Server(config), sock)
+    return Dashboard(url, uvicorn.Server(config), sock, source)
 
 
 __all__ = ["DEFAULT_PORT", "Dashboard", "open_dashboard"]

@@ -21,10 +21,9 @@ import ipaddress
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response  # JSONResponse as is: no jsonable_encoder pass
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -94,52 +93,52 @@ def create_app(source: ProgramData | BenchData, token: str | None = None) -> Fas
         return Response(status_code=204)
 
     @app.get("/api/overview")
-    def overview() -> dict[str, Any]:
-        return source.overview()
+    def overview() -> JSONResponse:
+        return JSONResponse(source.overview())
 
     @app.get("/api/frontier")
-    def frontier() -> dict[str, Any]:
-        return program().frontier()
+    def frontier() -> JSONResponse:
+        return JSONResponse(program().frontier())
 
     @app.get("/api/experiments")
     def experiments(agent: str | None = None, status: str | None = None, kind: str | None = None,
                     q: str | None = None, sort: str = "id", desc: bool = True, offset: int = 0,
-                    limit: int = 100) -> dict[str, Any]:
-        return program().experiments(agent, status, kind, q, sort, desc, max(0, offset), limit)
+                    limit: int = 100) -> JSONResponse:
+        return JSONResponse(program().experiments(agent, status, kind, q, sort, desc, max(0, offset), limit))
 
     @app.get("/api/experiments/{id_}")
-    def experiment(id_: int) -> dict[str, Any]:
-        return program().experiment(id_)
+    def experiment(id_: int) -> JSONResponse:
+        return JSONResponse(program().experiment(id_))
 
     @app.get("/api/experiments/{id_}/log")
-    def log(id_: int, offset: int | None = None) -> dict[str, Any]:
-        return program().log(id_, offset)
+    def log(id_: int, offset: int | None = None) -> JSONResponse:
+        return JSONResponse(program().log(id_, offset))
 
     @app.get("/api/agents")
-    def agents() -> list[dict[str, Any]]:
-        return program().agents()
+    def agents() -> JSONResponse:
+        return JSONResponse(program().agents())
 
     @app.get("/api/slots")
-    def slots() -> dict[str, Any]:
-        return program().slots()
+    def slots() -> JSONResponse:
+        return JSONResponse(program().slots())
 
     @app.get("/api/messages")
-    def messages(limit: int = 300) -> list[dict[str, Any]]:
-        return program().messages(max(1, min(limit, 5000)))
+    def messages(limit: int = 300) -> JSONResponse:
+        return JSONResponse(program().messages(max(1, min(limit, 5000))))
 
     @app.get("/api/main")
-    def main() -> dict[str, Any]:
-        return program().main()
+    def main() -> JSONResponse:
+        return JSONResponse(program().main())
 
     @app.get("/api/knobs")
-    def knobs() -> dict[str, Any]:
-        return program().knobs()
+    def knobs() -> JSONResponse:
+        return JSONResponse(program().knobs())
 
     @app.get("/api/bench")
-    def bench() -> dict[str, Any]:
+    def bench() -> JSONResponse:
         if not isinstance(source, BenchData):
             raise HTTPException(404, "this dashboard serves a program, not a bench's output")
-        return source.bench()
+        return JSONResponse(source.bench())
 
     @app.get("/api/stream", response_class=EventSourceResponse)
     async def stream(request: Request) -> AsyncIterator[ServerSentEvent]:

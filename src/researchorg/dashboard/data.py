@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from researchorg.agents.tuner import trials_of
 from researchorg.errors import LabError
 from researchorg.ledger import Experiment
-from researchorg.ledger.records import FINISHED_OK, Event, Message
+from researchorg.ledger.records import Event, Message
 from researchorg.ledger.sql import SqlLedger
 from researchorg.report.console import evidence
 from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
@@ -189,18 +190,17 @@ class ProgramData:
         for r in order:
             total += r.slot_seconds
             slot_hours[r.e.id] = total / 3600
-        columns: dict[str, list[Any]] = {k: [] for k in ("id", "hours", "slot_hours", "metric", "status", "kind",
-                                                         "agent", "description")}
-        for r in finished:  # in id order
+        statuses, kinds = sorted({r.e.status for r in finished}), sorted({r.e.kind for r in finished})
+        status_code, kind_code = {s: i for i, s in enumerate(statuses)}, {k: i for i, k in enumerate(kinds)}
+        columns: dict[str, list[Any]] = {k: [] for k in ("id", "hours", "slot_hours", "metric", "status", "kind")}
+        for r in finished:  # in id order; every value finite (JSON has no NaN), statuses and kinds as codes
             e = r.e
             columns["id"].append(e.id)
-            columns["hours"].append(round((e.ran_until - start) / 3600, 6))
-            columns["slot_hours"].append(round(slot_hours[e.id], 6))
+            columns["hours"].append(round((e.ran_until - start) / 3600, 5))
+            columns["slot_hours"].append(round(slot_hours[e.id], 5))
             columns["metric"].append(e.metric if e.metric is not None and math.isfinite(e.metric) else None)
-            columns["status"].append(e.status)
-            columns["kind"].append(e.kind)
-            columns["agent"].append(e.agent)
-            columns["description"].append(_short(e.description, 80))
+            columns["status"].append(status_code[e.status])
+            columns["kind"].append(kind_code[e.kind])
         summary = summarize([r.e for r in finished], self.metric, self.program.baseline_commit)
         steps = [{"id": e.id, "value": v, "description": _short(e.description, 80)} for e, v in summary.steps]
         main = [{"id": summary.baseline.id, "value": summary.value(summary.baseline)}] if summary.baseline else []
@@ -211,10 +211,11 @@ class ProgramData:
         for floor in self.ledger.noise_floors():
             floors[floor.hardware] = {"hardware": floor.hardware, "mean": floor.mean, "sigma": floor.sigma,
                                       "runs": len(floor.runs)}
-        return _finite({"columns": columns, "steps": steps, "main": main, "floors": list(floors.values()),
-                        "metric": self.metric.name, "direction": self.metric.direction,
-                        "baseline": summary.describe(summary.baseline) if summary.baseline else None,
-                        "best": summary.describe(summary.best) if summary.best else None})
+        return {"columns": columns, "statuses": statuses, "kinds": kinds, **_finite({
+            "steps": steps, "main": main, "floors": list(floors.values()), "metric": self.metric.name,
+            "direction": self.metric.direction,
+            "baseline": summary.describe(summary.baseline) if summary.baseline else None,
+            "best": summary.describe(summary.best) if summary.best else None})}
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
                     q: str | None = None, sort: str = "id", desc: bool = True, offset: int = 0,
@@ -307,9 +308,12 @@ class ProgramData:
         paused = {ev.data.get("agent"): ev.data.get("reason", "") for ev in self._events
                   if ev.kind == "agent_paused" and ev.id > started}
         reproduction = self.ledger.reproduction("agent")
+        by_agent: dict[str, list[Experiment]] = defaultdict(list)
+        for r in runs:
+            by_agent[r.e.agent].append(r.e)
         out = []
         for a in self.ledger.agents():
-            mine = [r.e for r in runs if r.e.agent == a.name]
+            mine = by_agent.get(a.name, [])
             decided = [e for e in mine if e.kind == "proposal" and e.status in ("keep", "discard")]
             keeps = sum(e.status == "keep" for e in decided)
             running = [e for e in mine if e.status == "running"]
@@ -351,20 +355,20 @@ class ProgramData:
             if not e.slot:
                 continue
             end = now if e.status == "running" else e.started_at + r.slot_seconds
-            by_slot[e.slot].append([e.id, e.started_at, end, e.status, e.agent])
+            by_slot[e.slot].append((e.id, e.started_at, end, e.status, e.hardware))
         start = min((s[1] for runs in by_slot.values() for s in runs), default=now)
         end = max((s[2] for runs in by_slot.values() for s in runs), default=now)
         span = max(end - start, 1e-9)
+        statuses = sorted({s[3] for runs in by_slot.values() for s in runs})
+        code = {s: i for i, s in enumerate(statuses)}
         slots = []
         for name in sorted(by_slot):
             runs = by_slot[name]
             busy = sum(b - a for _, a, b, _, _ in runs)
-            slots.append({"name": name, "hardware": self._hardware(name), "runs": runs,
-                          "utilization": min(1.0, busy / span)})
-        return _finite({"start": start, "end": end, "slots": slots, "queue": queue})
-
-    def _hardware(self, slot: str) -> str:
-        return next((r.e.hardware for r in reversed(self.runs()) if r.e.slot == slot), "")
+            slots.append({"name": name, "hardware": runs[-1][4], "utilization": min(1.0, busy / span),
+                          # each run: id, start and end in seconds from the first start, how it ended
+                          "runs": [[i, round(a - start, 2), round(b - start, 2), code[st]] for i, a, b, st, _ in runs]})
+        return {"start": start, "end": end, "statuses": statuses, "slots": slots, "queue": _finite(queue)}
 
     def messages(self, limit: int = 300) -> list[dict[str, Any]]:
         self.refresh()
@@ -409,50 +413,23 @@ class ProgramData:
 
     def _knobs(self) -> dict[str, Any]:
         knobs = self.task.knobs or []
-        trials = [r.e for r in self.runs() if r.e.kind == "proposal" and isinstance(r.e.proposal.get("params"), dict)
-                  and r.e.status in FINISHED_OK and r.e.metric is not None and math.isfinite(r.e.metric)]
-        names = [k.name for k in knobs if any(k.name in e.proposal["params"] for e in trials)]
-        rows = [[e.id, *[e.proposal["params"].get(n) for n in names], e.metric] for e in trials]
-        axes = []
-        for k in knobs:
-            if k.name in names:
-                axes.append({"name": k.name, "type": k.type, "low": k.low, "high": k.high, "log": k.log,
-                             "choices": k.choices})
+        trials = trials_of([r.e for r in self.runs()], knobs) if knobs else []
+        axes = [{"name": k.name, "type": k.type, "low": k.low, "high": k.high, "log": k.log, "choices": k.choices}
+                for k in knobs] if trials else []
+        rows = [[t.user_attrs["experiment"], *[t.params[k.name] for k in knobs], t.value] for t in trials]
         return _finite({"axes": axes, "rows": rows, "metric": self.metric.name, "direction": self.metric.direction,
-                        "importance": _importance(knobs, names, trials, self.metric.direction)})
+                        "importance": _importance(trials, self.metric.direction)})
 
 
-def _importance(knobs, names: list[str], trials: list[Experiment], direction: str) -> dict[str, float] | None:
-    """Optuna's parameter importance (PED-ANOVA, which needs no scikit-learn) over the tuner's trials."""
-    if len(trials) < 4 or not names:
+def _importance(trials, direction: str) -> dict[str, float] | None:
+    """Optuna's parameter importance (PED-ANOVA, which needs no scikit-learn) over the tuners' trials."""
+    if len(trials) < 4:
         return None
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    spaces = {}
-    for k in knobs:
-        if k.name not in names:
-            continue
-        if k.type == "categorical":
-            spaces[k.name] = CategoricalDistribution(k.choices)
-        elif k.type == "int":
-            spaces[k.name] = IntDistribution(int(k.low), int(k.high), log=k.log)
-        else:
-            spaces[k.name] = FloatDistribution(k.low, k.high, log=k.log)
     study = optuna.create_study(direction=direction)
-    made = []
-    for e in trials:
-        params = {n: e.proposal["params"][n] for n in names if n in e.proposal["params"]}
-        if set(params) != set(spaces):
-            continue
-        try:
-            made.append(optuna.trial.create_trial(params=params, distributions=spaces, value=e.metric))
-        except ValueError:  # a value outside the knob's range today (the task's range changed since)
-            continue
-    if len(made) < 4:
-        return None
-    study.add_trials(made)
+    study.add_trials(trials)
     try:
         found = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())

@@ -88,7 +88,7 @@ function frontierData(f, axis) {
   let last = null, lastMain = null;
   order.forEach((i, k) => {
     xs.push(c[axis][i]); ids.push(c.id[i]);
-    const m = c.metric[i], st = c.status[i], kind = c.kind[i];
+    const m = c.metric[i], st = f.statuses[c.status[i]], kind = f.kinds[c.kind[i]];
     for (const key in series) series[key].push(null);
     if (m === null) series.crash[k] = worst;
     else if (st === "keep") series.keep[k] = clip(m);
@@ -328,15 +328,15 @@ function slotsView(root) {
     canvas.style.width = `${width}px`; canvas.style.height = `${s.slots.length * row + 24}px`;
     const ctx = canvas.getContext("2d");
     ctx.scale(devicePixelRatio, devicePixelRatio);
-    const span = Math.max(s.end - s.start, 1e-9), x = (t) => label + ((t - s.start) / span) * (width - label - 8);
+    const span = Math.max(s.end - s.start, 1e-9), x = (t) => label + (t / span) * (width - label - 8);
     ctx.font = "12px system-ui"; ctx.textBaseline = "middle";
     layout = [];
     s.slots.forEach((slot, i) => {
       const y = i * row + 4;
       ctx.fillStyle = "#1d2430"; ctx.fillText(slot.name, 4, y + row / 2 - 2);
       ctx.fillStyle = "#f0f2f5"; ctx.fillRect(label, y, width - label - 8, row - 6);
-      for (const [id, a, b, status] of slot.runs) {
-        ctx.fillStyle = COLORS[status] || "#888";
+      for (const [id, a, b, code] of slot.runs) {
+        ctx.fillStyle = COLORS[s.statuses[code]] || "#888";
         const x0 = x(a), x1 = Math.max(x(b), x0 + 1);
         ctx.fillRect(x0, y, x1 - x0, row - 6);
         layout.push([x0, x1, y, y + row - 6, id]);
