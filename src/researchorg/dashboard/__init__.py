@@ -83,8 +83,12 @@ def open_dashboard(directory: Path, host: str = "127.0.0.1", port: int = DEFAULT
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
-    config = uvicorn.Config(create_app(source, token), log_level="warning", access_log=False, lifespan="off")
-    return Dashboard(url, uvicorn.Server(config), sock, source)
+    servers: list[Any] = []
+    app = create_app(source, token, stopping=lambda: bool(servers) and servers[0].should_exit)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=3)  # event streams end within a second of Ctrl-C
+    servers.append(uvicorn.Server(config))
+    return Dashboard(url, servers[0], sock, source)
 
 
 __all__ = ["DEFAULT_PORT", "Dashboard", "open_dashboard"]

@@ -19,7 +19,7 @@ import asyncio
 import hmac
 import ipaddress
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -46,9 +46,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(source: ProgramData | BenchData, token: str | None = None) -> FastAPI:
+def create_app(source: ProgramData | BenchData, token: str | None = None,
+               stopping: Callable[[], bool] = lambda: False) -> FastAPI:
     """The app over one program or bench output. `token`: required on every request (None: loopback only, and
-    only requests addressed to a loopback name)."""
+    only requests addressed to a loopback name). `stopping()`: the server is shutting down (event streams end)."""
     app = FastAPI(title="researchorg dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -145,12 +146,15 @@ def create_app(source: ProgramData | BenchData, token: str | None = None) -> Fas
         """A `change` event whenever the ledger has moved (checked every second), with its version; the page
         then reloads what it shows."""
         sent = -1
-        while not await request.is_disconnected():
+        while not stopping() and not await request.is_disconnected():
             version = await run_in_threadpool(source.refresh)
             if version != sent:
                 sent = version
                 yield ServerSentEvent(data={"version": version}, event="change", retry=2000)
-            await asyncio.sleep(1.0)
+            for _ in range(4):
+                if stopping():
+                    return
+                await asyncio.sleep(0.25)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

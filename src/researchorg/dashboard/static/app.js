@@ -471,7 +471,7 @@ function benchView(root) {
     [b.hours, ...orgs.map((o) => b.curves[o].mean)], box);
     box.dataset.orgs = String(orgs.length);
     holder.replaceChildren(
-      el("div", { class: "card" }, el("h3", {}, "Summary (mean ± 95% CI over repeats)"), table(b.head, b.rows)),
+      el("div", { class: "card", id: "bench-summary" }, el("h3", {}, "Summary (mean ± 95% CI over repeats)"), table(b.head, b.rows)),
       el("div", { class: "card" }, el("h3", {}, "Paired comparisons of the final improvement of main"),
         b.paired.length ? table(["orgs", "mean difference", "p (paired t)"], b.paired.map((p) =>
           [`${p.a} - ${p.b}`, `${p.mean_diff >= 0 ? "+" : ""}${num(p.mean_diff, 4)} ± ${num(p.ci95, 4)}`, Number(p.p).toPrecision(3)]))
