@@ -19,6 +19,7 @@ search, a few KB each), so their figure is the lab's plus that.
     threads_growth:   threads (target 0)
     experiments:      how many ran
     rss_mb_by_sixth:  mean resident memory in each sixth of the run (a leak climbs, warm-up levels off)
+    rss_late_slope_mb_per_hour: the slope of resident memory over the run's second half (a leak's rate)
 
 The quick mode (CI) runs two minutes.
 """
@@ -86,7 +87,10 @@ def soak(minutes: float, work: Path, backend: str = "simulated") -> dict[str, fl
     experiments = Program(root).ledger.count()
     marks = [statistics.mean(s[0] for t, s in samples if k * window <= t < (k + 1) * window) for k in range(6)
              if any(k * window <= t < (k + 1) * window for t, _ in samples)]
-    return {"rss_growth_mb": growth(0), "fd_growth": growth(1), "threads_growth": growth(2),
+    late = [(t, s[0]) for t, s in samples if t >= span / 2]
+    slope = statistics.linear_regression([t for t, _ in late], [m for _, m in late]).slope * 3600 \
+        if len(late) >= 2 and len({t for t, _ in late}) > 1 else 0.0
+    return {"rss_growth_mb": growth(0), "fd_growth": growth(1), "threads_growth": growth(2), "late_slope": slope,
             "experiments": experiments, "returncode": lab.returncode, "rss_by_sixth": marks}
 
 
@@ -106,6 +110,7 @@ def main() -> None:
     print(f"threads_growth:   {figures['threads_growth']:.1f}")
     print(f"experiments:      {figures['experiments']}")
     print(f"rss_mb_by_sixth:  {' '.join(f'{m:.1f}' for m in figures['rss_by_sixth'])}")
+    print(f"rss_late_slope_mb_per_hour: {figures['late_slope']:.2f}")
 
 
 if __name__ == "__main__":

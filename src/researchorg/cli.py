@@ -248,10 +248,25 @@ def _finite_hours(value: float | None) -> float | None:
     return value
 
 
+def _return_large_blocks() -> None:
+    """Keep glibc's mmap threshold where it starts (128 KiB) for a run that lasts days. glibc raises it each time
+    a large block is freed (up to 32 MB), after which large transient blocks come from the heap, which keeps
+    what they grew: the soak's lab grew 5.4 MB in its first twenty minutes so, and 2.9 MB with it fixed."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (setting it turns the dynamic threshold off)
+    except (OSError, AttributeError):  # not glibc: its own allocator's way
+        pass
+
+
 def _run(program: Program, max_experiments: int | None, max_hours: float | None, slots: int | None,
          threads: int | None, ray: str | None) -> None:
     """Run with a view of it: in a terminal a live footer of the runs in flight under one line per finished run;
     elsewhere (a pipe, a file, nohup) the lines alone, so a log reads like the terminal did."""
+    _return_large_blocks()
     limits = Limits(max_experiments=max_experiments, max_hours=max_hours)
     _stdout.to_stderr = True
     compute = program.org().compute
