@@ -547,10 +547,11 @@ def results(
 @app.command()
 def export(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
-    mlflow: Annotated[str | None, typer.Option(
-        "--mlflow", metavar="[URI]", flag_value="sqlite:///mlflow.db",
-        help="Write every finished experiment as an MLflow run to this tracking URI (alone: "
-             "sqlite:///mlflow.db here; needs researchorg[mlflow]). Runs already there are skipped.")] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Write every finished experiment as an MLflow run "
+                                         "(needs researchorg[mlflow]); runs already there are skipped.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option(metavar="URI", help="MLflow's tracking URI (default: "
+                                                     "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")]
+    = None,
     experiment: Annotated[str | None, typer.Option(help="The MLflow experiment's name (default: "
                                                    "researchorg/<program>).")] = None,
     optuna: Annotated[str | None, typer.Option(
@@ -558,18 +559,21 @@ def export(
         "a journal file path), one study per agent, for `optuna-dashboard STORAGE`.")] = None,
 ) -> None:
     """Export the experiments to the trackers researchers use: MLflow runs, or Optuna studies."""
-    if mlflow is None and optuna is None:
-        raise ResearchOrgError("say where to: --mlflow [URI] or --optuna STORAGE")
+    if not mlflow and optuna is None:
+        raise ResearchOrgError("say where to: --mlflow [--tracking-uri URI] or --optuna STORAGE")
+    if tracking_uri is not None and not mlflow:
+        raise ResearchOrgError("--tracking-uri goes with --mlflow")
     program = Program(directory)
-    if mlflow is not None:
+    if mlflow:
         from researchorg.ledger.mlflow import export_mlflow
 
-        done = export_mlflow(program.ledger, program.task.metric.name, mlflow, experiment)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+        done = export_mlflow(program.ledger, program.task.metric.name, uri, experiment)
         left = f"; {done.running} still running, left for a later export" if done.running else ""
         console.print(f"MLflow {done.uri}: experiment {done.experiment} (id {done.experiment_id}): {done.exported} "
                       f"runs written, {done.skipped} already there{left}", highlight=False)
-        if mlflow.startswith(("sqlite:", "file:")) or "://" not in mlflow:
-            console.print(f"open it with: mlflow ui --backend-store-uri {mlflow}", highlight=False)
+        if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+            console.print(f"open it with: mlflow ui --backend-store-uri {uri}", highlight=False)
     if optuna is not None:
         from researchorg.agents.tuner import export_optuna
 

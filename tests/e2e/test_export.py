@@ -36,7 +36,7 @@ def test_export_mlflow_round_trips_every_experiment(program, tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = cli("export", str(program.root), "--mlflow", uri, cwd=tmp_path).stdout
+    out = cli("export", str(program.root), "--mlflow", cwd=tmp_path).stdout  # sqlite:///mlflow.db in the cwd
     experiments = program.ledger.experiments()
     assert f"{len(experiments)} runs written, 0 already there" in out
     client = MlflowClient(tracking_uri=uri)
@@ -83,7 +83,7 @@ def test_export_optuna_writes_each_tuners_study_for_optuna_dashboard(program, tm
 
 def test_export_says_where_to_and_what_is_missing(program, tmp_path):
     proc = cli("export", str(program.root), check=False)
-    assert proc.returncode == 1 and "--mlflow [URI] or --optuna STORAGE" in proc.stderr
+    assert proc.returncode == 1 and "--mlflow [--tracking-uri URI] or --optuna STORAGE" in proc.stderr
     (tmp_path / "org.toml").write_text(ORG.format(backend="simulated"))
     plain = Program.init(tmp_path / "plain", "simulated", org_file=tmp_path / "org.toml")
     proc = cli("export", str(plain.root), "--optuna", f"sqlite:///{tmp_path / 'x.db'}", check=False)
