@@ -125,7 +125,8 @@ def _api(url: str, source, middle: int) -> dict[str, float]:
         source._cache.clear()
         path = f"api/experiments/{middle}" if view == "experiment" else API[view]
         started = time.perf_counter()
-        with opener.open(url + path, timeout=60) as response:
+        base, token = url.split("?token=")
+        with opener.open(f"{base}{path}?token={token}", timeout=60) as response:
             response.read()
         times[view] = time.perf_counter() - started
     return times

@@ -423,18 +423,19 @@ def dashboard(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="A program directory, or a bench's output "
                                               "directory (with report.json).")],
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8765,
-    host: Annotated[str, typer.Option(help="Address to listen on. Any but loopback requires the token the "
-                                      "printed address carries, on every request.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on (default loopback only). Every request needs "
+                                      "the token the printed address carries.")] = "127.0.0.1",
 ) -> None:
     """Serve the web dashboard of a program (live while it runs) or of a bench's output, until Ctrl-C. It reads
     the ledger only: frontier, experiments with their diffs and logs, agents, slots, messages, main, knobs."""
     from researchorg.dashboard import open_dashboard
+    from researchorg.dashboard.app import is_loopback
 
     board = open_dashboard(directory, host, port)
     console.print(f"dashboard of {directory}: {board.url}  (Ctrl-C stops it)", highlight=False, soft_wrap=True)
-    if "token=" in board.url:
-        console.print("[yellow]note:[/] it listens beyond this machine: every request needs the token in that "
-                      "address; anyone who has the address can read the program", highlight=False)
+    if not is_loopback(host):
+        console.print(f"[yellow]note:[/] it listens on {host}, beyond this machine: anyone who has that address "
+                      "(its token) can read the program", highlight=False)
     board.serve()
 
 

@@ -28,6 +28,7 @@ from researchorg import Program
 from researchorg.dashboard import open_dashboard
 from researchorg.ledger.sql import SqlLedger
 from researchorg.task import find_task
+from researchorg.world.git import Git
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
@@ -107,6 +108,12 @@ def ready(page, url: str) -> None:
     page.wait_for_selector("#view[data-ready='1']", timeout=15_000)
 
 
+def at(url: str, path: str) -> str:
+    """`path` of the dashboard whose printed address is `url` (http://host:port/?token=...), with its token."""
+    base, token = url.split("?token=")
+    return f"{base}{path}{'&' if '?' in path else '?'}token={token}"
+
+
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
     request = urllib.request.Request(url, headers=headers or {})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -153,7 +160,7 @@ def test_an_experiment_page_shows_its_diff_and_its_log_as_it_grows(live, page):
     deadline = time.monotonic() + 30
     running = None
     while running is None and time.monotonic() < deadline:  # a proposal that has just started training
-        rows = json.loads(get(url + "api/experiments?status=running&kind=proposal")[1])["rows"]
+        rows = json.loads(get(at(url, "api/experiments?status=running&kind=proposal"))[1])["rows"]
         running = next((r for r in rows if r["slot"]), None)
         time.sleep(0.1)
     assert running is not None, "no proposal was seen running"
@@ -199,7 +206,7 @@ def test_the_run_finishes_with_its_dashboard_and_the_dashboard_stops(live):
     assert proc.returncode == 0, out
     assert program.ledger.count() >= 30
     with pytest.raises(OSError):
-        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2)
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(at(url, "api/overview"), timeout=2)
 
 
 # ---- what it refuses ------------------------------------------------------------------------------------
@@ -233,14 +240,23 @@ def hostile(tmp_path_factory):
         db.execute("UPDATE experiments SET log_path = ? WHERE id = ?", (str(tmp / "secret.txt"), outside.id))
     (tmp / "secret.txt").write_text("the secret outside the program\n")
     ledger.send("researcher-1", None, "note", f"{SCRIPT} and {HOSTILE}", experiment_id=bad.id)
+    # a commit of bytes that are not UTF-8 and of a file larger than a page shows
+    work = tmp / "big"
+    program.git("worktree", "add", "-q", "--detach", str(work), e.commit)
+    (work / "binary-ish.txt").write_bytes(b"caf\xe9 \xff\xfe not UTF-8\n")
+    (work / "huge.txt").write_text("line of a generated file\n" * 60_000)
+    big_commit = Git(work).commit_all("a large change")
+    big = ledger.start_experiment(e.agent, e.commit, big_commit, diff="", description="large", hypothesis="",
+                                  proposal={}, seed=97, log_dir=None)
+    ledger.finish_experiment(big.id, "discard")
     ledger.close()
     board = open_dashboard(program.root, "127.0.0.1", 0).start()
-    yield board.url, program, bad.id, outside.id
+    yield board.url, program, bad.id, outside.id, big.id
     board.stop()
 
 
 def test_markup_that_agents_wrote_is_shown_as_text_and_never_runs(hostile, page):
-    url, _, bad, _ = hostile
+    url, _, bad, _, _ = hostile
     for view in ("experiments", f"experiment/{bad}", "messages", "frontier"):
         ready(page, url + f"#/{view}")
         page.wait_for_timeout(200)
@@ -256,50 +272,70 @@ def test_markup_that_agents_wrote_is_shown_as_text_and_never_runs(hostile, page)
 
 
 def test_nothing_outside_the_program_is_served(hostile):
-    url, program, _, outside = hostile
+    url, program, _, outside, _ = hostile
     for path in ("static/../../../../etc/passwd", "static/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
                  "static/..%2f..%2f..%2fpyproject.toml", "static/%2e%2e/app.py", "..%2f..%2fetc%2fpasswd",
                  "static//etc/passwd", "api/experiments/..%2f..%2fetc/log"):
-        status, body, _ = get(url + path)
+        status, body, _ = get(at(url, path))
         assert status in (400, 404, 422), (path, status)
         assert "root:" not in body and "import" not in body
-    status, body, _ = get(url + f"api/experiments/{outside}/log")
+    status, body, _ = get(at(url, f"api/experiments/{outside}/log"))
     assert status == 200 and json.loads(body)["text"] == "" and "secret" not in body
-    status, body, _ = get(url + f"api/experiments/{outside}")
+    status, body, _ = get(at(url, f"api/experiments/{outside}"))
     assert json.loads(body)["has_log"] is False
 
 
-def test_on_loopback_it_answers_only_requests_addressed_to_loopback(hostile):
+def test_on_loopback_it_answers_only_requests_addressed_to_loopback_and_with_its_token(hostile):
     url, *_ = hostile
     status, _, headers = get(url)
     assert status == 200 and "script-src 'self'" in headers["content-security-policy"]
-    assert get(url + "api/overview")[0] == 200
-    assert get(url + "api/overview", {"Host": "localhost"})[0] == 200
-    status, body, _ = get(url + "api/overview", {"Host": "evil.example:8765"})  # DNS rebinding
-    assert status == 403 and "loopback" in body
+    assert get(at(url, "api/overview"))[0] == 200
+    assert get(at(url, "api/overview"), {"Host": "localhost"})[0] == 200
+    assert get(at(url, "api/overview"), {"Host": "[::1]"})[0] == 200
+    for host in ("evil.example:8765", "localhost.evil.example", "127.0.0.1.nip.io", ""):  # DNS rebinding
+        status, body, _ = get(at(url, "api/overview"), {"Host": host})
+        assert status == 403 and "loopback" in body, host
+    # an agent's coding CLI shares this machine's loopback: without the token it reads nothing, even
+    # addressing the dashboard by its loopback name
+    base = url.split("?")[0]
+    for path in ("", "api/overview", "api/messages", "api/experiments/1", "api/experiments/1/log", "static/app.js",
+                 "api/stream"):
+        status, body, _ = get(base + path, {"Host": "127.0.0.1"})
+        assert status == 401 and "token" in body, path
+        assert get(base + path + "?token=wrong")[0] == 401
 
 
 def test_beyond_loopback_every_request_needs_its_token(hostile):
-    _, program, _, _ = hostile
+    _, program, _, _, _ = hostile
     board = open_dashboard(program.root, "0.0.0.0", 0).start()
     try:
         token = board.url.split("token=")[1]
         base = board.url.split("?")[0].replace("0.0.0.0", "127.0.0.1")
         for path in ("", "api/overview", "api/experiments", "static/app.js", "api/stream"):
-            status, body, _ = get(base + path)
+            status, body, _ = get(base + path, {"Host": "lab.example:1234"})
             assert status == 401 and "token" in body, path
             assert get(base + path + ("&" if "?" in path else "?") + "token=wrong")[0] == 401
-        assert get(base + "api/overview", {"Authorization": f"Bearer {token}"})[0] == 200
+        assert get(base + "api/overview", {"Authorization": f"Bearer {token}", "Host": "lab.example"})[0] == 200
         status, _, headers = get(base + f"?token={token}")
-        assert status == 200 and "researchorg_token=" in headers.get("set-cookie", "")
+        port = base.rstrip("/").rsplit(":", 1)[1]
+        assert status == 200 and f"researchorg_token_{port}=" in headers.get("set-cookie", "")
         assert "httponly" in headers["set-cookie"].lower()
-        assert get(base + "api/overview", {"Cookie": f"researchorg_token={token}"})[0] == 200
+        assert get(base + "api/overview", {"Cookie": f"researchorg_token_{port}={token}"})[0] == 200
     finally:
         board.stop()
 
 
+def test_a_large_change_that_is_not_utf8_is_shown_cut_and_replaced(hostile):
+    url, _, _, _, big = hostile
+    status, body, _ = get(at(url, f"api/experiments/{big}"))
+    assert status == 200
+    against_main = json.loads(body)["diff_main"]
+    assert against_main["cut"] is True and len(against_main["text"]) <= 512 * 1024  # git's output cut at 512 KB
+    assert "caf\ufffd" in against_main["text"]  # the byte that is not UTF-8, replaced
+
+
 def test_the_dashboard_never_writes_the_ledger(hostile):
-    url, program, bad, _ = hostile
+    url, program, bad, _, _ = hostile
     db = program.state_dir / "ledger.db"
     files = sorted(program.state_dir.glob("ledger.db*"))
 
@@ -309,7 +345,7 @@ def test_the_dashboard_never_writes_the_ledger(hostile):
     before = digest()
     for path in ("api/overview", "api/frontier", "api/experiments?q=idea&sort=metric", f"api/experiments/{bad}",
                  f"api/experiments/{bad}/log", "api/agents", "api/slots", "api/messages", "api/main", "api/knobs"):
-        assert get(url + path)[0] == 200, path
+        assert get(at(url, path))[0] == 200, path
     assert digest() == before
     reader = SqlLedger(db, reader=True)
     with pytest.raises(Exception, match="nothing can be recorded: opened to read only"):

@@ -71,20 +71,21 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def open_dashboard(directory: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> Dashboard:
     """The dashboard of `directory` (a program or a bench output), bound to host:port (port 0: any free one).
-    Any address but loopback needs a token, which the URL carries."""
+    Every request needs a token, which the URL carries (on loopback too: agents share it)."""
     import uvicorn
 
     from researchorg.dashboard.app import create_app, is_loopback, new_token
     from researchorg.dashboard.data import open_source
 
     source = open_source(directory)
-    token = None if is_loopback(host) else new_token()
+    token = new_token()
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{bound}/" + (f"?token={token}" if token else "")
+    url = f"http://{shown}:{bound}/?token={token}"
     servers: list[Any] = []
-    app = create_app(source, token, stopping=lambda: bool(servers) and servers[0].should_exit)
+    app = create_app(source, token, loopback=is_loopback(host), cookie=f"researchorg_token_{bound}",
+                     stopping=lambda: bool(servers) and servers[0].should_exit)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=3)  # event streams end within a second of Ctrl-C
     servers.append(uvicorn.Server(config))

@@ -2,10 +2,11 @@
 
 Security, since the page shows what agents wrote and may be reached from another machine:
 
-- it binds 127.0.0.1 by default and then answers only requests whose Host is this machine's loopback name
-  (a web page elsewhere cannot reach it through DNS rebinding); any other address needs the token printed at
-  start, on every request (`?token=`, which also sets a cookie for the page's own requests, or an
-  `Authorization: Bearer` header);
+- every request needs the token printed at start (`?token=`, which also sets a cookie for the page's own
+  requests, or an `Authorization: Bearer` header), on loopback too: an agent's coding CLI shares this
+  machine's loopback, and must not read other agents' diffs and logs through it;
+- bound to loopback (the default), it also answers only requests whose Host is a loopback name (a web page
+  elsewhere cannot reach it through DNS rebinding);
 - no route takes a path: files are served from the package's static directory only, logs by experiment
   number, and only from inside the program's directory;
 - the page puts every text agents wrote into the document as text (never as markup), and the Content
@@ -21,6 +22,7 @@ import ipaddress
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response  # JSONResponse as is: no jsonable_encoder pass
@@ -32,9 +34,16 @@ from researchorg.dashboard.data import BenchData, ProgramData
 from researchorg.errors import LabError
 
 STATIC = Path(__file__).parent / "static"
-COOKIE = "researchorg_token"
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def host_of(header: str) -> str:
+    """The host name of a Host header (`[::1]:8765`, `localhost`, `127.0.0.1:80`)."""
+    try:
+        return urlsplit(f"//{header}").hostname or ""
+    except ValueError:
+        return ""
 
 
 def is_loopback(host: str) -> bool:
@@ -46,30 +55,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(source: ProgramData | BenchData, token: str | None = None,
-               stopping: Callable[[], bool] = lambda: False) -> FastAPI:
-    """The app over one program or bench output. `token`: required on every request (None: loopback only, and
-    only requests addressed to a loopback name). `stopping()`: the server is shutting down (event streams end)."""
+def create_app(source: ProgramData | BenchData, token: str, loopback: bool = True,
+               stopping: Callable[[], bool] = lambda: False, cookie: str = "researchorg_token") -> FastAPI:
+    """The app over one program or bench output. `token`: required on every request; `loopback`: the server
+    listens on loopback, so a request addressed to any other name is refused. `stopping()`: the server is
+    shutting down (event streams end). `cookie`: the token's cookie (named after the port: cookies are shared
+    by a host's ports)."""
     app = FastAPI(title="researchorg dashboard", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if token is None:
-            host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
-            if not is_loopback(host):
-                return Response("this dashboard answers only on this machine's loopback address\n", 403,
-                                media_type="text/plain")
-        else:
-            given = request.query_params.get("token") or request.cookies.get(COOKIE) or ""
-            auth = request.headers.get("authorization", "")
-            if auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return Response("a token is required: open the address the dashboard printed at start\n", 401,
-                                media_type="text/plain")
+        if loopback and not is_loopback(host_of(request.headers.get("host") or "")):
+            return Response("this dashboard answers only on this machine's loopback address\n", 403,
+                            media_type="text/plain")
+        given = request.query_params.get("token") or request.cookies.get(cookie) or ""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return Response("a token is required: open the address the dashboard printed at start\n", 401,
+                            media_type="text/plain")
         response = await call_next(request)
-        if token is not None and request.query_params.get("token"):
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        if request.query_params.get("token"):
+            response.set_cookie(cookie, token, httponly=True, samesite="strict")
         response.headers["Content-Security-Policy"] = POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "no-referrer"

@@ -35,6 +35,7 @@ from researchorg.world.git import Git
 REFRESH_SECONDS = 1.0  # how stale a view may be: the ledger is read again at most this often
 LOG_TAIL_BYTES = 64 * 1024  # what an experiment page shows of a log at first; the rest follows as it grows
 DIFF_MAX_BYTES = 512 * 1024  # a diff longer than this is cut (the page says so)
+MESSAGE_CHARS = 20_000  # of a message's body (an agent's message can be any size)
 STATE_DIR = ".researchorg"
 
 
@@ -101,6 +102,7 @@ class ProgramData:
         self._read_at = 0.0
         self.version = 0  # moves whenever what the views show may have changed
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._against_main: dict[str, Any] = {}  # the last experiment page's diff against main, by (id, main)
         self.refresh(force=True)
 
     def close(self) -> None:
@@ -122,7 +124,7 @@ class ProgramData:
             for id_ in sorted(self._open):
                 if id_ > last:
                     continue
-                e = self._reread(id_)
+                e = self._record(id_, SUMMARY_DIFF_CHARS)
                 if e.status != self._runs[id_].e.status or e.slot != self._runs[id_].e.slot:
                     self._runs[id_] = _Run.of(e)
                     changed = True
@@ -138,10 +140,6 @@ class ProgramData:
                 self.version += 1
             self._read_at = time.monotonic()
             return self.version
-
-    def _reread(self, id_: int) -> Experiment:
-        page = self.ledger.experiments(after=id_ - 1, limit=1, diff_chars=SUMMARY_DIFF_CHARS)
-        return page[0]
 
     def _cached(self, name: str, build) -> Any:
         """A view computed once per version of the ledger."""
@@ -250,13 +248,25 @@ class ProgramData:
                          "slot_seconds": round(r.slot_seconds, 2), "rerun_of": r.e.rerun_of})
                 for r in self.runs()]
 
+    def _record(self, id_: int, diff_chars: int | None = 0) -> Experiment:
+        """One experiment from the ledger, with at most `diff_chars` of its diff (None: all of it)."""
+        found = self.ledger.experiments(after=id_ - 1, limit=1, diff_chars=diff_chars)
+        if not found or found[0].id != id_:
+            raise LabError(f"no experiment #{id_}")
+        return found[0]
+
     def experiment(self, id_: int) -> dict[str, Any]:
-        try:
-            e = self.ledger.experiment(id_)
-        except Exception:  # noqa: BLE001 (sqlalchemy's NoResultFound)
-            raise LabError(f"no experiment #{id_}") from None
+        """An experiment's page; computed once per version of the ledger, its diff against main once per head of
+        main (an agent's commit can be large: the diffs are cut at DIFF_MAX_BYTES, git's output too)."""
+        return self._cached(f"experiment/{id_}", lambda: self._experiment(id_))
+
+    def _experiment(self, id_: int) -> dict[str, Any]:
+        e = self._record(id_, diff_chars=DIFF_MAX_BYTES + 1)
         main = self.git("rev-parse", "--verify", "-q", "refs/heads/main", check=False)
-        against_main = self.git("diff", main, e.commit, check=False) if main and e.commit else ""
+        key = (id_, main)
+        if self._against_main.get("key") != key:
+            text, cut = self.git.diff_capped(main, e.commit, DIFF_MAX_BYTES) if main and e.commit else ("", False)
+            self._against_main = {"key": key, "diff": {"text": text, "cut": cut}}
         fresh = [r.e for r in self.runs() if r.e.rerun_of == e.id]
         verification = next((v for v in reversed(self.ledger.verifications()) if v.experiment_id == e.id), None)
         merged = [m for m in self.ledger.merges() if m.experiment_id == e.id]
@@ -264,7 +274,7 @@ class ProgramData:
             **{k: v for k, v in e.to_dict().items() if k not in ("diff", "summary", "proposal")},
             "summary": {k: v for k, v in e.summary.items() if k != "decision"},
             "decision": e.summary.get("decision"), "proposal": e.proposal, "evidence": evidence(e),
-            "diff": _cut(e.diff), "diff_main": _cut(against_main), "main": main[:7],
+            "diff": _cut(e.diff), "diff_main": self._against_main["diff"], "main": main[:7],
             "runs_after": [{"id": r.id, "kind": r.kind, "status": r.status, "metric": r.metric, "seed": r.seed}
                            for r in fresh],
             "verification": vars(verification) if verification else None,
@@ -283,10 +293,9 @@ class ProgramData:
     def log(self, id_: int, offset: int | None = None) -> dict[str, Any]:
         """The log from `offset` (bytes) on; without it, its last LOG_TAIL_BYTES. `offset` in the answer is where
         the next read starts, so a page follows a log as it grows."""
-        try:
-            e = self.ledger.experiment(id_)
-        except Exception:  # noqa: BLE001
-            raise LabError(f"no experiment #{id_}") from None
+        with self._lock:
+            held = self._runs.get(id_)
+        e = held.e if held is not None and held.e.status != "running" else self._record(id_)
         path = self._log_path(e)
         if path is None:
             return {"text": "", "offset": 0, "running": e.status == "running", "cut": False}
@@ -375,7 +384,8 @@ class ProgramData:
         with self._lock:
             latest = self._messages[-limit:]
         return [_finite({"id": m.id, "at": m.at, "sender": m.sender, "recipient": m.recipient, "kind": m.kind,
-                         "body": m.body, "experiment_id": m.experiment_id}) for m in latest]
+                         "body": m.body[:MESSAGE_CHARS], "cut": len(m.body) > MESSAGE_CHARS,
+                         "experiment_id": m.experiment_id}) for m in latest]
 
     def main(self) -> dict[str, Any]:
         return self._cached("main", self._main)

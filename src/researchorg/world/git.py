@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from researchorg.errors import LabError
@@ -125,6 +126,24 @@ class Git:
 
     def diff(self, parent: str, commit: str) -> str:
         return self("diff", parent, commit)
+
+    def diff_capped(self, a: str, b: str, limit: int, timeout: float = 10.0) -> tuple[str, bool]:
+        """`git diff a b` for a reader of what agents committed (the dashboard): at most `limit` bytes (and
+        whether it was cut), bytes that are not UTF-8 replaced, no external diff or textconv driver, and
+        killed after `timeout` seconds; empty if git fails."""
+        proc = subprocess.Popen(["git", "-c", "core.hooksPath=/dev/null", "diff", "--no-ext-diff", "--no-textconv",
+                                 a, b], cwd=self.cwd, env={**os.environ, **_ENV}, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            data = proc.stdout.read(limit + 1)
+        finally:
+            timer.cancel()
+            proc.kill()
+            proc.stdout.close()
+            proc.wait()
+        return data[:limit].decode("utf-8", "replace"), len(data) > limit
 
     def remove_stale_lock(self) -> None:
         """Remove an index.lock left by a git that was killed; call only when no other git can be running here."""

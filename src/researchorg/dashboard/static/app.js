@@ -5,6 +5,7 @@
 const COLORS = { keep: "#2ca02c", discard: "#9aa3ad", crash: "#d62728", measured: "#3b6fb6", noise: "#3b6fb6",
                  running: "#0f8ea8", invalid: "#a4247a", timeout: "#d62728", interrupted: "#b8860b", best: "#1f7a1f" };
 const state = { overview: null, version: -1, current: null, route: null };
+const LOG_KEEP = 512 * 1024;  // characters of a log the experiment page holds
 
 // ---- helpers --------------------------------------------------------------------------------------------
 function el(tag, attrs, ...kids) {
@@ -279,6 +280,10 @@ function experimentView(root, id) {
     } else if (chunk.text) {
       const atEnd = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 8;
       logBox.append(document.createTextNode(chunk.text));
+      if (logBox.textContent.length > LOG_KEEP) {  // a chatty run: the page keeps the log's end only
+        logBox.textContent = logBox.textContent.slice(-LOG_KEEP);
+        logNote.textContent = "(its last 512 KB)";
+      }
       if (atEnd) logBox.scrollTop = logBox.scrollHeight;
     }
     offset = chunk.offset;
@@ -375,7 +380,8 @@ function messagesView(root) {
     feed.replaceChildren(...(shown.length ? shown.map((m) => el("div", { class: "msg", data: { id: m.id } },
       el("div", { class: "head" }, el("span", { class: "badge" }, m.kind), ` #${m.id} from ${m.sender} to ${m.recipient || "everyone"} · ${when(m.at)}`,
         m.experiment_id ? [" · about ", link(m.experiment_id)] : ""),
-      el("div", { class: "body" }, m.body))) : [el("div", { class: "dim" }, "no messages yet")]));
+      el("div", { class: "body" }, m.body), m.cut ? el("div", { class: "dim" }, "(cut: the message is longer)") : ""))
+      : [el("div", { class: "dim" }, "no messages yet")]));
   }
   return { update, first: update };
 }
