@@ -135,7 +135,10 @@ function frontierView(root) {
     const floors = frontier.floors;
     const opts = {
       width: Math.max(400, box.clientWidth - 28), height: 440,
-      scales: { x: { time: false }, y: { range: () => built.range } },
+      scales: { x: { time: false, range: (u, lo, hi) => {  // room on both sides, so edge dots show whole
+        const pad = Math.max((hi - lo) * 0.02, axis === "id" ? 0.5 : 1e-4);
+        return [lo - pad, hi + pad];
+      } }, y: { range: () => built.range } },
       axes: [{ label: axes[axis] }, { label: `${frontier.metric} (${betterLabel()})`, size: 70 }],
       series: [{ label: axes[axis] }, dots("discarded", COLORS.discard), dots("kept", COLORS.keep),
         dots("noise floor runs", COLORS.noise, hollow(COLORS.noise)),
