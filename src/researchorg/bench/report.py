@@ -121,19 +121,19 @@ def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult
             f"<h2>Curves</h2><img alt='curves' src='data:image/png;base64,{image}' style='max-width:100%'>"
             f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre>")
     (out / "report.html").write_text(page)
-    data = {"name": name, "summary": _finite(summary), "runs": {k: [asdict(r) for r in v] for k, v in results.items()},
+    data = {"name": name, "summary": finite(summary), "runs": {k: [asdict(r) for r in v] for k, v in results.items()},
             "spec": spec_text}
     (out / "report.json").write_text(json.dumps(data, indent=1))
     return {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json", "png": png}
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON has no NaN or infinity: they become null."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 

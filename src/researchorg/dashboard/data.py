@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.agents.tuner import trials_of
+from researchorg.bench.report import finite
 from researchorg.errors import LabError
 from researchorg.ledger import Experiment
 from researchorg.ledger.records import Event, Message
@@ -31,12 +32,12 @@ from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 from researchorg.stats.score import better
 from researchorg.task import load_task
 from researchorg.world.git import Git
+from researchorg.world.program import STATE_DIR
 
 REFRESH_SECONDS = 1.0  # how stale a view may be: the ledger is read again at most this often
 LOG_TAIL_BYTES = 64 * 1024  # what an experiment page shows of a log at first; the rest follows as it grows
 DIFF_MAX_BYTES = 512 * 1024  # a diff longer than this is cut (the page says so)
 MESSAGE_CHARS = 20_000  # of a message's body (an agent's message can be any size)
-STATE_DIR = ".researchorg"
 
 
 def kind_of(directory: Path) -> str:
@@ -50,16 +51,6 @@ def kind_of(directory: Path) -> str:
         raise LabError(f"{directory}: no such directory")
     raise LabError(f"{directory} is neither a researchorg program (no {STATE_DIR}/ledger.db) nor a bench's "
                    "output directory (no report.json)")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _short(text: str, n: int = 160) -> str:
@@ -209,7 +200,7 @@ class ProgramData:
         for floor in self.ledger.noise_floors():
             floors[floor.hardware] = {"hardware": floor.hardware, "mean": floor.mean, "sigma": floor.sigma,
                                       "runs": len(floor.runs)}
-        return {"columns": columns, "statuses": statuses, "kinds": kinds, **_finite({
+        return {"columns": columns, "statuses": statuses, "kinds": kinds, **finite({
             "steps": steps, "main": main, "floors": list(floors.values()), "metric": self.metric.name,
             "direction": self.metric.direction,
             "baseline": summary.describe(summary.baseline) if summary.baseline else None,
@@ -241,7 +232,7 @@ class ProgramData:
         return {"total": len(rows), "offset": offset, "rows": rows[offset: offset + limit], **facets}
 
     def _table(self) -> list[dict[str, Any]]:
-        return [_finite({"id": r.e.id, "agent": r.e.agent, "kind": r.e.kind, "status": r.e.status,
+        return [finite({"id": r.e.id, "agent": r.e.agent, "kind": r.e.kind, "status": r.e.status,
                          "metric": r.e.metric, "commit": r.e.commit[:7], "description": _short(r.e.description),
                          "evidence": _short(evidence(r.e), 120), "slot": r.e.slot, "hardware": r.e.hardware,
                          "started_at": r.e.started_at, "ended_at": r.e.ended_at,
@@ -270,7 +261,7 @@ class ProgramData:
         fresh = [r.e for r in self.runs() if r.e.rerun_of == e.id]
         verification = next((v for v in reversed(self.ledger.verifications()) if v.experiment_id == e.id), None)
         merged = [m for m in self.ledger.merges() if m.experiment_id == e.id]
-        return _finite({
+        return finite({
             **{k: v for k, v in e.to_dict().items() if k not in ("diff", "summary", "proposal")},
             "summary": {k: v for k, v in e.summary.items() if k != "decision"},
             "decision": e.summary.get("decision"), "proposal": e.proposal, "evidence": evidence(e),
@@ -339,7 +330,7 @@ class ProgramData:
                 state, detail = "idle", "no run is working on the program"
             usage = self.ledger.usage(a.name)
             ok, verified = reproduction.get(a.name, (0, 0))
-            out.append(_finite({
+            out.append(finite({
                 "name": a.name, "role": a.role, "backend": a.backend, "branch": a.branch, "head": a.head_commit[:7],
                 "state": state, "detail": detail, "experiments": len(mine), "decided": len(decided), "keeps": keeps,
                 "keep_rate": keeps / len(decided) if decided else None, "verified": verified, "reproduced": ok,
@@ -377,13 +368,13 @@ class ProgramData:
             slots.append({"name": name, "hardware": runs[-1][4], "utilization": min(1.0, busy / span),
                           # each run: id, start and end in seconds from the first start, how it ended
                           "runs": [[i, round(a - start, 2), round(b - start, 2), code[st]] for i, a, b, st, _ in runs]})
-        return {"start": start, "end": end, "statuses": statuses, "slots": slots, "queue": _finite(queue)}
+        return {"start": start, "end": end, "statuses": statuses, "slots": slots, "queue": finite(queue)}
 
     def messages(self, limit: int = 300) -> list[dict[str, Any]]:
         self.refresh()
         with self._lock:
             latest = self._messages[-limit:]
-        return [_finite({"id": m.id, "at": m.at, "sender": m.sender, "recipient": m.recipient, "kind": m.kind,
+        return [finite({"id": m.id, "at": m.at, "sender": m.sender, "recipient": m.recipient, "kind": m.kind,
                          "body": m.body[:MESSAGE_CHARS], "cut": len(m.body) > MESSAGE_CHARS,
                          "experiment_id": m.experiment_id}) for m in latest]
 
@@ -414,7 +405,7 @@ class ProgramData:
             if previous is None or better(self.metric, m.metric, previous):
                 previous = m.metric
         main = self.git("rev-parse", "--verify", "-q", "refs/heads/main", check=False)
-        return _finite({"head": main[:7], "merges": rows, "ablation": bool(ablation),
+        return finite({"head": main[:7], "merges": rows, "ablation": bool(ablation),
                         "baseline": summary.value(summary.baseline) if summary.baseline else None,
                         "metric": self.metric.name, "direction": self.metric.direction})
 
@@ -427,7 +418,7 @@ class ProgramData:
         axes = [{"name": k.name, "type": k.type, "low": k.low, "high": k.high, "log": k.log, "choices": k.choices}
                 for k in knobs] if trials else []
         rows = [[t.user_attrs["experiment"], *[t.params[k.name] for k in knobs], t.value] for t in trials]
-        return _finite({"axes": axes, "rows": rows, "metric": self.metric.name, "direction": self.metric.direction,
+        return finite({"axes": axes, "rows": rows, "metric": self.metric.name, "direction": self.metric.direction,
                         "importance": _importance(trials, self.metric.direction)})
 
 
@@ -496,7 +487,7 @@ class BenchData:
             lines = [_step_on(r.get("verified_curve", []), grid) for r in repeats]
             curves[org] = {"mean": [statistics.fmean(v) for v in zip(*lines, strict=True)] if lines else [],
                            "repeats": len(lines)}
-        return _finite({"name": self.report.get("name"), "head": head, "rows": rows,
+        return finite({"name": self.report.get("name"), "head": head, "rows": rows,
                         "paired": summary.get("paired", []), "hours": [t / 3600 for t in grid], "curves": curves,
                         "spec": self.report.get("spec", "")})
 
