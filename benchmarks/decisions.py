@@ -1,24 +1,40 @@
-"""How often acceptance policies keep noise and drop real wins, on the simulated task where the truth is known.
+"""Which acceptance policy gains the most true improvement at equal compute, and what reaches main falsely.
 
     python benchmarks/decisions.py [--repeats 200] [--experiments 60] [--quality 0.3] [--win-sigmas 2] [--quick]
 
 Each repeat draws a fresh hidden landscape (seed = repeat number) and runs one
 simulated researcher on it in the simulated world (the engine that runs the
 real lab, in virtual time; tests/e2e/test_simulated.py checks that both worlds
-decide alike) with a 5-run noise floor, merges verified with 2 fresh seeds,
-and the same compute for every policy: `--experiments` runs in all, re-runs
-and verifications included. Every decision in the repeat's ledger is scored
-against the landscape's truth: the candidate's true gain over the code it had
-to beat (the incumbent tree its evidence names).
+decide alike), with the same compute for every policy: `--experiments` runs in
+all, noise floor, re-runs and verifications included. Each policy runs as the
+org it belongs to:
 
-Prints, per policy:
-  false_keep_rate:   kept among candidates with no true gain (true gain <= 0)
-  missed_win_rate:   discarded among true wins (true gain >= --win-sigmas noise sigmas)
-  small_win_miss_rate: discarded among true gains between 0 and --win-sigmas sigmas (shown, not targeted)
-  reproduction_rate: verified candidates (kept, beating the program) that reproduced with fresh seeds
-  merged_true_win_rate: merges whose change truly helps
-  true_improvement:  the program branch's true gain over the baseline at the end, mean and 95% CI
-Targets for noise-aware: false keeps <= 5%, missed wins <= 20%, reproduction >= 90%.
+  greedy        autoresearch's loop: keep if better, every keep that beats main merges; no noise floor, no
+                verification
+  noise-aware   the previous default: a 5-run noise floor, the sequential z-test on every decision, merges
+                verified with 2 fresh seeds against the incumbent the candidate was judged against
+  explore-gate  the default: a 5-run noise floor; the agent's branch moves on one run that beats its
+                incumbent, and a merge passes the gate: 2 fresh-seed runs (and more while borderline) beating
+                main's unselected runs by 2 standard errors; runs compared under matched machine load
+
+Every repeat runs on two landscapes: `base` (seed noise only) and `realistic`
+(slot speeds and busy spells of the machine that slow runs, which a wall-clock
+budget turns into metric noise: `Landscape.realistic`, its parameters measured
+on tinylm as docs/rigor.md says). Every decision and merge is scored against
+the landscape's truth.
+
+Prints `default_policy: NAME` once, then per landscape and policy:
+  true_improvement:        main's true gain over the baseline at the end, mean and 95% CI
+  false_keep_rate:         merges into main that bring no true gain (main gets truly no better, or worse)
+  branch_false_keep_rate:  keeps on an agent's own branch with no true gain over the code they had to beat
+  missed_win_rate:         discarded on the branch among true wins (true gain >= --win-sigmas noise sigmas)
+  reproduction_rate:       verified candidates whose fresh-seed runs passed (n/a without verification)
+  slot_hours:              simulated slot-hours per repeat (equal compute: equal for all)
+  improvement_per_slot_hour
+then `oracle_true_improvement:`, the ceiling: the same researcher and budget with runs that measure the
+truth, so that every decision is right and no rigor is paid for;
+and, per landscape, whether the default beats greedy by 1.1x with intervals that do not overlap, at most 5%
+false keeps into main and a reproduction rate of at least 0.90.
 """
 
 from __future__ import annotations
@@ -26,12 +42,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 from scipy import stats
 
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
+from researchorg.stats.acceptance import DEFAULT_POLICY
 
-TARGETS = {"false_keep_rate": ("<=", 0.05), "missed_win_rate": ("<=", 0.20), "reproduction_rate": (">=", 0.90)}
+POLICIES = ("greedy", "noise-aware", "explore-gate")
+LANDSCAPES = {"base": Landscape, "realistic": Landscape.realistic}
 
 
 def _rate(hits: int, total: int) -> str:
@@ -39,33 +58,37 @@ def _rate(hits: int, total: int) -> str:
 
 
 def org_for(policy: str, quality: float) -> OrgSpec:
-    return OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 5},
-                   roles=[{"name": "researcher", "backend": "simulated", "idea_quality": quality,
-                           "think_seconds": 60}],
+    """The org each policy belongs to (the module's docstring)."""
+    role = {"name": "researcher", "backend": "simulated", "idea_quality": quality, "think_seconds": 60}
+    if policy == "greedy":
+        return OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 0}, roles=[role],
+                       processes=[{"kind": "merge"}])
+    return OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 5}, roles=[role],
                    processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}])
 
 
-def evaluate(policy: str, args: argparse.Namespace) -> dict[str, float]:
-    counts = {"null": 0, "null_kept": 0, "win": 0, "win_missed": 0, "small": 0, "small_missed": 0,
-              "verified": 0, "reproduced": 0, "merged": 0, "merged_true": 0}
-    improvements = []
+def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    counts = {"null": 0, "null_kept": 0, "win": 0, "win_missed": 0, "verified": 0, "reproduced": 0,
+              "merged": 0, "merged_false": 0}
+    improvements, slot_hours = [], []
     started = time.perf_counter()
     runs = 0
     org = org_for(policy, args.quality)
     for repeat in range(args.repeats):
-        landscape = Landscape(seed=repeat)
+        landscape = LANDSCAPES[landscape_name](seed=repeat)
         world = SimWorld(landscape, org)
-        Runtime(world).run(Limits(max_experiments=args.experiments))
+        report = Runtime(world).run(Limits(max_experiments=args.experiments))
+        slot_hours.append(report.slot_seconds / 3600)
         ledger = world.ledger
         experiments = ledger.experiments()
         runs += len(experiments)
         win = args.win_sigmas * landscape.sigma
-        true_gain = {}
         for e in experiments:
             decision = e.summary.get("decision")
-            if e.status not in ("keep", "discard") or not decision or "incumbent_tree" not in decision:
+            if e.kind != "proposal" or e.status not in ("keep", "discard") or not decision \
+                    or "incumbent_tree" not in decision:
                 continue
-            true_gain[e.id] = gained = world.true_gain(e.tree, decision["incumbent_tree"])
+            gained = world.true_gain(e.tree, decision["incumbent_tree"])
             keep = e.status == "keep"
             if gained <= 0:
                 counts["null"] += 1
@@ -73,9 +96,6 @@ def evaluate(policy: str, args: argparse.Namespace) -> dict[str, float]:
             elif gained >= win:
                 counts["win"] += 1
                 counts["win_missed"] += not keep
-            else:
-                counts["small"] += 1
-                counts["small_missed"] += not keep
         verifications = ledger.verifications()
         counts["verified"] += len(verifications)
         counts["reproduced"] += sum(v.reproduced for v in verifications)
@@ -83,24 +103,52 @@ def evaluate(policy: str, args: argparse.Namespace) -> dict[str, float]:
         for merge in ledger.merges():
             value = world.true_value(merge.after)
             counts["merged"] += 1
-            counts["merged_true"] += value < previous
+            counts["merged_false"] += value >= previous
             previous = value
         improvements.append(landscape.base - world.true_value(world.main()))
     seconds = time.perf_counter() - started
     mean = statistics.fmean(improvements)
     half = stats.t.ppf(0.975, len(improvements) - 1) * statistics.stdev(improvements) / len(improvements) ** 0.5
+    hours = statistics.fmean(slot_hours)
     print(f"policy: {policy}")
-    print(f"false_keep_rate: {_rate(counts['null_kept'], counts['null'])}")
-    print(f"missed_win_rate: {_rate(counts['win_missed'], counts['win'])}")
-    print(f"small_win_miss_rate: {_rate(counts['small_missed'], counts['small'])}")
-    print(f"reproduction_rate: {_rate(counts['reproduced'], counts['verified'])}")
-    print(f"merged_true_win_rate: {_rate(counts['merged_true'], counts['merged'])}")
     print(f"true_improvement: {mean:.4f} ± {half:.4f} (95% CI over {len(improvements)} landscapes)")
+    print(f"false_keep_rate: {_rate(counts['merged_false'], counts['merged'])}")
+    print(f"branch_false_keep_rate: {_rate(counts['null_kept'], counts['null'])}")
+    print(f"missed_win_rate: {_rate(counts['win_missed'], counts['win'])}")
+    print(f"reproduction_rate: {_rate(counts['reproduced'], counts['verified'])}")
+    print(f"slot_hours: {hours:.2f}")
+    print(f"improvement_per_slot_hour: {mean / hours:.4f}")
     print(f"simulated_runs: {runs} in {seconds:.1f} s")
     print()
-    return {"false_keep_rate": counts["null_kept"] / max(counts["null"], 1),
-            "missed_win_rate": counts["win_missed"] / max(counts["win"], 1),
-            "reproduction_rate": counts["reproduced"] / max(counts["verified"], 1)}
+    return {"mean": mean, "half": half, "improvements": improvements,
+            "false_keep_rate": counts["merged_false"] / max(counts["merged"], 1),
+            "reproduction_rate": counts["reproduced"] / counts["verified"] if counts["verified"] else None}
+
+
+def oracle(landscape_name: str, args: argparse.Namespace) -> float:
+    """The ceiling: greedy's org with runs that measure the truth (no noise, no load), so every decision is right;
+    what the same researcher could reach at this budget with perfect decisions and no rigor to pay for."""
+    improvements = []
+    for repeat in range(args.repeats):
+        landscape = LANDSCAPES[landscape_name](seed=repeat)
+        world = SimWorld(landscape, org_for("greedy", args.quality), exact=True)
+        Runtime(world).run(Limits(max_experiments=args.experiments))
+        improvements.append(landscape.base - world.true_value(world.main()))
+    return statistics.fmean(improvements)
+
+
+def verdict(results: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the default beats greedy as the issue asks: 1.1x, intervals apart, false keeps <= 0.05,
+    reproduction >= 0.90; and the line that says so."""
+    d, g = results[DEFAULT_POLICY], results["greedy"]
+    ratio = d["mean"] / g["mean"] if g["mean"] > 0 else float("inf")
+    apart = d["mean"] - d["half"] > g["mean"] + g["half"]
+    paired = stats.ttest_rel(d["improvements"], g["improvements"]).pvalue if len(d["improvements"]) > 1 else 1.0
+    ok = ratio >= 1.1 and apart and d["false_keep_rate"] <= 0.05 and (d["reproduction_rate"] or 0) >= 0.90
+    return ok, (f"{DEFAULT_POLICY} / greedy: {ratio:.2f}x (intervals {'apart' if apart else 'overlap'}, paired "
+                f"p = {paired:.2g}), false keeps into main {d['false_keep_rate']:.3f}, reproduction "
+                f"{d['reproduction_rate'] if d['reproduction_rate'] is not None else 'n/a'}: "
+                + ("targets met" if ok else "targets NOT met"))
 
 
 def main() -> None:
@@ -115,12 +163,18 @@ def main() -> None:
     if args.quick:
         args.repeats = 5
     print(f"repeats: {args.repeats}  experiments_per_repeat: {args.experiments}  idea_quality: {args.quality}  "
-          f"win: true gain >= {args.win_sigmas:g} sigma\n")
-    results = {policy: evaluate(policy, args) for policy in ("greedy", "noise-aware")}
-    met = all((results["noise-aware"][k] <= v) if op == "<=" else (results["noise-aware"][k] >= v)
-              for k, (op, v) in TARGETS.items())
-    targets = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in TARGETS.items())
-    print(f"noise-aware targets ({targets}): {'met' if met else 'NOT met'}")
+          f"win: true gain >= {args.win_sigmas:g} sigma")
+    print(f"default_policy: {DEFAULT_POLICY}\n")
+    lines = []
+    for name in LANDSCAPES:
+        print(f"landscape: {name}\n")
+        results = {policy: evaluate(policy, name, args) for policy in POLICIES}
+        ceiling = oracle(name, args)
+        print(f"oracle_true_improvement: {ceiling:.4f} (every decision right and no run paid for rigor: "
+              f"{ceiling / results['greedy']['mean']:.2f}x greedy)\n")
+        lines.append(f"{name}: {verdict(results)[1]}")
+    for line in lines:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -162,8 +162,11 @@ class RigorSpec(Strict):
     """How results are judged (see stats/acceptance.py)."""
 
     noise_runs: int = Field(default=5, ge=0)  # baseline runs with different seeds per hardware class; 0: none
-    sigmas: float = Field(default=2.0, gt=0)  # noise-aware: keep only a gain above this many standard errors
-    max_runs: int = Field(default=4, ge=1)  # noise-aware: runs of a borderline candidate before it is dropped
+    sigmas: float = Field(default=2.0, gt=0)  # noise-aware, and explore-gate's gate: keep above this many SEs
+    max_runs: int = Field(default=4, ge=1)  # noise-aware, and explore-gate's gate: runs before it is dropped
+    explore_sigmas: float = 0.0  # explore-gate: an agent's branch moves on one run above this many SEs
+    gate_trigger: float = 2.0  # explore-gate: a branch goes to the gate once it beats main by this many SEs
+    load_tolerance: float = Field(default=0.5, gt=0)  # explore-gate: runs within this many busy cores match
 
 
 class OrgCompute(Strict):
@@ -179,7 +182,7 @@ class OrgSpec(Strict):
     name: str
     description: str = ""
     roles: list[RoleSpec] = Field(min_length=1)
-    policy: Literal["greedy", "noise-aware"] = "noise-aware"
+    policy: Literal["greedy", "noise-aware", "explore-gate"] = "explore-gate"
     rigor: RigorSpec = RigorSpec()
     processes: list[ProcessSpec] = []
     skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)

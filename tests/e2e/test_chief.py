@@ -35,6 +35,7 @@ def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path
         org = example / "org.toml"
         text = org.read_text().replace('prompt = ["prompts/chief.md"]',
                                        f'prompt = ["prompts/chief.md"]\nbase_url = "{chief_server.base_url}"')
+        text = 'policy = "noise-aware"\n' + text  # the chief's merges, ungated: 2 runs leave no budget for a gate
         org.write_text(text.replace('prompt = ["prompts/junior.md"]',
                                     f'prompt = ["prompts/junior.md"]\nbase_url = "{junior_server.base_url}"')
                        + NO_NOISE)  # the experiment ids the chief's script merges are the juniors' first two

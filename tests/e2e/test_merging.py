@@ -12,7 +12,9 @@ from tests.conftest import NO_NOISE, SCRIPTS, cli, copy_task, set_line
 
 def _program(tmp_path, roles: list[str]) -> Program:
     org = tmp_path / "org.toml"
-    text = 'name = "merging"\n' + "".join(f'[[roles]]\nname = "{r}"\nbackend = "scripted"\n' for r in roles)
+    # merge mechanics, without a gate: explore-gate (the default) would verify every merge first
+    text = 'name = "merging"\npolicy = "noise-aware"\n' + "".join(
+        f'[[roles]]\nname = "{r}"\nbackend = "scripted"\n' for r in roles)
     org.write_text(text + '[[processes]]\nkind = "merge"\n' + NO_NOISE)
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 

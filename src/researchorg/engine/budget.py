@@ -55,6 +55,16 @@ class Budget:
             return True
         return False
 
+    def nearly_spent(self, runs: int, run_seconds: float | None, slots: int) -> bool:
+        """Whether at most `runs` more experiments fit: by the experiment limit, or by the time limit at
+        `run_seconds` a run on `slots` slots."""
+        if self.limits.max_experiments is not None and \
+                self.limits.max_experiments - self.recorded - self.in_flight <= runs:
+            return True
+        if self.deadline is not None and run_seconds:
+            return self.deadline - self.now() <= run_seconds * runs / max(slots, 1)
+        return False
+
     def reserve(self) -> bool:
         if not self.available():
             return False

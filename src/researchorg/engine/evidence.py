@@ -37,9 +37,10 @@ from researchorg.config import OrgSpec
 from researchorg.engine.messages import PostOffice
 from researchorg.ledger import Experiment
 from researchorg.stats import confounds
-from researchorg.stats.acceptance import Decision, Policy, rerun_incumbent
+from researchorg.stats.acceptance import Decision, Policy, pooled_sigma, rerun_incumbent
+from researchorg.stats.load import at_load, lightest, load_of
 from researchorg.stats.noise import estimate
-from researchorg.stats.score import code_sample, gain
+from researchorg.stats.score import UNSELECTED_KINDS, code_sample, gain
 from researchorg.world.protocol import World
 
 LAB = "lab"  # the ledger's agent for runs the lab makes itself (the noise floor)
@@ -67,10 +68,15 @@ class Evidence:
         self.org, self.policy, self.post = org, policy, post
         self.extra_runs, self.stopped, self.on_event = extra_runs, stopped, on_event
         verify = [p for p in org.processes if p.kind == "verify"]
-        self.verify_runs = verify[0].runs if verify else 0
+        # a gating policy verifies every merge (2 fresh runs unless a verify process says how many)
+        self.verify_runs = verify[0].runs if verify else 2 if policy.gate is not None else 0
         self.hardware_classes = hardware_classes
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
         self._planned: set[str] = set()  # classes whose floor this run measures
+        self._unselected: dict[str, dict[str, list[tuple[float | None, float]]]] = {}  # class -> tree -> runs
+        if policy.matched:
+            for e in self.ledger.experiments(status="measured"):
+                self.observe(e)
 
     # the noise floor ----------------------------------------------------------------------
     def noise_plan(self, experiments_left: int | None) -> dict[str, int]:
@@ -137,10 +143,29 @@ class Evidence:
         self.ledger.log_event("noise_floor", hardware=hardware, mean=floor.mean, sigma=floor.sigma, runs=len(runs))
         self.on_event("noise_floor", {"hardware": hardware, "floor": floor})
 
-    def sigma(self, hardware: str) -> tuple[float | None, int]:
-        """The noise floor's sigma on `hardware` and its degrees of freedom (None, 0 without one)."""
+    def sigma(self, hardware: str, load: float | None = None) -> tuple[float | None, int]:
+        """The noise floor's sigma on `hardware` and its degrees of freedom (None, 0 without one).
+
+        With a `load` (a policy that matches load), the floor is the one of that load, amortized: the pooled
+        spread of every code's unselected runs made under it (the noise floor's own runs, when they ran under
+        it, incumbent re-runs, verifications), once they give 2 degrees of freedom. A floor measured on a
+        loaded machine does not judge runs made on an idle one: until idle runs give a spread, such a
+        decision has no sigma (the policy then estimates it from the runs compared, or reads the sign)."""
         floor = self.ledger.noise_floor(hardware)
-        return (floor.sigma, len(floor.runs) - 1) if floor else (None, 0)
+        own = (floor.sigma, len(floor.runs) - 1) if floor else (None, 0)
+        if load is None:
+            return own
+        tolerance = self.org.rigor.load_tolerance
+        groups = [[v for x, v in runs if x is None or abs(x - load) <= tolerance]
+                  for runs in self._unselected.get(hardware, {}).values()]
+        dof = sum(len(g) - 1 for g in groups if len(g) > 1)
+        return (pooled_sigma(groups), dof) if dof >= 2 else (None, 0)
+
+    def observe(self, done: Experiment) -> None:
+        """A run was recorded: an unselected one joins its code's runs for the amortized noise floor."""
+        if done.kind in UNSELECTED_KINDS and done.status == "measured" and done.metric is not None:
+            self._unselected.setdefault(done.hardware, {}).setdefault(done.tree, []).append(
+                (load_of(done.summary), done.metric))
 
     # decisions ------------------------------------------------------------------------------
     async def decide(self, agent: str, experiment: Experiment, hardware: str, metric: float,
@@ -152,59 +177,131 @@ class Evidence:
             await self._ready[hardware].wait()
             if self.stopped() and hardware in self._planned and self.ledger.noise_floor(hardware) is None:
                 return None
-        runs, reruns, final = [metric], [], False
         code = Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
                     experiment.id)
+        return await self._judge(self.policy, agent, code, [metric], [], load_of(summary), summary,
+                                 incumbent_commit, hardware, "rerun")
+
+    async def _judge(self, policy: Policy, agent: str, code: Code, runs: list[float], run_ids: list[int],
+                     load: float | None, summary: dict[str, Any], incumbent_commit: Callable[[], str],
+                     hardware: str, rerun_kind: str) -> Decision:
+        """The sequential test: `policy` on the candidate's `runs` against the incumbent's unselected runs,
+        re-running (with fresh seeds) whichever side has fewer runs while it is borderline.
+
+        With a policy that matches load, both sides count only their runs made under the same machine load
+        (other cores busy, within `rigor.load_tolerance`), at the lighter of the two sides' loads: a run slowed
+        by other work measures the machine as much as the code. When the candidate ran busier than every run of
+        the incumbent, the candidate runs again; when it ran idler (the incumbent was measured on a loaded
+        machine), the incumbent runs again, now; at most MATCHING_TRIES such runs, and with no matched pair
+        after them the candidate is not kept."""
+        final, matching, unmatched, level = False, 0, 0, None
+        loads: list[float | None] = [load]  # the load of each of the candidate's runs, in order
         while True:
             commit = incumbent_commit()
             tree = self.world.tree_of(commit)
-            if tree == experiment.tree:
-                return Decision(True, {"policy": self.policy.name, "candidate_runs": runs,
+            if tree == code.tree:
+                return Decision(True, {"policy": policy.name, "candidate_runs": runs,
                                        "rule": "same code as the incumbent: a re-measurement"})
             incumbent = self.ledger.runs_of(tree, hardware)
-            sample = code_sample((e.kind, e.metric) for e in incumbent)  # not the runs that kept it
-            sigma, dof = self.sigma(hardware)
-            decision = self.policy.decide(self.task.metric, runs, sample, sigma, final or self.stopped(),
-                                          sigma_dof=dof)
+            usable, compared = incumbent, runs
+            if policy.matched and load is not None and incumbent:
+                tolerance = self.org.rigor.load_tolerance
+                level = common_load([x for x in loads if x is not None], incumbent, tolerance)
+                if level is None:  # no run of the candidate has a run of the incumbent under its load
+                    idler = min(x for x in loads if x is not None) < lightest(incumbent)
+                    if matching >= (MATCHING_TRIES if idler else BUSIER_RERUNS) or final or self.stopped():
+                        return Decision(False, {"policy": policy.name, "candidate_runs": runs, "load": loads,
+                                                "incumbent_tree": tree, "reruns": run_ids, "hardware": hardware,
+                                                "rule": "no runs of both under matching machine load: not kept "
+                                                        "on unmatched evidence"})
+                    matching += 1
+                    if idler:  # the incumbent was measured only on a busier machine: measure it now
+                        measured = Code(commit, commit, tree, f"incumbent of #{code.source} (matched load)",
+                                        code.source)
+                        extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
+                        final = not (extra and extra[0].status == "measured")
+                    else:  # the candidate ran busier than any run of the incumbent: run it again
+                        extra = await self.extra_runs(agent, code, rerun_kind, 1, hardware)
+                        if extra and extra[0].status == "measured":
+                            runs.append(extra[0].metric)
+                            loads.append(load_of(extra[0].summary))
+                            run_ids.append(extra[0].id)
+                        else:
+                            final = True
+                    continue
+                usable = at_load(incumbent, level, tolerance)
+                compared = [v for v, x in zip(runs, loads, strict=True) if x is None or abs(x - level) <= tolerance]
+                unmatched = len(incumbent) - len(usable) + len(runs) - len(compared)
+            sample = code_sample((e.kind, e.metric) for e in usable)  # not the runs that kept it
+            sigma, dof = self.sigma(hardware, level if policy.matched and load is not None and incumbent else None)
+            decision = policy.decide(self.task.metric, compared, sample, sigma, final or self.stopped(),
+                                     sigma_dof=dof)
             if decision.keep is not None:
                 break
-            if sample and rerun_incumbent(runs, sample):
-                measured = Code(commit, commit, tree, f"incumbent of #{experiment.id}", experiment.id)
+            if sample and rerun_incumbent(compared, sample):
+                measured = Code(commit, commit, tree, f"incumbent of #{code.source}", code.source)
                 extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
                 final = not (extra and extra[0].status == "measured")
                 continue
-            extra = await self.extra_runs(agent, code, "rerun", 1, hardware)
+            extra = await self.extra_runs(agent, code, rerun_kind, 1, hardware)
             if extra and extra[0].status == "measured":
                 runs.append(extra[0].metric)
-                reruns.append(extra[0].id)
+                loads.append(load_of(extra[0].summary))
+                run_ids.append(extra[0].id)
             else:
                 final = True  # no budget, Ctrl-C, or the code failed with another seed: decide on what we have
-        evidence = {**decision.evidence, "reruns": reruns, "hardware": hardware, "incumbent_tree": tree}
-        if incumbent:
-            found = confounds.compare(summary, incumbent[0].summary)
-            delta = statistics.fmean(runs) - statistics.fmean(sample)
+        evidence = {**decision.evidence, "reruns": run_ids, "hardware": hardware, "incumbent_tree": tree}
+        if policy.matched and load is not None:
+            evidence.update(load=[None if x is None else round(x, 3) for x in loads], unmatched_runs=unmatched)
+        if usable:
+            found = confounds.compare(summary, usable[0].summary)
+            delta = statistics.fmean(compared) - statistics.fmean(sample)
             evidence.update(confounds=found, text=confounds.describe(self.task.metric.name, delta, found))
         return Decision(decision.keep, evidence)
 
     # verification before merge -------------------------------------------------------------
     async def verify(self, candidate: Experiment, role: str) -> bool | None:
-        """Re-run a kept candidate with fresh seeds; True if it reproduces, None if no run could be made."""
+        """Re-run a kept candidate with fresh seeds; True if it reproduces, None if it could not be verified in
+        full (the budget, Ctrl-C, or no slot of its class cut its runs short: a part-paid verification does not
+        merge). With a policy that gates (explore-gate) the fresh runs must pass its test against main's runs;
+        otherwise their mean must beat the incumbent the candidate was judged against."""
         code = Code(candidate.commit, candidate.parent_commit, candidate.tree, candidate.description, candidate.id)
         runs = [e for e in await self.extra_runs(candidate.agent, code, "verify", self.verify_runs,
                                                  candidate.hardware) if e.status != "interrupted"]
-        if not runs:  # no budget, Ctrl-C, or no slot of its class: nothing was measured, nothing is recorded
+        if len(runs) < self.verify_runs:
+            if runs:
+                self.ledger.log_event("verification_cut", experiment=candidate.id, runs=[e.id for e in runs],
+                                      wanted=self.verify_runs)
             return None
-        values = [e.metric for e in runs if e.status == "measured"]
-        fresh = statistics.fmean(values) if values else None
+        measured = [e for e in runs if e.status == "measured"]
+        values = [e.metric for e in measured]
         evidence = candidate.summary.get("decision", {})
         claimed = evidence.get("candidate_mean", candidate.metric)
         incumbent = evidence.get("incumbent_mean")
-        reproduced = fresh is not None and (incumbent is None or gain(self.task.metric, fresh, incumbent) > 0)
+        gate = self.policy.gate
+        if gate is not None and values and not self.stopped():
+            main = self.world.main
+            decision = await self._judge(gate, candidate.agent, code, values, [e.id for e in measured],
+                                         load_of(measured[0].summary), measured[0].summary, main,
+                                         candidate.hardware, "verify")
+            if self.stopped() or decision.evidence.get("rule", "").startswith("no runs of both under matching"):
+                return None  # Ctrl-C, or no fresh run under main's load: not judged (the runs stay recorded)
+            reproduced = bool(decision.keep)
+            incumbent = decision.evidence.get("incumbent_mean", incumbent)
+            runs = runs + [self.ledger.experiment(i) for i in decision.evidence.get("reruns", [])
+                           if i not in {e.id for e in runs}]
+            values = [e.metric for e in runs if e.status == "measured"]
+            self.ledger.log_event("gate", experiment=candidate.id, keep=reproduced, z=decision.evidence.get("z"),
+                                  rule=decision.evidence.get("rule"))
+        fresh = statistics.fmean(values) if values else None
+        if gate is None:
+            reproduced = fresh is not None and (incumbent is None or gain(self.task.metric, fresh, incumbent) > 0)
         self.ledger.record_verification(candidate.id, candidate.agent, role, [e.id for e in runs], fresh, claimed,
                                         incumbent, reproduced)
         name = self.task.metric.name
         shown = f"{fresh:.6f}" if fresh is not None else "no successful run"
-        against = f" against the incumbent's {incumbent:.6f}" if incumbent is not None else ""
+        against = (f" against main's {incumbent:.6f}" if gate is not None else
+                   f" against the incumbent's {incumbent:.6f}") if incumbent is not None else ""
         self.post.send("verify", candidate.agent, "verify",
                        f"Verification of #{candidate.id} ({candidate.description}): {len(runs)} fresh-seed runs, "
                        f"{name} {shown} (claimed {claimed:.6f}{against}): "
@@ -212,3 +309,15 @@ class Evidence:
         self.ledger.log_event("verification", experiment=candidate.id, agent=candidate.agent, fresh=fresh,
                               claimed=claimed, incumbent=incumbent, reproduced=reproduced)
         return reproduced
+
+
+MATCHING_TRIES = 2  # incumbent runs a decision makes to match an idler candidate's load
+BUSIER_RERUNS = 2  # candidate runs a decision makes when the candidate ran busier than any incumbent run
+
+
+def common_load(loads: list[float], incumbent: list[Experiment], tolerance: float) -> float | None:
+    """The lightest load among the candidate's `loads` that some run of the incumbent matches; None if none."""
+    for level in sorted(loads):
+        if at_load(incumbent, level, tolerance):
+            return level
+    return None

@@ -20,18 +20,25 @@ from __future__ import annotations
 
 from researchorg.engine.messages import PostOffice
 from researchorg.ledger import Experiment, Ledger
+from researchorg.stats.load import at_load, lightest
 from researchorg.stats.score import better, code_value
 from researchorg.task.spec import MetricSpec
 from researchorg.world.protocol import PROGRAM_BRANCH, World
 
 
 class Merger:
-    def __init__(self, world: World, ledger: Ledger, post: PostOffice, metric: MetricSpec):
+    def __init__(self, world: World, ledger: Ledger, post: PostOffice, metric: MetricSpec,
+                 load_tolerance: float | None = None):
         self.world, self.ledger, self.post, self.metric = world, ledger, post, metric
+        self.load_tolerance = load_tolerance  # set: a code is measured by its runs at its lightest machine load
 
     def value(self, tree: str) -> float | None:
-        """What the code `tree` scores over all its runs; None while it was never measured."""
-        return code_value((e.kind, e.metric) for e in self.ledger.runs_of(tree))
+        """What the code `tree` scores over its runs (at its lightest load, when load is matched); None while it
+        was never measured."""
+        runs = self.ledger.runs_of(tree)
+        if self.load_tolerance is not None:
+            runs = at_load(runs, lightest(runs), self.load_tolerance)
+        return code_value((e.kind, e.metric) for e in runs)
 
     def program_best(self) -> float | None:
         return self.value(self.world.tree_of(self.world.main()))

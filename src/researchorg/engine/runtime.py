@@ -56,7 +56,9 @@ from researchorg.engine.scheduler import Scheduler
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import Experiment
 from researchorg.stats.acceptance import make_policy
+from researchorg.stats.load import at_load, lightest
 from researchorg.stats.noise import fresh_seed
+from researchorg.stats.score import code_sample
 from researchorg.world.program import Program
 from researchorg.world.protocol import LOST, RunResult, World
 from researchorg.world.real import GitWorld
@@ -77,7 +79,9 @@ class Runtime:
         self.cluster = cluster  # slots that come and go: `follow(on_join, on_leave)` returns its stopper
         self.scheduler = Scheduler(slots or (cluster.slots() if cluster else self.world.default_slots()))
         self.on_event = _shielded(on_event, self.world.ledger) if on_event else (lambda kind, data: None)
-        self.policy = make_policy(self.org.policy, self.org.rigor.sigmas, self.org.rigor.max_runs)
+        rigor = self.org.rigor
+        self.policy = make_policy(self.org.policy, rigor.sigmas, rigor.max_runs, rigor.explore_sigmas,
+                                  rigor.gate_trigger)
         self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
         self.team = Team()
         self.post = PostOffice(self.ledger, self.team.delivered)
@@ -85,7 +89,9 @@ class Runtime:
                                  self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}))
         self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
         merging = self._merge_process or any(role.merges for role in self.org.roles)
-        self.merger = Merger(self.world, self.ledger, self.post, self.task.metric) if merging else None
+        self.merger = Merger(self.world, self.ledger, self.post, self.task.metric,
+                             self.org.rigor.load_tolerance if self.policy.matched else None) if merging else None
+        self._gated = {v.experiment_id for v in self.ledger.verifications()}  # kept experiments a gate judged
         self.processes = [Standup(spec, self.ledger, self.post, self.task.metric, self.clock.now)
                           for spec in self.org.processes if spec.kind == "standup"]
         self.members = self.team.members
@@ -495,6 +501,11 @@ class Runtime:
         if self.merger is not None and (self._merge_process or done.kind == "merge"):
             if done.status == "keep":
                 await self._announced_merge(member, done)
+            elif done.kind != "merge" and self._merge_process and self.policy.gate is not None \
+                    and self._gate_closing():
+                head = self._ungated_head(member)  # the budget closes: the branch's last keep goes to the gate
+                if head is not None:
+                    await self._announced_merge(member, head)
             else:
                 await self._merge(member, done)
         if done.proposal.get("assignment"):
@@ -507,6 +518,8 @@ class Runtime:
         the run with one error: the task's metric (its name or pattern) does not match what the command
         prints, and every further run would fail alike."""
         self.world.written(done)
+        if self.policy.matched:
+            self.evidence.observe(done)
         self.on_event("experiment_finished", {"experiment": done})
         unmeasured = f"no finite `{self.task.metric.name}`"
         if done.status == "crash" and (done.reason or "").startswith(unmeasured) and self._unmeasurable is None \
@@ -546,11 +559,21 @@ class Runtime:
             return "merged after the re-run" if accepted else "not merged: the re-run did not beat the program's best"
         if not self.merger.is_candidate(done):
             return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
+        if self.policy.gate is not None:
+            z = self._gate_z(done) if by == "merge" else math.inf  # a role's merge goes to the gate when it asks
+            if z < self.policy.gate_trigger and not self._gate_closing():
+                return (f"not yet at the gate: #{done.id}'s branch beats main by z = {z:.2f}, below "
+                        f"{self.policy.gate_trigger:g} (the branch goes on; it is gated when it gets there or "
+                        "when the budget closes)")
+            self._gated.add(done.id)
         if self.evidence.verify_runs:
             reproduced = await self.evidence.verify(done, member.role.name)
+            if reproduced is None:
+                self._gated.discard(done.id)  # not judged: the budget's last gate may try it again
             if not reproduced:
-                return "not merged: " + ("it could not be verified (no budget left, Ctrl-C, or no slot of its "
-                                         "hardware class)" if reproduced is None
+                return "not merged: " + ("it could not be verified in full (no budget left, Ctrl-C, no slot of "
+                                         "its hardware class, or no run under main's machine load)"
+                                         if reproduced is None
                                          else "it did not reproduce with fresh seeds")
             if not self.merger.is_candidate(done):  # its value now includes the fresh runs
                 return f"not merged: with the fresh runs #{done.id} no longer beats the program's best"
@@ -580,6 +603,33 @@ class Runtime:
         merged_now = any(m.experiment_id == rerun.id for m in self.ledger.merges()[-1:])
         return f"re-run as #{rerun.id} on top of the moved program branch: " + ("merged" if merged_now
                                                                                   else "not merged")
+
+    def _gate_z(self, done: Experiment) -> float:
+        """How far the kept code `done` beats main on the runs so far, in standard errors (explore-gate)."""
+        head = self.ledger.runs_of(done.tree, done.hardware)
+        main = self.ledger.runs_of(self.world.tree_of(self.world.main()), done.hardware)
+        level = None
+        if self.policy.matched:  # both at the lighter of their lightest loads
+            level, tolerance = min(lightest(head), lightest(main)), self.org.rigor.load_tolerance
+            head, main = at_load(head, level, tolerance), at_load(main, level, tolerance)
+        head = code_sample((e.kind, e.metric) for e in head)
+        main = code_sample((e.kind, e.metric) for e in main)
+        sigma, dof = self.evidence.sigma(done.hardware, level)
+        return self.policy.at_gate(self.task.metric, head, main, sigma, dof)
+
+    def _gate_closing(self) -> bool:
+        """Whether the budget is about to close: what is left pays for little more than each agent's last gate."""
+        agents = sum(1 for m in self.members.values() if m.role.submits) or 1
+        return self.budget.nearly_spent((self.evidence.verify_runs + 2) * agents, self.scheduler.mean_run_seconds,
+                                        len(self.scheduler.slots))
+
+    def _ungated_head(self, member: Member) -> Experiment | None:
+        """The kept proposal the agent's branch stands on, if no gate has judged it yet."""
+        head = self.ledger.agent(member.name).head_commit
+        for e in reversed(self.ledger.experiments(agent=member.name, status="keep")):
+            if e.commit == head and e.kind == "proposal":
+                return None if e.id in self._gated else e
+        return None
 
     def _resume_merges(self, members: list[Member]) -> None:
         """A kept change whose verification or merge a stopped run cut off (the agent's branch stands on it, and

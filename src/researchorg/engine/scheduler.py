@@ -97,6 +97,12 @@ class Scheduler:
     def used(self) -> dict[str, float]:
         return dict(self._used)
 
+    @property
+    def mean_run_seconds(self) -> float | None:
+        """The mean time a run held its slot so far; None before any run ended."""
+        runs = sum(self._used.values())
+        return self.busy_seconds / runs if runs else None
+
     def live(self) -> list[Slot]:
         """The slots that have not left."""
         return [slot for i, slot in enumerate(self.slots) if i not in self._gone]

@@ -13,6 +13,16 @@ task) and the simulated world (world/simulated.py) measure the same code alike.
 
 Effects are in the metric's units, positive = better; the metric is minimized:
 `value = base - realized_gain`.
+
+The base landscape's noise is seed noise alone. The realistic one
+(`Landscape.realistic`) adds what real runs on a fixed wall-clock budget carry,
+with parameters measured on tinylm (docs/rigor.md says how): slots of one
+hardware class differ in speed, and the machine goes through busy spells (other
+work on its cores) that slow every run in them. A run's throughput (its steps)
+is the slot's speed times what the load leaves of it, and the metric pays for
+lost steps: `+ throughput_slope * ln(1 / throughput)`. Such a run reports its
+`steps` and the CPU seconds other work took during it (`other_cpu_s`), as the
+real runner does. The truth (`true_value`) is the code's value at full speed.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ class Idea:
 class Outcome:
     metric: float | None  # None: the run crashed
     seconds: float  # simulated training time
+    steps: float | None = None  # realistic landscape: the run's training steps
+    other_cpu_s: float | None = None  # realistic landscape: CPU seconds other work took during the run
 
 
 @dataclass
@@ -50,6 +62,14 @@ class Landscape:
     saturation: float = 0.25  # diminishing returns: realized gain = S * (1 - exp(-raw / S))
     seconds: float = 300.0  # mean simulated duration of a run
     crash_p: float = 0.03
+    # realistic noise (all off in the base landscape)
+    slot_speed_spread: float = 0.0  # each slot's speed is fixed in 1 +- this (uniform)
+    busy_p: float = 0.0  # the share of the machine's time spent in busy spells
+    busy_spell: float = 1800.0  # seconds a busy or idle spell of the machine lasts
+    busy_slowdown: tuple[float, float] = (0.3, 0.8)  # the share of throughput a busy run loses (uniform)
+    busy_cores: float = 2.0  # cores other work keeps busy in a busy spell
+    throughput_slope: float = 0.0  # metric lost per unit of ln(1 / throughput)
+    steps: float = 1000.0  # steps of a run at full speed
     ideas: list[Idea] = field(init=False)
     pairs: dict[tuple[str, str], float] = field(init=False)
 
@@ -106,13 +126,53 @@ class Landscape:
         """How much `candidate` truly beats `incumbent` (positive: better)."""
         return self.true_value(incumbent) - self.true_value(candidate)
 
-    def run(self, config: frozenset[str], seed: int) -> Outcome:
-        """One run of `config` with `seed`: deterministic in both."""
+    @classmethod
+    def realistic(cls, seed: int = 0, **overrides: object) -> Landscape:
+        """The landscape with realistic noise, its parameters measured on tinylm (docs/rigor.md)."""
+        return cls(seed=seed, **{**REALISTIC, **overrides})
+
+    @property
+    def is_realistic(self) -> bool:
+        return bool(self.slot_speed_spread or self.busy_p)
+
+    def run(self, config: frozenset[str], seed: int, slot: str = "", at: float = 0.0) -> Outcome:
+        """One run of `config` with `seed` (on `slot`, starting at `at` seconds): deterministic in all of them."""
         rng = random.Random(_digest(self.seed, seed, *sorted(config)))
         seconds = self.seconds * rng.uniform(0.9, 1.1)
         if rng.random() < self.crash_p:
             return Outcome(None, seconds * rng.random())
-        return Outcome(self.true_value(config) + rng.gauss(0.0, self.sigma), seconds)
+        metric = self.true_value(config) + rng.gauss(0.0, self.sigma)
+        if not self.is_realistic:
+            return Outcome(metric, seconds)
+        slowdown = self.busy(at) and random.Random(_digest(self.seed, seed, slot, at)).uniform(*self.busy_slowdown)
+        throughput = self.slot_speed(slot) * (1.0 - slowdown)
+        other = self.busy_cores * seconds if slowdown else 0.0
+        return Outcome(metric + self.throughput_slope * math.log(1.0 / throughput), seconds,
+                       steps=round(self.steps * throughput), other_cpu_s=round(other, 2))
+
+    def slot_speed(self, slot: str) -> float:
+        """A slot's fixed speed, relative to the hardware class's mean."""
+        if not self.slot_speed_spread:
+            return 1.0
+        return 1.0 + random.Random(_digest(self.seed, "slot", slot)).uniform(-1, 1) * self.slot_speed_spread
+
+    def busy(self, at: float) -> bool:
+        """Whether the machine is in a busy spell at time `at`; in one, each run loses its own share of
+        throughput (drawn from `busy_slowdown`: other work comes and goes)."""
+        if not self.busy_p:
+            return False
+        return random.Random(_digest(self.seed, "spell", int(at // self.busy_spell))).random() < self.busy_p
+
+
+# The realistic landscape's parameters, measured on tinylm: see docs/rigor.md for the commands and the figures.
+REALISTIC: dict[str, object] = {
+    "slot_speed_spread": 0.02,  # tinylm's idle steps vary 2.1% run to run (steps_cv)
+    "busy_p": 0.25,  # not measured: a machine shared a quarter of the time (a scenario; docs/rigor.md)
+    "busy_spell": 1800.0,  # not measured: spells of half an hour, about 6 runs
+    "busy_slowdown": (0.2, 0.98),  # one busy core took 20% of a 1-thread run's steps, 98% of a 2-thread run's
+    "busy_cores": 1.0,  # the load that did it: one spinning process (other_cpu_s ~ the run's seconds)
+    "throughput_slope": 0.059,  # val_bpb lost per unit of ln(1 / steps): 5.9 seed sigmas (sigma here is 0.01)
+}
 
 
 def tree_of(config: frozenset[str]) -> str:

@@ -9,7 +9,7 @@ None): the runtime then runs the candidate once more and asks again. With
 
 - `greedy`: autoresearch's rule, kept for comparison: keep when the mean beats
   the incumbent's mean at all. Never asks for a re-run.
-- `noise-aware` (the default): a sequential z-test. The gain is the difference
+- `noise-aware`: a sequential z-test. The gain is the difference
   of the means in the metric's good direction; its standard error is
   sqrt(v_c/n_c + v_i/n_i), where each side's variance v is its own sample
   variance shrunk toward the noise floor's (which counts as K-1 degrees of
@@ -19,6 +19,20 @@ None): the runtime then runs the candidate once more and asks again. With
   keeps a lucky tight pair of runs from claiming much. Keep when the gain
   exceeds `sigmas` standard errors (default 2); drop when it is not positive
   or after `max_runs` runs; in between (borderline) run again with a new seed.
+- `explore-gate` (the default): explore fast, gate late. An agent's own branch
+  moves on one run whose gain over the incumbent exceeds `explore_sigmas`
+  standard errors (default 0: any gain, as greedy), so exploration runs at
+  greedy's pace; rigor is paid at the gate into the program branch, where a
+  candidate's fresh-seed runs (the verification) must beat main's unselected
+  runs by the noise-aware test (`sigmas`, `max_runs`), re-running whichever
+  side has fewer runs while it is borderline. A false keep on a branch costs
+  one run and is undone when the agent adopts a better main; a false keep
+  into main is what the gate stops. Its decisions compare runs made under
+  matched machine load (`matched`: see engine/evidence.py).
+
+A policy's `gate` is the test a candidate's verification must pass against
+the program branch before it merges; without one (greedy, noise-aware) the
+verification's mean must beat the incumbent the candidate was judged against.
 
 Every decision carries its evidence: the policy, the runs and their means,
 sigma, the standard error, z, the threshold and the rule that fired. The
@@ -60,6 +74,10 @@ class Decision:
 
 class Policy(Protocol):
     name: str
+    matched: bool  # decisions compare runs made under matched machine load (engine/evidence.py)
+
+    @property
+    def gate(self) -> Policy | None: ...
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False, sigma_dof: int = 4) -> Decision: ...
@@ -79,6 +97,8 @@ def _base_evidence(name: str, metric: MetricSpec, candidate: list[float],
 @dataclass
 class Greedy:
     name: str = "greedy"
+    matched: bool = False
+    gate: None = None
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False, sigma_dof: int = 4) -> Decision:
@@ -94,6 +114,8 @@ class NoiseAware:
     sigmas: float = 2.0
     max_runs: int = 4
     name: str = "noise-aware"
+    matched: bool = False
+    gate: None = None
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False, sigma_dof: int = 4) -> Decision:
@@ -122,6 +144,51 @@ class NoiseAware:
         return Decision(None, {**evidence, "rule": "borderline: run again with a new seed"})
 
 
+@dataclass
+class ExploreGate:
+    explore_sigmas: float = 0.0
+    sigmas: float = 2.0
+    max_runs: int = 4
+    gate_trigger: float = 2.0
+    name: str = "explore-gate"
+    matched: bool = True
+
+    def at_gate(self, metric: MetricSpec, head: list[float], main: list[float], sigma: float | None,
+                sigma_dof: int = 4) -> float:
+        """How many standard errors the branch's head beats main by on the runs so far (its z): at
+        `gate_trigger` or more, it goes to the gate."""
+        if not main or not head:
+            return math.inf if head else 0.0
+        gained = gain(metric, statistics.fmean(head), statistics.fmean(main))
+        if sigma is None:
+            sigma = pooled_sigma([head, main]) or 0.0
+        se = math.sqrt(shrunk_variance(head, sigma, sigma_dof) / len(head)
+                       + shrunk_variance(main, sigma, sigma_dof) / len(main)) if sigma else 0.0
+        return gained / se if se > 0 else math.copysign(math.inf, gained) if gained else 0.0
+
+    @property
+    def gate(self) -> NoiseAware:
+        return NoiseAware(self.sigmas, self.max_runs, name="explore-gate (gate)")
+
+    def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
+               final: bool = False, sigma_dof: int = 4) -> Decision:
+        """The branch's rule: one run, kept when its gain exceeds `explore_sigmas` standard errors."""
+        evidence = _base_evidence(self.name, metric, candidate, incumbent)
+        if isinstance(evidence, Decision):
+            return evidence
+        if sigma is None:
+            se = 0.0
+        else:
+            v_c, v_i = shrunk_variance(candidate, sigma, sigma_dof), shrunk_variance(incumbent, sigma, sigma_dof)
+            se = math.sqrt(v_c / len(candidate) + v_i / len(incumbent))
+        z = evidence["gain"] / se if se > 0 else math.copysign(math.inf, evidence["gain"]) if evidence["gain"] else 0.0
+        keep = z > self.explore_sigmas
+        evidence.update(sigma=sigma, se=se, z=z, threshold=self.explore_sigmas)
+        rule = (f"gain > {self.explore_sigmas:g} standard errors: the branch moves; main is gated"
+                if keep else f"not above {self.explore_sigmas:g} standard errors")
+        return Decision(keep, {**evidence, "rule": rule})
+
+
 def shrunk_variance(runs: list[float], sigma: float, sigma_dof: int) -> float:
     """The variance of one run of this code: its sample variance shrunk toward the noise floor's sigma^2."""
     own = len(runs) - 1
@@ -139,12 +206,17 @@ def pooled_sigma(groups: list[list[float]]) -> float | None:
     return math.sqrt(ss / dof)
 
 
-def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4) -> Policy:
+def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigmas: float = 0.0,
+                gate_trigger: float = 2.0) -> Policy:
     if name == "greedy":
         return Greedy()
     if name == "noise-aware":
         return NoiseAware(sigmas=sigmas, max_runs=max_runs)
+    if name == "explore-gate":
+        return ExploreGate(explore_sigmas=explore_sigmas, sigmas=sigmas, max_runs=max_runs,
+                           gate_trigger=gate_trigger)
     raise ValueError(f"unknown acceptance policy {name!r}; known: {', '.join(POLICIES)}")
 
 
-POLICIES = ("greedy", "noise-aware")
+POLICIES = ("greedy", "noise-aware", "explore-gate")
+DEFAULT_POLICY = "explore-gate"  # what benchmarks/decisions.py crowned (its table is in the README's Rigor section)

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, fields
 
 from researchorg.config import OrgSpec
-from researchorg.harness.landscape import Landscape, tree_of
+from researchorg.harness.landscape import Landscape, Outcome, tree_of
 from researchorg.ledger import Experiment, Ledger, MemoryLedger
 from researchorg.task import find_task, load_task
 from researchorg.world.clock import VirtualClock
@@ -39,8 +39,9 @@ class VirtualSlot:
 
 
 class SimWorld:
-    def __init__(self, landscape: Landscape, org: OrgSpec, ledger: Ledger | None = None):
+    def __init__(self, landscape: Landscape, org: OrgSpec, ledger: Ledger | None = None, exact: bool = False):
         self.landscape, self._org = landscape, org
+        self.exact = exact  # runs measure the truth (no noise, no load): the ceiling of any decision rule
         self.task = load_task(find_task("simulated"))
         self.clock = VirtualClock()
         self.ledger = ledger if ledger is not None else MemoryLedger()
@@ -138,13 +139,16 @@ class SimWorld:
     # measuring ---------------------------------------------------------------------------------
     async def run(self, slot: VirtualSlot, experiment: Experiment, cancel: object) -> RunResult:
         config = self._trees[experiment.tree]
-        outcome = self.landscape.run(config, experiment.seed)
+        outcome = self.landscape.run(config, experiment.seed, slot.name, self.clock.now())
+        if self.exact and outcome.metric is not None:
+            outcome = Outcome(self.landscape.true_value(config), outcome.seconds)
         await asyncio.sleep(outcome.seconds)
         if outcome.metric is None:
             return RunResult("crash", reason=f"simulated crash after {outcome.seconds:.0f} s of training")
-        return RunResult("ok", metric=outcome.metric, summary={"loss": outcome.metric,
-                                                               "training_seconds": outcome.seconds,
-                                                               "num_ideas": float(len(config))})
+        summary = {"loss": outcome.metric, "training_seconds": outcome.seconds, "num_ideas": float(len(config))}
+        if outcome.steps is not None:
+            summary.update(steps=float(outcome.steps), other_cpu_s=outcome.other_cpu_s)
+        return RunResult("ok", metric=outcome.metric, summary=summary)
 
     def kill_orphan(self, experiment: Experiment) -> None:
         """No process outlives a virtual run."""
