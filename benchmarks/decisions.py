@@ -33,8 +33,9 @@ Prints `default_policy: NAME` once, then per landscape and policy:
   improvement_per_slot_hour
 then `oracle_true_improvement:`, the ceiling: the same researcher and budget with runs that measure the
 truth, so that every decision is right and no rigor is paid for;
-and, per landscape, whether the default beats greedy by 1.1x with intervals that do not overlap, at most 5%
-false keeps into main and a reproduction rate of at least 0.90.
+and, per landscape, the policy it crowns (the most true improvement among those with at most 5% false keeps
+into main: the default is the one crowned on both) and whether the default beats greedy by 1.1x with
+intervals that do not overlap, at most 5% false keeps into main and a reproduction rate of at least 0.90.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict
         landscape = LANDSCAPES[landscape_name](seed=repeat)
         world = SimWorld(landscape, org)
         report = Runtime(world).run(Limits(max_experiments=args.experiments))
+        if report.paused:  # an agent the engine paused (it raised): the figures would hide a failure
+            raise SystemExit(f"{policy} on {landscape_name} landscape {repeat}: agent paused: {report.paused}")
         slot_hours.append(report.slot_seconds / 3600)
         ledger = world.ledger
         experiments = ledger.experiments()
@@ -137,6 +140,13 @@ def oracle(landscape_name: str, args: argparse.Namespace) -> float:
     return statistics.fmean(improvements)
 
 
+def crowned(results: dict[str, dict[str, Any]]) -> str:
+    """The policy the benchmark crowns: the most true improvement among those whose false keeps into main are at
+    most 5% (a policy that lets a third of its merges in without a true gain does not count, however fast)."""
+    clean = [p for p in POLICIES if results[p]["false_keep_rate"] <= 0.05]
+    return max(clean or POLICIES, key=lambda p: results[p]["mean"])
+
+
 def verdict(results: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """Whether the default beats greedy as the issue asks: 1.1x, intervals apart, false keeps <= 0.05,
     reproduction >= 0.90; and the line that says so."""
@@ -145,10 +155,10 @@ def verdict(results: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     apart = d["mean"] - d["half"] > g["mean"] + g["half"]
     paired = stats.ttest_rel(d["improvements"], g["improvements"]).pvalue if len(d["improvements"]) > 1 else 1.0
     ok = ratio >= 1.1 and apart and d["false_keep_rate"] <= 0.05 and (d["reproduction_rate"] or 0) >= 0.90
+    reproduction = f"{d['reproduction_rate']:.3f}" if d["reproduction_rate"] is not None else "n/a"
     return ok, (f"{DEFAULT_POLICY} / greedy: {ratio:.2f}x (intervals {'apart' if apart else 'overlap'}, paired "
-                f"p = {paired:.2g}), false keeps into main {d['false_keep_rate']:.3f}, reproduction "
-                f"{d['reproduction_rate'] if d['reproduction_rate'] is not None else 'n/a'}: "
-                + ("targets met" if ok else "targets NOT met"))
+                f"p = {paired:.2g}), false keeps into main {d['false_keep_rate']:.3f}, reproduction {reproduction}: "
+                + ("1.1x targets met" if ok else "1.1x targets NOT met"))
 
 
 def main() -> None:
@@ -172,7 +182,8 @@ def main() -> None:
         ceiling = oracle(name, args)
         print(f"oracle_true_improvement: {ceiling:.4f} (every decision right and no run paid for rigor: "
               f"{ceiling / results['greedy']['mean']:.2f}x greedy)\n")
-        lines.append(f"{name}: {verdict(results)[1]}")
+        lines.append(f"{name}: crowned {crowned(results)} (the most true improvement with false keeps into main "
+                     f"<= 0.05); {verdict(results)[1]}")
     for line in lines:
         print(line)
 

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, SqlLedger
+from researchorg.stats.acceptance import POLICIES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--experiments", type=int, default=100_000)
-    parser.add_argument("--policy", default="noise-aware", choices=("greedy", "noise-aware"))
+    parser.add_argument("--policy", default="noise-aware", choices=POLICIES)
     parser.add_argument("--no-ledger", action="store_true", help="keep the runs in memory only")
     parser.add_argument("--quick", action="store_true", help="100 agents, 5,000 experiments (CI)")
     args = parser.parse_args()

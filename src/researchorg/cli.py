@@ -690,6 +690,8 @@ def bench(
         done.append(result)
         console.print(f"[{len(done)}/{total}] {result.org} repeat {result.repeat}: improvement of main "
                       f"{result.final_verified:.4f}, {result.experiments} runs, {result.horizon / 3600:.2f} h")
+        for agent, reason in result.paused.items():  # a failing agent must not pass for a weak org
+            console.print(f"[yellow]paused[/] {result.org} repeat {result.repeat}: {agent}: {reason}")
 
     try:
         results = run_bench(spec, orgs, out, on_done=progress)
@@ -706,6 +708,8 @@ def bench(
     for row in rows:
         table.add_row(*row[:5])
     console.print(table)
+    if summary["paired"]:
+        console.print(f"paired by repeat, on the {summary.get('paired_on', 'final improvement of main')}:")
     for p in summary["paired"]:
         console.print(f"{p['a']} - {p['b']}: {p['mean_diff']:+.4f} ± {p['ci95']:.4f} (paired t-test p = {p['p']:.3g})")
     for kind, path in paths.items():

@@ -42,6 +42,8 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
     solo = data["summary"]["orgs"]["solo"]
     assert solo["final_verified"][1] > 0 and 0 <= solo["reproduction_rate"][0] <= 1  # mean and CI half-width
     assert len(data["summary"]["paired"]) == 3
+    # in simulation the pairs compare the truth (main's measured value flatters luck), and say so
+    assert data["summary"]["paired_on"] == "final true improvement" and "on the final true improvement" in proc.stdout
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "solo-greedy" in html and "[compute]" in html  # self-contained
     assert "| solo |" in (out / "report.md").read_text()

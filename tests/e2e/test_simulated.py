@@ -113,7 +113,7 @@ def _same(program: Program, world: SimWorld) -> list:
     return real.experiments()
 
 
-@pytest.mark.parametrize("policy", ["noise-aware", "greedy"])
+@pytest.mark.parametrize("policy", ["explore-gate", "noise-aware", "greedy"])
 def test_a_solo_org_decides_alike_in_both_worlds(tmp_path, policy):
     program, world = _both_worlds(tmp_path, policy, SOLO.format(policy=policy), 24)
     rows = _same(program, world)

@@ -81,3 +81,20 @@ def test_a_steady_candidate_against_a_noisy_baseline_is_judged_by_both_variances
     # with the noise floor's sigma treated as exact (a huge prior), the old answer comes back: dropped after 4 runs
     assert make_policy("noise-aware").decide(LOSS, candidate, incumbent, sigma=0.0718245, sigma_dof=10**9).keep \
         is False
+
+
+def test_explore_gate_moves_the_branch_on_one_run_and_gates_main_with_the_noise_aware_test():
+    policy = make_policy("explore-gate")
+    incumbent = [1.0] * 5
+    assert policy.decide(LOSS, [0.999], incumbent, sigma=0.01).keep is True  # any gain: the branch moves
+    assert policy.decide(LOSS, [1.001], incumbent, sigma=0.01).keep is False
+    assert policy.decide(LOSS, [0.999], incumbent, sigma=0.01, final=False).keep is not None  # never re-runs
+    strict = make_policy("explore-gate", explore_sigmas=1.0)
+    assert strict.decide(LOSS, [0.995], incumbent, sigma=0.01).keep is False  # z = 0.46
+    assert strict.decide(LOSS, [0.98], incumbent, sigma=0.01).keep is True  # z = 1.83
+    gate = policy.gate  # the test a merge passes: noise-aware's, against main
+    assert gate.sigmas == 2.0 and gate.decide(LOSS, [0.99], incumbent, sigma=0.01).keep is None
+    assert policy.matched and not make_policy("greedy").matched and make_policy("noise-aware").gate is None
+    # how far a branch's head beats main, in standard errors: what sends it to the gate
+    assert policy.at_gate(LOSS, [0.97], incumbent, sigma=0.01) == pytest.approx(0.03 / (1e-4 + 0.5e-4 / 5) ** 0.5)
+    assert policy.at_gate(LOSS, [1.01], incumbent, sigma=0.01) < 0

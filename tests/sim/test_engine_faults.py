@@ -10,6 +10,7 @@ import time
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, register_backend
 from researchorg.agents.options import SimulatedOptions
 from researchorg.agents.simulated import SimulatedAgent
+from researchorg.bench.measures import measure
 
 
 class _SilentLead(SimulatedAgent):
@@ -53,6 +54,9 @@ def test_an_agent_that_raises_after_its_result_is_paused_and_the_budget_holds():
     assert len(runs) == 30 and not [e for e in runs if e.status == "running"]  # every run is counted once
     assert set(report.paused) == {"researcher-1", "researcher-2", "researcher-3"}
     assert all("observe fell over" in why for why in report.paused.values())
+    # a bench's repeat carries them, so a failing agent cannot pass for a weak org (the bench prints each)
+    result = measure(world.ledger, world.task.metric, "faults", 1)
+    assert set(result.paused) == set(report.paused) and "observe fell over" in result.paused["researcher-1"]
 
 
 def test_ctrl_c_stops_a_run_in_virtual_time():

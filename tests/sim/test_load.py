@@ -78,3 +78,55 @@ def test_explore_gate_compares_under_matched_load_and_does_not_keep_the_harmful_
     assert again and all(e.summary["other_cpu_s"] == 0 for e in again)  # the baseline ran again, idle
     assert decision["gain"] < 0  # measured under matched load, the change hurts
     assert world.main() == world.ledger.program().baseline_commit and not world.ledger.merges()
+
+
+def _false_merges(world: SimWorld, landscape: Landscape) -> tuple[int, int]:
+    previous, false = landscape.base, 0
+    for merge in world.ledger.merges():
+        value = world.true_value(merge.after)
+        false += value >= previous
+        previous = value
+    return false, len(world.ledger.merges())
+
+
+def test_the_gate_keeps_changes_without_a_true_gain_out_of_main_where_greedy_lets_them_in():
+    """20 landscapes, one simulated researcher, 60 runs: what benchmarks/decisions.py measures, at a fixed set."""
+    counts = {}
+    for policy in ("greedy", "explore-gate"):
+        false = merged = 0
+        for seed in range(20):
+            org = OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 0 if policy == "greedy" else 5},
+                          roles=[{"name": "researcher", "backend": "simulated", "idea_quality": 0.3,
+                                  "think_seconds": 60}],
+                          processes=[{"kind": "merge"}] + ([{"kind": "verify"}] if policy != "greedy" else []))
+            landscape = Landscape.realistic(seed=seed)
+            world = SimWorld(landscape, org)
+            Runtime(world).run(Limits(max_experiments=60))
+            f, m = _false_merges(world, landscape)
+            false, merged = false + f, merged + m
+        counts[policy] = false / merged
+    assert counts["greedy"] > 0.15 and counts["explore-gate"] <= 0.05, counts
+
+
+def test_a_verification_the_budget_cuts_short_does_not_merge():
+    """The last run of the budget goes to a kept change's verification: one of its 2 runs is not enough."""
+    org = OrgSpec(name="cut", policy="noise-aware", rigor={"noise_runs": 2},
+                  roles=[{"name": "researcher", "backend": "one-harmful", "max_experiments": 1}],
+                  processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}])
+    landscape = Landscape(seed=0, crash_p=0.0, sigma=1e-9)  # sigma ~ 0: every decision is certain
+
+    class _Helpful(_OneHarmfulChange):
+        def propose(self, ctx):
+            text = ctx.read("ideas.py")
+            best = max(self.picker.landscape.ideas, key=lambda idea: idea.effect)
+            return Proposal(description=f"add {best.name}", files={"ideas.py": switch_on(text, best.name)},
+                            data={"idea": best.name})
+
+    register_backend("one-helpful", lambda role, ctx, index: _Helpful(ctx, 0.0, index), SimulatedOptions)
+    org.roles[0].backend = "one-helpful"
+    world = SimWorld(landscape, org)
+    Runtime(world).run(Limits(max_experiments=4))  # 2 floor runs, the proposal, 1 verification run
+    assert _proposal(world).status == "keep"
+    assert [e.kind for e in world.ledger.experiments()] == ["noise", "noise", "proposal", "verify"]
+    assert not world.ledger.merges() and not world.ledger.verifications()
+    assert any(e.kind == "verification_cut" for e in world.ledger.events())

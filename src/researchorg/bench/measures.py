@@ -21,7 +21,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class RepeatResult:
     tokens: int = 0  # LLM agents' input + output tokens
     cost_usd: float = 0.0
     slot_seconds: float = 0.0  # slot time the repeat used
+    paused: dict[str, str] = field(default_factory=dict)  # agents the engine paused (they failed): agent -> why
 
     @property
     def tokens_per_merge(self) -> float | None:
@@ -150,14 +151,17 @@ def summarize(results: dict[str, list[RepeatResult]], target: float | None = Non
         table[label] = row
     paired = []
     labels = list(results)
+    # what the comparisons compare: the truth where every repeat knows it (simulation: a main measured by lucky
+    # runs overstates itself, the winner's curse), else main's measured improvement
+    key = "final_true" if all(r.final_true is not None for rs in results.values() for r in rs) else "final_verified"
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
-            diffs = [x.final_verified - y.final_verified for x, y in zip(results[a], results[b], strict=True)]
+            xs, ys = [getattr(x, key) for x in results[a]], [getattr(y, key) for y in results[b]]
+            diffs = [x - y for x, y in zip(xs, ys, strict=True)]
             mean, half = interval(diffs)
-            p = stats.ttest_rel([x.final_verified for x in results[a]],
-                                [y.final_verified for y in results[b]]).pvalue if len(diffs) > 1 else math.nan
+            p = stats.ttest_rel(xs, ys).pvalue if len(diffs) > 1 else math.nan
             paired.append({"a": a, "b": b, "mean_diff": mean, "ci95": half, "p": float(p)})
-    return {"orgs": table, "paired": paired}
+    return {"orgs": table, "paired": paired, "paired_on": dict(MEASURES)[key]}
 
 
 def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
@@ -185,4 +189,5 @@ def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
         sum(ok for ok, _ in rates) / verified_n if verified_n else None,
         statistics.fmean(e.status in ("crash", "timeout", "invalid") for e in runs) if runs else 0.0,
         merges=len(merges), tokens=usage.input_tokens + usage.output_tokens, cost_usd=usage.cost_usd,
-        slot_seconds=sum(end - begin for begin, end in spans))
+        slot_seconds=sum(end - begin for begin, end in spans),
+        paused={e.data["agent"]: e.data.get("reason", "") for e in ledger.events() if e.kind == "agent_paused"})

@@ -103,8 +103,8 @@ def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult
           "best single kept run; true: what the simulation knows.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
           *["| " + " | ".join(r) + " |" for r in rows], "",
-          "Paired comparisons of the final improvement of main (paired by repeat: the same landscape in "
-          "simulation, the same agent seeds on a real task):", "",
+          f"Paired comparisons of the {summary.get('paired_on', 'final improvement of main')} (paired by repeat: "
+          "the same landscape in simulation, the same agent seeds on a real task):", "",
           "| orgs | mean difference | p (paired t) |", "|---|---|---|", *paired, "",
           "![curves](curves.png)", "", "## Spec", "", "```toml", spec_text.strip(), "```", ""]
     (out / "report.md").write_text("\n".join(md))
@@ -117,7 +117,8 @@ def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult
     page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(name)}</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px}</style>"
-            f"<h1>Benchmark: {html.escape(name)}</h1>{table}<h2>Paired comparisons</h2>{pairs}"
+            f"<h1>Benchmark: {html.escape(name)}</h1>{table}<h2>Paired comparisons of the "
+            f"{html.escape(summary.get('paired_on', 'final improvement of main'))}</h2>{pairs}"
             f"<h2>Curves</h2><img alt='curves' src='data:image/png;base64,{image}' style='max-width:100%'>"
             f"<h2>Spec</h2><pre>{html.escape(spec_text)}</pre>")
     (out / "report.html").write_text(page)

@@ -179,13 +179,14 @@ class Evidence:
                 return None
         code = Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
                     experiment.id)
-        return await self._judge(self.policy, agent, code, [metric], [], load_of(summary), summary,
+        return await self._judge(self.policy, agent, code, [metric], [], [load_of(summary)], summary,
                                  incumbent_commit, hardware, "rerun")
 
     async def _judge(self, policy: Policy, agent: str, code: Code, runs: list[float], run_ids: list[int],
-                     load: float | None, summary: dict[str, Any], incumbent_commit: Callable[[], str],
+                     loads: list[float | None], summary: dict[str, Any], incumbent_commit: Callable[[], str],
                      hardware: str, rerun_kind: str) -> Decision:
-        """The sequential test: `policy` on the candidate's `runs` against the incumbent's unselected runs,
+        """The sequential test: `policy` on the candidate's `runs` (made under machine `loads`, one each) against
+        the incumbent's unselected runs,
         re-running (with fresh seeds) whichever side has fewer runs while it is borderline.
 
         With a policy that matches load, both sides count only their runs made under the same machine load
@@ -195,7 +196,8 @@ class Evidence:
         machine), the incumbent runs again, now; at most MATCHING_TRIES such runs, and with no matched pair
         after them the candidate is not kept."""
         final, matching, unmatched, level = False, 0, 0, None
-        loads: list[float | None] = [load]  # the load of each of the candidate's runs, in order
+        loads = list(loads)  # the load of each of the candidate's runs, in order (more join as it re-runs)
+        load = next((x for x in loads if x is not None), None)  # None: the runs do not say (no matching)
         while True:
             commit = incumbent_commit()
             tree = self.world.tree_of(commit)
@@ -279,10 +281,13 @@ class Evidence:
         claimed = evidence.get("candidate_mean", candidate.metric)
         incumbent = evidence.get("incumbent_mean")
         gate = self.policy.gate
-        if gate is not None and values and not self.stopped():
+        if self.stopped():
+            return None
+        reproduced = False  # with a gate and no successful fresh run: the code fails with other seeds
+        if gate is not None and values:
             main = self.world.main
             decision = await self._judge(gate, candidate.agent, code, values, [e.id for e in measured],
-                                         load_of(measured[0].summary), measured[0].summary, main,
+                                         [load_of(e.summary) for e in measured], measured[0].summary, main,
                                          candidate.hardware, "verify")
             if self.stopped() or decision.evidence.get("rule", "").startswith("no runs of both under matching"):
                 return None  # Ctrl-C, or no fresh run under main's load: not judged (the runs stay recorded)

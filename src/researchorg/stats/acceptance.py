@@ -168,7 +168,7 @@ class ExploreGate:
 
     @property
     def gate(self) -> NoiseAware:
-        return NoiseAware(self.sigmas, self.max_runs, name="explore-gate (gate)")
+        return NoiseAware(self.sigmas, self.max_runs, name="explore-gate (gate)", matched=self.matched)
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False, sigma_dof: int = 4) -> Decision:

@@ -145,9 +145,11 @@ class SimWorld:
         await asyncio.sleep(outcome.seconds)
         if outcome.metric is None:
             return RunResult("crash", reason=f"simulated crash after {outcome.seconds:.0f} s of training")
-        summary = {"loss": outcome.metric, "training_seconds": outcome.seconds, "num_ideas": float(len(config))}
+        # the machine's other work, as the real runner records it (the base landscape's machine is idle)
+        summary = {"loss": outcome.metric, "training_seconds": outcome.seconds, "num_ideas": float(len(config)),
+                   "other_cpu_s": outcome.other_cpu_s or 0.0}
         if outcome.steps is not None:
-            summary.update(steps=float(outcome.steps), other_cpu_s=outcome.other_cpu_s)
+            summary["steps"] = float(outcome.steps)
         return RunResult("ok", metric=outcome.metric, summary=summary)
 
     def kill_orphan(self, experiment: Experiment) -> None:
