@@ -165,7 +165,7 @@ class RigorSpec(Strict):
     sigmas: float = Field(default=2.0, gt=0)  # noise-aware, and explore-gate's gate: keep above this many SEs
     max_runs: int = Field(default=4, ge=1)  # noise-aware, and explore-gate's gate: runs before it is dropped
     explore_sigmas: float = 0.0  # explore-gate: an agent's branch moves on one run above this many SEs
-    gate_trigger: float = 2.0  # explore-gate: a branch goes to the gate once it beats main by this many SEs
+    gate_trigger: float = Field(default=2.0, ge=0)  # explore-gate: gate a branch once it beats main by this many SEs
     load_tolerance: float = Field(default=0.5, gt=0)  # explore-gate: runs within this many busy cores match
 
 

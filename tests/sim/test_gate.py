@@ -1,0 +1,77 @@
+"""explore-gate's gate into main: what it keeps out, what it costs, and that a short verification never merges."""
+
+from __future__ import annotations
+
+from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, register_backend
+from researchorg.agents.base import Proposal
+from researchorg.agents.options import SimulatedOptions
+from researchorg.agents.simulated import SimulatedAgent, switch_on
+
+
+class _OneHelpfulChange(SimulatedAgent):
+    """A researcher whose one proposal switches on the landscape's most helpful idea."""
+
+    def propose(self, ctx):
+        text = ctx.read("ideas.py")
+        best = max(self.picker.landscape.ideas, key=lambda idea: idea.effect)
+        return Proposal(description=f"add {best.name}", files={"ideas.py": switch_on(text, best.name)},
+                        data={"idea": best.name})
+
+
+register_backend("one-helpful", lambda role, ctx, index: _OneHelpfulChange(ctx, 0.0, index), SimulatedOptions)
+
+
+def _false_merges(world: SimWorld, landscape: Landscape) -> tuple[int, int]:
+    previous, false = landscape.base, 0
+    for merge in world.ledger.merges():
+        value = world.true_value(merge.after)
+        false += value >= previous
+        previous = value
+    return false, len(world.ledger.merges())
+
+
+def test_the_gate_keeps_changes_without_a_true_gain_out_of_main_where_greedy_lets_them_in():
+    """20 landscapes, one simulated researcher, 60 runs: what benchmarks/decisions.py measures, at a fixed set."""
+    counts = {}
+    for policy in ("greedy", "explore-gate"):
+        false = merged = 0
+        for seed in range(20):
+            org = OrgSpec(name=policy, policy=policy, rigor={"noise_runs": 0 if policy == "greedy" else 5},
+                          roles=[{"name": "researcher", "backend": "simulated", "idea_quality": 0.3,
+                                  "think_seconds": 60}],
+                          processes=[{"kind": "merge"}] + ([{"kind": "verify"}] if policy != "greedy" else []))
+            landscape = Landscape.realistic(seed=seed)
+            world = SimWorld(landscape, org)
+            Runtime(world).run(Limits(max_experiments=60))
+            f, m = _false_merges(world, landscape)
+            false, merged = false + f, merged + m
+        counts[policy] = false / merged
+    assert counts["greedy"] > 0.15 and counts["explore-gate"] <= 0.05, counts
+
+
+def test_a_verification_the_budget_cuts_short_does_not_merge():
+    """The last run of the budget goes to a kept change's verification: one of its 2 runs is not enough."""
+    org = OrgSpec(name="cut", policy="noise-aware", rigor={"noise_runs": 2},
+                  roles=[{"name": "researcher", "backend": "one-helpful", "max_experiments": 1}],
+                  processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}])
+    world = SimWorld(Landscape(seed=0, crash_p=0.0), org)
+    Runtime(world).run(Limits(max_experiments=4))  # 2 floor runs, the proposal, 1 verification run
+    (proposal,) = world.ledger.experiments(kind="proposal")
+    assert proposal.status == "keep"
+    assert [e.kind for e in world.ledger.experiments()] == ["noise", "noise", "proposal", "verify"]
+    assert not world.ledger.merges() and not world.ledger.verifications()
+    assert any(e.kind == "verification_cut" for e in world.ledger.events())
+
+
+def test_explore_gate_gates_every_merge_even_without_a_verify_process():
+    org = OrgSpec(name="gate", policy="explore-gate", rigor={"noise_runs": 3},
+                  roles=[{"name": "researcher", "backend": "one-helpful", "max_experiments": 1}],
+                  processes=[{"kind": "merge"}])
+    world = SimWorld(Landscape(seed=0, crash_p=0.0), org)
+    Runtime(world).run(Limits(max_experiments=10))
+    (proposal,) = world.ledger.experiments(kind="proposal")
+    (verification,) = world.ledger.verifications()
+    assert verification.experiment_id == proposal.id and len(verification.runs) >= 2 and verification.reproduced
+    assert [m.experiment_id for m in world.ledger.merges()] == [proposal.id]
+    gate = next(e for e in world.ledger.events() if e.kind == "gate")
+    assert gate.data["keep"] and gate.data["z"] > 2  # the fresh runs beat main by the noise-aware test
