@@ -50,15 +50,15 @@ def test_the_gate_keeps_changes_without_a_true_gain_out_of_main_where_greedy_let
 
 
 def test_a_verification_the_budget_cuts_short_does_not_merge():
-    """The last run of the budget goes to a kept change's verification: one of its 2 runs is not enough."""
+    """One run of the budget is left for a kept change's verification of 2 runs: it is not spent, nothing merges."""
     org = OrgSpec(name="cut", policy="noise-aware", rigor={"noise_runs": 2},
                   roles=[{"name": "researcher", "backend": "one-helpful", "max_experiments": 1}],
                   processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}])
     world = SimWorld(Landscape(seed=0, crash_p=0.0), org)
-    Runtime(world).run(Limits(max_experiments=4))  # 2 floor runs, the proposal, 1 verification run
+    Runtime(world).run(Limits(max_experiments=4))  # 2 floor runs, the proposal, 1 run left
     (proposal,) = world.ledger.experiments(kind="proposal")
     assert proposal.status == "keep"
-    assert [e.kind for e in world.ledger.experiments()] == ["noise", "noise", "proposal", "verify"]
+    assert [e.kind for e in world.ledger.experiments()] == ["noise", "noise", "proposal"]  # none half-paid
     assert not world.ledger.merges() and not world.ledger.verifications()
     assert any(e.kind == "verification_cut" for e in world.ledger.events())
 

@@ -55,14 +55,20 @@ class Budget:
             return True
         return False
 
+    def left(self) -> int | None:
+        """How many more experiments the experiment limit allows (None: no such limit)."""
+        if self.limits.max_experiments is None:
+            return None
+        return max(self.limits.max_experiments - self.recorded - self.in_flight, 0)
+
     def nearly_spent(self, runs: int, run_seconds: float | None, slots: int) -> bool:
         """Whether at most `runs` more experiments fit: by the experiment limit, or by the time limit at
-        `run_seconds` a run on `slots` slots."""
-        if self.limits.max_experiments is not None and \
-                self.limits.max_experiments - self.recorded - self.in_flight <= runs:
+        `run_seconds` a run on `slots` slots (with a run's time to spare: one in flight ends first)."""
+        left = self.left()
+        if left is not None and left <= runs:
             return True
         if self.deadline is not None and run_seconds:
-            return self.deadline - self.now() <= run_seconds * runs / max(slots, 1)
+            return self.deadline - self.now() <= run_seconds * (1 + math.ceil(runs / max(slots, 1)))
         return False
 
     def reserve(self) -> bool:

@@ -13,11 +13,16 @@
   the policy calls it borderline, whichever side has fewer runs runs again with
   a fresh seed (a sequential test). The evidence, with the confounds next to
   the gain and the incumbent's tree, is stored with the experiment.
-- **Verification before merge** (a `verify` process): a candidate for the
-  program branch runs again with fresh seeds on the hardware class it was
-  measured on; it may merge only if the fresh runs' mean still beats the
-  incumbent it was judged against. Each verification is in the ledger, which
-  gives the reproduction rate per agent and per role.
+- **Verification before merge** (a `verify` process, and always with
+  explore-gate): a candidate for the program branch runs again with fresh
+  seeds on the hardware class it was measured on; it may merge only if the
+  fresh runs' mean still beats the incumbent it was judged against, or, with
+  explore-gate, if they pass its gate against main (the noise-aware test,
+  under matched machine load). One the budget cannot pay for in full does
+  not merge. Each verification is in the ledger, which gives the reproduction
+  rate per agent and per role.
+- **Machine load** (explore-gate): runs are compared only under matching
+  load (stats/load.py), and the noise floor is amortized per load (`sigma`).
 
 Every extra run is an experiment row of its own (kind `noise`, `rerun`,
 `incumbent` or `verify`, status `measured`), counted in the run's experiment
@@ -63,10 +68,11 @@ ExtraRuns = Callable[[str, Code, str, int, "str | None"], Awaitable[list[Experim
 class Evidence:
     def __init__(self, world: World, org: OrgSpec, policy: Policy, post: PostOffice, extra_runs: ExtraRuns,
                  stopped: Callable[[], bool], on_event: Callable[[str, dict[str, Any]], None],
-                 hardware_classes: list[str]):
+                 hardware_classes: list[str], experiments_left: Callable[[], int | None] = lambda: None):
         self.world, self.ledger, self.task = world, world.ledger, world.task
         self.org, self.policy, self.post = org, policy, post
         self.extra_runs, self.stopped, self.on_event = extra_runs, stopped, on_event
+        self.experiments_left = experiments_left  # what the experiment budget allows (None: no limit)
         verify = [p for p in org.processes if p.kind == "verify"]
         # a gating policy verifies every merge (2 fresh runs unless a verify process says how many)
         self.verify_runs = verify[0].runs if verify else 2 if policy.gate is not None else 0
@@ -74,6 +80,8 @@ class Evidence:
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
         self._planned: set[str] = set()  # classes whose floor this run measures
         self._unselected: dict[str, dict[str, list[tuple[float | None, float]]]] = {}  # class -> tree -> runs
+        self._observed = 0  # unselected runs observed: the amortized floors' cache is valid until it moves
+        self._sigmas: dict[tuple[str, float], tuple[int, tuple[float | None, int]]] = {}
         if policy.matched:
             for e in self.ledger.experiments(status="measured"):
                 self.observe(e)
@@ -155,17 +163,26 @@ class Evidence:
         own = (floor.sigma, len(floor.runs) - 1) if floor else (None, 0)
         if load is None:
             return own
+        key = (hardware, load)
+        cached = self._sigmas.get(key)
+        if cached is not None and cached[0] == self._observed:
+            return cached[1]
         tolerance = self.org.rigor.load_tolerance
         groups = [[v for x, v in runs if x is None or abs(x - load) <= tolerance]
                   for runs in self._unselected.get(hardware, {}).values()]
         dof = sum(len(g) - 1 for g in groups if len(g) > 1)
-        return (pooled_sigma(groups), dof) if dof >= 2 else (None, 0)
+        found = (pooled_sigma(groups), dof) if dof >= 2 else (None, 0)
+        if len(self._sigmas) > 4096:
+            self._sigmas.clear()
+        self._sigmas[key] = (self._observed, found)  # until the next unselected run
+        return found
 
     def observe(self, done: Experiment) -> None:
         """A run was recorded: an unselected one joins its code's runs for the amortized noise floor."""
         if done.kind in UNSELECTED_KINDS and done.status == "measured" and done.metric is not None:
             self._unselected.setdefault(done.hardware, {}).setdefault(done.tree, []).append(
                 (load_of(done.summary), done.metric))
+            self._observed += 1
 
     # decisions ------------------------------------------------------------------------------
     async def decide(self, agent: str, experiment: Experiment, hardware: str, metric: float,
@@ -179,12 +196,14 @@ class Evidence:
                 return None
         code = Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
                     experiment.id)
-        return await self._judge(self.policy, agent, code, [metric], [], [load_of(summary)], summary,
-                                 incumbent_commit, hardware, "rerun")
+        # a merge re-run (untested code bound for main) passes the gate of a policy that has one
+        gate = experiment.kind == "merge" and self.policy.gate is not None
+        return await self._judge(self.policy.gate if gate else self.policy, agent, code, [metric], [],
+                                 [load_of(summary)], summary, incumbent_commit, hardware, "rerun", gate=gate)
 
     async def _judge(self, policy: Policy, agent: str, code: Code, runs: list[float], run_ids: list[int],
                      loads: list[float | None], summary: dict[str, Any], incumbent_commit: Callable[[], str],
-                     hardware: str, rerun_kind: str) -> Decision:
+                     hardware: str, rerun_kind: str, gate: bool = False) -> Decision:
         """The sequential test: `policy` on the candidate's `runs` (made under machine `loads`, one each) against
         the incumbent's unselected runs,
         re-running (with fresh seeds) whichever side has fewer runs while it is borderline.
@@ -192,10 +211,13 @@ class Evidence:
         With a policy that matches load, both sides count only their runs made under the same machine load
         (other cores busy, within `rigor.load_tolerance`), at the lighter of the two sides' loads: a run slowed
         by other work measures the machine as much as the code. When the candidate ran busier than every run of
-        the incumbent, the candidate runs again; when it ran idler (the incumbent was measured on a loaded
-        machine), the incumbent runs again, now; at most MATCHING_TRIES such runs, and with no matched pair
-        after them the candidate is not kept."""
-        final, matching, unmatched, level = False, 0, 0, None
+        the incumbent, the candidate runs again (at most BUSIER_RERUNS times); when it ran idler (the incumbent
+        was measured on a loaded machine), the incumbent runs again, now (at most MATCHING_TRIES times); with no
+        matched pair after them the candidate is not kept. A `gate` whose main never ran on this hardware class
+        runs main first (no free pass). However the loads fall, a decision makes at most
+        2 * max_runs + MATCHING_TRIES extra runs, then decides on what it has."""
+        final, matching, unmatched, level, spent = False, 0, 0, None, 0
+        limit = 2 * self.org.rigor.max_runs + MATCHING_TRIES  # extra runs at most, whatever the loads do
         loads = list(loads)  # the load of each of the candidate's runs, in order (more join as it re-runs)
         load = next((x for x in loads if x is not None), None)  # None: the runs do not say (no matching)
         while True:
@@ -206,6 +228,14 @@ class Evidence:
                                        "rule": "same code as the incumbent: a re-measurement"})
             incumbent = self.ledger.runs_of(tree, hardware)
             usable, compared = incumbent, runs
+            if spent >= limit:
+                final = True  # decide on what there is: re-runs under changing load need not converge
+            if not incumbent and gate and not final and not self.stopped():
+                spent += 1  # a gate: main never ran on this hardware class, so it runs now (no free pass)
+                measured = Code(commit, commit, tree, f"main, for the gate of #{code.source}", code.source)
+                extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
+                final = not (extra and extra[0].status == "measured")
+                continue
             if policy.matched and load is not None and incumbent:
                 tolerance = self.org.rigor.load_tolerance
                 level = common_load([x for x in loads if x is not None], incumbent, tolerance)
@@ -217,6 +247,7 @@ class Evidence:
                                                 "rule": "no runs of both under matching machine load: not kept "
                                                         "on unmatched evidence"})
                     matching += 1
+                    spent += 1
                     if idler:  # the incumbent was measured only on a busier machine: measure it now
                         measured = Code(commit, commit, tree, f"incumbent of #{code.source} (matched load)",
                                         code.source)
@@ -240,6 +271,7 @@ class Evidence:
                                      sigma_dof=dof)
             if decision.keep is not None:
                 break
+            spent += 1
             if sample and rerun_incumbent(compared, sample):
                 measured = Code(commit, commit, tree, f"incumbent of #{code.source}", code.source)
                 extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
@@ -268,6 +300,10 @@ class Evidence:
         merge). With a policy that gates (explore-gate) the fresh runs must pass its test against main's runs;
         otherwise their mean must beat the incumbent the candidate was judged against."""
         code = Code(candidate.commit, candidate.parent_commit, candidate.tree, candidate.description, candidate.id)
+        left = self.experiments_left()
+        if left is not None and left < self.verify_runs:  # it cannot be paid in full: spend nothing on it
+            self.ledger.log_event("verification_cut", experiment=candidate.id, runs=[], wanted=self.verify_runs)
+            return None
         runs = [e for e in await self.extra_runs(candidate.agent, code, "verify", self.verify_runs,
                                                  candidate.hardware) if e.status != "interrupted"]
         if len(runs) < self.verify_runs:
@@ -281,16 +317,17 @@ class Evidence:
         claimed = evidence.get("candidate_mean", candidate.metric)
         incumbent = evidence.get("incumbent_mean")
         gate = self.policy.gate
-        if self.stopped():
-            return None
+        if gate is not None and self.stopped():
+            return None  # Ctrl-C before the gate judged: it runs again on resume
         reproduced = False  # with a gate and no successful fresh run: the code fails with other seeds
         if gate is not None and values:
             main = self.world.main
             decision = await self._judge(gate, candidate.agent, code, values, [e.id for e in measured],
                                          [load_of(e.summary) for e in measured], measured[0].summary, main,
-                                         candidate.hardware, "verify")
-            if self.stopped() or decision.evidence.get("rule", "").startswith("no runs of both under matching"):
-                return None  # Ctrl-C, or no fresh run under main's load: not judged (the runs stay recorded)
+                                         candidate.hardware, "verify", gate=True)
+            rule = decision.evidence.get("rule", "")
+            if self.stopped() or rule.startswith(("no runs of both under matching", "undecided")):
+                return None  # Ctrl-C, no fresh run under main's load, or the budget cut it: not judged
             reproduced = bool(decision.keep)
             incumbent = decision.evidence.get("incumbent_mean", incumbent)
             runs = runs + [self.ledger.experiment(i) for i in decision.evidence.get("reruns", [])
@@ -305,7 +342,8 @@ class Evidence:
                                         incumbent, reproduced)
         name = self.task.metric.name
         shown = f"{fresh:.6f}" if fresh is not None else "no successful run"
-        against = (f" against main's {incumbent:.6f}" if gate is not None else
+        judged_main = gate is not None and values and "incumbent_mean" in decision.evidence
+        against = (f" against main's {incumbent:.6f}" if judged_main else
                    f" against the incumbent's {incumbent:.6f}") if incumbent is not None else ""
         self.post.send("verify", candidate.agent, "verify",
                        f"Verification of #{candidate.id} ({candidate.description}): {len(runs)} fresh-seed runs, "

@@ -86,7 +86,8 @@ class Runtime:
         self.team = Team()
         self.post = PostOffice(self.ledger, self.team.delivered)
         self.evidence = Evidence(self.world, self.org, self.policy, self.post, self.extra_runs, self.cancel.is_set,
-                                 self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}))
+                                 self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}),
+                                 lambda: self.budget.left() if self.budget is not None else None)
         self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
         merging = self._merge_process or any(role.merges for role in self.org.roles)
         self.merger = Merger(self.world, self.ledger, self.post, self.task.metric,
@@ -268,7 +269,8 @@ class Runtime:
         try:
             while not self.stopped and not member.paused:
                 await places.acquire()
-                if self.stopped or member.paused or self._at_cap(member) or not self.budget.available() or (
+                if self.stopped or member.paused or self._at_cap(member) or not self.budget.available() or \
+                        self._saving_for_gate(member) or (
                         member.role.waits_for_assignment and not await self._wait_for_assignment(member)):
                     places.release()
                     break
@@ -291,6 +293,7 @@ class Runtime:
                 lives.add(life)
                 life.add_done_callback(lives.discard)
             await asyncio.gather(*lives)
+            await self._last_gate(member)
         finally:
             member.done = True
             self.team.wake_leads()  # a lead whose researchers are all gone may be done too
@@ -504,7 +507,7 @@ class Runtime:
             elif done.kind != "merge" and self._merge_process and self.policy.gate is not None \
                     and self._gate_closing():
                 head = self._ungated_head(member)  # the budget closes: the branch's last keep goes to the gate
-                if head is not None:
+                if head is not None and self.merger.is_candidate(head):
                     await self._announced_merge(member, head)
             else:
                 await self._merge(member, done)
@@ -621,7 +624,27 @@ class Runtime:
         """Whether the budget is about to close: what is left pays for little more than each agent's last gate."""
         agents = sum(1 for m in self.members.values() if m.role.submits) or 1
         return self.budget.nearly_spent((self.evidence.verify_runs + 2) * agents, self.scheduler.mean_run_seconds,
-                                        len(self.scheduler.slots))
+                                        len(self.scheduler.live()))
+
+    def _saving_for_gate(self, member: Member) -> bool:
+        """Whether the agent should propose no more: the budget is closing and its branch has a keep that beats
+        main and waits for the gate, which the rest of the budget must pay for."""
+        if self.policy.gate is None or not self._merge_process or not self._gate_closing():
+            return False
+        head = self._ungated_head(member)
+        return head is not None and self.merger.is_candidate(head)
+
+    async def _last_gate(self, member: Member) -> None:
+        """An agent stopped (its budget, its cap, nothing left to propose): its branch's last keep that beats
+        main goes to the gate now, rather than staying off main."""
+        if self.policy.gate is None or not self._merge_process or self.stopped or member.paused:
+            return
+        head = self._ungated_head(member)
+        if head is not None and self.merger.is_candidate(head):
+            try:
+                await self._announced_merge(member, head)
+            except Exception as err:  # the lab failed (git, disk): the agent is paused, as in an experiment's life
+                await self._pause(member, err)
 
     def _ungated_head(self, member: Member) -> Experiment | None:
         """The kept proposal the agent's branch stands on, if no gate has judged it yet."""
