@@ -628,16 +628,23 @@ class Runtime:
 
     def _saving_for_gate(self, member: Member) -> bool:
         """Whether the agent should propose no more: the budget is closing and its branch has a keep that beats
-        main and waits for the gate, which the rest of the budget must pay for."""
-        if self.policy.gate is None or not self._merge_process or not self._gate_closing():
+        main and waits for the gate, which the rest of the budget can still pay for."""
+        if self.policy.gate is None or not self._merge_process or not self._gate_closing() \
+                or not self._gate_affordable():
             return False
         head = self._ungated_head(member)
         return head is not None and self.merger.is_candidate(head)
 
+    def _gate_affordable(self) -> bool:
+        """Whether the experiment budget still pays for a gate's fresh runs (True without such a limit)."""
+        left = self.budget.left()
+        return left is None or left >= self.evidence.verify_runs
+
     async def _last_gate(self, member: Member) -> None:
         """An agent stopped (its budget, its cap, nothing left to propose): its branch's last keep that beats
         main goes to the gate now, rather than staying off main."""
-        if self.policy.gate is None or not self._merge_process or self.stopped or member.paused:
+        if self.policy.gate is None or not self._merge_process or self.stopped or member.paused \
+                or not self._gate_affordable():
             return
         head = self._ungated_head(member)
         if head is not None and self.merger.is_candidate(head):
