@@ -236,7 +236,9 @@ def _example(tmp_path: Path, which: str, extra: str = "") -> Program:
     shutil.copytree(EXAMPLE, example)
     org = example / which
     text = org.read_text().replace("cli_timeout = 900", "cli_timeout = 180\nmax_experiments = 1")
-    org.write_text(text.replace('[[processes]]\nkind = "verify"\nruns = 2\n', "") + extra + NO_NOISE)
+    # the CLIs' work and its merges, ungated: 8 runs leave no budget for explore-gate's gate (tests/sim has it)
+    text = 'policy = "noise-aware"\n' + text.replace('[[processes]]\nkind = "verify"\nruns = 2\n', "")
+    org.write_text(text + extra + NO_NOISE)
     return Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
 
 
@@ -306,7 +308,8 @@ def test_the_claude_codex_example_led_by_a_chief_who_assigns_and_merges(tmp_path
 @needs_clis
 def test_real_claude_code_as_a_lead_assigns_over_mcp_and_merges_what_its_researcher_kept(tmp_path, anthropic):
     org = tmp_path / "org.toml"
-    org.write_text('name = "cli-lead"\n[[roles]]\nname = "chief"\nbackend = "claude-code"\nsubmits = false\n'
+    org.write_text('name = "cli-lead"\npolicy = "noise-aware"\n'  # the chief's merge, ungated, in 3 runs
+                   '[[roles]]\nname = "chief"\nbackend = "claude-code"\nsubmits = false\n'
                    'merges = true\ncli_timeout = 120\n'
                    '[[roles]]\nname = "researcher"\nbackend = "claude-code"\nwaits_for_assignment = true\n'
                    'merges = false\ncli_timeout = 120\n' + NO_NOISE)
