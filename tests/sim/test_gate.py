@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, register_backend
-from researchorg.agents.base import Proposal
-from researchorg.agents.options import SimulatedOptions
-from researchorg.agents.simulated import SimulatedAgent, switch_on
+from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
+from tests.sim.one_idea import register_one_idea
 
-
-class _OneHelpfulChange(SimulatedAgent):
-    """A researcher whose one proposal switches on the landscape's most helpful idea."""
-
-    def propose(self, ctx):
-        text = ctx.read("ideas.py")
-        best = max(self.picker.landscape.ideas, key=lambda idea: idea.effect)
-        return Proposal(description=f"add {best.name}", files={"ideas.py": switch_on(text, best.name)},
-                        data={"idea": best.name})
-
-
-register_backend("one-helpful", lambda role, ctx, index: _OneHelpfulChange(ctx, 0.0, index), SimulatedOptions)
+register_one_idea("one-helpful", lambda ideas: max(ideas, key=lambda idea: idea.effect))  # the most helpful
 
 
 def _false_merges(world: SimWorld, landscape: Landscape) -> tuple[int, int]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld, register_backend
-from researchorg.agents.base import Proposal
-from researchorg.agents.options import SimulatedOptions
-from researchorg.agents.simulated import SimulatedAgent, switch_on
+from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
+from tests.sim.one_idea import register_one_idea
 
 LOADED_UNTIL = 800.0  # seconds: the three noise-floor runs (270-330 s each) start on the busy machine
 
@@ -28,17 +26,7 @@ class _LoadedAtStart(Landscape):
         return at < LOADED_UNTIL
 
 
-class _OneHarmfulChange(SimulatedAgent):
-    """A researcher whose one proposal switches on the landscape's most harmful idea."""
-
-    def propose(self, ctx):
-        text = ctx.read("ideas.py")
-        worst = min(self.picker.landscape.ideas, key=lambda idea: idea.effect)
-        return Proposal(description=f"add {worst.name}", files={"ideas.py": switch_on(text, worst.name)},
-                        data={"idea": worst.name})
-
-
-register_backend("one-harmful", lambda role, ctx, index: _OneHarmfulChange(ctx, 0.0, index), SimulatedOptions)
+register_one_idea("one-harmful", lambda ideas: min(ideas, key=lambda idea: idea.effect))  # the most harmful
 
 
 def _run(policy: str) -> tuple[SimWorld, Landscape]:

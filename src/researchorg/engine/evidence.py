@@ -220,6 +220,23 @@ class Evidence:
         limit = 2 * self.org.rigor.max_runs + MATCHING_TRIES  # extra runs at most, whatever the loads do
         loads = list(loads)  # the load of each of the candidate's runs, in order (more join as it re-runs)
         load = next((x for x in loads if x is not None), None)  # None: the runs do not say (no matching)
+
+        async def incumbent_again(commit: str, tree: str, why: str) -> bool:
+            """Run the incumbent once more; False if no run could be measured (then decide on what there is)."""
+            measured = Code(commit, commit, tree, why, code.source)
+            extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
+            return bool(extra and extra[0].status == "measured")
+
+        async def candidate_again() -> bool:
+            """Run the candidate once more; False if no run could be measured."""
+            extra = await self.extra_runs(agent, code, rerun_kind, 1, hardware)
+            if not (extra and extra[0].status == "measured"):
+                return False
+            runs.append(extra[0].metric)
+            loads.append(load_of(extra[0].summary))
+            run_ids.append(extra[0].id)
+            return True
+
         while True:
             commit = incumbent_commit()
             tree = self.world.tree_of(commit)
@@ -232,9 +249,7 @@ class Evidence:
                 final = True  # decide on what there is: re-runs under changing load need not converge
             if not incumbent and gate and not final and not self.stopped():
                 spent += 1  # a gate: main never ran on this hardware class, so it runs now (no free pass)
-                measured = Code(commit, commit, tree, f"main, for the gate of #{code.source}", code.source)
-                extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
-                final = not (extra and extra[0].status == "measured")
+                final = not await incumbent_again(commit, tree, f"main, for the gate of #{code.source}")
                 continue
             if policy.matched and load is not None and incumbent:
                 tolerance = self.org.rigor.load_tolerance
@@ -249,18 +264,9 @@ class Evidence:
                     matching += 1
                     spent += 1
                     if idler:  # the incumbent was measured only on a busier machine: measure it now
-                        measured = Code(commit, commit, tree, f"incumbent of #{code.source} (matched load)",
-                                        code.source)
-                        extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
-                        final = not (extra and extra[0].status == "measured")
+                        final = not await incumbent_again(commit, tree, f"incumbent of #{code.source} (matched load)")
                     else:  # the candidate ran busier than any run of the incumbent: run it again
-                        extra = await self.extra_runs(agent, code, rerun_kind, 1, hardware)
-                        if extra and extra[0].status == "measured":
-                            runs.append(extra[0].metric)
-                            loads.append(load_of(extra[0].summary))
-                            run_ids.append(extra[0].id)
-                        else:
-                            final = True
+                        final = not await candidate_again()
                     continue
                 usable = at_load(incumbent, level, tolerance)
                 compared = [v for v, x in zip(runs, loads, strict=True) if x is None or abs(x - level) <= tolerance]
@@ -273,17 +279,10 @@ class Evidence:
                 break
             spent += 1
             if sample and rerun_incumbent(compared, sample):
-                measured = Code(commit, commit, tree, f"incumbent of #{code.source}", code.source)
-                extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
-                final = not (extra and extra[0].status == "measured")
+                final = not await incumbent_again(commit, tree, f"incumbent of #{code.source}")
                 continue
-            extra = await self.extra_runs(agent, code, rerun_kind, 1, hardware)
-            if extra and extra[0].status == "measured":
-                runs.append(extra[0].metric)
-                loads.append(load_of(extra[0].summary))
-                run_ids.append(extra[0].id)
-            else:
-                final = True  # no budget, Ctrl-C, or the code failed with another seed: decide on what we have
+            # no budget, Ctrl-C, or the code failed with another seed: then decide on what there is
+            final = not await candidate_again()
         evidence = {**decision.evidence, "reruns": run_ids, "hardware": hardware, "incumbent_tree": tree}
         if policy.matched and load is not None:
             evidence.update(load=[None if x is None else round(x, 3) for x in loads], unmatched_runs=unmatched)
