@@ -167,6 +167,7 @@ class RigorSpec(Strict):
     explore_sigmas: float = 0.0  # explore-gate: an agent's branch moves on one run above this many SEs
     gate_trigger: float = Field(default=2.0, ge=0)  # explore-gate: gate a branch once it beats main by this many SEs
     load_tolerance: float = Field(default=0.5, gt=0)  # explore-gate: runs within this many busy cores match
+    screen: float = Field(default=0.25, gt=0, le=1)  # screen-gate: proposals train for this fraction of the budget
 
 
 class OrgCompute(Strict):
@@ -182,7 +183,7 @@ class OrgSpec(Strict):
     name: str
     description: str = ""
     roles: list[RoleSpec] = Field(min_length=1)
-    policy: Literal["greedy", "noise-aware", "explore-gate"] = "explore-gate"
+    policy: Literal["greedy", "noise-aware", "explore-gate", "screen-gate"] = "explore-gate"
     rigor: RigorSpec = RigorSpec()
     processes: list[ProcessSpec] = []
     skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)

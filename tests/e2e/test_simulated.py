@@ -113,11 +113,16 @@ def _same(program: Program, world: SimWorld) -> list:
     return real.experiments()
 
 
-@pytest.mark.parametrize("policy", ["explore-gate", "noise-aware", "greedy"])
+@pytest.mark.parametrize("policy", ["explore-gate", "noise-aware", "greedy", "screen-gate"])
 def test_a_solo_org_decides_alike_in_both_worlds(tmp_path, policy):
     program, world = _both_worlds(tmp_path, policy, SOLO.format(policy=policy), 24)
     rows = _same(program, world)
-    assert len(rows) == 24 and {"noise", "proposal", "verify"} <= {e.kind for e in rows}
+    if policy == "screen-gate":  # proposals train for a quarter of the budget (the harness is told so) and cost it
+        assert {e.fidelity for e in rows if e.kind == "proposal"} == {0.25} and len(rows) > 24
+        assert 23.0 <= program.ledger.spent(("interrupted",)) <= 24.0
+    else:
+        assert len(rows) == 24
+    assert {"noise", "proposal", "verify"} <= {e.kind for e in rows}
     assert {"keep", "discard", "crash"} <= {e.status for e in rows}  # this landscape exercises crashes too
     assert program.ledger.merges()
     if policy == "noise-aware":

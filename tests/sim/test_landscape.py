@@ -59,3 +59,11 @@ def test_a_configs_value_does_not_depend_on_the_processs_hash_seed():
     values = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3, 4)}
     assert len(values) == 1
+
+
+def test_the_best_code_of_a_landscape_is_one_no_single_idea_improves():
+    landscape = Landscape(seed=2)
+    best = landscape.best_config()
+    assert landscape.true_value(best) < landscape.base
+    assert not landscape.helpful(best, [i.name for i in landscape.ideas if i.name not in best])
+    assert all(landscape.true_gain(best - {name}, best) < 0 for name in best)  # and each idea in it pulls weight

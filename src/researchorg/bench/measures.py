@@ -170,7 +170,7 @@ def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
     runs = [e for e in ledger.experiments() if e.status != "interrupted"]
     start = min((e.started_at for e in runs), default=0.0)
     floor = ledger.noise_floor()
-    kept = [e for e in runs if e.status == "keep" and e.metric is not None]
+    kept = [e for e in runs if e.status == "keep" and e.metric is not None and e.fidelity == 1.0]  # (not screens)
     base = floor.mean if floor else (kept[0].metric if kept else 0.0)
     merges = ledger.merges()
     verified = [(0.0, 0.0)] + [(m.at - start, gain(metric, m.metric, base)) for m in merges]

@@ -187,7 +187,9 @@ class ProgramData:
             columns["id"].append(e.id)
             columns["hours"].append(round((e.ran_until - start) / 3600, 5))
             columns["slot_hours"].append(round(slot_hours[e.id], 5))
-            columns["metric"].append(e.metric if e.metric is not None and math.isfinite(e.metric) else None)
+            # a screen (a fraction of the budget) scores on another scale: it has no dot on the frontier
+            columns["metric"].append(e.metric if e.metric is not None and math.isfinite(e.metric)
+                                     and e.fidelity == 1.0 else None)
             columns["status"].append(status_code[e.status])
             columns["kind"].append(kind_code[e.kind])
         summary = summarize([r.e for r in finished], self.metric, self.program.baseline_commit)
@@ -236,7 +238,8 @@ class ProgramData:
                          "metric": r.e.metric, "commit": r.e.commit[:7], "description": _short(r.e.description),
                          "evidence": _short(evidence(r.e), 120), "slot": r.e.slot, "hardware": r.e.hardware,
                          "started_at": r.e.started_at, "ended_at": r.e.ended_at,
-                         "slot_seconds": round(r.slot_seconds, 2), "rerun_of": r.e.rerun_of})
+                         "slot_seconds": round(r.slot_seconds, 2), "rerun_of": r.e.rerun_of,
+                         "fidelity": r.e.fidelity})
                 for r in self.runs()]
 
     def _record(self, id_: int, diff_chars: int | None = 0) -> Experiment:

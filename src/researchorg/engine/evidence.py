@@ -6,7 +6,9 @@
   few experiments takes at most a third of them, and at least 2, so that it
   still tries ideas). Runs made earlier and interrupted are reused, not
   repeated. Agents start thinking meanwhile; a decision on a class waits for
-  that class's floor.
+  that class's floor. A policy that screens (screen-gate) also runs the
+  baseline K times on the screening budget: the spread of short runs, and
+  what the first proposals are compared with.
 - **Decisions**: a candidate's first run goes to the acceptance policy with the
   incumbent's runs (every run of the incumbent's code on the same hardware
   class, measured as stats.score measures a code) and the noise floor; while
@@ -23,6 +25,11 @@
   rate per agent and per role.
 - **Machine load** (explore-gate): runs are compared only under matching
   load (stats/load.py), and the noise floor is amortized per load (`sigma`).
+- **Fidelity** (screen-gate): a run on a fraction of the task's budget is
+  compared only with runs on the same fraction (a short run's metric is not a
+  full run's); when the incumbent never ran on it, it runs first. Its noise
+  floor is amortized from the unselected runs on that budget. Verifications
+  and the gate run on the full budget.
 
 Every extra run is an experiment row of its own (kind `noise`, `rerun`,
 `incumbent` or `verify`, status `measured`), counted in the run's experiment
@@ -60,6 +67,7 @@ class Code:
     tree: str
     description: str
     source: int | None = None  # the experiment it measures again
+    fidelity: float = 1.0  # the fraction of the task's budget its runs train for
 
 
 ExtraRuns = Callable[[str, Code, str, int, "str | None"], Awaitable[list[Experiment]]]
@@ -79,20 +87,21 @@ class Evidence:
         self.hardware_classes = hardware_classes
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
         self._planned: set[str] = set()  # classes whose floor this run measures
-        self._unselected: dict[str, dict[str, list[tuple[float | None, float]]]] = {}  # class -> tree -> runs
+        # (class, fidelity) -> tree -> (load, metric) of its unselected runs
+        self._unselected: dict[tuple[str, float], dict[str, list[tuple[float | None, float]]]] = {}
         self._observed = 0  # unselected runs observed: the amortized floors' cache is valid until it moves
-        self._sigmas: dict[tuple[str, float], tuple[int, tuple[float | None, int]]] = {}
+        self._sigmas: dict[tuple[str, float | None, float], tuple[int, tuple[float | None, int]]] = {}
         if policy.matched:
             for e in self.ledger.experiments(status="measured"):
                 self.observe(e)
 
     # the noise floor ----------------------------------------------------------------------
-    def noise_plan(self, experiments_left: int | None) -> dict[str, int]:
+    def noise_plan(self, experiments_left: float | None) -> dict[str, int]:
         """How many noise-floor runs each hardware class will take in this run: a class without a floor gets
         one, and a floor smaller than wanted (a short run measured it) is topped up when the budget allows."""
         wanted = self.org.rigor.noise_runs
         if experiments_left is not None:
-            wanted = min(wanted, max(2, experiments_left // 3)) if experiments_left >= 2 else 0
+            wanted = min(wanted, max(2, int(experiments_left) // 3)) if experiments_left >= 2 else 0
         if wanted < 2:
             return {}
         tree = self.world.tree_of(self.ledger.program().baseline_commit)
@@ -119,6 +128,8 @@ class Evidence:
             try:
                 if hardware in plan:
                     await self._measure_floor(code, hardware, plan[hardware])
+                if plan and self.policy.screen < 1.0 and not self.stopped():
+                    await self._screen_floor(code, hardware, min(self.org.rigor.noise_runs, max(plan.values())))
             finally:
                 self._ready[hardware].set()
 
@@ -151,25 +162,45 @@ class Evidence:
         self.ledger.log_event("noise_floor", hardware=hardware, mean=floor.mean, sigma=floor.sigma, runs=len(runs))
         self.on_event("noise_floor", {"hardware": hardware, "floor": floor})
 
-    def sigma(self, hardware: str, load: float | None = None) -> tuple[float | None, int]:
+    async def _screen_floor(self, baseline: Code, hardware: str, wanted: int) -> None:
+        """The baseline's runs on the screening budget: `wanted` of them in all (earlier ones count). They are
+        noise-floor runs of that budget, and its amortized sigma starts from them."""
+        screen = Code(baseline.commit, baseline.parent, baseline.tree, "baseline (noise floor, screening budget)",
+                      fidelity=self.policy.screen)
+        earlier = [e for e in self.ledger.runs_of(screen.tree, hardware, screen.fidelity) if e.kind == "noise"]
+        if wanted - len(earlier) > 0:
+            await self.extra_runs(LAB, screen, "noise", wanted - len(earlier), hardware)
+        sigma, dof = self.sigma(hardware, None, screen.fidelity)
+        self.ledger.log_event("screen_floor", hardware=hardware, fidelity=screen.fidelity, sigma=sigma, dof=dof)
+
+    async def confirm(self, candidate: Experiment) -> list[Experiment]:
+        """Fresh-seed runs of a kept candidate on the budget it was screened on (as many as a verification),
+        before its gate: they measure it without the luck that kept it, for a fraction of a full run each."""
+        code = Code(candidate.commit, candidate.parent_commit, candidate.tree, candidate.description, candidate.id,
+                    candidate.fidelity)
+        return await self.extra_runs(candidate.agent, code, "verify", self.verify_runs, candidate.hardware)
+
+    def sigma(self, hardware: str, load: float | None = None, fidelity: float = 1.0) -> tuple[float | None, int]:
         """The noise floor's sigma on `hardware` and its degrees of freedom (None, 0 without one).
 
         With a `load` (a policy that matches load), the floor is the one of that load, amortized: the pooled
         spread of every code's unselected runs made under it (the noise floor's own runs, when they ran under
         it, incumbent re-runs, verifications), once they give 2 degrees of freedom. A floor measured on a
         loaded machine does not judge runs made on an idle one: until idle runs give a spread, such a
-        decision has no sigma (the policy then estimates it from the runs compared, or reads the sign)."""
+        decision has no sigma (the policy then estimates it from the runs compared, or reads the sign).
+        Runs on a fraction of the budget (`fidelity` < 1) have no floor of their own: theirs is amortized
+        alike, from the unselected runs on that budget (under any load when `load` is None)."""
         floor = self.ledger.noise_floor(hardware)
         own = (floor.sigma, len(floor.runs) - 1) if floor else (None, 0)
-        if load is None:
+        if load is None and fidelity == 1.0:
             return own
-        key = (hardware, load)
+        key = (hardware, load, fidelity)
         cached = self._sigmas.get(key)
         if cached is not None and cached[0] == self._observed:
             return cached[1]
         tolerance = self.org.rigor.load_tolerance
-        groups = [[v for x, v in runs if x is None or abs(x - load) <= tolerance]
-                  for runs in self._unselected.get(hardware, {}).values()]
+        groups = [[v for x, v in runs if x is None or load is None or abs(x - load) <= tolerance]
+                  for runs in self._unselected.get((hardware, fidelity), {}).values()]
         dof = sum(len(g) - 1 for g in groups if len(g) > 1)
         found = (pooled_sigma(groups), dof) if dof >= 2 else (None, 0)
         if len(self._sigmas) > 4096:
@@ -180,7 +211,7 @@ class Evidence:
     def observe(self, done: Experiment) -> None:
         """A run was recorded: an unselected one joins its code's runs for the amortized noise floor."""
         if done.kind in UNSELECTED_KINDS and done.status == "measured" and done.metric is not None:
-            self._unselected.setdefault(done.hardware, {}).setdefault(done.tree, []).append(
+            self._unselected.setdefault((done.hardware, done.fidelity), {}).setdefault(done.tree, []).append(
                 (load_of(done.summary), done.metric))
             self._observed += 1
 
@@ -195,11 +226,14 @@ class Evidence:
             if self.stopped() and hardware in self._planned and self.ledger.noise_floor(hardware) is None:
                 return None
         code = Code(experiment.commit, experiment.parent_commit, experiment.tree, experiment.description,
-                    experiment.id)
+                    experiment.id, experiment.fidelity)
         # a merge re-run (untested code bound for main) passes the gate of a policy that has one
         gate = experiment.kind == "merge" and self.policy.gate is not None
-        return await self._judge(self.policy.gate if gate else self.policy, agent, code, [metric], [],
-                                 [load_of(summary)], summary, incumbent_commit, hardware, "rerun", gate=gate)
+        decision = await self._judge(self.policy.gate if gate else self.policy, agent, code, [metric], [],
+                                     [load_of(summary)], summary, incumbent_commit, hardware, "rerun", gate=gate)
+        if code.fidelity < 1.0:  # judged on a fraction of the budget: the evidence says which
+            decision.evidence["fidelity"] = code.fidelity
+        return decision
 
     async def _judge(self, policy: Policy, agent: str, code: Code, runs: list[float], run_ids: list[int],
                      loads: list[float | None], summary: dict[str, Any], incumbent_commit: Callable[[], str],
@@ -214,8 +248,9 @@ class Evidence:
         the incumbent, the candidate runs again (at most BUSIER_RERUNS times); when it ran idler (the incumbent
         was measured on a loaded machine), the incumbent runs again, now (at most MATCHING_TRIES times); with no
         matched pair after them the candidate is not kept. A `gate` whose main never ran on this hardware class
-        runs main first (no free pass). However the loads fall, a decision makes at most
-        2 * max_runs + MATCHING_TRIES extra runs, then decides on what it has."""
+        runs main first (no free pass), and so does any incumbent that never ran on the candidate's fraction of
+        the budget (`code.fidelity`: runs are compared only within one). However the loads fall, a decision
+        makes at most 2 * max_runs + MATCHING_TRIES extra runs, then decides on what it has."""
         final, matching, unmatched, level, spent = False, 0, 0, None, 0
         limit = 2 * self.org.rigor.max_runs + MATCHING_TRIES  # extra runs at most, whatever the loads do
         loads = list(loads)  # the load of each of the candidate's runs, in order (more join as it re-runs)
@@ -223,7 +258,7 @@ class Evidence:
 
         async def incumbent_again(commit: str, tree: str, why: str) -> bool:
             """Run the incumbent once more; False if no run could be measured (then decide on what there is)."""
-            measured = Code(commit, commit, tree, why, code.source)
+            measured = Code(commit, commit, tree, why, code.source, code.fidelity)
             extra = await self.extra_runs(agent, measured, "incumbent", 1, hardware)
             return bool(extra and extra[0].status == "measured")
 
@@ -243,13 +278,14 @@ class Evidence:
             if tree == code.tree:
                 return Decision(True, {"policy": policy.name, "candidate_runs": runs,
                                        "rule": "same code as the incumbent: a re-measurement"})
-            incumbent = self.ledger.runs_of(tree, hardware)
+            incumbent = self.ledger.runs_of(tree, hardware, code.fidelity)
             usable, compared = incumbent, runs
             if spent >= limit:
                 final = True  # decide on what there is: re-runs under changing load need not converge
-            if not incumbent and gate and not final and not self.stopped():
-                spent += 1  # a gate: main never ran on this hardware class, so it runs now (no free pass)
-                final = not await incumbent_again(commit, tree, f"main, for the gate of #{code.source}")
+            if not incumbent and (gate or code.fidelity < 1.0) and not final and not self.stopped():
+                spent += 1  # main never ran on this hardware class (or the incumbent on this budget): now it does
+                final = not await incumbent_again(commit, tree, f"main, for the gate of #{code.source}" if gate
+                                                  else f"incumbent of #{code.source} (on its budget)")
                 continue
             if policy.matched and load is not None and incumbent:
                 tolerance = self.org.rigor.load_tolerance
@@ -272,7 +308,8 @@ class Evidence:
                 compared = [v for v, x in zip(runs, loads, strict=True) if x is None or abs(x - level) <= tolerance]
                 unmatched = len(incumbent) - len(usable) + len(runs) - len(compared)
             sample = code_sample((e.kind, e.metric) for e in usable)  # not the runs that kept it
-            sigma, dof = self.sigma(hardware, level if policy.matched and load is not None and incumbent else None)
+            sigma, dof = self.sigma(hardware, level if policy.matched and load is not None and incumbent else None,
+                                    code.fidelity)
             decision = policy.decide(self.task.metric, compared, sample, sigma, final or self.stopped(),
                                      sigma_dof=dof)
             if decision.keep is not None:
@@ -344,9 +381,11 @@ class Evidence:
         judged_main = gate is not None and values and "incumbent_mean" in decision.evidence
         against = (f" against main's {incumbent:.6f}" if judged_main else
                    f" against the incumbent's {incumbent:.6f}") if incumbent is not None else ""
+        claim = f"claimed {claimed:.6f}" if candidate.fidelity == 1.0 else \
+            f"screened at {candidate.fidelity:.0%} of the budget: {claimed:.6f}"
         self.post.send("verify", candidate.agent, "verify",
                        f"Verification of #{candidate.id} ({candidate.description}): {len(runs)} fresh-seed runs, "
-                       f"{name} {shown} (claimed {claimed:.6f}{against}): "
+                       f"{name} {shown} ({claim}{against}): "
                        f"{'reproduced' if reproduced else 'did NOT reproduce'}.", candidate.id)
         self.ledger.log_event("verification", experiment=candidate.id, agent=candidate.agent, fresh=fresh,
                               claimed=claimed, incumbent=incumbent, reproduced=reproduced)

@@ -14,6 +14,12 @@ again on top of the moved branch as an experiment of its own, and merges only
 if that run is kept against the branch and still beats the program's best.
 Every merge is recorded in the ledger and announced to everyone. The merger
 also says when an agent should continue from the program branch (adoption).
+
+Two codes are compared on the full budget's runs when both have some, else
+on the screening budget's (screen-gate: a branch moves on short runs before
+any gate ran it in full); codes with no budget in common are not compared: a
+kept change is then a candidate, and the gate, which runs both in full,
+decides.
 """
 
 from __future__ import annotations
@@ -28,14 +34,15 @@ from researchorg.world.protocol import PROGRAM_BRANCH, World
 
 class Merger:
     def __init__(self, world: World, ledger: Ledger, post: PostOffice, metric: MetricSpec,
-                 load_tolerance: float | None = None):
+                 load_tolerance: float | None = None, screen: float = 1.0):
         self.world, self.ledger, self.post, self.metric = world, ledger, post, metric
         self.load_tolerance = load_tolerance  # set: a code is measured by its runs at its lightest machine load
+        self.screen = screen  # the fraction of the budget proposals train for (screen-gate), 1 otherwise
 
-    def value(self, tree: str) -> float | None:
-        """What the code `tree` scores over its runs (at its lightest load, when load is matched); None while it
-        was never measured."""
-        runs = self.ledger.runs_of(tree)
+    def value(self, tree: str, fidelity: float = 1.0) -> float | None:
+        """What the code `tree` scores over its runs on `fidelity` of the budget (at its lightest load, when load
+        is matched); None while it was never measured there."""
+        runs = self.ledger.runs_of(tree, fidelity=fidelity)
         if self.load_tolerance is not None:
             runs = at_load(runs, lightest(runs), self.load_tolerance)
         return code_value((e.kind, e.metric) for e in runs)
@@ -43,20 +50,41 @@ class Merger:
     def program_best(self) -> float | None:
         return self.value(self.world.tree_of(self.world.main()))
 
+    def compared(self, tree: str, other: str) -> tuple[float | None, float | None]:
+        """The values of two codes on the budget they were both measured on (the full one first); where they
+        share none, the full budget's (one or both None)."""
+        for fidelity in dict.fromkeys((1.0, self.screen)):
+            a, b = self.value(tree, fidelity), self.value(other, fidelity)
+            if a is not None and b is not None:
+                return a, b
+        return self.value(tree), self.value(other)
+
     def worth_adopting(self, head: str) -> str | None:
         """The program branch's head, if an agent standing at `head` should continue from it instead: the
-        program scores better than the agent's own code, and the agent is not already on or ahead of it."""
+        program scores better than the agent's own code (or the agent's code was never measured), and the
+        agent is not already on or ahead of it."""
         main = self.world.main()
         if head == main:
             return None
-        best, mine = self.program_best(), self.value(self.world.tree_of(head))
+        best, mine = self.compared(self.world.tree_of(main), self.world.tree_of(head))
+        if mine is None and self._measured(self.world.tree_of(head)):
+            return None  # measured only on a budget main was not: the gate will judge it against main
         if best is None or (mine is not None and not better(self.metric, best, mine)):
             return None
         return None if self.world.is_ancestor(main, head) else main
 
     def is_candidate(self, experiment: Experiment) -> bool:
-        best, value = self.program_best(), self.value(experiment.tree)
-        return experiment.status == "keep" and value is not None and (best is None or better(self.metric, value, best))
+        """Whether a kept experiment may go on to merge: its code beats the program's on a budget both ran on
+        (or shares none with it: the gate then runs both in full)."""
+        if experiment.status != "keep":
+            return False
+        value, best = self.compared(experiment.tree, self.world.tree_of(self.world.main()))
+        if value is None:
+            return self._measured(experiment.tree)
+        return best is None or better(self.metric, value, best)
+
+    def _measured(self, tree: str) -> bool:
+        return any(self.value(tree, fidelity) is not None for fidelity in dict.fromkeys((1.0, self.screen)))
 
     def try_merge(self, experiment: Experiment, by: str) -> tuple[str, str | None]:
         """Merge a kept experiment into the program branch: ("merged", None), ("conflict", None),

@@ -81,7 +81,7 @@ class Runtime:
         self.on_event = _shielded(on_event, self.world.ledger) if on_event else (lambda kind, data: None)
         rigor = self.org.rigor
         self.policy = make_policy(self.org.policy, rigor.sigmas, rigor.max_runs, rigor.explore_sigmas,
-                                  rigor.gate_trigger)
+                                  rigor.gate_trigger, rigor.screen)
         self.cancel = threading.Event()  # set on Ctrl-C: runs are killed, agents' threads return, nothing new starts
         self.team = Team()
         self.post = PostOffice(self.ledger, self.team.delivered)
@@ -91,7 +91,8 @@ class Runtime:
         self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
         merging = self._merge_process or any(role.merges for role in self.org.roles)
         self.merger = Merger(self.world, self.ledger, self.post, self.task.metric,
-                             self.org.rigor.load_tolerance if self.policy.matched else None) if merging else None
+                             self.org.rigor.load_tolerance if self.policy.matched else None,
+                             self.policy.screen) if merging else None
         self._gated = {v.experiment_id for v in self.ledger.verifications()}  # kept experiments a gate judged
         self.processes = [Standup(spec, self.ledger, self.post, self.task.metric, self.clock.now)
                           for spec in self.org.processes if spec.kind == "standup"]
@@ -116,7 +117,7 @@ class Runtime:
         all at once through the scheduler, and return each code's runs. Ctrl-C stops it like a run."""
         async def plan() -> list[list[Experiment]]:
             self.recover()
-            self.budget = Budget(Limits(), self.ledger.count(exclude=("interrupted",)), self.clock.now)
+            self.budget = Budget(Limits(), self.ledger.spent(exclude=("interrupted",)), self.clock.now)
             return list(await asyncio.gather(*(self.extra_runs(agent, code, kind, n, hardware)
                                                for code, n in codes)))
         return self._in_loop(plan)
@@ -183,9 +184,9 @@ class Runtime:
         for line in probe_org(self.org):  # a dead server or a missing CLI fails here, before any compute is spent
             self.ledger.log_event("backend_probed", result=line)
         report = self.report
-        recorded = self.ledger.count(exclude=("interrupted",))
+        recorded = self.ledger.spent(exclude=("interrupted",))
         self.budget = Budget(limits, recorded, self.clock.now)
-        noise = self.evidence.noise_plan(None if limits.max_experiments is None else limits.max_experiments - recorded)
+        noise = self.evidence.noise_plan(self.budget.left())
         self.ledger.log_event("run_started", max_experiments=limits.max_experiments, max_hours=limits.max_hours,
                               slots=[s.name for s in self.scheduler.slots], agents=[m.name for m in members],
                               noise_runs=noise)
@@ -237,9 +238,7 @@ class Runtime:
             self.scheduler.add(slot)
             self.ledger.log_event("slot_joined", slot=slot.name, hardware=hardware)
             if hardware not in self.evidence.hardware_classes and not self.stopped:
-                left = None if limits.max_experiments is None else limits.max_experiments - self.ledger.count(
-                    exclude=("interrupted",))
-                self._spawn(self.evidence.new_class(hardware, left))
+                self._spawn(self.evidence.new_class(hardware, self.budget.left()))
 
         def left(slot: Any) -> None:
             self.scheduler.remove(slot)
@@ -274,19 +273,20 @@ class Runtime:
                         member.role.waits_for_assignment and not await self._wait_for_assignment(member)):
                     places.release()
                     break
-                if not self.budget.reserve():  # spent while it waited: the assignment waits for a later run
+                cost = self.policy.screen  # a proposal trains for this fraction of the budget
+                if not self.budget.reserve(cost):  # spent while it waited: the assignment waits for a later run
                     self.team.give_back(member)
                     places.release()
                     break
                 try:
                     submitted = await self._submit(member)
                 except Exception as err:  # a failing agent is paused; the organization goes on
-                    self.budget.settle(counted=False)
+                    self.budget.settle(counted=False, cost=cost)
                     places.release()
                     await self._pause(member, err)
                     break
                 if submitted is None:
-                    self.budget.settle(counted=False)
+                    self.budget.settle(counted=False, cost=cost)
                     places.release()
                     break
                 life = self._spawn(self._life(member, *submitted, places))
@@ -371,7 +371,7 @@ class Runtime:
         experiment = self.ledger.start_experiment(
             member.name, parent, commit, diff=self.world.diff(parent, commit), description=proposal.description,
             hypothesis=proposal.hypothesis, proposal=proposal.data, seed=self._first_seed(tree),
-            log_dir=self.world.logs_dir, tree=tree)
+            log_dir=self.world.logs_dir, tree=tree, fidelity=self.policy.screen)
         self.world.label(experiment.id, commit)
         return experiment, invalid
 
@@ -388,7 +388,8 @@ class Runtime:
         except Exception as err:  # the lab itself failed (git, disk): record it, pause the agent
             await self._pause(member, err, experiment)
         finally:
-            self.budget.settle(counted=self.ledger.experiment(experiment.id).status != "interrupted")
+            self.budget.settle(counted=self.ledger.experiment(experiment.id).status != "interrupted",
+                               cost=experiment.fidelity)
             places.release()
 
     async def _run_and_decide(self, member: Member, experiment: Experiment, invalid: str | None,
@@ -443,26 +444,27 @@ class Runtime:
             experiment.agent, experiment.parent_commit, experiment.commit, diff=experiment.diff,
             description=experiment.description, hypothesis=experiment.hypothesis, proposal=experiment.proposal,
             seed=experiment.seed, log_dir=self.world.logs_dir, kind=experiment.kind, rerun_of=experiment.rerun_of,
-            tree=experiment.tree)
+            tree=experiment.tree, fidelity=experiment.fidelity)
         self.world.label(again.id, again.commit)
         self.ledger.log_event("run_lost", experiment=experiment.id, slot=slot.name, again=again.id, reason=reason)
         self.on_event("run_lost", {"experiment": experiment, "again": again, "reason": reason})
         return again
 
     async def extra_runs(self, agent: str, code: Code, kind: str, n: int, hardware: str | None) -> list[Experiment]:
-        """Run `code` n more times with fresh seeds, at once on as many slots; each run takes one experiment of
-        the budget (fewer runs when it runs out). Return the recorded runs."""
+        """Run `code` n more times with fresh seeds (on its `fidelity` of the task's budget), at once on as many
+        slots; each run takes its fidelity of the experiment budget (fewer runs when it runs out). Return the
+        recorded runs."""
         used = self.ledger.seeds_of(code.tree)
         rows = []
         for _ in range(n):
-            if self.stopped or not self.budget.reserve():
+            if self.stopped or not self.budget.reserve(code.fidelity):
                 break
             seed = fresh_seed(self.task.seed, used)
             used.add(seed)
             rows.append(self.ledger.start_experiment(
                 agent, code.parent, code.commit, diff="", description=code.description, hypothesis="",
                 proposal={}, seed=seed, log_dir=self.world.logs_dir, kind=kind, rerun_of=code.source,
-                tree=code.tree))
+                tree=code.tree, fidelity=code.fidelity))
             self.world.label(rows[-1].id, code.commit)  # every run has its refs/experiments/<id>
         done = await asyncio.gather(*(self._extra_run(agent, row, hardware) for row in rows))
         return [e for e in done if e is not None]
@@ -481,7 +483,7 @@ class Runtime:
             self.ledger.finish_experiment(row.id, "crash", reason=f"the lab failed: {type(err).__name__}: {err}")
             counted = True
         finally:
-            self.budget.settle(counted=counted)
+            self.budget.settle(counted=counted, cost=row.fidelity)
         if finished is not None:  # recorded: what follows cannot change the record
             self.report.ran += 1
             self.written(finished)
@@ -564,11 +566,18 @@ class Runtime:
             return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
         if self.policy.gate is not None:
             z = self._gate_z(done) if by == "merge" else math.inf  # a role's merge goes to the gate when it asks
-            if z < self.policy.gate_trigger and not self._gate_closing():
+            closing = self._gate_closing()
+            if z < self.policy.gate_trigger and not closing:
                 return (f"not yet at the gate: #{done.id}'s branch beats main by z = {z:.2f}, below "
                         f"{self.policy.gate_trigger:g} (the branch goes on; it is gated when it gets there or "
                         "when the budget closes)")
             self._gated.add(done.id)
+            if done.fidelity < 1.0 and by == "merge" and not closing:  # confirm on the short budget first
+                await self.evidence.confirm(done)
+                z = self._gate_z(done)
+                if z < self.policy.gate_trigger:
+                    return (f"not merged: with fresh runs on the screening budget #{done.id}'s branch beats main "
+                            f"by z = {z:.2f}, below {self.policy.gate_trigger:g}")
         if self.evidence.verify_runs:
             reproduced = await self.evidence.verify(done, member.role.name)
             if reproduced is None:
@@ -608,16 +617,17 @@ class Runtime:
                                                                                   else "not merged")
 
     def _gate_z(self, done: Experiment) -> float:
-        """How far the kept code `done` beats main on the runs so far, in standard errors (explore-gate)."""
-        head = self.ledger.runs_of(done.tree, done.hardware)
-        main = self.ledger.runs_of(self.world.tree_of(self.world.main()), done.hardware)
+        """How far the kept code `done` beats main on the runs so far, in standard errors (explore-gate), on the
+        budget `done` ran on (screen-gate: its runs and main's on the screening budget)."""
+        head = self.ledger.runs_of(done.tree, done.hardware, done.fidelity)
+        main = self.ledger.runs_of(self.world.tree_of(self.world.main()), done.hardware, done.fidelity)
         level = None
         if self.policy.matched:  # both at the lighter of their lightest loads
             level, tolerance = min(lightest(head), lightest(main)), self.org.rigor.load_tolerance
             head, main = at_load(head, level, tolerance), at_load(main, level, tolerance)
         head = code_sample((e.kind, e.metric) for e in head)
         main = code_sample((e.kind, e.metric) for e in main)
-        sigma, dof = self.evidence.sigma(done.hardware, level)
+        sigma, dof = self.evidence.sigma(done.hardware, level, done.fidelity)
         return self.policy.at_gate(self.task.metric, head, main, sigma, dof)
 
     def _gate_closing(self) -> bool:

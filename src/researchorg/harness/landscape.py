@@ -23,6 +23,16 @@ is the slot's speed times what the load leaves of it, and the metric pays for
 lost steps: `+ throughput_slope * ln(1 / throughput)`. Such a run reports its
 `steps` and the CPU seconds other work took during it (`other_cpu_s`), as the
 real runner does. The truth (`true_value`) is the code's value at full speed.
+
+A run may train for a fraction of the budget (its `fidelity`, as a screening
+run does: engine/evidence.py). What a short run measures is not the full
+run's truth scaled down: each idea's effect at the short budget is
+`fidelity_slope` times its full effect plus a deviation of its own (drawn once
+per idea, `fidelity_deviation` seed sigmas of the short run: changes that learn
+fast early, or late), and its seed noise is `fidelity_sigma` times the full
+run's. Both landscapes take these from tinylm (benchmarks/fidelity.py, the
+README says with which command); they matter only to runs shorter than the
+budget, which only a screening policy makes.
 """
 
 from __future__ import annotations
@@ -70,6 +80,10 @@ class Landscape:
     busy_cores: float = 2.0  # cores other work keeps busy in a busy spell
     throughput_slope: float = 0.0  # metric lost per unit of ln(1 / throughput)
     steps: float = 1000.0  # steps of a run at full speed
+    # what a run on a fraction of the budget measures (measured on tinylm: benchmarks/fidelity.py)
+    fidelity_slope: float = 1.0  # an idea's short-budget effect per unit of its full-budget effect
+    fidelity_deviation: float = 0.0  # each idea's own departure from that line, in seed sigmas of the short run
+    fidelity_sigma: float = 1.0  # the short run's seed noise, per unit of the full run's
     ideas: list[Idea] = field(init=False)
     pairs: dict[tuple[str, str], float] = field(init=False)
 
@@ -91,6 +105,10 @@ class Landscape:
             a, b = sorted(rng.sample(names, 2))
             self.pairs[(a, b)] = rng.choice((-1, 1)) * rng.uniform(1.0, 4.0) * self.sigma
         self._by_name = {idea.name: idea for idea in self.ideas}
+        drift = random.Random(_digest(self.seed, "fidelity"))  # apart from the ideas' draws: they stay as they were
+        self._short = {idea.name: self.fidelity_slope * idea.effect
+                       + drift.gauss(0.0, self.fidelity_deviation * self.fidelity_sigma * self.sigma)
+                       for idea in self.ideas}
         self._partners: dict[str, list[tuple[str, float]]] = {}
         for (a, b), value in self.pairs.items():
             self._partners.setdefault(a, []).append((b, value))
@@ -99,17 +117,33 @@ class Landscape:
     def idea(self, name: str) -> Idea:
         return self._by_name[name]
 
-    def raw_gain(self, config: frozenset[str]) -> float:
+    def raw_gain(self, config: frozenset[str], short: bool = False) -> float:
+        """The ideas' effects and interactions summed (on a short budget: their short-budget effects)."""
         # fsum: exact, so the value of a set of ideas does not depend on the order a set iterates in (which
         # changes with PYTHONHASHSEED between processes)
-        return math.fsum([*(self._by_name[name].effect for name in config),
-                          *(v for (a, b), v in self.pairs.items() if a in config and b in config)])
+        scale = self.fidelity_slope if short else 1.0
+        effects = self._short if short else {name: self._by_name[name].effect for name in config}
+        return math.fsum([*(effects[name] for name in config),
+                          *(scale * v for (a, b), v in self.pairs.items() if a in config and b in config)])
 
-    def true_value(self, config: frozenset[str]) -> float:
-        """The metric of `config` without noise (the mean over infinitely many seeds)."""
-        raw = self.raw_gain(config)
+    def true_value(self, config: frozenset[str], fidelity: float = 1.0) -> float:
+        """The metric of `config` without noise (the mean over infinitely many seeds); with `fidelity` < 1,
+        what a run on that fraction of the budget measures, less the offset all codes share there (only
+        differences between codes at one fidelity mean anything)."""
+        raw = self.raw_gain(config, short=fidelity < 1.0)
         realized = self.saturation * (1 - math.exp(-raw / self.saturation)) if raw > 0 else raw
         return self.base - realized
+
+    def best_config(self) -> frozenset[str]:
+        """The best code a search of the truth finds: add the idea that truly helps most until none helps (with
+        interactions the global best can differ, rarely by much). No policy, at any budget, ends above it."""
+        config: frozenset[str] = frozenset()
+        while True:
+            gains = {name: self.true_gain(config | {name}, config) for name in self.helpful(
+                config, [i.name for i in self.ideas if i.name not in config])}
+            if not gains:
+                return config
+            config = config | {max(gains, key=gains.__getitem__)}
 
     def helpful(self, config: frozenset[str], candidates: list[str]) -> list[str]:
         """The candidates whose addition to `config` truly helps: its effect and its interactions with the
@@ -135,20 +169,24 @@ class Landscape:
     def is_realistic(self) -> bool:
         return bool(self.slot_speed_spread or self.busy_p)
 
-    def run(self, config: frozenset[str], seed: int, slot: str = "", at: float = 0.0) -> Outcome:
-        """One run of `config` with `seed` (on `slot`, starting at `at` seconds): deterministic in all of them."""
-        rng = random.Random(_digest(self.seed, seed, *sorted(config)))
-        seconds = self.seconds * rng.uniform(0.9, 1.1)
+    def run(self, config: frozenset[str], seed: int, slot: str = "", at: float = 0.0,
+            fidelity: float = 1.0) -> Outcome:
+        """One run of `config` with `seed` (on `slot`, starting at `at` seconds, training for `fidelity` of the
+        budget): deterministic in all of them."""
+        rng = random.Random(_digest(self.seed, seed, *sorted(config)) if fidelity == 1.0
+                            else _digest(self.seed, seed, fidelity, *sorted(config)))
+        seconds = self.seconds * fidelity * rng.uniform(0.9, 1.1)
         if rng.random() < self.crash_p:
             return Outcome(None, seconds * rng.random())
-        metric = self.true_value(config) + rng.gauss(0.0, self.sigma)
+        noise = self.sigma * (self.fidelity_sigma if fidelity < 1.0 else 1.0)
+        metric = self.true_value(config, fidelity) + rng.gauss(0.0, noise)
         if not self.is_realistic:
             return Outcome(metric, seconds)
         slowdown = self.busy(at) and random.Random(_digest(self.seed, seed, slot, at)).uniform(*self.busy_slowdown)
         throughput = self.slot_speed(slot) * (1.0 - slowdown)
         other = self.busy_cores * seconds if slowdown else 0.0
         return Outcome(metric + self.throughput_slope * math.log(1.0 / throughput), seconds,
-                       steps=round(self.steps * throughput), other_cpu_s=round(other, 2))
+                       steps=round(self.steps * fidelity * throughput), other_cpu_s=round(other, 2))
 
     def slot_speed(self, slot: str) -> float:
         """A slot's fixed speed, relative to the hardware class's mean."""

@@ -14,7 +14,9 @@ the row is:
   #12 once decided), `incumbent re-run for #12` (keep: the code #12 was judged
   against), `ablation: ...` (discard);
 - a timeout, invalid or interrupted run: crash, with the real status and the
-  reason in the description.
+  reason in the description;
+- a run on a fraction of the budget (screen-gate's screens): its description
+  starts with `[25% of the budget]`, since its metric is on another scale.
 
 The first finished measurement of the baseline is the first row, as a keep,
 wherever it falls among the runs (the noise floor's runs run beside the first
@@ -67,6 +69,8 @@ def _line(e: Experiment, status_of: Callable[[int], str], status: str | None = N
     memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
     recorded, description = _row(e, status_of)
     status = status or recorded
+    if e.fidelity < 1.0:
+        description = f"[{e.fidelity:.0%} of the budget] {description}"
     description = " ".join(description.replace("\t", " ").split())
     return f"{e.commit[:7]}\t{value}\t{memory}\t{status}\t{description}\n"
 

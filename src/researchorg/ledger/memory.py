@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -72,13 +73,14 @@ class MemoryLedger:
     # experiments --------------------------------------------------------------
     def start_experiment(self, agent: str, parent_commit: str, commit: str, *, diff: str, description: str,
                          hypothesis: str, proposal: dict[str, Any], seed: int, log_dir: Path | None,
-                         kind: str = "proposal", rerun_of: int | None = None, tree: str = "") -> r.Experiment:
+                         kind: str = "proposal", rerun_of: int | None = None, tree: str = "",
+                         fidelity: float = 1.0) -> r.Experiment:
         new_id = len(self._experiments) + 1
         if agent not in self._agents:
             raise LabError(f"no agent named {agent!r} in the ledger")
         experiment = r.Experiment(
             new_id, agent, parent_commit, commit, "running", description, hypothesis, diff, proposal,
-            seed=seed, started_at=self.clock(), kind=kind, rerun_of=rerun_of, tree=tree,
+            seed=seed, started_at=self.clock(), kind=kind, rerun_of=rerun_of, tree=tree, fidelity=fidelity,
             log_path=str(log_dir / f"{new_id:05d}.log") if log_dir is not None else "")
         self._experiments.append(experiment)
         self._by_agent[agent].append(new_id)
@@ -126,9 +128,13 @@ class MemoryLedger:
         found = self.experiments(agent=agent) if agent is not None else self._experiments
         return sum(e.status not in exclude for e in found)
 
-    def runs_of(self, tree: str, hardware: str | None = None) -> list[r.Experiment]:
+    def spent(self, exclude: tuple[str, ...] = ()) -> float:
+        return math.fsum(e.fidelity for e in self._experiments if e.status not in exclude)
+
+    def runs_of(self, tree: str, hardware: str | None = None, fidelity: float | None = 1.0) -> list[r.Experiment]:
         runs = (self._experiments[i - 1] for i in self._by_tree.get(tree, ()))
-        return [e for e in runs if e.status in r.FINISHED_OK and (hardware is None or e.hardware == hardware)]
+        return [e for e in runs if e.status in r.FINISHED_OK and (hardware is None or e.hardware == hardware)
+                and (fidelity is None or e.fidelity == fidelity)]
 
     def seeds_of(self, tree: str) -> set[int]:
         return {self._experiments[i - 1].seed for i in self._by_tree.get(tree, ())}

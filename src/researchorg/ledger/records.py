@@ -72,6 +72,7 @@ class Experiment:
     kind: str = "proposal"
     rerun_of: int | None = None
     tree: str = ""  # the code that ran: its git tree (the simulated world's name of a set of ideas)
+    fidelity: float = 1.0  # the fraction of the task's budget it trained for (a screening run: less than 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

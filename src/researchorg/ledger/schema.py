@@ -67,6 +67,8 @@ experiments = sa.Table(
     sa.Column("kind", sa.String, nullable=False, default="proposal", server_default="proposal"),
     sa.Column("rerun_of", sa.Integer),  # the proposal a re-run or verification run measures again
     sa.Column("tree", sa.String, nullable=False, default="", server_default=""),  # the code run: its git tree
+    # the fraction of the task's budget the run trained for (a screening run's is less than 1)
+    sa.Column("fidelity", sa.Float, nullable=False, default=1.0, server_default="1.0"),
 )
 
 noise = sa.Table(  # the noise floor: the baseline run with K seeds, per hardware class

@@ -179,7 +179,8 @@ class SqlLedger:
     # experiments --------------------------------------------------------------
     def start_experiment(self, agent: str, parent_commit: str, commit: str, *, diff: str, description: str,
                          hypothesis: str, proposal: dict[str, Any], seed: int, log_dir: Path | None,
-                         kind: str = "proposal", rerun_of: int | None = None, tree: str = "") -> r.Experiment:
+                         kind: str = "proposal", rerun_of: int | None = None, tree: str = "",
+                         fidelity: float = 1.0) -> r.Experiment:
         """Record an experiment as `running` before it runs, so a crash of this process leaves a trace.
 
         Its log goes to `log_dir/<id>.log` (no log without a log_dir: a simulated run)."""
@@ -189,7 +190,7 @@ class SqlLedger:
                 program_id=self.program_id, agent_id=agent_id, parent_commit=parent_commit, commit=commit,
                 diff=diff, description=description, hypothesis=hypothesis, proposal=proposal, status="running",
                 seed=seed, slot="", hardware="", started_at=self.clock(), kind=kind, rerun_of=rerun_of,
-                tree=tree, summary={})).inserted_primary_key[0]
+                tree=tree, fidelity=fidelity, summary={})).inserted_primary_key[0]
             if log_dir is not None:
                 c.execute(experiments.update().where(experiments.c.id == new_id)
                           .values(log_path=str(log_dir / f"{new_id:05d}.log")))
@@ -255,8 +256,17 @@ class SqlLedger:
         with self._tx() as c:
             return c.execute(query).scalar_one()
 
-    def runs_of(self, tree: str, hardware: str | None = None) -> list[r.Experiment]:
-        """Every successful run of the code `tree` (on `hardware`, if given), whatever it was run for, in order.
+    def spent(self, exclude: tuple[str, ...] = ()) -> float:
+        """The compute the experiments took, in full-budget runs (each counts its fidelity)."""
+        query = sa.select(sa.func.coalesce(sa.func.sum(experiments.c.fidelity), 0.0))
+        if exclude:
+            query = query.where(experiments.c.status.not_in(exclude))
+        with self._tx() as c:
+            return float(c.execute(query).scalar_one())
+
+    def runs_of(self, tree: str, hardware: str | None = None, fidelity: float | None = 1.0) -> list[r.Experiment]:
+        """Every successful run of the code `tree` (on `hardware`, if given) at `fidelity` (None: any), whatever
+        it was run for, in order.
 
         Code is identified by its tree, not its commit: the baseline, an agent's replay of it and a merge
         commit of a tested tree are the same code, and their runs pool."""
@@ -264,6 +274,8 @@ class SqlLedger:
             .order_by(experiments.c.id)
         if hardware is not None:
             query = query.where(experiments.c.hardware == hardware)
+        if fidelity is not None:
+            query = query.where(experiments.c.fidelity == fidelity)
         with self._tx() as c:
             return [_record(r.Experiment, row) for row in c.execute(query).mappings()]
 

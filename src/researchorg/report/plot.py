@@ -9,7 +9,8 @@ description on the side of the line where few runs lie; the noise floor is a
 band (the baseline's mean ± 1 sigma over its seeds). The y-axis holds the
 central runs and the running best; a run far outside is drawn as a triangle
 on the edge. Runs without a result (crash, timeout, invalid, interrupted)
-are counted in the title.
+are counted in the title, and so are runs on a fraction of the budget (screen-gate's
+screens), whose metric is on another scale: they are not drawn.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     """Draw the plot to `out`; return the summary it shows (the numbers of the step line)."""
     finished = [e for e in experiments if e.status != "running"]
     summary = summarize(finished, metric, baseline_commit)
-    scored = [e for e in finished if e.status in ("keep", "discard", "measured") and e.metric is not None]
+    # runs on a fraction of the budget (screen-gate's screens) score on another scale: counted, not drawn
+    screens = sum(e.fidelity < 1.0 for e in finished)
+    scored = [e for e in finished if e.status in ("keep", "discard", "measured") and e.metric is not None
+              and e.fidelity == 1.0]
     kept = [e for e in scored if e.status == "keep"]
     discarded = [e for e in scored if e.status == "discard"]
     noise = [e for e in scored if e.kind == "noise"]
@@ -81,7 +85,8 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     ax.set_ylabel(f"{metric.name} ({better} is better)")
     without = sum(e.metric is None for e in finished)
     ax.set_title(title or f"{len(finished)} runs: {len(kept) + len(discarded)} decided, {len(kept)} kept, "
-                          f"{len(noise) + len(evidence)} as evidence, {without} without a result")
+                          f"{len(noise) + len(evidence)} as evidence, {without} without a result"
+                          + (f"; {screens} on a fraction of the budget, not drawn" if screens else ""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:

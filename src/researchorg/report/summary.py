@@ -11,7 +11,9 @@ when it has any, else all of them. So "best" is the kept code with the best
 such mean, not the luckiest single run. The baseline is the program's
 starting code (the ledger's baseline commit): the noise floor's runs measure
 it, or an agent's unchanged first run where there is no noise floor (without
-either, the first kept run).
+either, the first kept run). Only runs on the task's full budget measure a
+code: a screening run (on a fraction of it, screen-gate) is counted, and a
+code it kept is named by the full runs its gate made, if any.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class Tally:
         self.by_status: Counter[str] = Counter()
         self._pairs: dict[str, dict[int, tuple[str, float]]] = {}  # named tree -> id -> (kind, metric) of its runs
         self._runs: dict[str, list[float]] = {}  # named tree -> code_sample of those (replaced, never changed)
-        self._keeps: list[tuple[int, str, float]] = []  # (id, tree, metric) of each keep, in order
+        self._keeps: list[tuple[int, str, float | None]] = []  # (id, tree, metric) of each keep, in order (a
+        # screening run's metric is None: it does not measure its code on the full budget)
         self._baseline_tree: str | None = None  # the tree of the first run of the baseline commit
         self._unchanged_tree: str | None = None  # else of the first unchanged run on top of it
 
@@ -99,6 +102,7 @@ class Tally:
         self.by_status[e.status] += 1
         if e.status not in FINISHED_OK or e.metric is None:
             return
+        full = e.fidelity == 1.0
         if e.tree:
             if self.baseline_commit is not None:
                 if self._baseline_tree is None and e.commit == self.baseline_commit:
@@ -110,17 +114,17 @@ class Tally:
             if e.status == "keep":
                 self._name(e.tree)
             pairs = self._pairs.get(e.tree)
-            if pairs is not None and e.id not in pairs:
+            if pairs is not None and e.id not in pairs and full:
                 pairs[e.id] = (e.kind, e.metric)
                 self._runs[e.tree] = code_sample([pairs[i] for i in sorted(pairs)])
         if e.status == "keep":
-            self._keeps.append((e.id, e.tree, e.metric))
+            self._keeps.append((e.id, e.tree, e.metric if full else None))
 
     def _name(self, tree: str) -> None:
         """Follow the runs of `tree`, a code a summary can name, from those the ledger already has."""
         if tree not in self._pairs:
             pairs = self._pairs[tree] = {r.id: (r.kind, r.metric) for r in self.runs_of(tree)
-                                         if r.status in FINISHED_OK and r.metric is not None}
+                                         if r.status in FINISHED_OK and r.metric is not None and r.fidelity == 1.0}
             self._runs[tree] = code_sample([pairs[i] for i in sorted(pairs)])
 
     def summary(self, experiment: Callable[[int], Experiment], steps: bool = True) -> Summary:
@@ -129,18 +133,18 @@ class Tally:
         else an unchanged first run on top of it (an agent's baseline), else the first keep."""
         runs = dict(self._runs)
 
-        def value(tree: str, metric: float) -> float:
+        def value(tree: str, metric: float | None) -> float | None:
             return statistics.fmean(runs[tree]) if tree and runs.get(tree) else metric
 
+        keeps = [(id_, v) for id_, tree, metric in self._keeps if (v := value(tree, metric)) is not None]
         tree = self._baseline_tree or self._unchanged_tree
-        if tree is not None:
+        if tree is not None and self._pairs[tree]:
             baseline: tuple[int, float] | None = (min(self._pairs[tree]), value(tree, 0.0))
         else:
-            baseline = (self._keeps[0][0], value(*self._keeps[0][1:])) if self._keeps else None
+            baseline = keeps[0] if keeps else None
         best: tuple[int, float] | None = None
         line = [baseline] if baseline is not None else []
-        for id_, tree, metric in self._keeps:
-            v = value(tree, metric)
+        for id_, v in keeps:
             if best is None or better(self.metric, v, best[1]):
                 best = id_, v
                 if not line or better(self.metric, v, line[-1][1]):

@@ -30,6 +30,15 @@ None): the runtime then runs the candidate once more and asks again. With
   into main is what the gate stops. Its decisions compare runs made under
   matched machine load (`matched`: see engine/evidence.py).
 
+- `screen-gate`: explore-gate on a short budget. An agent's proposals train
+  for `screen` of the task's budget (a quarter by default) and its branch
+  moves on them as explore-gate's does, compared only with runs on that same
+  budget; the gate into the program branch runs at the full budget. Exploring
+  costs a fraction of a run, so the same compute tries several times the
+  ideas; what a short run says of a change is not what the full run says
+  (benchmarks/fidelity.py measures how much on tinylm), which is what the
+  full-budget gate is for.
+
 A policy's `gate` is the test a candidate's verification must pass against
 the program branch before it merges; without one (greedy, noise-aware) the
 verification's mean must beat the incumbent the candidate was judged against.
@@ -75,6 +84,7 @@ class Decision:
 class Policy(Protocol):
     name: str
     matched: bool  # decisions compare runs made under matched machine load (engine/evidence.py)
+    screen: float  # the fraction of the task's budget a proposal trains for (1: the full budget)
 
     @property
     def gate(self) -> Policy | None: ...
@@ -98,6 +108,7 @@ def _base_evidence(name: str, metric: MetricSpec, candidate: list[float],
 class Greedy:
     name: str = "greedy"
     matched: bool = False
+    screen: float = 1.0
     gate: None = None
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
@@ -115,6 +126,7 @@ class NoiseAware:
     max_runs: int = 4
     name: str = "noise-aware"
     matched: bool = False
+    screen: float = 1.0
     gate: None = None
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
@@ -152,6 +164,7 @@ class ExploreGate:
     gate_trigger: float = 2.0
     name: str = "explore-gate"
     matched: bool = True
+    screen: float = 1.0  # screen-gate: proposals train for this fraction of the budget
 
     def at_gate(self, metric: MetricSpec, head: list[float], main: list[float], sigma: float | None,
                 sigma_dof: int = 4) -> float:
@@ -168,7 +181,7 @@ class ExploreGate:
 
     @property
     def gate(self) -> NoiseAware:
-        return NoiseAware(self.sigmas, self.max_runs, name="explore-gate (gate)", matched=self.matched)
+        return NoiseAware(self.sigmas, self.max_runs, name=f"{self.name} (gate)", matched=self.matched)
 
     def decide(self, metric: MetricSpec, candidate: list[float], incumbent: list[float], sigma: float | None,
                final: bool = False, sigma_dof: int = 4) -> Decision:
@@ -207,7 +220,7 @@ def pooled_sigma(groups: list[list[float]]) -> float | None:
 
 
 def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigmas: float = 0.0,
-                gate_trigger: float = 2.0) -> Policy:
+                gate_trigger: float = 2.0, screen: float = 0.25) -> Policy:
     if name == "greedy":
         return Greedy()
     if name == "noise-aware":
@@ -215,8 +228,11 @@ def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigma
     if name == "explore-gate":
         return ExploreGate(explore_sigmas=explore_sigmas, sigmas=sigmas, max_runs=max_runs,
                            gate_trigger=gate_trigger)
+    if name == "screen-gate":
+        return ExploreGate(explore_sigmas=explore_sigmas, sigmas=sigmas, max_runs=max_runs,
+                           gate_trigger=gate_trigger, name=name, screen=screen)
     raise ValueError(f"unknown acceptance policy {name!r}; known: {', '.join(POLICIES)}")
 
 
-POLICIES = ("greedy", "noise-aware", "explore-gate")
+POLICIES = ("greedy", "noise-aware", "explore-gate", "screen-gate")
 DEFAULT_POLICY = "explore-gate"  # what benchmarks/decisions.py crowned (its table is in the README's Rigor section)

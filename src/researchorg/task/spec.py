@@ -124,6 +124,13 @@ class TaskSpec(Strict):
             self.protected = [*self.protected, "task.toml"]
         return self
 
+    def at_fidelity(self, fidelity: float) -> TaskSpec:
+        """The task with a run trained for `fidelity` of its budget (a screening run; 1: the task itself). The
+        run's command learns it from RESEARCHORG_BUDGET, as it learns the full budget."""
+        if fidelity == 1.0:
+            return self
+        return self.model_copy(update={"budget_seconds": self.budget_seconds * fidelity})
+
     @property
     def timeout(self) -> float:
         """Seconds after which a run is killed: as set, or twice the budget plus a minute for start-up and eval."""

@@ -124,6 +124,7 @@ class SlotActor:
         try:
             task = load_task(checkout)
             self._prepare(task, archive, job["task_hash"])
+            task = task.at_fidelity(float(job.get("fidelity", 1.0)))
         except (LabError, ConfigError) as err:
             return RunResult("crash", reason=f"on node {self.host}: {err}")
         cancel = self._cancel_of(job["program"], number)

@@ -138,6 +138,7 @@ class GitWorld:
     def _run(self, slot: Slot | RaySlot, experiment: Experiment, cancel: threading.Event) -> RunResult:
         if isinstance(slot, RaySlot):
             job = {"program": self.program.key, "experiment": experiment.id, "seed": experiment.seed,
+                   "fidelity": experiment.fidelity,
                    "protected": self._protected, "task_hash": task_hash(self._protected),
                    "env": {k: os.environ[k] for k in self.task.pass_env if k in os.environ}}  # the head's secrets
             return slot.run(job, self.git.archive(experiment.commit), Path(experiment.log_path), cancel)
@@ -145,7 +146,8 @@ class GitWorld:
         invalid = check_protected(checkout, self._protected)
         if invalid:
             return RunResult("invalid", reason=invalid)
-        return run_command(self.task, checkout, Path(experiment.log_path), seed=experiment.seed, slot=slot,
+        return run_command(self.task.at_fidelity(experiment.fidelity), checkout, Path(experiment.log_path),
+                           seed=experiment.seed, slot=slot,
                            on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=cancel,
                            scratch=self._scratch(experiment))
 

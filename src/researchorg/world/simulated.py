@@ -139,9 +139,9 @@ class SimWorld:
     # measuring ---------------------------------------------------------------------------------
     async def run(self, slot: VirtualSlot, experiment: Experiment, cancel: object) -> RunResult:
         config = self._trees[experiment.tree]
-        outcome = self.landscape.run(config, experiment.seed, slot.name, self.clock.now())
+        outcome = self.landscape.run(config, experiment.seed, slot.name, self.clock.now(), experiment.fidelity)
         if self.exact and outcome.metric is not None:
-            outcome = Outcome(self.landscape.true_value(config), outcome.seconds)
+            outcome = Outcome(self.landscape.true_value(config, experiment.fidelity), outcome.seconds)
         await asyncio.sleep(outcome.seconds)
         if outcome.metric is None:
             return RunResult("crash", reason=f"simulated crash after {outcome.seconds:.0f} s of training")
