@@ -5,8 +5,10 @@
 Multi-fidelity search (screen ideas on a short budget, confirm the survivors on
 the full one) pays only if a change's gain on the short budget says something
 about its gain on the full one. This script measures it on a task's knobs: the
-baseline and each change of a fixed list (tinylm's: fewer or more layers,
-narrower or wider, another batch, learning rate, context, weight decay, bf16)
+baseline and each change of a list (tinylm's: fewer or more layers, narrower
+or wider, another batch, learning rate, context, bf16; another task's: each
+knob of its task.toml set to its lowest and highest value, or to each other
+choice, up to `--changes`; `--task` takes a built-in name or a task directory)
 run with `--seeds` seeds at the short budget (`--fraction` of `--full`
 seconds) and at the full budget, in one process, alternating, so that both see
 the same machine. Each change's gain is the baseline's mean minus its mean
@@ -14,11 +16,16 @@ the same machine. Each change's gain is the baseline's mean minus its mean
 
 Prints a line per change and budget, then:
   sigma_short, sigma_full:   the seed noise of one run at each budget (pooled over every code's runs)
+  sigma_ratio:               sigma_short / sigma_full (the landscape's `fidelity_sigma`)
   rank_correlation:          Spearman's rho of the changes' short-budget and full-budget gains
+  gain_correlation:          their Pearson correlation
   sign_agreement:            the share of changes whose gain has the same sign at both budgets
   top_half_overlap:          the share of the full budget's better half that the short budget also ranks there
-  gain_slope:                the least-squares slope of the short gains on the full gains (how effects scale)
+  gain_slope:                the least-squares slope of the short gains on the full gains (`fidelity_slope`)
   deviation_sigmas:          the spread of the short gains around that line, in short-budget seed sigmas
+  deviation_share:           that spread less what the runs' own noise explains, per unit of the spread of the
+                             scaled full gains (`fidelity_deviation`: a change's short gain departs from the line
+                             by its own amount, not by chance)
 The simulated landscape's fidelity model (harness/landscape.py, `fidelity_*`) takes its parameters from these.
 `--quick` runs the simulated task (CI: the script cannot break unseen).
 """
@@ -26,6 +33,7 @@ The simulated landscape's fidelity model (harness/landscape.py, `fidelity_*`) ta
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -33,7 +41,7 @@ from pathlib import Path
 from scipy import stats
 
 from researchorg import Program, Slot
-from researchorg.task.knobs import write_knob
+from researchorg.task.knobs import read_knob, write_knob
 from researchorg.world.runner import run_command
 
 TINYLM_CHANGES = [("N_LAYER", 2), ("N_LAYER", 6), ("N_EMBD", 64), ("N_EMBD", 192), ("BATCH_SIZE", 4),
@@ -48,13 +56,15 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.25, help="the short budget, as a fraction of the full")
     parser.add_argument("--seeds", type=int, default=2, help="runs of each change at each budget")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--changes", type=int, default=10, help="at most this many changes (tasks other than tinylm)")
     parser.add_argument("--quick", action="store_true", help="the simulated task (CI)")
     args = parser.parse_args()
     if args.quick:
         args.task, args.seeds = "simulated", 2
     with tempfile.TemporaryDirectory() as tmp:
         program = Program.init(Path(tmp) / "fidelity", args.task, budget=args.full)
-        changes = SIMULATED_CHANGES if args.task == "simulated" else TINYLM_CHANGES
+        changes = {"simulated": SIMULATED_CHANGES, "tinylm": TINYLM_CHANGES}.get(
+            args.task, knob_changes(program, args.changes))
         budgets = {"short": args.full * args.fraction, "full": args.full}
         print(f"task: {args.task}  full_budget_s: {args.full:g}  short_budget_s: {budgets['short']:g}  "
               f"seeds: {args.seeds}  threads: {args.threads}", flush=True)
@@ -62,21 +72,38 @@ def main() -> None:
     report(runs, changes, program.task.metric.direction)
 
 
+def knob_changes(program: Program, limit: int) -> list[tuple[str, object]]:
+    """Changes of a task's knobs away from the values its code has: each knob to its ends, or to its other
+    choices."""
+    text = {}
+    changes: list[tuple[str, object]] = []
+    for knob in program.task.knobs:
+        current = read_knob(text.setdefault(knob.file, (program.root / knob.file).read_text()), knob)
+        if knob.type == "categorical":
+            values = list(knob.choices or [])
+        else:
+            values = [int(knob.low), int(knob.high)] if knob.type == "int" else [knob.low, knob.high]
+        changes += [(knob.name, v) for v in values if v != current]
+    if len(changes) < 3:
+        raise SystemExit(f"task {program.task.name}: {len(changes)} knob changes; a correlation needs at least 3")
+    return changes[:limit]
+
+
 def measure(program: Program, changes: list[tuple[str, object]], budgets: dict[str, float], baseline_seeds: int,
             seeds: int, threads: int, tmp: Path) -> dict[tuple[str, str], list[float]]:
     """Every code's runs at every budget: (code, budget name) -> metrics. Budgets alternate run by run."""
     knobs = {k.name: k for k in program.task.knobs}
-    train = program.task.editable[0]
-    original = (program.root / train).read_text()
-    codes = [("baseline", original)]
+    files = sorted({k.file for k in knobs.values()} or set(program.task.editable[:1]))
+    original = {f: (program.root / f).read_text() for f in files}
+    codes = [("baseline", dict(original))]
     for name, value in changes:
-        text = write_knob(original, knobs[name], value) if name in knobs else \
-            original.replace(f"{name} = 0", f"{name} = {value}")
-        codes.append((f"{name}={value}", text))
+        knob = knobs[name]
+        codes.append((f"{name}={value}", {**original, knob.file: write_knob(original[knob.file], knob, value)}))
     runs: dict[tuple[str, str], list[float]] = {}
     try:
-        for label, text in codes:
-            (program.root / train).write_text(text)
+        for label, texts in codes:
+            for f, text in texts.items():
+                (program.root / f).write_text(text)
             for seed in range(1, (baseline_seeds if label == "baseline" else seeds) + 1):
                 for budget_name, seconds in budgets.items():
                     task = program.task.model_copy(update={"budget_seconds": seconds})
@@ -87,7 +114,8 @@ def measure(program: Program, changes: list[tuple[str, object]], budgets: dict[s
                     runs.setdefault((label, budget_name), []).append(result.metric)
                     print(f"{label} {budget_name} seed {seed}: {result.metric:.5f}", flush=True)
     finally:
-        (program.root / train).write_text(original)
+        for f, text in original.items():
+            (program.root / f).write_text(text)
     return runs
 
 
@@ -111,12 +139,20 @@ def report(runs: dict[tuple[str, str], list[float]], changes: list[tuple[str, ob
     top = {b: set(sorted(range(len(labels)), key=lambda i, b=b: -gains[b][i])[:half]) for b in gains}
     fit = statistics.linear_regression(gains["full"], gains["short"])
     residual = [s - (fit.intercept + fit.slope * f) for s, f in zip(gains["short"], gains["full"], strict=True)]
-    spread = statistics.stdev(residual) if len(residual) > 2 else 0.0
+    spread = math.sqrt(sum(r * r for r in residual) / (len(residual) - 2)) if len(residual) > 2 else 0.0
+    # a gain is a mean of `seeds` runs less the baseline's mean of `baseline` runs: its own noise
+    seeds, baseline = len(runs[(labels[0], "short")]), len(runs[("baseline", "short")])
+    noise = (sigmas["short"] ** 2 + fit.slope ** 2 * sigmas["full"] ** 2) * (1 / seeds + 1 / baseline)
+    scale = abs(fit.slope) * statistics.stdev(gains["full"])
+    print(f"sigma_ratio: {sigmas['short'] / sigmas['full']:.2f}" if sigmas["full"] > 0 else "sigma_ratio: n/a")
     print(f"rank_correlation: {rho:.3f}")
+    print(f"gain_correlation: {statistics.correlation(gains['short'], gains['full']):.3f}")
     print(f"sign_agreement: {agree:.3f}")
     print(f"top_half_overlap: {len(top['short'] & top['full']) / max(half, 1):.3f}")
     print(f"gain_slope: {fit.slope:.3f}")
     print(f"deviation_sigmas: {spread / sigmas['short']:.2f}" if sigmas["short"] > 0 else "deviation_sigmas: n/a")
+    share = math.sqrt(max(spread ** 2 - noise, 0.0)) / scale if scale > 0 else 0.0
+    print(f"deviation_share: {share:.2f}")
 
 
 if __name__ == "__main__":

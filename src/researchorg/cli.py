@@ -196,7 +196,8 @@ def run(
     max_experiments: Annotated[int | None, typer.Option(min=1, help="Stop when the program holds this many runs: "
                                                         "proposals, "
                                                         "noise-floor runs, re-runs and verifications alike "
-                                                        "(interrupted ones not counted).")] = None,
+                                                        "(interrupted ones not counted; a run on a fraction of "
+                                                        "the budget, screen-gate's, counts that fraction).")] = None,
     max_hours: Annotated[float | None, typer.Option(callback=_finite_hours,
                                                     help="Stop after this many hours of this run.")] = None,
     slots: Annotated[int | None, typer.Option(min=1, help="Compute slots: experiments that run at once "

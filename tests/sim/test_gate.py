@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
 from tests.sim.one_idea import register_one_idea
 
@@ -62,3 +64,29 @@ def test_explore_gate_gates_every_merge_even_without_a_verify_process():
     assert [m.experiment_id for m in world.ledger.merges()] == [proposal.id]
     gate = next(e for e in world.ledger.events() if e.kind == "gate")
     assert gate.data["keep"] and gate.data["z"] > 2  # the fresh runs beat main by the noise-aware test
+
+
+def test_a_branch_the_gate_found_no_better_than_main_goes_back_to_main():
+    """A failed gate whose fresh runs show the branch's code no better than main: the agent's next proposal starts
+    from main, not from the code that failed (its lucky keeps would otherwise ride along into every later gate)."""
+    returned = 0
+    for seed in range(12):
+        world = SimWorld(Landscape(seed=seed), OrgSpec(
+            name="back", policy="explore-gate", rigor={"noise_runs": 3},
+            roles=[{"name": "researcher", "backend": "simulated", "idea_quality": 0.3, "think_seconds": 60}],
+            processes=[{"kind": "merge"}, {"kind": "verify", "runs": 2}]))
+        Runtime(world).run(Limits(max_experiments=60))
+        ledger = world.ledger
+        for v in ledger.verifications():
+            if v.reproduced or v.mean is None:
+                continue
+            judged = ledger.experiment(v.experiment_id)
+            main_before = [m.after for m in ledger.merges() if m.at <= ledger.experiment(max(v.runs)).ended_at]
+            main = main_before[-1] if main_before else ledger.program().baseline_commit
+            main_value = statistics.fmean(e.metric for e in ledger.runs_of(world.tree_of(main))
+                                          if e.kind in ("noise", "verify", "incumbent"))
+            later = [e for e in ledger.experiments(agent=judged.agent, kind="proposal") if e.id > max(v.runs)]
+            if v.mean >= main_value and later:  # no better than main on the full budget's fresh runs
+                assert later[0].parent_commit == main, (seed, v.experiment_id)
+                returned += 1
+    assert returned >= 3  # the case happened, and each time the branch went back to main

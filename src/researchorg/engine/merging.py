@@ -27,7 +27,7 @@ from __future__ import annotations
 from researchorg.engine.messages import PostOffice
 from researchorg.ledger import Experiment, Ledger
 from researchorg.stats.load import at_load, lightest
-from researchorg.stats.score import better, code_value
+from researchorg.stats.score import UNSELECTED_KINDS, better, code_value
 from researchorg.task.spec import MetricSpec
 from researchorg.world.protocol import PROGRAM_BRANCH, World
 
@@ -71,7 +71,9 @@ class Merger:
             return None  # measured only on a budget main was not: the gate will judge it against main
         if best is None or (mine is not None and not better(self.metric, best, mine)):
             return None
-        return None if self.world.is_ancestor(main, head) else main
+        if self.world.is_ancestor(main, head):  # built on main: it stays, unless fresh runs found it no better
+            return main if self._judged(self.world.tree_of(head)) else None
+        return main
 
     def is_candidate(self, experiment: Experiment) -> bool:
         """Whether a kept experiment may go on to merge: its code beats the program's on a budget both ran on
@@ -82,6 +84,11 @@ class Merger:
         if value is None:
             return self._measured(experiment.tree)
         return best is None or better(self.metric, value, best)
+
+    def _judged(self, tree: str) -> bool:
+        """Whether a code was measured on the full budget by runs no keep chose (a gate's fresh runs): then
+        its value is sound, and a branch that main beats on it goes back to main."""
+        return any(e.kind in UNSELECTED_KINDS for e in self.ledger.runs_of(tree))
 
     def _measured(self, tree: str) -> bool:
         return any(self.value(tree, fidelity) is not None for fidelity in dict.fromkeys((1.0, self.screen)))

@@ -27,12 +27,13 @@ real runner does. The truth (`true_value`) is the code's value at full speed.
 A run may train for a fraction of the budget (its `fidelity`, as a screening
 run does: engine/evidence.py). What a short run measures is not the full
 run's truth scaled down: each idea's effect at the short budget is
-`fidelity_slope` times its full effect plus a deviation of its own (drawn once
-per idea, `fidelity_deviation` seed sigmas of the short run: changes that learn
-fast early, or late), and its seed noise is `fidelity_sigma` times the full
-run's. Both landscapes take these from tinylm (benchmarks/fidelity.py, the
-README says with which command); they matter only to runs shorter than the
-budget, which only a screening policy makes.
+`fidelity_slope` times its full effect plus a departure of its own (drawn once
+per idea: changes that learn fast early, or late), whose spread is
+`fidelity_deviation` times the spread of the ideas' scaled effects, and its
+seed noise is `fidelity_sigma` times the full run's. Both landscapes take
+these from tinylm at a quarter of a 40 s budget (benchmarks/fidelity.py; the
+README gives the command and a shorter budget's figures); they matter only to
+runs shorter than the budget, which only a screening policy makes.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import statistics
 from dataclasses import dataclass, field
 
 
@@ -81,9 +83,10 @@ class Landscape:
     throughput_slope: float = 0.0  # metric lost per unit of ln(1 / throughput)
     steps: float = 1000.0  # steps of a run at full speed
     # what a run on a fraction of the budget measures (measured on tinylm: benchmarks/fidelity.py)
-    fidelity_slope: float = 1.0  # an idea's short-budget effect per unit of its full-budget effect
-    fidelity_deviation: float = 0.0  # each idea's own departure from that line, in seed sigmas of the short run
-    fidelity_sigma: float = 1.0  # the short run's seed noise, per unit of the full run's
+    fidelity_slope: float = 0.74  # an idea's short-budget effect per unit of its full-budget effect
+    fidelity_deviation: float = 0.84  # the spread of each idea's own departure from that line, per unit of the
+    # spread of the scaled effects (a rank correlation of short and full effects of about 0.72, as on tinylm)
+    fidelity_sigma: float = 1.13  # the short run's seed noise, per unit of the full run's
     ideas: list[Idea] = field(init=False)
     pairs: dict[tuple[str, str], float] = field(init=False)
 
@@ -106,8 +109,9 @@ class Landscape:
             self.pairs[(a, b)] = rng.choice((-1, 1)) * rng.uniform(1.0, 4.0) * self.sigma
         self._by_name = {idea.name: idea for idea in self.ideas}
         drift = random.Random(_digest(self.seed, "fidelity"))  # apart from the ideas' draws: they stay as they were
-        self._short = {idea.name: self.fidelity_slope * idea.effect
-                       + drift.gauss(0.0, self.fidelity_deviation * self.fidelity_sigma * self.sigma)
+        spread = abs(self.fidelity_slope) * statistics.pstdev(idea.effect for idea in self.ideas) \
+            if len(self.ideas) > 1 else 0.0
+        self._short = {idea.name: self.fidelity_slope * idea.effect + drift.gauss(0.0, self.fidelity_deviation * spread)
                        for idea in self.ideas}
         self._partners: dict[str, list[tuple[str, float]]] = {}
         for (a, b), value in self.pairs.items():

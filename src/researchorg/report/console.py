@@ -127,6 +127,7 @@ class RunView:
         history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
         self.tally = Tally(self.task.metric, self.ledger.runs_of, self.baseline_commit)
         self.walls: tuple[float, ...] = ()  # the latest runs' wall times, start-up and evaluation included
+        self.spent = 0.0  # the budget's count: each recorded run counts its share of the task's budget
         for e in history:
             self._count(e)
         self.summary = self.tally.summary(self.ledger.experiment, steps=False)  # redrawn twice a second: kept
@@ -134,12 +135,15 @@ class RunView:
 
     def _count(self, e: Experiment) -> None:
         self.tally.add(e)
+        if e.status != "interrupted":
+            self.spent += e.fidelity
         if e.ended_at and e.status in ("keep", "discard", "measured"):
             self.walls = (*self.walls[-9:], e.ran_until - e.started_at)
 
     @property
-    def done(self) -> int:
-        return self.tally.total - self.tally.by_status["interrupted"]
+    def done(self) -> float:
+        """The runs recorded, as the experiment budget counts them (a screening run counts its share)."""
+        return round(self.spent, 2)
 
     # events ------------------------------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
@@ -177,8 +181,8 @@ class RunView:
         done = self.done
         settled = [e.id for e in history if e.status == "interrupted" and e.reason.startswith("the run process")]
         slots = data.get("slots", [])
-        left = f", {self.limit - done} to go" if self.limit else ""
-        self.say(Text(f"{self.task.name}: {done} runs recorded{left}; {len(data.get('agents', []))} agent(s) on "
+        left = f", {max(self.limit - done, 0):g} to go" if self.limit else ""
+        self.say(Text(f"{self.task.name}: {done:g} runs recorded{left}; {len(data.get('agents', []))} agent(s) on "
                       f"{len(slots)} slot(s) ({', '.join(slots)}), {self.task.budget_seconds:g} s of training per run",
                       style="bold"))
         if settled:
@@ -191,13 +195,15 @@ class RunView:
                               style="blue"))
 
     def _finished_line(self, e: Experiment) -> Text:
-        count = f"[{self.done}/{self.limit}]" if self.limit else f"[{self.done}]"
+        count = f"[{self.done:g}/{self.limit}]" if self.limit else f"[{self.done:g}]"
         line = Text(f"{count} #{e.id} {e.agent} ")
         line.append(e.status, style=STATUS_STYLE.get(e.status, ""))
         if e.metric is not None:
             line.append(f" {self.task.metric.name} {e.metric:.6f}")
         if e.kind != "proposal":
             line.append(f" {e.kind}" + (f" of #{e.rerun_of}" if e.rerun_of else ""), style="dim")
+        if e.fidelity < 1.0:
+            line.append(f" on {e.fidelity:.0%} of the budget", style="dim")
         else:
             line.append(f"  {e.description}")
         detail = evidence(e) if e.kind == "proposal" else ""
