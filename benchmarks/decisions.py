@@ -1,6 +1,7 @@
 """Which acceptance policy gains the most true improvement at equal compute, and what reaches main falsely.
 
     python benchmarks/decisions.py [--repeats 200] [--experiments 60] [--quality 0.3] [--win-sigmas 2] [--quick]
+                                   [--fidelity-slope S] [--fidelity-deviation D] [--fidelity-sigma R]
 
 Each repeat draws a fresh hidden landscape (seed = repeat number) and runs one
 simulated researcher on it in the simulated world (the engine that runs the
@@ -17,15 +18,18 @@ org it belongs to:
                 incumbent, and a merge passes the gate: 2 fresh-seed runs (and more while borderline) beating
                 main's unselected runs by 2 standard errors; runs compared under matched machine load
   screen-gate   explore-gate on a quarter of the budget: proposals (and the branch's decisions) train for 25% of
-                it, so the same compute tries four times the ideas; a branch that beats main there is confirmed
-                with 2 fresh short runs, then gated on the full budget; the landscape's short runs measure what
-                tinylm's do (Landscape fidelity_*, from benchmarks/fidelity.py)
+                it and count a quarter of a run, so the same compute tries four times the ideas; a branch that
+                beats main there is confirmed with 2 fresh short runs, then gated on the full budget; a 5-run
+                floor on each budget
 
 Every repeat runs on two landscapes: `base` (seed noise only) and `realistic`
 (slot speeds and busy spells of the machine that slow runs, which a wall-clock
 budget turns into metric noise: `Landscape.realistic`, its parameters measured
 on tinylm as docs/rigor.md says). Every decision and merge is scored against
-the landscape's truth.
+the landscape's truth. `--fidelity-*` replace what the landscapes' short runs
+measure (tinylm's figures by default): how screen-gate fares on a task whose
+short runs predict its full ones better or worse (benchmarks/fidelity.py
+measures a task's).
 
 Prints `default_policy: NAME` once, then per landscape and policy:
   true_improvement:        main's true gain over the baseline at the end, mean and 95% CI
@@ -40,7 +44,8 @@ then `oracle_true_improvement:`, the ceiling of full-budget runs: the same resea
 measure the truth, so that every decision is right and no rigor is paid for; `best_code_true_improvement:`,
 the best code of the landscape (a search of the truth), which nothing passes at any budget;
 and, per landscape, the policy it crowns (the most true improvement among those with at most 5% false keeps
-into main: the default is the one crowned on both) and whether the default beats greedy by 1.1x with
+into main, with the clean policies a paired t-test does not separate from it as ties: the default is the one
+crowned, or tied, on both) and whether the default beats greedy by 1.1x with
 intervals that do not overlap, at most 5% false keeps into main and a reproduction rate of at least 0.90.
 """
 
@@ -82,7 +87,7 @@ def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict
     runs = 0
     org = org_for(policy, args.quality)
     for repeat in range(args.repeats):
-        landscape = LANDSCAPES[landscape_name](seed=repeat)
+        landscape = LANDSCAPES[landscape_name](seed=repeat, **args.fidelity)
         world = SimWorld(landscape, org)
         report = Runtime(world).run(Limits(max_experiments=args.experiments))
         if report.paused:  # an agent the engine paused (it raised): the figures would hide a failure
@@ -139,7 +144,7 @@ def oracle(landscape_name: str, args: argparse.Namespace) -> float:
     what the same researcher could reach at this budget with perfect decisions and no rigor to pay for."""
     improvements = []
     for repeat in range(args.repeats):
-        landscape = LANDSCAPES[landscape_name](seed=repeat)
+        landscape = LANDSCAPES[landscape_name](seed=repeat, **args.fidelity)
         world = SimWorld(landscape, org_for("greedy", args.quality), exact=True)
         Runtime(world).run(Limits(max_experiments=args.experiments))
         improvements.append(landscape.base - world.true_value(world.main()))
@@ -148,9 +153,13 @@ def oracle(landscape_name: str, args: argparse.Namespace) -> float:
 
 def crowned(results: dict[str, dict[str, Any]]) -> str:
     """The policy the benchmark crowns: the most true improvement among those whose false keeps into main are at
-    most 5% (a policy that lets a third of its merges in without a true gain does not count, however fast)."""
-    clean = [p for p in POLICIES if results[p]["false_keep_rate"] <= 0.05]
-    return max(clean or POLICIES, key=lambda p: results[p]["mean"])
+    most 5% (a policy that lets a third of its merges in without a true gain does not count, however fast), and
+    the clean policies it does not beat by a paired t-test at p < 0.05 (the same landscapes), as ties."""
+    clean = [p for p in POLICIES if results[p]["false_keep_rate"] <= 0.05] or list(POLICIES)
+    best = max(clean, key=lambda p: results[p]["mean"])
+    tied = [p for p in clean if p != best and len(results[p]["improvements"]) > 1 and stats.ttest_rel(
+        results[best]["improvements"], results[p]["improvements"]).pvalue >= 0.05]
+    return best + (f" (tied with {', '.join(tied)}: paired p >= 0.05)" if tied else "")
 
 
 def verdict(results: dict[str, dict[str, Any]]) -> tuple[bool, str]:
@@ -175,11 +184,17 @@ def main() -> None:
     parser.add_argument("--win-sigmas", type=float, default=2.0,
                         help="a true win gains at least this many noise sigmas")
     parser.add_argument("--quick", action="store_true", help="a few landscapes: checks that the script runs (CI)")
+    for name in ("slope", "deviation", "sigma"):
+        parser.add_argument(f"--fidelity-{name}", type=float, default=None,
+                            help=f"what a short run measures, in place of tinylm's figure (Landscape.fidelity_{name})")
     args = parser.parse_args()
+    args.fidelity = {f"fidelity_{name}": value for name in ("slope", "deviation", "sigma")
+                     if (value := getattr(args, f"fidelity_{name}")) is not None}
     if args.quick:
         args.repeats = 5
     print(f"repeats: {args.repeats}  experiments_per_repeat: {args.experiments}  idea_quality: {args.quality}  "
-          f"win: true gain >= {args.win_sigmas:g} sigma")
+          f"win: true gain >= {args.win_sigmas:g} sigma"
+          + "".join(f"  {k}: {v:g}" for k, v in args.fidelity.items()))
     print(f"default_policy: {DEFAULT_POLICY}\n")
     lines = []
     for name in LANDSCAPES:
@@ -189,7 +204,7 @@ def main() -> None:
         print(f"oracle_true_improvement: {ceiling:.4f} (every decision right and no run paid for rigor: "
               f"{ceiling / results['greedy']['mean']:.2f}x greedy)")
         best = statistics.fmean(landscape.base - landscape.true_value(landscape.best_config()) for landscape in
-                                (LANDSCAPES[name](seed=repeat) for repeat in range(args.repeats)))
+                                (LANDSCAPES[name](seed=repeat, **args.fidelity) for repeat in range(args.repeats)))
         print(f"best_code_true_improvement: {best:.4f} (the landscape's best code, which no policy at any budget "
               f"passes: {best / results['greedy']['mean']:.2f}x greedy)\n")
         lines.append(f"{name}: crowned {crowned(results)} (the most true improvement with false keeps into main "

@@ -366,3 +366,26 @@ def test_agents_message_each_other(make_program, tmp_path):
     assert m.sender == "researcher" and m.body == "remember: the threshold matters"
     with pytest.raises(ValueError, match="no agent named 'nobody'"):
         Runtime(program).post.send("researcher", "nobody", "note", "x")
+
+
+def test_a_screening_run_trains_for_its_share_of_the_budget_and_every_record_says_so(tmp_path):
+    """screen-gate in the real lab: a proposal's command is handed a quarter of the budget, the noise floor's
+    and the gate's runs the whole of it; the budget counts the quarter; results.tsv and the summary tell them
+    apart."""
+    org = write_org(tmp_path / "org.toml", "tuner", rigor="\n[rigor]\nnoise_runs = 2\n[[processes]]\nkind = "
+                    "\"merge\"\n").read_text()
+    (tmp_path / "org.toml").write_text(org.replace('name = "test-org"', 'name = "test-org"\npolicy = "screen-gate"'))
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=tmp_path / "org.toml")
+    Runtime(program).run(Limits(max_experiments=8))
+    runs = [e for e in program.ledger.experiments() if e.status != "interrupted"]
+    assert program.ledger.spent(("interrupted",)) == sum(e.fidelity for e in runs) <= 8
+    screens = [e for e in runs if e.kind == "proposal"]
+    assert screens and all(e.fidelity == 0.25 for e in screens) and len(runs) > 8
+    for e in runs:
+        said = Path(e.log_path).read_text().splitlines()[0]
+        assert said.endswith(f"budget {0.25 if e.fidelity < 1 else 1}"), (e.id, e.kind, said)
+    assert {e.fidelity for e in runs if e.kind == "noise"} == {0.25, 1.0}
+    tsv = (program.root / "results.tsv").read_text().splitlines()
+    assert sum("[25% of the budget]" in line for line in tsv) == sum(e.fidelity < 1 for e in runs)
+    status = cli("status", str(program.root)).stdout
+    assert "baseline" in status

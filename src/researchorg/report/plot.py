@@ -35,7 +35,7 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     finished = [e for e in experiments if e.status != "running"]
     summary = summarize(finished, metric, baseline_commit)
     # runs on a fraction of the budget (screen-gate's screens) score on another scale: counted, not drawn
-    screens = sum(e.fidelity < 1.0 for e in finished)
+    screens = [e for e in finished if e.fidelity < 1.0]
     scored = [e for e in finished if e.status in ("keep", "discard", "measured") and e.metric is not None
               and e.fidelity == 1.0]
     kept = [e for e in scored if e.status == "keep"]
@@ -86,7 +86,8 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     without = sum(e.metric is None for e in finished)
     ax.set_title(title or f"{len(finished)} runs: {len(kept) + len(discarded)} decided, {len(kept)} kept, "
                           f"{len(noise) + len(evidence)} as evidence, {without} without a result"
-                          + (f"; {screens} on a fraction of the budget, not drawn" if screens else ""))
+                          + (f"; {len(screens)} on a fraction of the budget "
+                             f"({sum(e.status == 'keep' for e in screens)} kept), not drawn" if screens else ""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:
