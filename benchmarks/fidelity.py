@@ -1,6 +1,6 @@
 """How well a short training budget predicts the full one: the same changes run at both, side by side.
 
-    python benchmarks/fidelity.py [--task tinylm] [--full 20] [--fraction 0.25] [--seeds 2] [--threads 1] [--quick]
+    python benchmarks/fidelity.py [--task tinylm] [--full 40] [--fraction 0.25] [--seeds 2] [--threads 1] [--quick]
 
 Multi-fidelity search (screen ideas on a short budget, confirm the survivors on
 the full one) pays only if a change's gain on the short budget says something
@@ -52,7 +52,7 @@ SIMULATED_CHANGES = [(f"IDEA_{i:02d}", 1) for i in range(6)]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="tinylm")
-    parser.add_argument("--full", type=float, default=20.0, help="the full budget in seconds")
+    parser.add_argument("--full", type=float, default=40.0, help="the full budget in seconds")
     parser.add_argument("--fraction", type=float, default=0.25, help="the short budget, as a fraction of the full")
     parser.add_argument("--seeds", type=int, default=2, help="runs of each change at each budget")
     parser.add_argument("--threads", type=int, default=1)

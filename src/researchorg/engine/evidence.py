@@ -87,6 +87,7 @@ class Evidence:
         self.hardware_classes = hardware_classes
         self._ready = {hardware: asyncio.Event() for hardware in hardware_classes}  # each class's floor is known
         self._planned: set[str] = set()  # classes whose floor this run measures
+        self._floor_runs = 0  # runs a floor takes in this run (noise_plan's)
         # (class, fidelity) -> tree -> (load, metric) of its unselected runs
         self._unselected: dict[tuple[str, float], dict[str, list[tuple[float | None, float]]]] = {}
         self._observed = 0  # unselected runs observed: the amortized floors' cache is valid until it moves
@@ -102,6 +103,7 @@ class Evidence:
         wanted = self.org.rigor.noise_runs
         if experiments_left is not None:
             wanted = min(wanted, max(2, int(experiments_left) // 3)) if experiments_left >= 2 else 0
+        self._floor_runs = wanted  # a screening policy's floor on its short budget takes as many
         if wanted < 2:
             return {}
         tree = self.world.tree_of(self.ledger.program().baseline_commit)
@@ -128,8 +130,8 @@ class Evidence:
             try:
                 if hardware in plan:
                     await self._measure_floor(code, hardware, plan[hardware])
-                if plan and self.policy.screen < 1.0 and not self.stopped():
-                    await self._screen_floor(code, hardware, min(self.org.rigor.noise_runs, max(plan.values())))
+                if self.policy.screen < 1.0 and self._floor_runs >= 2 and not self.stopped():
+                    await self._screen_floor(code, hardware, self._floor_runs)
             finally:
                 self._ready[hardware].set()
 

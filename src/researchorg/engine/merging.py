@@ -62,7 +62,7 @@ class Merger:
     def worth_adopting(self, head: str) -> str | None:
         """The program branch's head, if an agent standing at `head` should continue from it instead: the
         program scores better than the agent's own code (or the agent's code was never measured), and the
-        agent is not already on or ahead of it."""
+        agent is not already on it, nor ahead of it unless a gate's fresh runs found its code no better."""
         main = self.world.main()
         if head == main:
             return None
