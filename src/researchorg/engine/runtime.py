@@ -529,7 +529,7 @@ class Runtime:
         unmeasured = f"no finite `{self.task.metric.name}`"
         if done.status == "crash" and (done.reason or "").startswith(unmeasured) and self._unmeasurable is None \
                 and done.tree == self.world.tree_of(self.ledger.program().baseline_commit) \
-                and not self.ledger.runs_of(done.tree):
+                and not self.ledger.runs_of(done.tree, fidelity=None):
             log = self.world.logs_dir / f"{done.id}.log" if self.world.logs_dir else None
             self._unmeasurable = LabError(
                 f"the baseline printed no `{self.task.metric.name}` (experiment #{done.id}"
