@@ -113,7 +113,8 @@ def _same(program: Program, world: SimWorld) -> list:
     return real.experiments()
 
 
-@pytest.mark.parametrize("policy", ["explore-gate", "noise-aware", "greedy", "screen-gate"])
+@pytest.mark.parametrize("policy", ["explore-gate", "noise-aware", "greedy",
+                                    pytest.param("screen-gate", marks=pytest.mark.benchmark)])  # 45 s: .ci/run
 def test_a_solo_org_decides_alike_in_both_worlds(tmp_path, policy):
     # screen-gate's short-budget floor is amortized under matched machine load: real runs that last long enough
     # that the lab's own work beside them reads as the same light load on every run (as in virtual time)
