@@ -37,7 +37,7 @@ class Merger:
                  load_tolerance: float | None = None, screen: float = 1.0):
         self.world, self.ledger, self.post, self.metric = world, ledger, post, metric
         self.load_tolerance = load_tolerance  # set: a code is measured by its runs at its lightest machine load
-        self.screen = screen  # the fraction of the budget proposals train for (screen-gate), 1 otherwise
+        self.fidelities = tuple(dict.fromkeys((1.0, screen)))  # the budgets runs train on: full, then screening
 
     def value(self, tree: str, fidelity: float = 1.0) -> float | None:
         """What the code `tree` scores over its runs on `fidelity` of the budget (at its lightest load, when load
@@ -53,7 +53,7 @@ class Merger:
     def compared(self, tree: str, other: str) -> tuple[float | None, float | None]:
         """The values of two codes on the budget they were both measured on (the full one first); where they
         share none, the full budget's (one or both None)."""
-        for fidelity in dict.fromkeys((1.0, self.screen)):
+        for fidelity in self.fidelities:
             a, b = self.value(tree, fidelity), self.value(other, fidelity)
             if a is not None and b is not None:
                 return a, b
@@ -91,7 +91,7 @@ class Merger:
         return any(e.kind in UNSELECTED_KINDS for e in self.ledger.runs_of(tree))
 
     def _measured(self, tree: str) -> bool:
-        return any(self.value(tree, fidelity) is not None for fidelity in dict.fromkeys((1.0, self.screen)))
+        return any(self.value(tree, fidelity) is not None for fidelity in self.fidelities)
 
     def try_merge(self, experiment: Experiment, by: str) -> tuple[str, str | None]:
         """Merge a kept experiment into the program branch: ("merged", None), ("conflict", None),

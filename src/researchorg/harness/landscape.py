@@ -126,8 +126,8 @@ class Landscape:
         # fsum: exact, so the value of a set of ideas does not depend on the order a set iterates in (which
         # changes with PYTHONHASHSEED between processes)
         scale = self.fidelity_slope if short else 1.0
-        effects = self._short if short else {name: self._by_name[name].effect for name in config}
-        return math.fsum([*(effects[name] for name in config),
+        effects = (self._short[name] for name in config) if short else (self._by_name[name].effect for name in config)
+        return math.fsum([*effects,
                           *(scale * v for (a, b), v in self.pairs.items() if a in config and b in config)])
 
     def true_value(self, config: frozenset[str], fidelity: float = 1.0) -> float:
