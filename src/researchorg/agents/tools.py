@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from researchorg.agents import custom_tools
+from researchorg.agents import beneath, custom_tools
 from researchorg.agents.base import AgentContext
 from researchorg.config import OrgSpec, Skill, ToolSpec, parse_skill, skill_folder
 from researchorg.errors import ConfigError
 from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
 
 MAX_READ_CHARS = 60_000
+READ_LIMIT = 16 << 20  # bytes of a file the tools read whole
 
 
 class ToolError(Exception):
@@ -136,27 +137,20 @@ class Toolbox:
         return "\n".join(f"{f}  ({'editable' if task.is_editable(f) else 'read-only'})" for f in files)
 
     def _tool_read_file(self, path: str) -> str:
-        target = self._inside(path)
-        if not target.is_file():
-            raise ToolError(f"no file {path}")
-        text = target.read_text()
+        text = self._read(self._inside(path))
         return text if len(text) <= MAX_READ_CHARS else text[:MAX_READ_CHARS] + "\n... (truncated)"
 
     def _tool_write_file(self, path: str, content: str) -> str:
-        target = self._editable(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
+        beneath.write_bytes(self.ctx.worktree, self._editable(path), content.encode())
         return f"wrote {path} ({len(content)} characters)"
 
     def _tool_replace_in_file(self, path: str, old: str, new: str) -> str:
-        target = self._editable(path)
-        if not target.is_file():
-            raise ToolError(f"no file {path}")
-        text = target.read_text()
+        relative = self._editable(path)
+        text = self._read(relative)
         count = text.count(old)
         if count != 1:
             raise ToolError(f"`old` occurs {count} times in {path}; it must occur exactly once")
-        target.write_text(text.replace(old, new))
+        beneath.write_bytes(self.ctx.worktree, relative, text.replace(old, new).encode())
         return f"replaced 1 occurrence in {path}"
 
     def _tool_results(self, limit: int = 15) -> str:
@@ -250,18 +244,28 @@ class Toolbox:
         return "done until something new happens"
 
     # -----------------------------------------------------------------------------------
-    def _inside(self, path: str):
-        target = (self.ctx.worktree / path).resolve()
-        if not target.is_relative_to(self.ctx.worktree.resolve()) or ".git" in target.parts:
-            raise ToolError(f"{path} is outside the worktree")
-        return target
+    # Paths are checked by their words and opened beneath the worktree one component at a time, never
+    # following a link (agents/beneath.py): an agent that swaps a file for a link meanwhile gets an error.
+    def _inside(self, path: str) -> str:
+        try:
+            return "/".join(beneath.parts_of(path))
+        except beneath.Refused as err:
+            raise ToolError(str(err)) from None
 
-    def _editable(self, path: str):
-        target = self._inside(path)
-        relative = target.relative_to(self.ctx.worktree.resolve()).as_posix()
+    def _editable(self, path: str) -> str:
+        relative = self._inside(path)
         if not self.ctx.task.is_editable(relative):
             raise ToolError(f"{relative} is not editable (editable: {', '.join(self.ctx.task.editable)})")
-        return target
+        return relative
+
+    def _read(self, relative: str) -> str:
+        try:
+            data = beneath.read_bytes(self.ctx.worktree, relative, READ_LIMIT + 1)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ToolError(f"no file {relative}") from None
+        if len(data) > READ_LIMIT:
+            raise ToolError(f"{relative} is larger than {READ_LIMIT >> 20} MiB")
+        return data.decode()
 
 
 def history_summary(ctx: AgentContext, limit: int = 15) -> str:

@@ -1,5 +1,5 @@
 """The protected harness of a language-model task (tinylm, gpulm): run train.py as a watched guest, then score
-the model it handed over, in this process, where no training code runs.
+the model it handed over in the evaluation box (harness/evaluate.py), a process and a sandbox of its own.
 
 A task's harness.py imports its own prepare.py (protected, read before the guest starts) and calls `main`.
 The prepare module provides what differs between tasks:
@@ -7,13 +7,15 @@ The prepare module provides what differs between tasks:
 - `TIME_BUDGET`, `SEED`: the run's budget and seed (the lab sets both);
 - `sealed_paths()`: the validation data, out of the guest's sight;
 - `readable_paths()` (optional): data outside the checkout the guest may read, e.g. training shards;
-- `warm_evaluator()`: loads what scoring needs while the guest trains; returns the corpus hash;
+- `warm_evaluator()`: loads what scoring needs (in the box, while the guest trains); returns the corpus hash;
 - `looks_ahead(model, seq_len)` and `evaluate_bpb(model, seq_len)`: the checks and the metric;
 - `VOCAB_SIZE`: the model's output width.
 
-The guest hands over a torch.export graph (`model.pt2`, tensor operations only: no code of train.py runs
-here), `meta.json` with its sequence length and, through `report`, what it says of itself (steps, tokens,
-peak GPU memory): claims, recorded as confounds, never as the metric.
+The box imports a copy of the task's protected files taken before the guest starts, so nothing the guest
+wrote can stand in for them. The guest hands over a torch.export graph (`model.pt2`: the box runs its tensor
+operators only, checked first, never code of train.py), `meta.json` with its sequence length and, through
+`report`, what it says of itself (steps, tokens, peak GPU memory): claims, recorded as confounds, never as the
+metric.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from researchorg.harness.protected import flops_estimate, judge, load_exported, read_artifact, run_guest, verdict
+from researchorg.harness.protected import Evaluator, GuestRun, flops_estimate, judge, read_artifact, run_guest, verdict
 from researchorg.harness.sealed import with_copies
 
 _CLAIMS = ("steps", "tokens", "peak_vram_mb")  # what train.py may say of its own run
@@ -48,51 +50,61 @@ def main(prepare: ModuleType, harness_file: str) -> None:
 
 
 def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tuple[str, ...] = ()) -> None:
-    """Run `here/train.py` under watch and the budget, score its model and write the verdict."""
+    """Run `here/train.py` under watch and the budget, score its model in the evaluation box and write the
+    verdict."""
     budget = prepare.TIME_BUDGET
     readable = getattr(prepare, "readable_paths", list)()
-    with tempfile.TemporaryDirectory(prefix=f"{here.name}-run-") as tmp:
-        artifact = Path(tmp)
-        run = run_guest(here / "train.py", budget=budget, seed=prepare.SEED, artifact_dir=artifact,
-                        hidden=[str(p) for p in with_copies(prepare.sealed_paths())], read=readable,
-                        protected=[str(here / name) for name in protected],
-                        metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=preload,
-                        on_start=prepare.warm_evaluator)
-        measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
-                                    "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
-        problem = judge(run, budget)
-        if problem is not None:
-            return verdict(problem[0], reason=problem[1], summary=measured)
-        t_eval = time.perf_counter()
+    sealed = [Path(p) for p in prepare.sealed_paths()]
+    with tempfile.TemporaryDirectory(prefix=f"{here.name}-run-") as tmp, \
+            tempfile.TemporaryDirectory(prefix=f"{here.name}-eval-") as own:
+        artifact, snapshot = Path(tmp), Path(own)
+        for name in protected:  # the evaluation imports these copies, taken before any training code runs
+            if (here / name).is_file():
+                shutil.copy2(here / name, snapshot / name)
+        beside = len(os.sched_getaffinity(0)) >= 2  # it loads beside the guest where the slot has a core to spare
+        box = Evaluator(snapshot, [*sealed, *readable]) if beside else None
         try:
-            if read_artifact(artifact, "model.pt2") is None:
-                return verdict("crash", reason="train.py saved no model: it must call prepare.save_model(model, "
-                                               "seq_len)", summary=measured)
-            program, refused = load_exported(artifact / "model.pt2")
-            if refused:
-                return verdict("invalid", reason=f"the saved model {refused}", summary=measured)
-            model = program.module()
-            seq_len = int(json.loads(read_artifact(artifact, "meta.json") or b"{}")["seq_len"])
-            if not 1 <= seq_len <= 1 << 16:
-                raise ValueError(f"seq_len {seq_len} out of range")
-            if prepare.looks_ahead(model, seq_len):
-                return verdict("invalid", reason="the saved model looks ahead: its predictions change with later "
-                                                 "tokens or with other rows of its batch", summary=measured)
-            val_bpb = prepare.evaluate_bpb(model, seq_len)
-        except Exception as err:  # a model that cannot be loaded or run is the training code's failure
-            return verdict("crash", reason=f"the saved model cannot be evaluated: {type(err).__name__}: {err}",
-                           summary=measured)
-        told = _claims(read_artifact(artifact, "train.json"))
-        params = count_parameters(program)
-        summary = {**measured, "num_params": params, **told,
-                   "flops": flops_estimate(params, told.get("tokens", 0.0)),
-                   "eval_seconds": round(time.perf_counter() - t_eval, 2),
-                   "corpus_hash": prepare.corpus_hash(), "budget_seconds": budget}
-        print("---")
-        print(f"val_bpb:          {val_bpb:.6f}")
-        for key, value in summary.items():
-            print(f"{key + ':':<18}{value}")
-        verdict("ok", metric=val_bpb, summary=summary)
+            run = run_guest(here / "train.py", budget=budget, seed=prepare.SEED, artifact_dir=artifact,
+                            hidden=[str(p) for p in with_copies(sealed)], read=readable,
+                            protected=[str(here / name) for name in protected],
+                            metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=preload,
+                            spare=(box.proc.pid,) if box else ())
+            box = box or Evaluator(snapshot, [*sealed, *readable])
+            _judge_and_score(run, budget, artifact, box)
+        finally:
+            if box is not None:
+                box.close()
+
+
+def _judge_and_score(run: GuestRun, budget: float, artifact: Path, box: Evaluator) -> None:
+    measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
+                                "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
+    problem = judge(run, budget)
+    if problem is not None:
+        return verdict(problem[0], reason=problem[1], summary=measured)
+    model = read_artifact(artifact, "model.pt2")
+    if model is None:
+        return verdict("crash", reason="train.py saved no model: it must call prepare.save_model(model, seq_len)",
+                       summary=measured)
+    try:
+        seq_len = int(json.loads(read_artifact(artifact, "meta.json", 1 << 16) or b"{}")["seq_len"])
+    except (ValueError, KeyError, TypeError):
+        return verdict("crash", reason="train.py's meta.json names no seq_len: save the model with "
+                                       "prepare.save_model(model, seq_len)", summary=measured)
+    if not 1 <= seq_len <= 1 << 16:
+        return verdict("crash", reason=f"seq_len {seq_len} out of range", summary=measured)
+    judged = box.score(model, {"seq_len": seq_len})
+    if judged["status"] != "ok":
+        return verdict(judged["status"], reason=judged.get("reason", ""), summary=measured)
+    told = _claims(read_artifact(artifact, "train.json", 1 << 16))
+    params = judged["summary"]["num_params"]
+    summary = {**measured, **judged["summary"], **told, "flops": flops_estimate(params, told.get("tokens", 0.0)),
+               "budget_seconds": budget}
+    print("---")
+    print(f"val_bpb:          {judged['metric']:.6f}")
+    for key, value in summary.items():
+        print(f"{key + ':':<18}{value}")
+    verdict("ok", metric=judged["metric"], summary=summary)
 
 
 def finish() -> None:
@@ -119,16 +131,6 @@ def _claims(raw: bytes | None) -> dict[str, float]:
     if not claims["peak_vram_mb"]:
         del claims["peak_vram_mb"]  # a CPU run
     return claims
-
-
-def count_parameters(program: Any) -> int:
-    """Parameters of an exported program, tied weights counted once."""
-    seen, total = set(), 0
-    for tensor in program.state_dict.values():
-        if tensor.data_ptr() not in seen:
-            seen.add(tensor.data_ptr())
-            total += tensor.numel()
-    return total
 
 
 def device_of(model: Any) -> Any:

@@ -2,8 +2,9 @@
 
 A task whose `[metric] source = "harness"` promises that its protected command
 (e.g. tinylm's harness.py) runs the agent's training code as a watched guest
-(harness/guest.py) under the time budget, evaluates what it produced in a
-process the agent's code never ran in, and writes its verdict to the file
+(harness/guest.py) under the time budget, evaluates what it produced in the
+evaluation box (harness/evaluate.py: a process and a sandbox of its own, which
+runs checked tensor operators only), and writes its verdict to the file
 named by RESEARCHORG_RESULT. The lab reads only that file: a metric line the
 agent's code prints is not a result (the harness even marks the run invalid
 for it), and the agent's process never sees the file's name.
@@ -16,13 +17,12 @@ neither see nor signal the harness. The training budget is the guest's wall
 clock from its start (interpreter, imports, data, training, hand-off), enforced
 from here: the guest is killed at `budget + slack` and the run is invalid.
 
-`run_guest` runs the guest and returns what happened; `verdict` writes the
-result file. Task harnesses compose them with their own evaluation.
+`run_guest` runs the guest and returns what happened; `Evaluator` scores what
+it handed over; `verdict` writes the result file. Task harnesses compose them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -31,9 +31,8 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
+import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,13 +70,12 @@ class GuestRun:
 
 def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
               hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
-              read: list[Path] = (), network: bool = False, on_start: Callable[[], Any] | None = None) -> GuestRun:
+              read: list[Path] = (), network: bool = False, spare: tuple[int, ...] = ()) -> GuestRun:
     """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
 
     `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it, and so are
-    the `read` paths (training data outside the checkout).
-    `on_start` (a harness's own imports and data) runs beside the guest where the run has two cores or more,
-    else after it; it has finished when this returns.
+    the `read` paths (training data outside the checkout). When it ends, whatever it started is killed, but
+    not the `spare` processes (the evaluation box, started beside it).
     Its output is echoed to ours.
     """
     sandbox.become_subreaper()  # what the guest starts and detaches stays below us, to be killed at the end
@@ -104,7 +102,6 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
                             stdin=subprocess.DEVNULL, pass_fds=(report_write,))  # in the harness's process group
     os.close(report_write)
     run = GuestRun(None, 0.0, 0.0, sandbox="; ".join(enforced))
-    warm = _Background(on_start) if on_start is not None else None
     reports = b""
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ, "out")
@@ -143,10 +140,8 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     if pending:
         _keep_line(run, pending.decode(errors="replace"), metric_pattern)
     os.close(report_read)
-    if warm is not None:
-        warm.join()
     _, status, usage = os.wait4(proc.pid, 0)
-    sandbox.kill_descendants()  # nothing the guest started outlives it (training on past the budget, writing)
+    sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on past the budget, writing)
     run.seconds = time.monotonic() - started
     run.returncode = None if killed else os.waitstatus_to_exitcode(status)
     run.peak_mem_mb = max(peak_kb, usage.ru_maxrss) / 1024
@@ -159,33 +154,6 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     run.violations = [line if isinstance(line.get("detail"), str) else {"kind": str(line.get("kind")), "detail": ""}
                       for line in lines if isinstance(line, dict) and "kind" in line]
     return run
-
-
-class _Background(threading.Thread):
-    """`work` in a thread beside the guest where the run has a core to spare (the guest's start-up is mostly
-    single-threaded), else after it: on one pinned core it would only slow the guest's training. (Not a
-    low-priority thread: holding the GIL while starved, it would stall this process's watch of the guest.)"""
-
-    def __init__(self, work: Callable[[], Any]):
-        super().__init__(daemon=True)
-        self.work, self.error = work, None
-        self.parallel = len(os.sched_getaffinity(0)) >= 2
-        if self.parallel:
-            self.start()
-
-    def run(self) -> None:
-        try:
-            self.work()
-        except BaseException as err:  # re-raised in the harness's own thread by join
-            self.error = err
-
-    def join(self, timeout: float | None = None) -> None:
-        if self.parallel:
-            super().join(timeout)
-        else:
-            self.run()
-        if self.error is not None:
-            raise self.error
 
 
 def _tree_peak_kb(root: int) -> int:
@@ -227,36 +195,52 @@ def read_artifact(artifact_dir: Path, name: str, limit: int = 1 << 30) -> bytes 
         return f.read(limit)
 
 
-def load_exported(path: Path) -> tuple[Any, str | None]:
-    """Load a torch.export archive the guest wrote: (program, why it is refused or None).
+EVALUATION_SECONDS = 600.0  # the most an evaluation may take, from the model's hand-over to its verdict
 
-    Loading runs no pickle that could carry code: torch.export.load unpickles weights and constants with
-    `weights_only=False` where the archive asks for it, so here every torch.load is held to weights only.
-    A program that mutates its own buffers or inputs (state that lives from one call to the next, so it
-    could behave while checked and peek afterwards) is refused."""
-    import torch
-    real_load = torch.load
 
-    def weights_only(*args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        return real_load(*args, **kwargs)
+class Evaluator:
+    """The evaluation box of one run (harness/evaluate.py): started before or beside the guest so that it loads
+    torch and the validation data meanwhile; `score` hands it the model's bytes and returns its verdict."""
 
-    data = read_artifact(path.parent, path.name)
-    if data is None:
-        raise ValueError("no regular file model.pt2")
-    torch.load = weights_only
-    try:
-        program = torch.export.load(io.BytesIO(data))
-    finally:
-        torch.load = real_load
-    if any(node.op == "call_function" and getattr(getattr(node.target, "_schema", None), "is_mutable", False)
-           for node in program.graph.nodes):  # in-place ops: functionalize to see what they write
-        functional = program.run_decompositions({})
-        kinds = {spec.kind.name for spec in functional.graph_signature.output_specs}
-        if kinds & {"BUFFER_MUTATION", "PARAMETER_MUTATION", "USER_INPUT_MUTATION"}:
-            return program, "changes its own state when called (it writes its buffers, parameters or inputs): " \
-                            "a model may not keep state from one call to the next"
-    return program, None
+    def __init__(self, prepare_dir: Path, read: list[Path]):
+        self.scratch = tempfile.TemporaryDirectory(prefix="researchorg-eval-tmp-")
+        policy = sandbox.evaluation_policy([prepare_dir, *read], Path(self.scratch.name))
+        argv = sandbox.command([sys.executable, "-I", "-m", "researchorg.harness.evaluate"], policy, prepare_dir)
+        env = {k: v for k, v in os.environ.items() if k != RESULT_ENV}
+        env.update(TMPDIR=self.scratch.name, TEMP=self.scratch.name, TMP=self.scratch.name)
+        self.errors = tempfile.TemporaryFile()  # its stderr: read only to say why a box that failed failed
+        self.proc = subprocess.Popen(argv, cwd=prepare_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.errors)
+        self.proc.stdin.write(json.dumps({"policy": policy.to_json(), "prepare_dir": str(prepare_dir)}).encode()
+                              + b"\n")  # within a pipe's buffer: it starts loading at once
+        self.proc.stdin.flush()
+
+    def score(self, model: bytes, meta: dict[str, Any], timeout: float = EVALUATION_SECONDS) -> dict[str, Any]:
+        """The box's verdict on `model` (status, metric, reason, summary)."""
+        head = json.dumps({**meta, "model_bytes": len(model)}).encode() + b"\n"
+        try:
+            out, _ = self.proc.communicate(head + model, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return {"status": "crash", "reason": f"the evaluation took longer than {timeout:g} s: killed"}
+        try:
+            verdict = json.loads(out.splitlines()[0]) if out else None
+        except ValueError:
+            verdict = None
+        if not isinstance(verdict, dict) or verdict.get("status") not in ("ok", "invalid", "crash"):
+            self.errors.seek(0)
+            last = (self.errors.read()[-4096:].decode(errors="replace").strip().splitlines() or [""])[-1]
+            code = self.proc.returncode
+            return {"status": "crash", "reason": f"the evaluation process ended without a verdict (exit code "
+                                                 f"{code}): {re.sub(r'[0-9]+', '#', last)[:200]}"}
+        return verdict
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.errors.close()
+        self.scratch.cleanup()
 
 
 def judge(run: GuestRun, budget: float) -> tuple[str, str] | None:

@@ -125,6 +125,14 @@ def policy_for(checkout: Path, writable: list[Path], *, readonly: list[Path] = (
                   limits=limits or Limits())
 
 
+def evaluation_policy(read: list[Path], scratch: Path) -> Policy:
+    """The sandbox of an evaluation (harness/evaluate.py): the system, Python and `read` read-only; writable
+    only its `scratch` directory (its TMPDIR, which nobody reads and which is removed after it); no network."""
+    roots = [p for p in (*SYSTEM_ROOTS, *python_roots(), *(os.path.realpath(r) for r in read)) if os.path.exists(p)]
+    links = [(p, os.readlink(p)) for p in SYSTEM_ROOTS if os.path.islink(p)]
+    return Policy(read=_outermost(roots), write=[os.path.realpath(scratch)], links=links)
+
+
 def link_home(paths: list[Path], home: Path) -> None:
     """The `paths` in your home, also under a run's own `home` (links to them: what its sandbox lets it read
     of them, it reads through the links), so code that looks for `~/.cache/...` finds them."""
@@ -323,8 +331,9 @@ def become_subreaper() -> bool:
     return sys.platform.startswith("linux") and _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
-def descendants(root: int) -> list[int]:
-    """The live processes below `root` (children, their children, ...), read from /proc."""
+def descendants(root: int, spare: tuple[int, ...] = ()) -> list[int]:
+    """The live processes below `root` (children, their children, ...), read from /proc; not the `spare`
+    processes, nor what is below them."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -338,16 +347,17 @@ def descendants(root: int) -> list[int]:
     found, frontier = [], [root]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in spare]
         found += children
         frontier += children
     return found
 
 
-def kill_descendants(root: int | None = None) -> None:
-    """SIGKILL everything below `root` (this process by default) and reap what was ours."""
+def kill_descendants(root: int | None = None, spare: tuple[int, ...] = ()) -> None:
+    """SIGKILL everything below `root` (this process by default) but the `spare` processes and what is below
+    them, and reap what was ours."""
     import signal
-    for pid in descendants(root or os.getpid()):
+    for pid in descendants(root or os.getpid(), spare):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
