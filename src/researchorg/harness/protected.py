@@ -141,7 +141,7 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
         _keep_line(run, pending.decode(errors="replace"), metric_pattern)
     os.close(report_read)
     _, status, usage = os.wait4(proc.pid, 0)
-    sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on past the budget, writing)
+    sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on, writing)
     run.seconds = time.monotonic() - started
     run.returncode = None if killed else os.waitstatus_to_exitcode(status)
     run.peak_mem_mb = max(peak_kb, usage.ru_maxrss) / 1024
