@@ -121,3 +121,16 @@ def copy_task(tmp_path: Path, source: Path = ACCURACY_TASK) -> Path:
     target = tmp_path / "task"
     shutil.copytree(source, target)
     return target
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+    """Wait until `predicate()` is true (returning its value), at most `timeout` seconds; fail if it never is."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true within {timeout:g} s: {getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)

@@ -406,7 +406,10 @@ def _sandbox_lines(task, experiments=()) -> list[str]:
     and whether the metric can be forged by the agents' code."""
     policy = sandbox.Policy(read=[], write=[], network=task.network)
     enforced, missing = sandbox.protections(policy)
-    lines = [f"sandbox of runs here: {'; '.join(enforced)}"]
+    limits = task.limits
+    lines = [f"sandbox of runs here: {'; '.join(enforced)}",
+             f"limits of each run, enforced from outside it: {limits.processes} processes, {limits.disk_gib:g} GiB "
+             f"written, {limits.output_mib:g} MiB of output (set in task.toml)"]
     if task.metric.source == "stdout":
         lines.append(f"[yellow]metric:[/] {task.metric.name} is read from the run's output, which the agents' code "
                      f"({', '.join(task.editable)}) can print: an edit could forge it (a protected harness, "

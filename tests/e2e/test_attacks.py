@@ -12,6 +12,7 @@ and the run is a `crash` with the refusal in its reason, never a result.
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
@@ -255,6 +256,26 @@ CONTAINED = {  # the watch switched off or bypassed: the sandbox refuses
 }
 
 
+LIMIT = "the run passed a limit"
+FORK_BOMB = "import subprocess\nsubprocess.run(['sh', '-c', 'for i in $(seq 1100); do sleep 120 & done; wait'])"
+FALLOCATE = ("for _name in ('big1', 'big2'):\n"
+             "    _fd = os.open(_name, os.O_WRONLY | os.O_CREAT)\n"
+             "    os.posix_fallocate(_fd, 0, 4 << 30)\n"
+             "    os.close(_fd)\n"
+             "import time; time.sleep(60)")
+FLOOD = "import sys\n_line = 'x' * 65535 + '\\n'\nfor _ in range(300 * 16):\n    sys.stdout.write(_line)"
+LIMITS = {  # what a run may use of the machine, bounded from outside it (root included)
+    "starts 1,100 processes": (_train(EARLY, FORK_BOMB), "crash", "processes"),
+    "prints 300 MB": (_train(EARLY, FLOOD), "crash", "printed more than 64 MiB"),
+}
+
+
+def _udp(port: int) -> str:
+    return (DISARM + "\nimport socket\n_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"_s.sendto(b'x', ('127.0.0.1', {port}))\n_s.sendto(b'x', ('192.0.2.1', 53))\n"
+            "raise SystemExit('datagrams sent')")
+
+
 def _connect(port: int, unix_path: str) -> str:
     return (DISARM + "\nimport socket\n"
             "_u = socket.socket(socket.AF_UNIX)\n"
@@ -278,8 +299,15 @@ def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch
     unix_path = str(tmp_path / "lab.sock")
     unix_server.bind(unix_path)
     unix_server.listen()
-    attacks = {**(WATCHED if mode == "auto" else {}), **CONTAINED, "connects to another process on the machine": (
-        _train(EARLY, _connect(server.getsockname()[1], unix_path)), "crash", KERNEL)}
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    attacks = {**(WATCHED if mode == "auto" else {}), **CONTAINED, **LIMITS,
+               "connects to another process on the machine": (
+                   _train(EARLY, _connect(server.getsockname()[1], unix_path)), "crash", KERNEL),
+               "sends datagrams to the machine and beyond": (_train(EARLY, _udp(udp.getsockname()[1])), "crash",
+                                                              KERNEL)}
+    if shutil.disk_usage(tmp_path).free > 20 << 30:  # room for the attack (a full disk would stop it first)
+        attacks["fills 8 GiB of disk with fallocate"] = (_train(EARLY, FALLOCATE), "crash", "wrote more than 4 GiB")
     (tmp_path / "secret").write_text("the user's secret")
     org = tmp_path / "org.toml"
     org.write_text('name = "attackers"\n[[roles]]\nname = "honest"\nbackend = "scripted"\n'
@@ -310,3 +338,9 @@ def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch
     for listening in (server, unix_server):
         with pytest.raises(BlockingIOError):
             listening.accept()  # nobody connected
+    udp.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        udp.recv(16)  # no datagram arrived
+    flooded = Path(found["prints 300 MB"].log_path)
+    assert flooded.stat().st_size < 17 << 20 and b"of output cut here" in flooded.read_bytes()
+    assert not list(Path(program.root / ".researchorg" / "slots").glob("*/big*"))  # the disk it filled is free

@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from researchorg import Slot
 from researchorg.task import load_task
 from researchorg.world.runner import parse_summary, run_command
-from tests.conftest import alive, copy_task, pids_in_log
+from tests.conftest import alive, copy_task, eventually, pids_in_log
 
 
 def _task_with_mode(tmp_path, mode):
@@ -89,3 +90,56 @@ def test_a_run_gets_no_secret_of_the_labs_environment(tmp_path, monkeypatch):
     assert "WANDB_API_KEY" in names and "RESEARCHORG_SEED" in names and "PATH" in names  # what the task named
     assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL", "GITHUB_TOKEN",
                 "SOME_RANDOM_SETTING"} & set(names)
+
+
+def _task_running(tmp_path, code: str, **limits):
+    """The accuracy task whose train.py runs `code` first, under the given [limits]."""
+    task_dir = copy_task(tmp_path)
+    train = task_dir / "train.py"
+    train.write_text(train.read_text().replace("MODE = \"ok\"", f"MODE = \"ok\"\n{code}"))
+    table = "".join(f"{key} = {value}\n" for key, value in limits.items())
+    (task_dir / "task.toml").write_text((task_dir / "task.toml").read_text().replace("[metric]", f"[limits]\n{table}"
+                                                                                     "\n[metric]"))
+    return load_task(task_dir)
+
+
+def test_a_run_that_prints_past_its_limit_is_a_crash_and_its_log_keeps_head_and_tail(tmp_path, monkeypatch):
+    from researchorg.world import limits
+    monkeypatch.setattr(limits, "LOG_KEEP", 1 << 16)
+    flood = "print('first line'); [print('y' * 1000) for _ in range(3000)]; print('last line'); time.sleep(30)"
+    task = _task_running(tmp_path, flood, output_mib=2)
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "crash" and result.reason == "the run passed a limit: it printed more than 2 MiB: ended"
+    log = (tmp_path / "run.log").read_bytes()
+    assert len(log) < 1 << 17 and b"first line" in log and b"of output cut here" in log
+
+    calm = _task_running(tmp_path / "calm", "[print('y' * 1000) for _ in range(30)]", output_mib=2)
+    assert run_command(calm, calm.root, tmp_path / "calm.log", seed=1, slot=Slot()).status == "ok"
+    kept = (tmp_path / "calm.log").read_bytes()
+    assert b"cut here" not in kept and kept.count(b"y" * 1000) == 30  # within what a log keeps: kept whole
+
+
+def test_a_run_that_starts_too_many_processes_is_ended_and_nothing_of_it_lives_on(tmp_path):
+    bomb = "subprocess.Popen(['sh', '-c', 'for i in $(seq 40); do sleep 61.25 & done; wait']); time.sleep(60)"
+    task = _task_running(tmp_path, bomb, processes=16)
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "crash" and "processes" in result.reason and "limit" in result.reason, result.reason
+
+    def sleepers() -> list[str]:  # the bomb's processes, known by their odd duration
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry / "cmdline").read_bytes() == b"sleep\x0061.25\x00":
+                    found.append(entry.name)
+            except OSError:
+                continue
+        return found
+    eventually(lambda: sleepers() == [])  # killed with the run (a kill may take a moment to land)
+
+
+def test_a_run_that_fills_the_disk_past_its_limit_is_ended(tmp_path):
+    fill = ("fd = os.open('filler', os.O_WRONLY | os.O_CREAT); os.posix_fallocate(fd, 0, 8 << 20); "
+            "fd = os.open('filler2', os.O_WRONLY | os.O_CREAT); os.posix_fallocate(fd, 0, 8 << 20); time.sleep(30)")
+    task = _task_running(tmp_path, fill, disk_gib=0.01)
+    result = run_command(task, task.root, tmp_path / "run.log", seed=1, slot=Slot())
+    assert result.status == "crash" and "wrote more than 10.2 MiB to disk" in result.reason, result.reason

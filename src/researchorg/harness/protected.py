@@ -23,6 +23,7 @@ it handed over; `verdict` writes the result file. Task harnesses compose them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -109,11 +110,12 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     pending = b""
     deadline = started + budget + slack(budget)
     killed = False
-    peak_kb = 0
+    peak_kb, sampled = 0, 0.0
     while selector.get_map():
         timeout = max(0.0, deadline - time.monotonic())
         events = selector.select(timeout=min(timeout, 0.5))
-        peak_kb = max(peak_kb, _tree_peak_kb(proc.pid))
+        if time.monotonic() >= sampled + 0.2:  # a scan of /proc: not once per chunk of a flood of output
+            peak_kb, sampled = max(peak_kb, _tree_peak_kb(proc.pid)), time.monotonic()
         if not events and time.monotonic() >= deadline and not killed:
             _kill(proc.pid)  # what it started stays in the run's group, which the lab kills when the harness exits
             killed = True
@@ -135,10 +137,9 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
             pending += chunk
             *lines, pending = pending.split(b"\n")
             pending = pending[-_LINE_MAX:]  # a line without end is kept by its tail only
-            for line in lines:
-                _keep_line(run, line.decode(errors="replace"), metric_pattern)
+            _keep_lines(run, lines, metric_pattern)
     if pending:
-        _keep_line(run, pending.decode(errors="replace"), metric_pattern)
+        _keep_lines(run, [pending], metric_pattern)
     os.close(report_read)
     _, status, usage = os.wait4(proc.pid, 0)
     sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on, writing)
@@ -169,10 +170,21 @@ def _tree_peak_kb(root: int) -> int:
     return peak
 
 
-def _keep_line(run: GuestRun, line: str, metric_pattern: re.Pattern[str]) -> None:
-    run.output_tail = [*run.output_tail[-29:], line]
-    if metric_pattern.search(line):
-        run.metric_lines.append(line.strip())
+def _keep_lines(run: GuestRun, lines: list[bytes], metric_pattern: re.Pattern[str]) -> None:
+    """The last lines of the guest's output, and those that look like the metric (a flood of lines costs one
+    pass of the pattern over its text, not a step a line)."""
+    if not lines:
+        return
+    run.output_tail = [*run.output_tail, *(line[:_LINE_MAX].decode(errors="replace") for line in lines[-30:])][-30:]
+    text = b"\n".join(lines).decode(errors="replace")
+    if len(run.metric_lines) < 100:
+        run.metric_lines += [m.group(0).strip() for m in _line_pattern(metric_pattern).finditer(text)]
+
+
+@functools.cache
+def _line_pattern(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` over a whole line of a text of many lines."""
+    return re.compile(f"(?m)^(?:{pattern.pattern.removeprefix('^')}).*$")
 
 
 def _kill(pid: int) -> None:

@@ -22,12 +22,14 @@ Layers, each used where this machine has it and recorded per run:
   processes outside the sandbox; ptrace and /proc/<pid>/environ of outside
   processes are refused by every ABI;
 - **seccomp** (where libseccomp is installed): no kernel keyring, eBPF,
-  performance counters, userfaultfd, ptrace or cross-process memory calls,
-  and, without namespaces to hide the machine's unix sockets, no unix socket
-  (Landlock does not cover connecting to one by its path);
+  performance counters, userfaultfd, ptrace or cross-process memory calls;
+  without namespaces, no unix socket (Landlock does not cover connecting to
+  one by its path) and, for a run without network, no socket at all
+  (Landlock covers TCP, not UDP, raw or packet sockets);
 - **no_new_privs** and **rlimits** (always): no setuid gain; at most
   `files` open files, `file_size` bytes per file, `memory` bytes of data and
-  `processes` processes (the kernel does not apply the last to root).
+  `processes` processes (the kernel does not apply the last to root: the
+  runner bounds processes, disk and output from outside, world/limits.py).
 
 Where a layer is missing the run still works, and `protections(policy)`
 says what is in force and what is not, so `status` can say it plainly.
@@ -52,10 +54,19 @@ SYSTEM_ROOTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 GPU_DEVICES = ("nvidia", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset", "dri", "kfd")
 
 
+def _file_size() -> int:
+    """Bytes per file a run may write: the runner's disk limit for the run (RESEARCHORG_MAX_FILE_BYTES), which a
+    harness passes on to its guest, else 64 GiB."""
+    try:
+        return int(os.environ.get("RESEARCHORG_MAX_FILE_BYTES", 64 << 30))
+    except ValueError:
+        return 64 << 30
+
+
 @dataclass
 class Limits:
     files: int = 4096  # open files
-    file_size: int = 64 << 30  # bytes per file written
+    file_size: int = field(default_factory=_file_size)  # bytes per file written
     memory: int | None = None  # bytes of data (RLIMIT_DATA); None: 90% of the machine's memory
     processes: int = 1024
 
@@ -219,16 +230,15 @@ def protections(policy: Policy) -> tuple[list[str], list[str]]:
         missing.append("network")
     enforced.append("no_new_privs")
     enforced.append("rlimits (open files, file size, memory" + ("" if os.geteuid() == 0 else ", processes") + ")")
-    if os.geteuid() == 0:
-        missing.append("process count (the kernel exempts root from RLIMIT_NPROC; the pid namespace still "
-                       "bounds what outlives the run)")
     if _seccomp() is not None:
-        enforced.append("seccomp (keyring, bpf, perf, userfaultfd, ptrace" +
-                        ("" if bwrap() else ", unix sockets") + ")")
+        sockets = "" if bwrap() else ", unix sockets" if policy.network else ", sockets"
+        enforced.append(f"seccomp (keyring, bpf, perf, userfaultfd, ptrace{sockets})")
     else:
         missing.append("seccomp (install libseccomp)")
         if not bwrap():
             missing.append("unix sockets reached by their path (no namespaces, no seccomp)")
+            if not policy.network:
+                missing.append("UDP and raw sockets (Landlock covers TCP only; no namespaces, no seccomp)")
     return enforced, missing
 
 
@@ -383,7 +393,7 @@ def confine(policy: Policy) -> None:
         _landlock(policy, abi, libc)
     seccomp = _seccomp()
     if seccomp is not None:
-        _filter_syscalls(seccomp, unix_sockets=bwrap() is not None)
+        _filter_syscalls(seccomp, namespaces=bwrap() is not None, network=policy.network)
 
 
 # System calls no training run needs, refused with EPERM: the kernel keyring, eBPF, performance counters,
@@ -419,9 +429,11 @@ class _ArgCmp(ctypes.Structure):
                 ("datum_b", ctypes.c_uint64)]
 
 
-def _filter_syscalls(lib: ctypes.CDLL, unix_sockets: bool) -> None:
-    """Refuse _REFUSED_SYSCALLS, and (without a mount namespace to hide the machine's sockets) creating unix
-    sockets: Landlock does not cover connecting to one by its path, such as a container runtime's."""
+def _filter_syscalls(lib: ctypes.CDLL, namespaces: bool, network: bool) -> None:
+    """Refuse _REFUSED_SYSCALLS; without namespaces (a mount namespace to hide the machine's unix sockets, a
+    network namespace with loopback only), creating unix sockets (Landlock does not cover connecting to one by
+    its path, such as a container runtime's), and for a run without network every socket: Landlock covers
+    TCP only, not UDP, raw or packet sockets."""
     allow, refuse = 0x7FFF0000, 0x00050000 | 1  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EPERM)
     ctx = lib.seccomp_init(allow)
     if not ctx:
@@ -431,8 +443,11 @@ def _filter_syscalls(lib: ctypes.CDLL, unix_sockets: bool) -> None:
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number >= 0 and lib.seccomp_rule_add_array(ctx, refuse, number, 0, None) != 0:
                 raise OSError(f"seccomp_rule_add {name}")
-        if not unix_sockets:
-            number = lib.seccomp_syscall_resolve_name(b"socket")
+        number = lib.seccomp_syscall_resolve_name(b"socket")
+        if not namespaces and not network:  # socketpair stays: pipes between a run's own processes
+            if number >= 0 and lib.seccomp_rule_add_array(ctx, refuse, number, 0, None) != 0:
+                raise OSError("seccomp_rule_add socket")
+        elif not namespaces:
             unix = _ArgCmp(0, 4, _AF_UNIX, 0)  # SCMP_CMP_EQ on the domain argument
             if number >= 0 and lib.seccomp_rule_add_array(ctx, refuse, number, 1, ctypes.byref(unix)) != 0:
                 raise OSError("seccomp_rule_add socket")

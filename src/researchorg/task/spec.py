@@ -81,6 +81,22 @@ class MetricSpec(Strict):
         return re.compile(self.pattern or rf"^{re.escape(self.name)}:\s*{NUMBER}\s*$", re.MULTILINE)
 
 
+class RunLimits(Strict):
+    """What one run may use of the machine (task.toml's `[limits]`), enforced from outside it
+    (world/limits.py); a run past one is a crash that names it."""
+    processes: int = Field(default=1024, ge=16, le=1 << 20)  # processes at once
+    disk_gib: float = Field(default=4.0, gt=0, le=1 << 20)  # disk it may fill in its checkout and scratch
+    output_mib: float = Field(default=64.0, gt=0, le=1 << 20)  # what it may print
+
+    @property
+    def disk_bytes(self) -> int:
+        return int(self.disk_gib * (1 << 30))
+
+    @property
+    def output_bytes(self) -> int:
+        return int(self.output_mib * (1 << 20))
+
+
 class TaskSpec(Strict):
     name: str
     description: str = ""
@@ -108,6 +124,7 @@ class TaskSpec(Strict):
     metric: MetricSpec
     knobs: list[Knob] = []
     cpu: CpuVariant | None = None  # a GPU task's tiny configuration for machines without one
+    limits: RunLimits = RunLimits()
     root: Path  # the task directory; set by load_task, not read from the file
     _protected_files: list[str] | None = PrivateAttr(default=None)
 

@@ -348,6 +348,11 @@ class Program:
             slot_git("clean", "-ffdqx")  # -ff: untracked directories with a .git of their own too
         return path
 
+    def clean_checkout(self, path: Path) -> None:
+        """Remove what a run left in a slot's checkout (untracked and ignored files)."""
+        if (path / ".git").exists():
+            Git(path)("clean", "-ffdqx")
+
     @cached_property
     def _baseline_tree(self) -> str:
         return self.git.tree_of(self.ledger.program().baseline_commit)

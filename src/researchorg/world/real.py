@@ -146,10 +146,13 @@ class GitWorld:
         invalid = check_protected(checkout, self._protected)
         if invalid:
             return RunResult("invalid", reason=invalid)
-        return run_command(self.task.at_fidelity(experiment.fidelity), checkout, Path(experiment.log_path),
-                           seed=experiment.seed, slot=slot,
-                           on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=cancel,
-                           scratch=self._scratch(experiment))
+        try:
+            return run_command(self.task.at_fidelity(experiment.fidelity), checkout, Path(experiment.log_path),
+                               seed=experiment.seed, slot=slot,
+                               on_start=lambda pid: self.ledger.set_pid(experiment.id, pid), cancel=cancel,
+                               scratch=self._scratch(experiment))
+        finally:  # what the run wrote in its checkout goes now, not at the slot's next run (it may be gigabytes)
+            self.program.clean_checkout(checkout)
 
     def kill_orphan(self, experiment: Experiment) -> None:
         """The processes of a run whose lab died, if they still run in this program's checkouts (its group

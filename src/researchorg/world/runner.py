@@ -37,6 +37,7 @@ import json
 import math
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -51,6 +52,7 @@ from researchorg.errors import LabError
 from researchorg.harness import sandbox
 from researchorg.harness.protected import RESULT_ENV
 from researchorg.task.spec import TaskSpec
+from researchorg.world.limits import CappedLog, RunWatch
 from researchorg.world.protocol import RunResult
 from researchorg.world.slots import Slot
 
@@ -89,48 +91,68 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
 def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], slot: Slot,
          on_start: Callable[[int], None] | None, cancel: threading.Event | None) -> RunResult:
     start, busy_before = time.monotonic(), _machine_busy_seconds()
-    with open(log_path, "wb") as log:
+    scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
+    watch = RunWatch(task.limits, [worktree, *scratch], f"{os.getpid()}-{threading.get_ident()}-{log_path.stem}")
+    env["RESEARCHORG_MAX_FILE_BYTES"] = str(task.limits.disk_bytes)  # no single file past the disk limit
+    with open(log_path, "wb") as log_file:
+        log = CappedLog(log_file, task.limits.output_bytes)
         if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
             verdict_path(log_path).unlink(missing_ok=True)
             env[RESULT_ENV] = str(verdict_path(log_path))
         argv = shlex.split(task.command)
         policy = None
         if task.metric.source != "harness":  # the command is the agent's code: all of it runs in the sandbox
-            scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
             data = [p for p in task.data_paths() if p.exists()]
             policy = sandbox.policy_for(worktree, scratch, network=task.network,
                                         read=[*(Path(p) for p in interpreter_roots(task)), *data],
-                                        readonly=[worktree / p for p in task.protected_files()])
+                                        readonly=[worktree / p for p in task.protected_files()],
+                                        limits=sandbox.Limits(file_size=task.limits.disk_bytes,
+                                                              processes=task.limits.processes))
             argv = sandbox.confined(argv, policy, worktree)
             if scratch:  # the user's home is out of the sandbox's sight: caches go to the run's scratch
                 env.update(HOME=str(scratch[0]), XDG_CACHE_HOME=str(scratch[0] / ".cache"))
                 sandbox.link_home(data, scratch[0])
+        cores = slot.cores
+
+        def enter() -> None:  # in the child before it execs: nothing it starts escapes the pinning or the cgroup
+            if cores:
+                os.sched_setaffinity(0, cores)
+            watch.enter()
         try:
-            cores = slot.cores
-            # pinned in the child before it execs: a sandbox that forks at once cannot start a process unpinned
-            proc = subprocess.Popen(argv, cwd=worktree, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True,
-                                    preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+            proc = subprocess.Popen(argv, cwd=worktree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=enter)
         except OSError as err:
+            watch.close()
             return RunResult("crash", reason=f"cannot start `{task.command}`: {err.strerror or err}")
+        watch.root = proc.pid
         if on_start is not None:
             on_start(proc.pid)
+        ended, limit = None, None
         try:
-            ended = _wait(proc, start + task.timeout, cancel)
+            ended, limit = _wait(proc, start + task.timeout, cancel, watch, log)
         except BaseException:
             kill_group(proc.pid, proc)
             raise
-        if ended is None:
-            kill_group(proc.pid, proc)
-            wall = time.monotonic() - start
-            if cancel is not None and cancel.is_set():
-                return RunResult("interrupted", reason="stopped: the lab was interrupted (Ctrl-C or a signal)",
-                                 wall_seconds=wall)
-            return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
-        returncode, own_cpu = ended
-        kill_group(proc.pid)  # anything the command left running in its group
-    result = _read_result(task, log_path, returncode, time.monotonic() - start)
+        finally:
+            if proc.returncode is None or limit is not None:  # ended from here: what left its group (setsid) too
+                below = sandbox.descendants(proc.pid)
+                kill_group(proc.pid, proc)
+                _kill_all(below)
+            kill_group(proc.pid)  # anything the command left running in its group
+            _drain(proc, log)
+            log.close()
+            watch.close()
+    wall = time.monotonic() - start
+    limit = limit or watch.check_disk()  # what the run left behind counts too
+    if limit is not None:
+        return RunResult("crash", reason=f"the run passed a limit: {limit}", wall_seconds=wall)
+    if ended is None:
+        if cancel is not None and cancel.is_set():
+            return RunResult("interrupted", reason="stopped: the lab was interrupted (Ctrl-C or a signal)",
+                             wall_seconds=wall)
+        return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
+    returncode, own_cpu = ended
+    result = _read_result(task, log_path, returncode, wall)
     if policy is not None:
         result.summary.setdefault("sandbox", sandbox.summary(policy))
     if busy_before is not None:
@@ -195,15 +217,55 @@ def interpreter_roots(task: TaskSpec) -> list[str]:
     return [] if task.interpreter is None else list(_roots_of(task.python()))
 
 
-def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None) -> tuple[int, float] | None:
-    """Reap `proc` by its deadline: (exit code, CPU seconds it and its reaped children used), or None."""
-    while time.monotonic() < deadline and not (cancel is not None and cancel.is_set()):
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_utime + usage.ru_stime
-        time.sleep(POLL_SECONDS)
-    return None
+def _wait(proc: subprocess.Popen, deadline: float, cancel: threading.Event | None, watch: RunWatch,
+          log: CappedLog) -> tuple[tuple[int, float] | None, str | None]:
+    """Copy `proc`'s output to the log and reap it by its deadline: ((exit code, CPU seconds it and its reaped
+    children used) or None, the limit it passed or None)."""
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline and not (cancel is not None and cancel.is_set()):
+            for key, _ in selector.select(timeout=POLL_SECONDS):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                limit = log.write(chunk)
+                if limit is not None:
+                    return None, limit
+            limit = watch.check()
+            if limit is not None:
+                return None, limit
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return (proc.returncode, usage.ru_utime + usage.ru_stime), None
+            if not selector.get_map():
+                time.sleep(POLL_SECONDS)  # output closed, process still running
+        return None, None
+    finally:
+        selector.close()
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _drain(proc: subprocess.Popen, log: CappedLog) -> None:
+    """The output left in the pipe once the run's group is gone (bounded: the log caps what it keeps)."""
+    os.set_blocking(proc.stdout.fileno(), False)
+    while True:
+        try:
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk or log.write(chunk) is not None:
+            break
+    proc.stdout.close()
 
 
 def verdict_path(log_path: Path) -> Path:
