@@ -88,6 +88,7 @@ def main() -> None:
         _answer(verdict_fd, {"status": "crash", "reason": "the saved model's score is not a finite number"})
         return
     summary = {"num_params": graph.count_parameters(program), "corpus_hash": corpus,
+               "weights_sketch": graph.weights_sketch(program),
                "eval_seconds": round(time.perf_counter() - started, 2)}
     _answer(verdict_fd, {"status": "ok", "metric": metric, "summary": summary})
 

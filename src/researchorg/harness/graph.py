@@ -164,3 +164,51 @@ def count_parameters(program: Any) -> int:
             seen.add(tensor.data_ptr())
             total += tensor.numel()
     return total
+
+
+SKETCH_SIZE = 256  # weights sampled into a model's sketch
+
+
+def weights_sketch(program: Any) -> str:
+    """A fingerprint of a model's weights: SKETCH_SIZE entries of its matrices (at positions fixed by their
+    shapes, the same for every run of the same code), each less its matrix's mean, as base64 of int8. Two runs
+    of the same code under different seeds start from unrelated random weights, so their sketches are
+    unrelated (cosine near 0); code that picks its own seed hands over near-identical ones. Empty for a model
+    without matrices."""
+    import base64
+
+    import torch
+    seen, tensors = set(), []
+    for _, tensor in sorted(program.state_dict.items()):
+        if tensor.dim() >= 2 and tensor.is_floating_point() and tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            tensors.append(tensor.detach().float().reshape(-1))
+    total = sum(t.numel() for t in tensors)
+    if not total:
+        return ""
+    picks = torch.randint(0, total, (SKETCH_SIZE,), generator=torch.Generator().manual_seed(0)).sort().values
+    values, start = [], 0
+    for tensor in tensors:
+        inside = picks[(picks >= start) & (picks < start + tensor.numel())] - start
+        values.append(tensor.cpu()[inside] - tensor.mean().cpu())
+        start += tensor.numel()
+    sample = torch.cat(values)
+    scale = sample.abs().max().clamp_min(1e-12)
+    quantized = (sample / scale * 127).round().to(torch.int8)
+    return base64.b64encode(quantized.numpy().tobytes()).decode()
+
+
+def sketch_similarity(a: str, b: str) -> float | None:
+    """The cosine of two weights sketches (1: the same weights), or None where they cannot be compared."""
+    import base64
+    import math
+    try:
+        x, y = base64.b64decode(a, validate=True), base64.b64decode(b, validate=True)
+    except ValueError:
+        return None
+    if not x or len(x) != len(y):
+        return None
+    xs = [v - 256 if v > 127 else v for v in x]
+    ys = [v - 256 if v > 127 else v for v in y]
+    norm = math.sqrt(sum(v * v for v in xs) * sum(v * v for v in ys))
+    return sum(p * q for p, q in zip(xs, ys, strict=True)) / norm if norm else None

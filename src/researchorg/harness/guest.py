@@ -15,7 +15,10 @@ through an inherited pipe:
 - starting processes (they would run unwatched) and loading native libraries
   with ctypes (which would bypass the hook);
 - seeding the global generators (torch, random, numpy) with anything but the
-  run's seed.
+  run's seed (or, for a repository that pins its own, such as autoresearch's
+  `torch.manual_seed(42)`, seeding them with the run's seed instead); a thread
+  also looks at torch's generators every 10 ms and at the end, whatever path
+  reseeded them.
 
 The refused operation raises PermissionError in the agent's code, so the run
 usually stops there; either way the harness marks it invalid with the reason.
@@ -34,6 +37,8 @@ import json
 import os
 import runpy
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -59,13 +64,18 @@ class Watch:
         self.confined = bool(spec.get("kernel_files"))
         self.reported = 0
 
-    def report(self, kind: str, detail: str) -> None:
+    def note(self, kind: str, detail: str) -> None:
+        """Tell the harness of a violation (it makes the run invalid)."""
         if self.reported < 20:
             try:
                 os.write(self.fd, (json.dumps({"kind": kind, "detail": detail}) + "\n").encode())
             except OSError:
                 pass
         self.reported += 1
+
+    def report(self, kind: str, detail: str) -> None:
+        """Tell the harness, and refuse the operation in the training code."""
+        self.note(kind, detail)
         raise PermissionError(f"researchorg harness: {kind}: {detail}")
 
     def is_forbidden(self, path: str) -> bool:
@@ -113,13 +123,28 @@ def _importing() -> bool:
     return False
 
 
-def _guard_seeds(watch: Watch, modules: list[str]) -> None:
-    """Seeding the global generators with anything but the run's seed is refused."""
+def _seed(seed: int, modules: list[str]) -> None:
+    """Seed the global generators with the run's seed before the training code runs."""
+    import random
+    random.seed(seed)
+    if "torch" in modules:
+        import torch
+        torch.manual_seed(seed)
+    if "numpy" in modules:
+        import numpy
+        numpy.random.seed(seed)
+
+
+def _guard_seeds(watch: Watch, modules: list[str], replace: bool) -> None:
+    """Seeding the global generators with anything but the run's seed is refused, or (`replace`: a repository
+    written to pin its own seed, such as autoresearch's `torch.manual_seed(42)`) done with the run's seed."""
     def guarded(module: Any, name: str) -> None:
         original = getattr(module, name)
 
         def seed(value: Any = None, *args: Any, **kwargs: Any) -> Any:
             if value != watch.seed:
+                if replace:
+                    return original(watch.seed, *args, **kwargs)
                 watch.report("changed the seed", f"{module.__name__}.{name}({value!r}); the run's seed is {watch.seed}")
             return original(value, *args, **kwargs)
         setattr(module, name, seed)
@@ -135,15 +160,49 @@ def _guard_seeds(watch: Watch, modules: list[str]) -> None:
         guarded(numpy.random, "seed")
 
 
+class _SeedWatch(threading.Thread):
+    """Looks at torch's generators every few milliseconds, and once more at the end: seeded with anything but
+    the run's seed (by any path: `default_generator.manual_seed`, `torch.seed()`), the run is invalid. A reseed
+    undone within the interval is left to the lab, which compares the weights of runs under different seeds."""
+
+    def __init__(self, watch: Watch):
+        super().__init__(daemon=True)
+        self.watch, self.told = watch, False
+
+    def run(self) -> None:
+        while not self.told:
+            self.check()
+            time.sleep(0.01)
+
+    def check(self) -> None:
+        torch = sys.modules.get("torch")
+        if torch is None or self.told:
+            return
+        seeds = {"torch": torch.initial_seed()}
+        if torch.cuda.is_initialized():
+            seeds["torch.cuda"] = torch.cuda.initial_seed()
+        for name, value in seeds.items():
+            if value != self.watch.seed:
+                self.told = True
+                self.watch.note("changed the seed", f"{name}'s generator was seeded with {value}; the run's seed is "
+                                                    f"{self.watch.seed}")
+                return
+
+
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     if spec.get("policy"):
         sandbox.confine(sandbox.Policy.from_json(spec["policy"]))
-    for module in spec.get("preload", []):
+    preload = spec.get("preload", [])
+    for module in preload:
         importlib.import_module(module)
     os.write(spec["report_fd"], b'{"event": "started"}\n')  # the harness stamps it: how long start-up took
     watch = Watch(spec)
-    _guard_seeds(watch, spec.get("preload", []))
+    _seed(watch.seed, preload)
+    _guard_seeds(watch, preload, replace=spec.get("seeds") == "replace")
+    seeds = _SeedWatch(watch)
+    seeds.start()
+    atexit.register(seeds.check)
     script = spec["script"]
     sys.path.insert(0, str(Path(script).parent))
     sys.argv = [script]

@@ -71,12 +71,14 @@ class GuestRun:
 
 def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
               hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
-              read: list[Path] = (), network: bool = False, spare: tuple[int, ...] = ()) -> GuestRun:
+              read: list[Path] = (), network: bool = False, spare: tuple[int, ...] = (),
+              seeds: str = "refuse") -> GuestRun:
     """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
 
     `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it, and so are
     the `read` paths (training data outside the checkout). When it ends, whatever it started is killed, but
-    not the `spare` processes (the evaluation box, started beside it).
+    not the `spare` processes (the evaluation box, started beside it). `seeds`: "refuse" (a reseed with
+    anything but the run's seed is a violation) or "replace" (seeding calls get the run's seed instead).
     Its output is echoed to ours.
     """
     sandbox.become_subreaper()  # what the guest starts and detaches stays below us, to be killed at the end
@@ -86,7 +88,7 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     enforced, _ = sandbox.protections(policy)
     spec = {"script": str(script), "seed": seed, "report_fd": report_write, "forbidden_reads": hidden,
             "protected": protected, "writable": [str(script.parent), str(artifact_dir)],
-            "preload": list(preload), "policy": policy.to_json(),
+            "preload": list(preload), "policy": policy.to_json(), "seeds": seeds,
             "kernel_files": any(layer.startswith(("landlock", "namespaces")) for layer in enforced)}
     spec_path = artifact_dir / "guest.json"
     spec_path.write_text(json.dumps(spec))

@@ -125,6 +125,10 @@ class TaskSpec(Strict):
     knobs: list[Knob] = []
     cpu: CpuVariant | None = None  # a GPU task's tiny configuration for machines without one
     limits: RunLimits = RunLimits()
+    # whether two runs of the same code under different seeds must hand over different weights (a harness task's
+    # check that the code does not pick its seed; turn it off for a model that training brings to the same
+    # weights from any start, such as a convex one)
+    seed_check: bool = True
     root: Path  # the task directory; set by load_task, not read from the file
     _protected_files: list[str] | None = PrivateAttr(default=None)
 

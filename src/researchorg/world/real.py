@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from researchorg.config import OrgSpec
+from researchorg.harness.graph import sketch_similarity
 from researchorg.ledger import Experiment
 from researchorg.world.clock import WallClock
 from researchorg.world.cluster import RaySlot, sweep_cluster, task_hash
@@ -29,6 +30,8 @@ from researchorg.world.program import PROGRAM_BRANCH, Program
 from researchorg.world.protocol import RunResult
 from researchorg.world.runner import group_members, kill_group, run_command
 from researchorg.world.slots import Slot, detect_slots
+
+SAME_WEIGHTS = 0.9  # the cosine of two runs' weights sketches past which they started from the same weights
 
 
 class GitWorld:
@@ -136,6 +139,27 @@ class GitWorld:
         return await asyncio.get_running_loop().run_in_executor(None, self._run, slot, experiment, cancel)
 
     def _run(self, slot: Slot | RaySlot, experiment: Experiment, cancel: threading.Event) -> RunResult:
+        result = self._measure(slot, experiment, cancel)
+        return self._own_seed(experiment, result) if self.task.seed_check else result
+
+    def _own_seed(self, experiment: Experiment, result: RunResult) -> RunResult:
+        """`result`, or `invalid` where an earlier run of the same code under another seed handed over the same
+        weights: the code picked its seed itself, so fresh seeds would verify nothing (harness/graph.py)."""
+        mine = result.summary.get("weights_sketch")
+        if result.status != "ok" or not mine or not experiment.tree:
+            return result
+        for other in self.ledger.runs_of(experiment.tree, fidelity=None):
+            theirs = other.summary.get("weights_sketch")
+            similar = sketch_similarity(mine, theirs) if other.seed != experiment.seed and theirs else None
+            if similar is not None and similar > SAME_WEIGHTS:
+                return RunResult("invalid", summary=result.summary, returncode=result.returncode,
+                                 wall_seconds=result.wall_seconds,
+                                 reason=f"its weights do not depend on the lab's seed: run #{other.id} of the same "
+                                        f"code under seed {other.seed} handed over the same weights (similarity "
+                                        f"{similar:.2f}; seed {experiment.seed} here): the code sets its own seed")
+        return result
+
+    def _measure(self, slot: Slot | RaySlot, experiment: Experiment, cancel: threading.Event) -> RunResult:
         if isinstance(slot, RaySlot):
             job = {"program": self.program.key, "experiment": experiment.id, "seed": experiment.seed,
                    "fidelity": experiment.fidelity,
