@@ -9,7 +9,10 @@ any training code ran, the validation data and nothing else; no write
 anywhere, no network), then imports the task's prepare module from that copy
 and loads what scoring needs. It then reads the model's bytes from its stdin,
 checks the graph (harness/graph.py: tensor operators only, every subgraph
-included), and scores it with the task's own functions. Python starts isolated
+included), and scores it with the task's own functions: `looks_ahead`,
+`memorization` where the task has it (a model far better on the public text
+of the validation files than on the private copy that is scored), and
+`evaluate_bpb`. Python starts isolated
 (`-I`: no PYTHONPATH, no user site, not the working directory), from a
 read-only installation, so there is no path where anything could be planted
 for it to import.
@@ -80,6 +83,10 @@ def main() -> None:
             _answer(verdict_fd, {"status": "invalid", "reason": "the saved model looks ahead: its predictions "
                                  "change with later tokens or with other rows of its batch"})
             return
+        memory, memorized = prepare.memorization(model, seq_len) if hasattr(prepare, "memorization") else ({}, None)
+        if memorized is not None:
+            _answer(verdict_fd, {"status": "invalid", "reason": memorized, "summary": memory})
+            return
         metric = float(prepare.evaluate_bpb(model, seq_len))
     except Exception as err:  # a model that cannot run is the training code's failure
         _answer(verdict_fd, {"status": "crash", "reason": f"the saved model cannot be evaluated: {scrub(err)}"})
@@ -87,7 +94,7 @@ def main() -> None:
     if not math.isfinite(metric):
         _answer(verdict_fd, {"status": "crash", "reason": "the saved model's score is not a finite number"})
         return
-    summary = {"num_params": graph.count_parameters(program), "corpus_hash": corpus,
+    summary = {**memory, "num_params": graph.count_parameters(program), "corpus_hash": corpus,
                "weights_sketch": graph.weights_sketch(program),
                "eval_seconds": round(time.perf_counter() - started, 2)}
     _answer(verdict_fd, {"status": "ok", "metric": metric, "summary": summary})

@@ -8,7 +8,9 @@ The prepare module provides what differs between tasks:
 - `sealed_paths()`: the validation data, out of the guest's sight;
 - `readable_paths()` (optional): data outside the checkout the guest may read, e.g. training shards;
 - `warm_evaluator()`: loads what scoring needs (in the box, while the guest trains); returns the corpus hash;
-- `looks_ahead(model, seq_len)` and `evaluate_bpb(model, seq_len)`: the checks and the metric;
+- `looks_ahead(model, seq_len)`, `memorization(model, seq_len)` (optional: figures, and why the model
+  memorized a public copy of the validation data) and `evaluate_bpb(model, seq_len)`: the checks and the
+  metric;
 - `VOCAB_SIZE`: the model's output width.
 
 The box imports a copy of the task's protected files taken before the guest starts, so nothing the guest
@@ -95,7 +97,8 @@ def _judge_and_score(run: GuestRun, budget: float, artifact: Path, box: Evaluato
         return verdict("crash", reason=f"seq_len {seq_len} out of range", summary=measured)
     judged = box.score(model, {"seq_len": seq_len})
     if judged["status"] != "ok":
-        return verdict(judged["status"], reason=judged.get("reason", ""), summary=measured)
+        return verdict(judged["status"], reason=judged.get("reason", ""),
+                       summary={**measured, **(judged.get("summary") or {})})
     told = _claims(read_artifact(artifact, "train.json", 1 << 16))
     params = judged["summary"]["num_params"]
     summary = {**measured, **judged["summary"], **told, "flops": flops_estimate(params, told.get("tokens", 0.0)),
@@ -103,7 +106,8 @@ def _judge_and_score(run: GuestRun, budget: float, artifact: Path, box: Evaluato
     print("---")
     print(f"val_bpb:          {judged['metric']:.6f}")
     for key, value in summary.items():
-        print(f"{key + ':':<18}{value}")
+        if key != "weights_sketch":  # for the lab's comparison of runs, not for a person reading the log
+            print(f"{key + ':':<18}{value}")
     verdict("ok", metric=judged["metric"], summary=summary)
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.harness import sandbox
+from researchorg.harness.sealed import SEAL_KEY_ENV
 
 _REPORTS_MAX = 1 << 20  # bytes of the guest's reports read
 _LINE_MAX = 1 << 16  # bytes of one output line kept
@@ -92,7 +93,8 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
             "kernel_files": any(layer.startswith(("landlock", "namespaces")) for layer in enforced)}
     spec_path = artifact_dir / "guest.json"
     spec_path.write_text(json.dumps(spec))
-    env = {k: v for k, v in os.environ.items() if k != RESULT_ENV}  # the guest never learns where the verdict goes
+    # the guest never learns where the verdict goes, nor the key of the sealed data's private copy
+    env = {k: v for k, v in os.environ.items() if k not in (RESULT_ENV, SEAL_KEY_ENV)}
     env[ARTIFACT_ENV] = str(artifact_dir)
     scratch = artifact_dir / "tmp"  # the guest's temp dir and home: the machine's may hold other programs
     scratch.mkdir(exist_ok=True)

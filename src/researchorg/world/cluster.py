@@ -141,7 +141,8 @@ class SlotActor:
         try:
             result = run_command(task, checkout, self._log(job["program"], number), seed=int(job["seed"]),
                                  slot=self.slot, on_start=started, cancel=cancel, scratch=base / "tmp" / str(number),
-                                 passed={k: v for k, v in job.get("env", {}).items() if k in task.pass_env})
+                                 passed={k: v for k, v in job.get("env", {}).items() if k in task.pass_env},
+                                 seal_key=job.get("seal_key"))
         finally:
             for pid in groups:
                 self._tell_reaper(f"-{pid}")

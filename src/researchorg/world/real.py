@@ -21,6 +21,7 @@ from pathlib import Path
 
 from researchorg.config import OrgSpec
 from researchorg.harness.graph import sketch_similarity
+from researchorg.harness.sealed import machine_key
 from researchorg.ledger import Experiment
 from researchorg.world.clock import WallClock
 from researchorg.world.cluster import RaySlot, sweep_cluster, task_hash
@@ -164,7 +165,8 @@ class GitWorld:
             job = {"program": self.program.key, "experiment": experiment.id, "seed": experiment.seed,
                    "fidelity": experiment.fidelity,
                    "protected": self._protected, "task_hash": task_hash(self._protected),
-                   "env": {k: os.environ[k] for k in self.task.pass_env if k in os.environ}}  # the head's secrets
+                   "env": {k: os.environ[k] for k in self.task.pass_env if k in os.environ},  # the head's secrets
+                   "seal_key": machine_key()}  # every node scores the same private copy of the sealed data
             return slot.run(job, self.git.archive(experiment.commit), Path(experiment.log_path), cancel)
         checkout = self.program.checkout_for_run(slot.name, experiment.commit)
         invalid = check_protected(checkout, self._protected)

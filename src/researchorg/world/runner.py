@@ -51,6 +51,7 @@ from typing import Any
 from researchorg.errors import LabError
 from researchorg.harness import sandbox
 from researchorg.harness.protected import RESULT_ENV
+from researchorg.harness.sealed import SEAL_KEY_ENV, machine_key
 from researchorg.task.spec import TaskSpec
 from researchorg.world.limits import CappedLog, RunWatch
 from researchorg.world.protocol import RunResult
@@ -66,11 +67,12 @@ POLL_SECONDS = 0.05
 def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, slot: Slot,
                 on_start: Callable[[int], None] | None = None,
                 cancel: threading.Event | None = None, scratch: Path | None = None,
-                passed: dict[str, str] | None = None) -> RunResult:
+                passed: dict[str, str] | None = None, seal_key: str | None = None) -> RunResult:
     """Run the task's command in `worktree` on `slot`; return how it ended.
 
     `scratch` (created, and removed afterwards with whatever is in it) is the command's TMPDIR. `passed` are the
-    values of the task's `pass_env` from elsewhere (the head of a cluster), over this process's own.
+    values of the task's `pass_env` from elsewhere (the head of a cluster), over this process's own; `seal_key`
+    the head's key of sealed data's private copies (default: this machine's, harness/sealed.py).
 
     Setting `cancel` (from another thread) kills the run and returns `interrupted`.
     A KeyboardInterrupt in this thread kills the run and is re-raised.
@@ -82,14 +84,14 @@ def run_command(task: TaskSpec, worktree: Path, log_path: Path, *, seed: int, sl
         scratch.mkdir(parents=True)
         env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch))
     try:
-        return _run(task, worktree, log_path, env, slot, on_start, cancel)
+        return _run(task, worktree, log_path, env, slot, on_start, cancel, seal_key)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], slot: Slot,
-         on_start: Callable[[int], None] | None, cancel: threading.Event | None) -> RunResult:
+         on_start: Callable[[int], None] | None, cancel: threading.Event | None, seal_key: str | None) -> RunResult:
     start, busy_before = time.monotonic(), _machine_busy_seconds()
     scratch = [Path(env["TMPDIR"])] if "TMPDIR" in env else []
     watch = RunWatch(task.limits, [worktree, *scratch], f"{os.getpid()}-{threading.get_ident()}-{log_path.stem}")
@@ -99,6 +101,7 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         if task.metric.source == "harness":  # the protected harness's verdict, in a file the guest never learns of
             verdict_path(log_path).unlink(missing_ok=True)
             env[RESULT_ENV] = str(verdict_path(log_path))
+            env[SEAL_KEY_ENV] = seal_key or machine_key()  # for the harness's private copy of sealed data
         argv = shlex.split(task.command)
         policy = None
         if task.metric.source != "harness":  # the command is the agent's code: all of it runs in the sandbox

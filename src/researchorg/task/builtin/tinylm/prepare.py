@@ -8,13 +8,20 @@ process where no agent code runs, from the model train.py saved.
 Corpus: the CPython standard library's .py sources of the interpreter that runs
 this file (test directories, site-packages and the generated codec tables in
 encodings/ left out), about 10.7 MB on CPython 3.11. Every machine with Python
-has it, so nothing is downloaded. Validation is the SEALED packages (IDLE,
-lib2to3, tkinter and a few more that no training code imports, about 1.7 MB):
+has it, so nothing is downloaded. Validation comes from the SEALED packages
+(curses, IDLE, lib2to3, tkinter and a few more that no training code imports):
 the harness hides them from the training run (harness/sandbox.py: they are not
-in its filesystem at all), so a model cannot have memorized them, whatever
-train.py reads. The bytes differ between Python patch releases, so the corpus
-hash is printed with every result and recorded: runs on different corpora are
-never compared.
+in its filesystem at all). But the same files lie in other Python
+installations, which a run could find and memorize. So the scored text is a
+PRIVATE copy of them: each file's own names, and the words of its comments and
+strings, swapped among themselves by a permutation drawn from the lab's secret
+key (harness/sealed.py `private_copy`; the key lives outside every sandbox).
+It reads like Python with its vocabulary shuffled, and no file anywhere holds
+it. The public text is scored too, on its first MEMORY_BYTES: a model far
+better on it than on the private copy of the same bytes memorized a copy, and
+the run is invalid. The bytes differ between Python patch releases and keys, so
+the corpus hash is printed with every result and recorded: runs on different
+corpora are never compared.
 
 Tokens are raw bytes (vocabulary 256), so val_bpb is the mean negative
 log-likelihood of the fixed validation bytes, in bits. It is measured on the
@@ -40,7 +47,9 @@ from functools import lru_cache
 from pathlib import Path
 
 VOCAB_SIZE = 256
-EVAL_BYTES = 65_536  # fixed number of validation bytes scored per run
+EVAL_BYTES = 65_536  # fixed number of validation bytes scored per run (of the private copy)
+MEMORY_BYTES = 16_384  # bytes of the public text and of its private copy compared for memorization
+MEMORIZED = 0.8  # a model whose bpb on the public text is below this fraction of its bpb on the copy memorized it
 # validation: the standard-library packages task.toml seals (out of every run's and agent's sight)
 SEALED = tuple(entry.removeprefix("{stdlib}/") for entry in
                tomllib.loads((Path(__file__).resolve().parent / "task.toml").read_text())["sealed"])
@@ -88,27 +97,54 @@ def split_files(split: str) -> list[Path]:
     return [root / rel for rel in relpaths if _is_validation(rel) == (split == "val")]
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def load_split(split: str):
-    """The bytes of one split as a uint8 tensor. Only "train" exists for training: "val" is sealed from it."""
+    """The bytes of one split as a uint8 tensor: "train", the only one training sees; "val", the private copy
+    of the sealed files that is scored; "val-public", the same files as they are, for the memorization check.
+    The validation splits hold what scoring needs (EVAL_BYTES and a window more), files in order."""
     import torch
-    data = bytearray()
-    for path in split_files(split):
-        data.extend(path.read_bytes() + b"\n\n")
-    return torch.frombuffer(data, dtype=torch.uint8)
+    if split == "train":
+        data = bytearray()
+        for path in split_files("train"):
+            data.extend(path.read_bytes() + b"\n\n")
+        return torch.frombuffer(data, dtype=torch.uint8)
+    return torch.frombuffer(_validation()[split == "val-public"], dtype=torch.uint8)
+
+
+@lru_cache(maxsize=1)
+def _validation() -> tuple[bytearray, bytearray]:
+    """(private copy, public text) of the sealed files, in order, until EVAL_BYTES and a window more of the copy:
+    a file that does not parse, and so has no private copy, is left out of both."""
+    from researchorg.harness.sealed import SEAL_KEY_ENV, private_copy
+    key = os.environ.get(SEAL_KEY_ENV, "public: run through the lab for a private copy").encode()
+    private, public = bytearray(), bytearray()
+    for path in split_files("val"):
+        text = path.read_bytes()
+        copy = private_copy(text.decode("utf-8", errors="replace"), key, path.relative_to(_stdlib()).as_posix())
+        if copy is None:
+            continue
+        private.extend(copy.encode() + b"\n\n")
+        public.extend(text + b"\n\n")
+        if len(private) > EVAL_BYTES + 4096:
+            break
+    return private, public
 
 
 def warm_evaluator() -> str:
-    """Load what the evaluation needs (torch, torch.export's loader, both splits) and return the corpus hash:
-    the harness calls it while the guest starts, so that none of it waits until training is over."""
+    """Load what the evaluation needs (torch, torch.export's loader, the splits) and return the corpus hash:
+    the harness's evaluation box calls it while the guest starts, so that none of it waits until training is
+    over."""
     import torch._dynamo  # noqa: F401  (torch.export.load imports it on first use: a second and more)
     import torch._export.serde.serialize  # noqa: F401
     return corpus_hash()
 
 
 def corpus_hash() -> str:
-    train, val = load_split("train"), load_split("val")
-    return hashlib.sha256(bytes(train.numpy()) + b"\0" + bytes(val.numpy())).hexdigest()[:16]
+    """What the scores depend on: the training bytes and the validation bytes (private copy and public text)."""
+    digest = hashlib.sha256()
+    for split in ("train", "val", "val-public"):
+        digest.update(bytes(load_split(split).numpy()) + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def setup() -> None:
@@ -160,18 +196,49 @@ def report(**figures: float) -> None:
 
 
 def evaluate_bpb(model, seq_len: int) -> float:
-    """Bits per byte of `model` on the fixed validation bytes (called by harness.py only).
+    """Bits per byte of `model` on the first EVAL_BYTES of the private copy (the harness's evaluation box only).
 
-    The EVAL_BYTES bytes are cut into windows of seq_len + 1 and scored in
-    batches of EVAL_BATCH (the last one padded with repeats, not scored);
-    every byte after the first of each window is scored.
+    The bytes are cut into windows of seq_len + 1 and scored in batches of
+    EVAL_BATCH (the last one padded with repeats, not scored); every byte after
+    the first of each window is scored.
     """
+    import math
+    nats = _window_nats(model, seq_len, "val", EVAL_BYTES)
+    return sum(nats) / (len(nats) * seq_len * math.log(2))
+
+
+def memorization(model, seq_len: int) -> tuple[dict, str | None]:
+    """The model's bpb on the first MEMORY_BYTES of the public text and of its private copy, and why it
+    memorized a copy of the validation files (None if it did not): far better on the text that lies on disks
+    than on the same text with its words swapped, it learned the text, not the language."""
+    import math
+    windows = max(1, MEMORY_BYTES // seq_len)
+    public = _window_nats(model, seq_len, "val-public", MEMORY_BYTES)
+    private = _window_nats(model, seq_len, "val", EVAL_BYTES)[:windows]  # the metric's own pass, cached
+    public, private = (sum(n) / (len(n) * seq_len * math.log(2)) for n in (public, private))
+    figures = {"public_bpb": round(public, 4), "private_bpb": round(private, 4)}
+    if public < MEMORIZED * private:
+        return figures, (f"the saved model memorized a copy of the validation files: {public:.3f} bpb on their "
+                         f"public text, {private:.3f} on the private copy the lab scores (honest models score them "
+                         f"within a few percent)")
+    return figures, None
+
+
+_SCORED: dict = {}
+
+
+def _window_nats(model, seq_len: int, split: str, nbytes: int) -> list[float]:
+    """The nats of each window of seq_len + 1 bytes over the first `nbytes` of a validation split (each pass
+    kept for the model it scored: the memorization check and the metric share the private copy's)."""
     import torch
     import torch.nn.functional as F
-    val = load_split("val")
-    n_windows = EVAL_BYTES // seq_len
+    key = (id(model), seq_len, split, nbytes)
+    if key in _SCORED:
+        return _SCORED[key]
+    val = load_split(split)
+    n_windows = max(1, nbytes // seq_len)
     windows = val[: n_windows * seq_len + 1].long()
-    total_nats, total_bytes = 0.0, 0
+    nats: list[float] = []
     with torch.no_grad():
         for first in range(0, n_windows, EVAL_BATCH):
             idx = torch.arange(first, min(first + EVAL_BATCH, n_windows))
@@ -179,10 +246,10 @@ def evaluate_bpb(model, seq_len: int) -> float:
             chunk = windows[rows]
             inputs = torch.cat([chunk[:, :-1], chunk[:1, :-1].expand(EVAL_BATCH - len(idx), -1)])
             logits = model(inputs)[: len(idx)].float()
-            loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), chunk[:, 1:].reshape(-1), reduction="sum")
-            total_nats += loss.item()
-            total_bytes += chunk[:, 1:].numel()
-    return total_nats / total_bytes / torch.log(torch.tensor(2.0)).item()
+            loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), chunk[:, 1:].reshape(-1), reduction="none")
+            nats += loss.view(len(idx), seq_len).sum(dim=1).tolist()
+    _SCORED[key] = nats
+    return nats
 
 
 def looks_ahead(model, seq_len: int) -> bool:
