@@ -36,6 +36,7 @@ from researchorg.ledger.export import results_json, results_tsv
 from researchorg.report.console import RunView, experiments_table, rigor_lines, summary_table
 from researchorg.report.summary import summarize
 from researchorg.task import find_task, load_task
+from researchorg.task.adopt import unprotected
 from researchorg.world.grid import open_grid
 from researchorg.world.program import Program
 from researchorg.world.slots import detect_slots
@@ -410,10 +411,14 @@ def _sandbox_lines(task, experiments=()) -> list[str]:
     lines = [f"sandbox of runs here: {'; '.join(enforced)}",
              f"limits of each run, enforced from outside it: {limits.processes} processes, {limits.disk_gib:g} GiB "
              f"written, {limits.output_mib:g} MiB of output (set in task.toml)"]
+    if task.harness is not None:
+        lines.append(f"metric: {task.metric.name} is computed by the lab's harness with the protected "
+                     f"{task.harness.entry}, in its evaluation box; what {task.script()[0]} prints is a claim")
     if task.metric.source == "stdout":
+        why = unprotected(task.root, task.metric.name, task.requires)
         lines.append(f"[yellow]metric:[/] {task.metric.name} is read from the run's output, which the agents' code "
-                     f"({', '.join(task.editable)}) can print: an edit could forge it (a protected harness, "
-                     "metric source = \"harness\", cannot be)")
+                     f"({', '.join(task.editable)}) can print: an edit could forge it"
+                     + (f" ({why})" if why else " (a protected harness, metric source = \"harness\", cannot be)"))
     if missing:
         lines.append(f"not enforced here: {'; '.join(missing)}")
     last = next((e.summary.get("sandbox") for e in reversed(experiments) if e.summary.get("sandbox")), None)

@@ -20,6 +20,10 @@ through an inherited pipe:
   also looks at torch's generators every 10 ms and at the end, whatever path
   reseeded them.
 
+For a repository whose train.py calls a protected evaluation function with its
+model (autoresearch's `evaluate_bpb`), that function is replaced by the
+hand-off (harness/handoff.py) before the script runs.
+
 The refused operation raises PermissionError in the agent's code, so the run
 usually stops there; either way the harness marks it invalid with the reason.
 This names honest mistakes and casual cheating in Python code; the sandbox
@@ -44,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.harness import sandbox
+from researchorg.harness.handoff import install
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _PROCESS_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -205,8 +210,13 @@ def main() -> None:
     atexit.register(seeds.check)
     script = spec["script"]
     sys.path.insert(0, str(Path(script).parent))
-    sys.argv = [script]
+    sys.argv = [script, *spec.get("args", [])]
     sys.addaudithook(watch)
+    if spec.get("handoff"):  # the protected evaluation function train.py calls: it hands the model over instead
+        handoff = spec["handoff"]
+        install(importlib.import_module(handoff["module"]), handoff["function"], handoff["seq_len"],
+                Path(spec["artifact"]), watch.note,
+                lambda event: os.write(watch.fd, (json.dumps(event) + "\n").encode()))
     runpy.run_path(script, run_name="__main__")
 
 

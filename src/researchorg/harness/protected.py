@@ -73,21 +73,25 @@ class GuestRun:
 def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
               hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
               read: list[Path] = (), network: bool = False, spare: tuple[int, ...] = (),
-              seeds: str = "refuse") -> GuestRun:
+              seeds: str = "refuse", python: str = sys.executable, pythonpath: list[Path] = (),
+              args: list[str] = (), handoff: dict[str, Any] | None = None) -> GuestRun:
     """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
 
     `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it, and so are
     the `read` paths (training data outside the checkout). When it ends, whatever it started is killed, but
     not the `spare` processes (the evaluation box, started beside it). `seeds`: "refuse" (a reseed with
     anything but the run's seed is a violation) or "replace" (seeding calls get the run's seed instead).
-    Its output is echoed to ours.
+    `python` runs it (a repository's own interpreter, with `pythonpath` first on its path: where it finds
+    researchorg.harness), with `args`; `handoff` names the protected function that takes the model
+    (harness/handoff.py). Its output is echoed to ours.
     """
     sandbox.become_subreaper()  # what the guest starts and detaches stays below us, to be killed at the end
     report_read, report_write = os.pipe()
     policy = sandbox.policy_for(script.parent, [artifact_dir], readonly=[Path(p) for p in protected],
                                 hidden=[Path(p) for p in hidden], read=[Path(p) for p in read], network=network)
     enforced, _ = sandbox.protections(policy)
-    spec = {"script": str(script), "seed": seed, "report_fd": report_write, "forbidden_reads": hidden,
+    spec = {"script": str(script), "args": list(args), "handoff": handoff, "artifact": str(artifact_dir),
+            "seed": seed, "report_fd": report_write, "forbidden_reads": hidden,
             "protected": protected, "writable": [str(script.parent), str(artifact_dir)],
             "preload": list(preload), "policy": policy.to_json(), "seeds": seeds,
             "kernel_files": any(layer.startswith(("landlock", "namespaces")) for layer in enforced)}
@@ -99,10 +103,12 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     scratch = artifact_dir / "tmp"  # the guest's temp dir and home: the machine's may hold other programs
     scratch.mkdir(exist_ok=True)
     env.update(TMPDIR=str(scratch), TEMP=str(scratch), TMP=str(scratch), HOME=str(scratch))
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), *filter(None, [env.get("PYTHONPATH")])])
     sandbox.link_home([Path(p) for p in read], scratch)  # data under `~` is found at `~` by the guest too
     started = time.monotonic()
     env[DEADLINE_ENV] = f"{started + budget:.3f}"
-    argv = sandbox.command([sys.executable, "-m", "researchorg.harness.guest", str(spec_path)], policy, script.parent)
+    argv = sandbox.command([python, "-m", "researchorg.harness.guest", str(spec_path)], policy, script.parent)
     proc = subprocess.Popen(argv, cwd=script.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, pass_fds=(report_write,))  # in the harness's process group
     os.close(report_write)
@@ -218,17 +224,24 @@ class Evaluator:
     """The evaluation box of one run (harness/evaluate.py): started before or beside the guest so that it loads
     torch and the validation data meanwhile; `score` hands it the model's bytes and returns its verdict."""
 
-    def __init__(self, prepare_dir: Path, read: list[Path]):
+    def __init__(self, prepare_dir: Path, read: list[Path], *, python: str = sys.executable,
+                 pythonpath: list[Path] = (), request: dict[str, Any] | None = None):
+        """A box that imports the task's files from `prepare_dir` and reads `read`; run by `python` (with
+        `pythonpath`, where it finds researchorg.harness: a repository's own interpreter); `request` says how
+        it scores (harness/evaluate.py: a built-in task's prepare module by default)."""
         self.scratch = tempfile.TemporaryDirectory(prefix="researchorg-eval-tmp-")
-        policy = sandbox.evaluation_policy([prepare_dir, *read], Path(self.scratch.name))
-        argv = sandbox.command([sys.executable, "-I", "-m", "researchorg.harness.evaluate"], policy, prepare_dir)
+        policy = sandbox.evaluation_policy([prepare_dir, *read, *pythonpath], Path(self.scratch.name))
+        start = ["-m", "researchorg.harness.evaluate"] if not pythonpath else \
+            ["-c", f"import sys, runpy; sys.path[:0] = {[str(p) for p in pythonpath]!r}; "
+                   "runpy.run_module('researchorg.harness.evaluate', run_name='__main__', alter_sys=True)"]
+        argv = sandbox.command([python, "-I", *start], policy, prepare_dir)
         env = {k: v for k, v in os.environ.items() if k != RESULT_ENV}
         env.update(TMPDIR=self.scratch.name, TEMP=self.scratch.name, TMP=self.scratch.name)
         self.errors = tempfile.TemporaryFile()  # its stderr: read only to say why a box that failed failed
         self.proc = subprocess.Popen(argv, cwd=prepare_dir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.errors)
-        self.proc.stdin.write(json.dumps({"policy": policy.to_json(), "prepare_dir": str(prepare_dir)}).encode()
-                              + b"\n")  # within a pipe's buffer: it starts loading at once
+        request = {**(request or {}), "policy": policy.to_json(), "prepare_dir": str(prepare_dir)}
+        self.proc.stdin.write(json.dumps(request).encode() + b"\n")  # within a pipe's buffer: it loads at once
         self.proc.stdin.flush()
 
     def score(self, model: bytes, meta: dict[str, Any], timeout: float = EVALUATION_SECONDS) -> dict[str, Any]:

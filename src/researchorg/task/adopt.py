@@ -54,18 +54,20 @@ class Adopted:
     """A task inferred from a repository: its fields, where each came from, and what the user must know."""
 
     fields: dict[str, Any]
-    sources: dict[str, str]
+    sources: dict[str, str]  # where each field came from
     warnings: list[str] = field(default_factory=list)
     budget_constant: tuple[str, str] | None = None  # (file, constant) that holds the budget in the repository
     history: bool = True  # the program keeps the repository's git history (False: a copy of a plain folder)
 
     def lines(self) -> list[str]:
         """The inferred task, a field a line, with where each value came from."""
-        shown = {k: v for k, v in self.fields.items() if k not in ("knobs", "summary_keys")}
+        shown = {k: v for k, v in self.fields.items() if k not in ("knobs", "summary_keys", "harness")}
         out = [f"{key} = {_toml_value(value)}  ({self.sources.get(key, 'default')})" for key, value in shown.items()]
         if self.fields.get("knobs"):
             names = ", ".join(k["name"] for k in self.fields["knobs"])
             out.append(f"knobs: {names}  ({self.sources['knobs']})")
+        if self.fields.get("harness"):
+            out.append(f"protected entry: {self.fields['harness']['entry']}  ({self.sources['harness']})")
         return out
 
 
@@ -138,10 +140,18 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
     data = ["~/.cache/autoresearch"] if autoresearch and "autoresearch" in _read(repo / "prepare.py") else []
     if data:
         put("data", data, "prepare.py's cache directory (runs see it read-only)")
-    if metric_spec.get("source", "stdout") == "stdout":
+    entry = _protected_entry(repo, metric_spec["name"], requires) if autoresearch and command is None and \
+        metric is None else (None, "")
+    if entry[0] is not None:
+        harness, sealed, how = entry[0]
+        put("sealed", sealed, "prepare.py's validation file: out of the training run's sight")
+        fields["harness"], sources["harness"] = harness, how
+        metric_spec["source"] = "harness"
+    elif metric_spec.get("source", "stdout") == "stdout":
+        why = f" ({entry[1]})" if entry[1] else ""
         warnings.append(f"the metric {metric_spec['name']} is what the agents' own code prints "
-                        f"({', '.join(fields['editable'])}): an edit there could forge it. Name a protected "
-                        "evaluation entry point as `command` to make it trustworthy.")
+                        f"({', '.join(fields['editable'])}): an edit there could forge it{why}. Name a protected "
+                        "evaluation function in task.toml's [harness] to make it trustworthy (docs/tasks.md).")
     knobs = _knobs(repo, fields["editable"])
     if knobs:
         put("knobs", knobs, "the top-level upper-case numeric constants of the editable files")
@@ -159,12 +169,15 @@ def render(adopted: Adopted, origin: str) -> str:
              "says where it came from;",
              "# edit any of them (researchorg check DIR validates the file)."]
     for key, value in adopted.fields.items():
-        if key in ("metric", "knobs", "summary_keys"):
+        if key in ("metric", "knobs", "summary_keys", "harness"):
             continue
         lines.append(f"{key} = {_toml_value(value)}  # {adopted.sources.get(key, '')}")
     metric = adopted.fields["metric"]
     lines += ["", f"[metric]  # {adopted.sources['metric']}"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in metric.items()]
+    if adopted.fields.get("harness"):
+        lines += ["", f"[harness]  # {adopted.sources['harness']}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in adopted.fields["harness"].items()]
     if adopted.fields.get("summary_keys"):
         lines += ["", f"[summary_keys]  # {adopted.sources['summary_keys']}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in adopted.fields["summary_keys"].items()]
@@ -301,6 +314,97 @@ def _metric(repo: Path, metric: str | None, pattern: str | None, where: str) -> 
         spec["pattern"] = pattern
         source += "; pattern from --metric-pattern"
     return spec, source
+
+
+def unprotected(repo: Path, metric: str, requires: list[str]) -> str:
+    """Why an autoresearch-layout repository's metric cannot come from a protected harness (custom kernels, no
+    evaluation call of prepare.py...), or "" where it can or the layout is another."""
+    if not ((repo / "train.py").is_file() and (repo / "prepare.py").is_file()):
+        return ""
+    return _protected_entry(repo, metric, requires)[1]
+
+
+CUSTOM_KERNELS = ("kernels", "flash_attn", "flash_attn_interface", "xformers", "apex", "triton", "mlx", "jax")
+
+
+def _protected_entry(repo: Path, metric: str, requires: list[str]) -> tuple[tuple[dict, list[str], str] | None, str]:
+    """The protected evaluation train.py calls with its model (autoresearch: `evaluate_bpb` of prepare.py):
+    ((the [harness] table, the sealed validation path, where it came from), "") or (None, why there is none)."""
+    train, prepare = _parse(repo / "train.py"), _parse(repo / "prepare.py")
+    if train is None or prepare is None:
+        return None, "train.py or prepare.py does not parse"
+    kernels = sorted({r for r in requires if r in CUSTOM_KERNELS})
+    if kernels or "torch" not in requires:
+        reason = f"train.py uses custom kernels ({', '.join(kernels)})" if kernels else "train.py does not use torch"
+        return None, f"{reason}: its model cannot be exported as a graph for the protected evaluation"
+    imported = {alias.asname or alias.name: alias.name for node in ast.walk(train) if isinstance(node, ast.ImportFrom)
+                and node.module == "prepare" for alias in node.names}
+    functions = {node.name: node for node in prepare.body if isinstance(node, ast.FunctionDef)}
+    # the call whose value train.py prints as the metric (`val_bpb = evaluate_bpb(model, ...)`)
+    called = [node.value for node in ast.walk(train) if isinstance(node, ast.Assign)
+              and [ast.unparse(t) for t in node.targets] == [metric] and isinstance(node.value, ast.Call)
+              and isinstance(node.value.func, ast.Name) and imported.get(node.value.func.id) in functions
+              and node.value.args]
+    if not called:
+        return None, f"train.py's {metric} is not the value of a call of a function of prepare.py"
+    function = functions[imported[called[0].func.id]]
+    constants = _constants(prepare)
+    seq_len = next((name for name in ("MAX_SEQ_LEN", "SEQ_LEN", "SEQUENCE_LEN", "BLOCK_SIZE")
+                    if isinstance(constants.get(name), int)), None)
+    val = constants.get("VAL_FILENAME")
+    where = constants.get("DATA_DIR") or constants.get("CACHE_DIR")
+    if seq_len is None or not isinstance(val, str) or not isinstance(where, str):
+        return None, "prepare.py names no MAX_SEQ_LEN, validation file (VAL_FILENAME) or DATA_DIR"
+    classes = {node.name: node for node in prepare.body if isinstance(node, ast.ClassDef)}
+    arguments = []
+    for param in [a.arg for a in function.args.args][1:]:
+        made = next((f"{name}.from_directory()" for name, node in classes.items() if name.lower() == param.lower()
+                     and any(isinstance(f, ast.FunctionDef) and f.name == "from_directory" for f in node.body)), None)
+        arguments.append(made or param)
+    harness = {"entry": f"prepare:{function.name}", "call": f"{function.name}(model, {', '.join(arguments)})",
+               "seq_len": seq_len}
+    how = (f"train.py:{called[0].lineno} calls prepare.{function.name} with its model: that call hands the model "
+           f"over, and the lab scores it with prepare.{function.name} in its evaluation box, on {val}, which "
+           "train.py cannot read; what train.py prints is a claim")
+    return (harness, [f"{where.rstrip('/')}/{val}"], how), ""
+
+
+def _constants(tree: ast.Module) -> dict[str, Any]:
+    """The top-level constants of a module that plain expressions make (numbers, strings, f-strings,
+    os.path.join and expanduser, which keeps `~`), evaluated without running the module."""
+    import os
+    found: dict[str, Any] = {}
+
+    def value(node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return found[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.FloorDiv):
+            left, right = value(node.left), value(node.right)
+            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
+                    ast.FloorDiv: lambda: left // right}[type(node.op)]()
+        if isinstance(node, ast.JoinedStr):
+            return "".join(str(value(v)) for v in node.values)
+        if isinstance(node, ast.FormattedValue):
+            spec = value(node.format_spec) if node.format_spec is not None else ""
+            return format(value(node.value), spec)
+        if isinstance(node, ast.Call) and not node.keywords:
+            name = ast.unparse(node.func)
+            args = [value(a) for a in node.args]
+            if name == "os.path.join" and all(isinstance(a, str) for a in args):
+                return os.path.join(*args)
+            if name == "os.path.expanduser" and args == ["~"]:
+                return "~"
+        raise ValueError(ast.unparse(node))
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                found[node.targets[0].id] = value(node.value)
+            except (ValueError, KeyError, TypeError, ArithmeticError):
+                continue
+    return found
 
 
 def _direction(name: str) -> str | None:

@@ -97,6 +97,26 @@ class RunLimits(Strict):
         return int(self.output_mib * (1 << 20))
 
 
+class HarnessSpec(Strict):
+    """A protected evaluation function that train.py calls with its model (task.toml's `[harness]`): the lab's
+    harness (harness/adopted.py) makes that call hand the model over, and scores it with the function."""
+    entry: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$")  # "prepare:evaluate_bpb"
+    # how the evaluation calls it: `model` is the handed-over model (its loss computed by the lab), other names
+    # are the module's own or the plain arguments train.py passed in its call
+    call: str
+    seq_len: int | str  # the length of the sequences it scores: a number, or a constant of the entry's module
+
+    @field_validator("call")
+    @classmethod
+    def _parses(cls, call: str) -> str:
+        import ast
+        try:
+            ast.parse(call, mode="eval")
+        except SyntaxError as err:
+            raise ValueError(f"not a Python expression: {err.msg}") from None
+        return call
+
+
 class TaskSpec(Strict):
     name: str
     description: str = ""
@@ -125,6 +145,9 @@ class TaskSpec(Strict):
     knobs: list[Knob] = []
     cpu: CpuVariant | None = None  # a GPU task's tiny configuration for machines without one
     limits: RunLimits = RunLimits()
+    # a protected evaluation function train.py calls with its model: the lab scores the model with it, and what
+    # train.py prints is a claim (metric.source must be "harness")
+    harness: HarnessSpec | None = None
     # whether two runs of the same code under different seeds must hand over different weights (a harness task's
     # check that the code does not pick its seed; turn it off for a model that training brings to the same
     # weights from any start, such as a convex one)
@@ -141,6 +164,14 @@ class TaskSpec(Strict):
         for knob in [*self.knobs, *(self.cpu.knobs or [] if self.cpu else [])]:
             if not self.is_editable(knob.file):
                 raise ValueError(f"knob {knob.name}: file {knob.file!r} is not editable")
+        if self.harness is not None:
+            if self.metric.source != "harness":
+                raise ValueError('[harness] needs [metric] source = "harness": the lab\'s harness computes it')
+            if self.script() is None:
+                raise ValueError(f"command {self.command!r}: with [harness] it must be `python SCRIPT.py [ARGS]`")
+            module = self.harness.entry.split(":")[0].replace(".", "/") + ".py"
+            if not self.is_protected(module):
+                raise ValueError(f"[harness] entry {self.harness.entry}: {module} must be protected")
         if "task.toml" not in self.protected:
             self.protected = [*self.protected, "task.toml"]
         return self
@@ -156,6 +187,17 @@ class TaskSpec(Strict):
     def timeout(self) -> float:
         """Seconds after which a run is killed: as set, or twice the budget plus a minute for start-up and eval."""
         return self.timeout_seconds or 2 * self.budget_seconds + 60
+
+    def script(self) -> tuple[str, list[str]] | None:
+        """(script, arguments) of a `python SCRIPT.py ARGS` command, or None."""
+        import shlex
+        try:
+            argv = shlex.split(self.command)
+        except ValueError:
+            return None
+        if len(argv) >= 2 and argv[0] == "python" and argv[1].endswith(".py"):
+            return argv[1], argv[2:]
+        return None
 
     def sealed_paths(self) -> list[Path]:
         """The `sealed` paths, `{stdlib}` and `~` filled in, relative ones taken in the task directory, and

@@ -42,6 +42,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -102,7 +103,7 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
             verdict_path(log_path).unlink(missing_ok=True)
             env[RESULT_ENV] = str(verdict_path(log_path))
             env[SEAL_KEY_ENV] = seal_key or machine_key()  # for the harness's private copy of sealed data
-        argv = shlex.split(task.command)
+        argv = shlex.split(task.command) if task.harness is None else _adopted_harness(task, env, log_path)
         policy = None
         if task.metric.source != "harness":  # the command is the agent's code: all of it runs in the sandbox
             data = [p for p in task.data_paths() if p.exists()]
@@ -162,6 +163,21 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         other = _machine_busy_seconds() - busy_before - own_cpu
         result.summary["other_cpu_s"] = round(max(other, 0.0), 2)
     return result
+
+
+def _adopted_harness(task: TaskSpec, env: dict[str, str], log_path: Path) -> list[str]:
+    """The command line of the lab's harness for a task that names its protected evaluation function
+    (harness/adopted.py), with its configuration beside the run's log (out of every sandbox)."""
+    script, args = task.script()
+    config = {"script": script, "args": args, "python": task.python(), "budget": task.budget_seconds,
+              "seed": int(env["RESEARCHORG_SEED"]), "sealed": [str(p) for p in task.sealed_paths()],
+              "data": [str(p) for p in task.data_paths() if p.exists()], "read": interpreter_roots(task),
+              "protected": task.protected_files(), "entry": task.harness.entry, "call": task.harness.call,
+              "seq_len": task.harness.seq_len, "metric": task.metric.name,
+              "preload": ["torch", "torch._dynamo"] if "torch" in task.requires else []}
+    path = log_path.with_suffix(".harness.json")
+    path.write_text(json.dumps(config))
+    return [sys.executable, "-m", "researchorg.harness.adopted", str(path)]
 
 
 def run_prepare(task: TaskSpec, cwd: Path) -> str:
@@ -301,12 +317,12 @@ def _read_verdict(log_path: Path, returncode: int, wall: float) -> RunResult:
 
 def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -> RunResult:
     if task.metric.source == "harness":
-        return _read_verdict(log_path, returncode, wall)
+        result = _read_verdict(log_path, returncode, wall)
+        _our_names(task, result.summary)
+        return result
     text = log_path.read_text(errors="replace")
     summary = parse_summary(text)
-    for theirs, ours in task.summary_keys.items():  # the task's names for what the lab compares
-        if theirs in summary and ours not in summary:
-            summary[ours] = summary[theirs]
+    _our_names(task, summary)
     metric = task.read_metric(text)
     if returncode != 0:
         return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
@@ -315,6 +331,13 @@ def _read_result(task: TaskSpec, log_path: Path, returncode: int, wall: float) -
         return RunResult("crash", summary=summary, returncode=returncode, wall_seconds=wall,
                          reason=f"no finite `{task.metric.name}` in the log\n{tail(text)}")
     return RunResult("ok", metric=metric, summary=summary, returncode=0, wall_seconds=wall)
+
+
+def _our_names(task: TaskSpec, summary: dict[str, Any]) -> None:
+    """The task's names for what the lab compares, under the lab's names too (num_steps as steps)."""
+    for theirs, ours in task.summary_keys.items():
+        if theirs in summary and ours not in summary:
+            summary[ours] = summary[theirs]
 
 
 def parse_summary(text: str) -> dict[str, Any]:

@@ -1,0 +1,143 @@
+"""The protected harness of a repository that names its evaluation function: `python -m
+researchorg.harness.adopted CONFIG.json` (the runner starts it for a task with a `[harness]` table).
+
+The repository's train.py runs as the watched guest, in the repository's own
+interpreter, in its sandbox (the validation data out of its sight). The
+protected function it calls with its model (task.toml `entry`: autoresearch's
+`prepare:evaluate_bpb`), or the hook `hand_off`, hands the model over instead
+(harness/handoff.py) and training ends. The evaluation box then imports the
+protected file, as copied before train.py ran, and calls the function on the
+handed-over graph as `call` says; the lab computes the loss from the graph's
+logits. Whatever train.py prints is a claim: a metric line whose value is not
+the NaN the hand-off returned is a forgery, and the run is invalid.
+
+The budget here is train.py's own (autoresearch trains for TIME_BUDGET seconds
+after its start-up): the guest is killed at the budget plus an allowance for
+start-up and the hand-off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from researchorg.harness.lm import finish
+from researchorg.harness.protected import Evaluator, GuestRun, judge, read_artifact, run_guest, verdict
+from researchorg.harness.sealed import with_copies
+
+HARNESS_PACKAGE = Path(__file__).resolve().parent
+
+
+def allowance(budget: float) -> float:
+    """Seconds a repository's train.py may run in all: its budget, and as much again (at least 30 s) for its
+    start-up, compilation and the hand-off."""
+    return budget + max(30.0, budget)
+
+
+def main() -> None:
+    config = json.loads(Path(sys.argv[1]).read_text())
+    here = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="adopted-run-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="adopted-eval-") as own:
+        artifact, snapshot = Path(tmp), Path(own) / "files"
+        for name in config["protected"]:  # the box imports these copies, taken before any training code runs
+            if (here / name).is_file():
+                (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(here / name, snapshot / name)
+        snapshot.mkdir(exist_ok=True)
+        shim = _shim(Path(own) / "shim")
+        sealed = [Path(p) for p in config["sealed"]]
+        data, roots = [Path(p) for p in config["data"]], [Path(p) for p in config["read"]]
+        box = Evaluator(snapshot, [*sealed, *data, *roots], python=config["python"], pythonpath=[shim],
+                        request={"kind": "hook", "entry": config["entry"], "call": config["call"],
+                                 "sealed": [str(p) for p in sealed]})
+        module, _, function = config["entry"].partition(":")
+        try:
+            run = run_guest(here / config["script"], budget=allowance(config["budget"]), seed=config["seed"],
+                            artifact_dir=artifact, hidden=[str(p) for p in with_copies(sealed)],
+                            read=[*data, *roots, shim], protected=[str(here / p) for p in config["protected"]],
+                            metric_pattern=re.compile(rf"^\s*{re.escape(config['metric'])}\s*[:=]"),
+                            preload=tuple(config["preload"]), seeds="replace", python=config["python"],
+                            pythonpath=[shim], args=config["args"], spare=(box.proc.pid,),
+                            handoff={"module": module, "function": function, "seq_len": config["seq_len"]})
+            _judge_and_score(run, config, artifact, box)
+        finally:
+            box.close()
+    finish()
+
+
+def _shim(folder: Path) -> Path:
+    """A folder that holds researchorg.harness alone (it imports nothing else of researchorg), for the
+    repository's interpreter to find it without the lab's other packages."""
+    package = folder / "researchorg"
+    shutil.copytree(HARNESS_PACKAGE, package / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "__init__.py").write_text("")
+    return folder
+
+
+def _judge_and_score(run: GuestRun, config: dict[str, Any], artifact: Path, box: Evaluator) -> None:
+    measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
+                                "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
+    forged = [line for line in run.metric_lines if not _is_nan(line)]
+    run.metric_lines = forged  # printing the NaN the hand-off returned is honest; any other value is not
+    problem = judge(run, allowance(config["budget"]))
+    if problem is not None:
+        return verdict(problem[0], reason=problem[1], summary=measured)
+    model = read_artifact(artifact, "model.pt2")
+    if model is None:
+        return verdict("crash", reason=f"train.py handed no model over: it must call {config['entry']} (the "
+                                       "protected evaluation) with its model", summary=measured)
+    try:
+        head = json.loads(read_artifact(artifact, "handoff.json", 1 << 16) or b"{}")
+        meta = {"seq_len": int(head["seq_len"]), "arguments": dict(head.get("arguments") or {})}
+    except (ValueError, KeyError, TypeError):
+        return verdict("crash", reason="the hand-off left no readable handoff.json", summary=measured)
+    judged = box.score(model, meta)
+    if judged["status"] != "ok":
+        return verdict(judged["status"], reason=judged.get("reason", ""),
+                       summary={**measured, **(judged.get("summary") or {})})
+    claims = {k: v for k, v in _claims(run.output_tail).items() if k != config["metric"]}
+    summary = {**claims, **measured, **judged["summary"], "budget_seconds": config["budget"]}
+    print("---")
+    print(f"{config['metric'] + ':':<18}{judged['metric']:.6f}")
+    for key, value in summary.items():
+        if key != "weights_sketch":
+            print(f"{key + ':':<18}{value}")
+    verdict("ok", metric=judged["metric"], summary=summary)
+
+
+def _claims(tail: list[str]) -> dict[str, float]:
+    """What train.py printed of its own run in its summary block (`key: number` lines after its last `---`):
+    claims, recorded as confounds, never as the metric."""
+    if "---" not in [line.strip() for line in tail]:
+        return {}
+    block = tail[len(tail) - [line.strip() for line in tail][::-1].index("---"):]
+    found = {}
+    for line in block:
+        match = re.match(r"^([A-Za-z_][A-Za-z0-9_]*):\s+(\S+)\s*$", line)
+        if match:
+            try:
+                value = float(match.group(2))
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                found[match.group(1)] = value
+    return found
+
+
+def _is_nan(line: str) -> bool:
+    value = re.split(r"[:=]", line, maxsplit=1)[-1].strip().split()
+    try:
+        return bool(value) and math.isnan(float(value[0]))
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
