@@ -75,6 +75,20 @@ def make_program(tmp_path: Path) -> Callable[..., Program]:
     return make
 
 
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    """Your home, where a repository's prepare step keeps its data (~/.cache/autoresearch): the test's own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def git(repo: Path, *args: str) -> str:
+    """The output of the real git in `repo`."""
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
 def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real `researchorg` command line in a subprocess."""
     proc = subprocess.run([sys.executable, "-m", "researchorg", *args], capture_output=True, text=True, cwd=cwd,

@@ -4,15 +4,12 @@ and run end to end through the real lab (CPU, no network)."""
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from researchorg import Program
-from tests.conftest import cli
+from tests.conftest import cli, git
 
 PREPARE = '''
 """Fixed constants, one-time data preparation and the evaluation (do not modify)."""
@@ -68,28 +65,15 @@ print(f"num_steps:        {step}")
 '''
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
 def _repository(path: Path, files: dict[str, str], branch: str = "master") -> Path:
     path.mkdir(parents=True)
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(textwrap.dedent(text).lstrip())
-    _git(path, "init", "-q", "-b", branch)
-    _git(path, "add", "-A")
-    _git(path, "-c", "user.name=you", "-c", "user.email=you@example.com", "commit", "-q", "-m", "my research")
+    git(path, "init", "-q", "-b", branch)
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=you", "-c", "user.email=you@example.com", "commit", "-q", "-m", "my research")
     return path
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """Your home, where the repository's prepare step keeps its data (~/.cache/autoresearch)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    return home
 
 
 def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_end_to_end(tmp_path, home):
@@ -101,7 +85,7 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     refused = cli("init", str(tmp_path / "lab"), "--from", str(repo), check=False)
     assert refused.returncode == 1 and not (tmp_path / "lab").exists()
     assert "has uncommitted changes to train.py: commit or stash them first" in refused.stderr
-    _git(repo, "checkout", "--", "train.py")
+    git(repo, "checkout", "--", "train.py")
 
     made = cli("init", str(tmp_path / "lab"), "--from", str(repo), "--budget", "2").stdout
     assert "budget_seconds = 2  (--budget (prepare.py's TIME_BUDGET rewritten to match))" in made
@@ -116,12 +100,12 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     assert [k["name"] for k in task["knobs"]] == ["LEARNING_RATE", "NUM_EPOCHS"]
     assert "TIME_BUDGET = 2  # training" in (lab / "prepare.py").read_text()  # the budget the lab enforces
     # its history, on main, with the adoption on top; the repository itself is untouched
-    assert _git(lab, "branch", "--show-current").strip() == "main"
-    assert [line.split(" ", 1)[1] for line in _git(lab, "log", "--format=%h %s").splitlines()] == \
+    assert git(lab, "branch", "--show-current").strip() == "main"
+    assert [line.split(" ", 1)[1] for line in git(lab, "log", "--format=%h %s").splitlines()] == \
         ["researchorg: adopt " + str(repo) + " as task autoresearch", "my research"]
     assert "TIME_BUDGET = 300" in (repo / "prepare.py").read_text() and not (repo / "task.toml").exists()
     assert "ok" in cli("check", str(lab), "--offline").stdout
-    assert not _git(lab, "ls-files", "results.tsv").strip()  # the lab's own results.tsv is not a change to main
+    assert not git(lab, "ls-files", "results.tsv").strip()  # the lab's own results.tsv is not a change to main
 
     cli("run", str(lab), "--max-experiments", "4")
     program = Program(lab)
@@ -135,7 +119,7 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     first = (lab / "results.tsv").read_text().splitlines()[1].split("\t")
     baseline = min((e for e in runs if e.tree == runs[0].tree and e.metric is not None), key=lambda e: e.ended_at)
     assert first[3] == "keep" and first[1] == f"{baseline.metric:.6f}"
-    assert not _git(lab, "status", "--porcelain").strip()
+    assert not git(lab, "status", "--porcelain").strip()
 
 
 def test_a_repository_with_only_a_command_and_a_metric_runs_end_to_end(tmp_path, home):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from researchorg import Limits, Program, Runtime, detect_slots
-from tests.conftest import FIXTURES, NO_NOISE, SCRIPTS, cli
+from tests.conftest import FIXTURES, NO_NOISE, SCRIPTS, cli, git
 
 torch = pytest.importorskip("torch")
 
@@ -55,19 +55,6 @@ ATTACKS = {  # what train.py does, and how the run must be recorded
 }
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    """Your home, where the repository's prepare step keeps its data (~/.cache/autoresearch)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    return home
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
 def _repository(path: Path, changes: dict[str, tuple[str, str]] = ()) -> Path:
     """The fixture as a git repository of your own, with `changes` ({file: (old, new)}) made to it."""
     shutil.copytree(AUTORESEARCH, path, ignore=shutil.ignore_patterns("__pycache__"))
@@ -75,9 +62,9 @@ def _repository(path: Path, changes: dict[str, tuple[str, str]] = ()) -> Path:
         text = (path / name).read_text()
         assert old in text, old
         (path / name).write_text(text.replace(old, new, 1))
-    _git(path, "init", "-q", "-b", "master")
-    _git(path, "add", "-A")
-    _git(path, "-c", "user.name=you", "-c", "user.email=you@example.com", "commit", "-q", "-m", "my research")
+    git(path, "init", "-q", "-b", "master")
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=you", "-c", "user.email=you@example.com", "commit", "-q", "-m", "my research")
     return path
 
 

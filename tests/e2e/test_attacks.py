@@ -397,6 +397,7 @@ def test_every_attack_on_the_metric_is_caught_and_recorded(tmp_path, monkeypatch
     assert not list(Path(program.root / ".researchorg" / "slots").glob("*/big*"))  # the disk it filled is free
 
 
+@pytest.mark.benchmark
 @pytest.mark.slow
 def test_code_that_picks_its_own_seed_is_caught_when_run_again_under_another(tmp_path):
     """A train.py that draws its weights from a generator of its own, seeded as it likes, leaves the global
