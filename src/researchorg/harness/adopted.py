@@ -95,7 +95,8 @@ def _judge_and_score(run: GuestRun, config: dict[str, Any], artifact: Path, box:
                                        "protected evaluation) with its model", summary=measured)
     try:
         head = json.loads(read_artifact(artifact, "handoff.json", 1 << 16) or b"{}")
-        meta = {"seq_len": int(head["seq_len"]), "arguments": dict(head.get("arguments") or {})}
+        meta = {"seq_len": int(head["seq_len"]), "batch": head.get("batch"),
+                "arguments": dict(head.get("arguments") or {})}
     except (ValueError, KeyError, TypeError):
         return verdict("crash", reason="the hand-off left no readable handoff.json", summary=measured)
     judged = box.score(model, meta)

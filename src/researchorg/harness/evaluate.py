@@ -103,10 +103,11 @@ class HookScoring:
         from researchorg.harness.lm import looks_ahead
         scored = LossOf(model)
         seq_len, arguments = int(head["seq_len"]), dict(head.get("arguments") or {})
+        rows = int(head.get("batch") or 2)  # the batch it was exported for, or any
         device = next((t.device for t in model.state_dict().values()), torch.device("cpu"))
-        probe = torch.zeros(2, seq_len, dtype=torch.long, device=device)
+        probe = torch.zeros(rows, seq_len, dtype=torch.long, device=device)
         vocab = int(scored(probe).shape[-1])
-        inputs = torch.randint(0, vocab, (2, seq_len), device=device)
+        inputs = torch.randint(0, vocab, (rows, seq_len), device=device)
         if looks_ahead(scored, inputs, vocab):
             raise Invalid(LOOKS_AHEAD)
         namespace = {**vars(self.module), **arguments, "model": scored}

@@ -50,8 +50,9 @@ def install(module: Any, function: str, seq_len: int | str, artifact: Path,
             raise RuntimeError("researchorg: the model was already handed over: training has ended")
         done.append(True)
         report({"event": "handed over"})
-        _export(model, int(plain.get("batch_size", 8)), int(length), artifact)
-        (artifact / "handoff.json").write_text(json.dumps({"seq_len": int(length), "arguments": plain}))
+        batch = _export(model, int(plain.get("batch_size", 8)), int(length), artifact)
+        (artifact / "handoff.json").write_text(json.dumps({"seq_len": int(length), "batch": batch,
+                                                           "arguments": plain}))
         return HANDED
 
     def replaced(*args: Any, **kwargs: Any) -> float:
@@ -72,20 +73,25 @@ def _plain(arguments: dict[str, Any]) -> dict[str, Any]:
             or (isinstance(v, float) and math.isfinite(v))}
 
 
-def _export(model: Any, batch: int, seq_len: int, artifact: Path) -> None:
+def _export(model: Any, batch: int, seq_len: int, artifact: Path) -> int | None:
+    """Save `model` exported for (any batch, seq_len) token ids, else for (batch, seq_len): the batch size it
+    takes, or None for any."""
     import torch
     model = getattr(model, "_orig_mod", model)  # what torch.compile wrapped
     model.eval()
     device = next(iter(model.parameters())).device
     example = torch.zeros(max(2, batch), seq_len, dtype=torch.long, device=device)
+    fixed: int | None = None
     try:
         with torch.no_grad():
             try:  # any batch size: the evaluation may score in other batches than training used
                 exported = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
             except Exception:
+                fixed = batch
                 exported = torch.export.export(model, (example[:batch],))
     except Exception as err:
         raise RuntimeError(f"researchorg: the model cannot be exported as a graph of tensor operators for the "
                            f"protected evaluation ({type(err).__name__}: {str(err).splitlines()[0][:200]}). A "
                            "model with custom kernels cannot be: use the printed metric instead") from None
     torch.export.save(exported, artifact / "model.pt2")
+    return fixed
