@@ -134,3 +134,19 @@ def test_a_tuner_resumes_after_its_knobs_range_shrank(tmp_path):
     trials = [e.proposal["trial"] for e in experiments if "trial" in e.proposal]
     assert trials == sorted(set(trials))
     assert all(e.proposal["params"]["THRESHOLD"] <= 0.01 for e in experiments[4:])
+
+
+def test_a_baseline_that_fails_alike_stops_the_run_after_the_noise_floor_with_one_line(tmp_path):
+    """Every run of the unchanged baseline would fail as the noise floor's did: the run stops there, the
+    cause and its fix in one line, instead of spending the budget on the same failure."""
+    task = copy_task(tmp_path)
+    (task / "train.py").write_text((task / "train.py").read_text().replace('MODE = "ok"', 'MODE = "crash"'))
+    org = write_org(tmp_path / "org.toml", "tuner", rigor="\n[rigor]\nnoise_runs = 3\n")
+    Program.init(tmp_path / "lab", str(task), org_file=org)
+    ran = cli("run", str(tmp_path / "lab"), "--max-experiments", "8", check=False)
+    _one_error(ran, "the baseline failed 2 times alike, so every run would")
+    assert "exit code 1" in ran.stderr and "fix the task's code" in ran.stderr
+    runs = Program(tmp_path / "lab").ledger.experiments()
+    floor = [e for e in runs if e.kind == "noise"]
+    assert len(floor) >= 2 and all(e.status == "crash" for e in floor)
+    assert len(runs) <= 3, [(e.kind, e.status) for e in runs]  # the floor's runs and one in flight, then nothing

@@ -51,6 +51,9 @@ def test_gpulm_tiny_trains_through_the_harness_and_hides_the_validation_shard(tm
     assert baseline.status == "keep", baseline.reason
     assert 1.0 < baseline.metric < 9.0  # bits per byte of a barely trained model of Python source
     assert baseline.summary["num_params"] > 0 and baseline.summary["steps"] >= 1  # it trained (how much: load)
+    # the budget counts training only: start-up (imports, data, the first step) is recorded beside it
+    assert baseline.summary["startup_seconds"] > 0 and "handoff_seconds" in baseline.summary
+    assert baseline.summary["training_seconds"] <= 15 + 1 + 0.05 * 15
     assert baseline.summary["flops"] == 6 * baseline.summary["num_params"] * baseline.summary["tokens"]
     assert len(baseline.summary["corpus_hash"]) == 16 and baseline.summary["budget_seconds"] == 15
     assert "peak_vram_mb" not in baseline.summary  # a CPU run claims no GPU memory

@@ -17,7 +17,11 @@ def test_builtin_tinylm_loads_with_its_knobs():
     assert {k.name for k in task.knobs} >= {"N_LAYER", "N_EMBD", "LR"}
     assert task.is_editable("train.py") and not task.is_editable("prepare.py")
     assert task.is_protected("task.toml")  # always, even when not listed
-    assert task.timeout == 2 * task.budget_seconds + 60
+    # a protected harness: start-up and hand-off allowances around the budget, then the evaluation's time
+    startup, handoff = task.allowances(gpu=False)
+    assert (startup, handoff) == (60.0, 30.0) and task.allowances(gpu=True) == (600.0, 120.0)
+    assert task.timeout() == startup + handoff + 1.05 * task.budget_seconds + 660
+    assert task.timeout(gpu=True) > task.timeout()
 
 
 def test_maximize_task_compares_the_right_way():

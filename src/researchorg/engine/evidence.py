@@ -51,7 +51,7 @@ from researchorg.ledger import Experiment
 from researchorg.stats import confounds
 from researchorg.stats.acceptance import Decision, Policy, pooled_sigma, rerun_incumbent
 from researchorg.stats.load import at_load, lightest, load_of
-from researchorg.stats.noise import estimate
+from researchorg.stats.noise import estimate, spreads
 from researchorg.stats.score import UNSELECTED_KINDS, code_sample, gain
 from researchorg.world.protocol import World
 
@@ -161,8 +161,10 @@ class Evidence:
         floor = estimate([e.metric for e in runs])
         self.ledger.record_noise(hardware, code.commit, [e.id for e in runs], floor.mean, floor.sigma,
                                  floor.sigma_low, floor.sigma_high)
-        self.ledger.log_event("noise_floor", hardware=hardware, mean=floor.mean, sigma=floor.sigma, runs=len(runs))
-        self.on_event("noise_floor", {"hardware": hardware, "floor": floor})
+        spread = spreads([e.summary for e in runs])  # start-up apart from training: not the same noise
+        self.ledger.log_event("noise_floor", hardware=hardware, mean=floor.mean, sigma=floor.sigma, runs=len(runs),
+                              spread=spread)
+        self.on_event("noise_floor", {"hardware": hardware, "floor": floor, "spread": spread})
 
     async def _screen_floor(self, baseline: Code, hardware: str, wanted: int) -> None:
         """The baseline's runs on the screening budget: `wanted` of them in all (earlier ones count). They are

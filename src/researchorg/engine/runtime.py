@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import signal
 import threading
 import traceback
@@ -65,6 +66,24 @@ from researchorg.world.real import GitWorld
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 LAB_PRIORITY = math.inf  # the noise floor gates every decision: its runs go first (scheduler.fair_share_key)
+
+
+def _cause(reason: str) -> str:
+    """A failure's first line without its figures: what two runs that failed alike share."""
+    return re.sub(r"[0-9.]+", "#", (reason or "").splitlines()[0] if reason else "")
+
+
+def _fix(reason: str) -> str:
+    """What to change for a baseline that failed for `reason`, in words."""
+    if "start-up" in reason or "never started" in reason:
+        return "raise startup_allowance in task.toml, or run where the machine is less busy"
+    if "No module named" in reason or "needs the Python module" in reason:
+        return "install the missing module for the task's interpreter"
+    if "past the budget" in reason:
+        return "its training loop does not stop when the budget is spent: see prepare.time_left()"
+    if "hand-off" in reason:
+        return "raise handoff_allowance in task.toml"
+    return "fix the task's code or its task.toml before spending the budget (the log says more)"
 
 
 class Runtime:
@@ -518,25 +537,38 @@ class Runtime:
         return done
 
     def written(self, done: Experiment) -> None:
-        """A run was recorded: rewrite what the world keeps of the results, and tell the display. A run of the
-        unchanged baseline whose log never shows the metric, on a program that has never measured it, stops
-        the run with one error: the task's metric (its name or pattern) does not match what the command
-        prints, and every further run would fail alike."""
+        """A run was recorded: rewrite what the world keeps of the results, and tell the display; stop the run
+        when the unchanged baseline cannot be measured (`_baseline_cannot_run`)."""
         self.world.written(done)
         if self.policy.matched:
             self.evidence.observe(done)
         self.on_event("experiment_finished", {"experiment": done})
-        unmeasured = f"no finite `{self.task.metric.name}`"
-        if done.status == "crash" and (done.reason or "").startswith(unmeasured) and self._unmeasurable is None \
-                and done.tree == self.world.tree_of(self.ledger.program().baseline_commit) \
-                and not self.ledger.runs_of(done.tree, fidelity=None):
-            log = self.world.logs_dir / f"{done.id}.log" if self.world.logs_dir else None
-            self._unmeasurable = LabError(
-                f"the baseline printed no `{self.task.metric.name}` (experiment #{done.id}"
-                + (f", its log {log}" if log else "") + f"): the task's metric does not match what "
-                f"`{self.task.command}` prints; fix [metric] name or pattern in task.toml")
-            self.cancel.set()
-            self._stopping()
+        if self._unmeasurable is None and done.status in ("crash", "invalid", "timeout"):
+            why = self._baseline_cannot_run(done)
+            if why is not None:
+                self._unmeasurable = LabError(why)
+                self.cancel.set()
+                self._stopping()
+
+    def _baseline_cannot_run(self, done: Experiment) -> str | None:
+        """Why the run must stop because the unchanged baseline, never measured on this program, failed: at
+        once when its log never shows the metric (the task's metric does not match what the command prints),
+        else when two of its runs (the noise floor's) failed the same way: every further run would fail alike."""
+        baseline = self.world.tree_of(self.ledger.program().baseline_commit)
+        if done.tree != baseline or self.ledger.runs_of(done.tree, fidelity=None):
+            return None
+        log = self.world.logs_dir / f"{done.id}.log" if self.world.logs_dir else None
+        where = f"experiment #{done.id}" + (f", its log {log}" if log else "")
+        if done.status == "crash" and (done.reason or "").startswith(f"no finite `{self.task.metric.name}`"):
+            return (f"the baseline printed no `{self.task.metric.name}` ({where}): the task's metric does not match "
+                    f"what `{self.task.command}` prints; fix [metric] name or pattern in task.toml")
+        cause = _cause(done.reason)
+        alike = [e for e in self.ledger.experiments(status=done.status) if e.tree == baseline
+                 and _cause(e.reason) == cause]
+        if len(alike) < min(2, max(1, self.org.rigor.noise_runs)):
+            return None
+        return (f"the baseline failed {len(alike)} times alike, so every run would ({where}): "
+                f"{(done.reason or done.status).splitlines()[0]}; {_fix(done.reason or '')}")
 
     def _incumbent(self, member: Member, experiment: Experiment) -> Callable[[], str]:
         """What a candidate of `member` must beat, asked at decision time: the commit its branch stands at

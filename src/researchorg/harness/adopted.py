@@ -11,9 +11,9 @@ handed-over graph as `call` says; the lab computes the loss from the graph's
 logits. Whatever train.py prints is a claim: a metric line whose value is not
 the NaN the hand-off returned is a forgery, and the run is invalid.
 
-The budget here is train.py's own (autoresearch trains for TIME_BUDGET seconds
-after its start-up): the guest is killed at the budget plus an allowance for
-start-up and the hand-off.
+The budget counts training, from the first optimizer step to the hand-off, as
+autoresearch's train.py counts it itself (TIME_BUDGET after its first steps);
+start-up and the hand-off have allowances of their own (harness/timeline.py).
 """
 
 from __future__ import annotations
@@ -30,21 +30,17 @@ from typing import Any
 from researchorg.harness.lm import finish
 from researchorg.harness.protected import Evaluator, GuestRun, judge, read_artifact, run_guest, verdict
 from researchorg.harness.sealed import with_copies
+from researchorg.harness.timeline import Allowances
 
 HARNESS_PACKAGE = Path(__file__).resolve().parent
-
-
-def allowance(budget: float) -> float:
-    """Seconds a repository's train.py may run in all: its budget, and as much again (at least 30 s) for its
-    start-up, compilation and the hand-off."""
-    return budget + max(30.0, budget)
 
 
 def main() -> None:
     config = json.loads(Path(sys.argv[1]).read_text())
     here = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="adopted-run-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="adopted-eval-") as own:
+            tempfile.TemporaryDirectory(prefix="adopted-eval-") as own, \
+            tempfile.TemporaryDirectory(prefix="adopted-model-") as handed:
         artifact, snapshot = Path(tmp), Path(own) / "files"
         for name in config["protected"]:  # the box imports these copies, taken before any training code runs
             if (here / name).is_file():
@@ -59,14 +55,15 @@ def main() -> None:
                                  "sealed": [str(p) for p in sealed]})
         module, _, function = config["entry"].partition(":")
         try:
-            run = run_guest(here / config["script"], budget=allowance(config["budget"]), seed=config["seed"],
-                            artifact_dir=artifact, hidden=[str(p) for p in with_copies(sealed)],
+            run = run_guest(here / config["script"], allowances=Allowances.from_environment(config["budget"]),
+                            seed=config["seed"], artifact_dir=artifact, handed_dir=Path(handed),
+                            hidden=[str(p) for p in with_copies(sealed)],
                             read=[*data, *roots, shim], protected=[str(here / p) for p in config["protected"]],
                             metric_pattern=re.compile(rf"^\s*{re.escape(config['metric'])}\s*[:=]"),
                             preload=tuple(config["preload"]), seeds="replace", python=config["python"],
                             pythonpath=[shim], args=config["args"], spare=(box.proc.pid,),
                             handoff={"module": module, "function": function, "seq_len": config["seq_len"]})
-            _judge_and_score(run, config, artifact, box)
+            _judge_and_score(run, config, Path(handed), box)
         finally:
             box.close()
     finish()
@@ -81,20 +78,19 @@ def _shim(folder: Path) -> Path:
     return folder
 
 
-def _judge_and_score(run: GuestRun, config: dict[str, Any], artifact: Path, box: Evaluator) -> None:
-    measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
-                                "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
+def _judge_and_score(run: GuestRun, config: dict[str, Any], handed: Path, box: Evaluator) -> None:
+    measured: dict[str, Any] = {**run.phases, "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
     forged = [line for line in run.metric_lines if not _is_nan(line)]
     run.metric_lines = forged  # printing the NaN the hand-off returned is honest; any other value is not
-    problem = judge(run, allowance(config["budget"]))
+    problem = judge(run)
     if problem is not None:
         return verdict(problem[0], reason=problem[1], summary=measured)
-    model = read_artifact(artifact, "model.pt2")
+    model = read_artifact(handed, "model.pt2") if run.handed_over else None
     if model is None:
         return verdict("crash", reason=f"train.py handed no model over: it must call {config['entry']} (the "
                                        "protected evaluation) with its model", summary=measured)
     try:
-        head = json.loads(read_artifact(artifact, "handoff.json", 1 << 16) or b"{}")
+        head = json.loads(read_artifact(handed, "handoff.json", 1 << 16) or b"{}")
         meta = {"seq_len": int(head["seq_len"]), "batch": head.get("batch"),
                 "arguments": dict(head.get("arguments") or {})}
     except (ValueError, KeyError, TypeError):

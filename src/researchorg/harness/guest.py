@@ -47,7 +47,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from researchorg.harness import sandbox
+from researchorg.harness import clock, sandbox
 from researchorg.harness.handoff import install
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -203,6 +203,9 @@ def main() -> None:
         importlib.import_module(module)
     os.write(spec["report_fd"], b'{"event": "started"}\n')  # the harness stamps it: how long start-up took
     watch = Watch(spec)
+    clock.attach(spec["report_fd"])  # its marks: when training starts, when the hand-off begins and ends
+    if "torch" in preload:
+        clock.watch_optimizers()
     _seed(watch.seed, preload)
     _guard_seeds(watch, preload, replace=spec.get("seeds") == "replace")
     seeds = _SeedWatch(watch)
@@ -215,8 +218,7 @@ def main() -> None:
     if spec.get("handoff"):  # the protected evaluation function train.py calls: it hands the model over instead
         handoff = spec["handoff"]
         install(importlib.import_module(handoff["module"]), handoff["function"], handoff["seq_len"],
-                Path(spec["artifact"]), watch.note,
-                lambda event: os.write(watch.fd, (json.dumps(event) + "\n").encode()))
+                Path(spec["artifact"]), watch.note)
     runpy.run_path(script, run_name="__main__")
 
 

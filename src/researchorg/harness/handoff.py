@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from researchorg.harness import clock
+
 HANDED = float("nan")  # what a hand-off returns to train.py: it prints it as its claim, "nan"
 
 
@@ -35,7 +37,7 @@ def hand_off(model: Any, **arguments: Any) -> float:
 
 
 def install(module: Any, function: str, seq_len: int | str, artifact: Path,
-            violation: Callable[[str, str], None], report: Callable[[dict[str, Any]], None]) -> None:
+            violation: Callable[[str, str], None]) -> None:
     """Replace `module.function` (and this module's `hand_off`) by the hand-off, which saves the model and
     the call's plain arguments in `artifact`."""
     import sys
@@ -49,10 +51,11 @@ def install(module: Any, function: str, seq_len: int | str, artifact: Path,
             violation("handed over a model twice", "training ended at the first hand-off")
             raise RuntimeError("researchorg: the model was already handed over: training has ended")
         done.append(True)
-        report({"event": "handed over"})
+        clock.handing_over()  # training has ended: the export is not in the budget
         batch = _export(model, int(plain.get("batch_size", 8)), int(length), artifact)
         (artifact / "handoff.json").write_text(json.dumps({"seq_len": int(length), "batch": batch,
                                                            "arguments": plain}))
+        clock.handed_over(["model.pt2", "handoff.json"])
         return HANDED
 
     def replaced(*args: Any, **kwargs: Any) -> float:

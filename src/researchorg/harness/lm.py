@@ -35,6 +35,7 @@ from typing import Any
 
 from researchorg.harness.protected import Evaluator, GuestRun, flops_estimate, judge, read_artifact, run_guest, verdict
 from researchorg.harness.sealed import with_copies
+from researchorg.harness.timeline import Allowances
 
 _CLAIMS = ("steps", "tokens", "peak_vram_mb")  # what train.py may say of its own run
 PROTECTED = ["prepare.py", "harness.py", "task.toml", "program.md"]  # read-only to the guest
@@ -54,11 +55,12 @@ def main(prepare: ModuleType, harness_file: str) -> None:
 def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tuple[str, ...] = ()) -> None:
     """Run `here/train.py` under watch and the budget, score its model in the evaluation box and write the
     verdict."""
-    budget = prepare.TIME_BUDGET
+    allowances = Allowances.from_environment(prepare.TIME_BUDGET)
     readable = getattr(prepare, "readable_paths", list)()
     sealed = [Path(p) for p in prepare.sealed_paths()]
     with tempfile.TemporaryDirectory(prefix=f"{here.name}-run-") as tmp, \
-            tempfile.TemporaryDirectory(prefix=f"{here.name}-eval-") as own:
+            tempfile.TemporaryDirectory(prefix=f"{here.name}-eval-") as own, \
+            tempfile.TemporaryDirectory(prefix=f"{here.name}-model-") as handed:
         artifact, snapshot = Path(tmp), Path(own)
         for name in protected:  # the evaluation imports these copies, taken before any training code runs
             if (here / name).is_file():
@@ -66,30 +68,30 @@ def score(prepare: ModuleType, here: Path, *, protected: list[str], preload: tup
         beside = len(os.sched_getaffinity(0)) >= 2  # it loads beside the guest where the slot has a core to spare
         box = Evaluator(snapshot, [*sealed, *readable]) if beside else None
         try:
-            run = run_guest(here / "train.py", budget=budget, seed=prepare.SEED, artifact_dir=artifact,
+            run = run_guest(here / "train.py", allowances=allowances, seed=prepare.SEED, artifact_dir=artifact,
+                            handed_dir=Path(handed),
                             hidden=[str(p) for p in with_copies(sealed)], read=readable,
                             protected=[str(here / name) for name in protected],
                             metric_pattern=re.compile(r"^\s*val_bpb\s*[:=]"), preload=preload,
                             spare=(box.proc.pid,) if box else ())
             box = box or Evaluator(snapshot, [*sealed, *readable])
-            _judge_and_score(run, budget, artifact, box)
+            _judge_and_score(run, allowances.budget, artifact, Path(handed), box)
         finally:
             if box is not None:
                 box.close()
 
 
-def _judge_and_score(run: GuestRun, budget: float, artifact: Path, box: Evaluator) -> None:
-    measured: dict[str, Any] = {"training_seconds": round(run.seconds, 2),
-                                "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
-    problem = judge(run, budget)
+def _judge_and_score(run: GuestRun, budget: float, artifact: Path, handed: Path, box: Evaluator) -> None:
+    measured: dict[str, Any] = {**run.phases, "peak_mem_mb": round(run.peak_mem_mb, 1), "sandbox": run.sandbox}
+    problem = judge(run)
     if problem is not None:
         return verdict(problem[0], reason=problem[1], summary=measured)
-    model = read_artifact(artifact, "model.pt2")
+    model = read_artifact(handed, "model.pt2") if run.handed_over else None
     if model is None:
-        return verdict("crash", reason="train.py saved no model: it must call prepare.save_model(model, seq_len)",
-                       summary=measured)
+        return verdict("crash", reason="train.py handed no model over: it must call prepare.save_model(model, "
+                                       "seq_len)", summary=measured)
     try:
-        seq_len = int(json.loads(read_artifact(artifact, "meta.json", 1 << 16) or b"{}")["seq_len"])
+        seq_len = int(json.loads(read_artifact(handed, "meta.json", 1 << 16) or b"{}")["seq_len"])
     except (ValueError, KeyError, TypeError):
         return verdict("crash", reason="train.py's meta.json names no seq_len: save the model with "
                                        "prepare.save_model(model, seq_len)", summary=measured)

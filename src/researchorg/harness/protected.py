@@ -13,9 +13,11 @@ The guest runs in the kernel sandbox of harness/sandbox.py (its checkout and
 artifact directory writable, its protected files read-only, the system
 read-only, the task's sealed data and everything else out of sight, no
 network), so the watch's rules hold against native code too, and it can
-neither see nor signal the harness. The training budget is the guest's wall
-clock from its start (interpreter, imports, data, training, hand-off), enforced
-from here: the guest is killed at `budget + slack` and the run is invalid.
+neither see nor signal the harness. The budget counts training only, from the
+guest's first optimizer step to its hand-off; start-up and the hand-off have
+allowances of their own (harness/clock.py marks the phases inside the guest,
+harness/timeline.py keeps their deadlines here): a guest past the deadline of
+its phase is killed and the run is invalid.
 
 `run_guest` runs the guest and returns what happened; `Evaluator` scores what
 it handed over; `verdict` writes the result file. Task harnesses compose them.
@@ -40,17 +42,12 @@ from typing import Any
 
 from researchorg.harness import sandbox
 from researchorg.harness.sealed import SEAL_KEY_ENV
+from researchorg.harness.timeline import Allowances, Timeline
 
 _REPORTS_MAX = 1 << 20  # bytes of the guest's reports read
 _LINE_MAX = 1 << 16  # bytes of one output line kept
 RESULT_ENV = "RESEARCHORG_RESULT"
 ARTIFACT_ENV = "RESEARCHORG_ARTIFACT"
-DEADLINE_ENV = "RESEARCHORG_DEADLINE"  # CLOCK_MONOTONIC seconds by which the guest must have finished
-
-
-def slack(budget: float) -> float:
-    """Seconds past the budget before the guest is killed: for the process to exit, not to train."""
-    return 1.0 + 0.05 * budget
 
 
 def flops_estimate(num_params: float, tokens: float) -> float:
@@ -60,22 +57,26 @@ def flops_estimate(num_params: float, tokens: float) -> float:
 
 @dataclass
 class GuestRun:
-    returncode: int | None  # None: killed for running past its deadline
+    returncode: int | None  # None: killed at the deadline of a phase
     seconds: float  # wall time of the guest, start-up included
     peak_mem_mb: float  # the guest's peak resident memory
     sandbox: str = ""  # the protections in force (sandbox.summary)
-    startup_seconds: float | None = None  # until the training script began (sandbox, interpreter, preload)
+    phases: dict[str, float] = field(default_factory=dict)  # startup_seconds, training_seconds, handoff_seconds
+    killed: str | None = None  # why it was killed (a phase past its deadline); None if it was not
+    handed_over: bool = False  # it handed its model over (the files are in the harness's own folder)
     violations: list[dict[str, str]] = field(default_factory=list)
     output_tail: list[str] = field(default_factory=list)
     metric_lines: list[str] = field(default_factory=list)  # lines that look like the task's metric
 
 
-def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, protected: list[str],
+def run_guest(script: Path, *, allowances: Allowances, seed: int, artifact_dir: Path, handed_dir: Path,
+              protected: list[str],
               hidden: list[str], metric_pattern: re.Pattern[str], preload: tuple[str, ...] = (),
               read: list[Path] = (), network: bool = False, spare: tuple[int, ...] = (),
               seeds: str = "refuse", python: str = sys.executable, pythonpath: list[Path] = (),
               args: list[str] = (), handoff: dict[str, Any] | None = None) -> GuestRun:
-    """Run `script` as a watched guest in its sandbox; kill it at `budget + slack(budget)` seconds from its start.
+    """Run `script` as a watched guest in its sandbox, its phases held to `allowances` (harness/timeline.py); the
+    files of its hand-off are moved to `handed_dir` the moment it marks them handed over.
 
     `hidden` paths (the validation data) are out of its sight; `protected` files are read-only to it, and so are
     the `read` paths (training data outside the checkout). When it ends, whatever it started is killed, but
@@ -106,30 +107,48 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), *filter(None, [env.get("PYTHONPATH")])])
     sandbox.link_home([Path(p) for p in read], scratch)  # data under `~` is found at `~` by the guest too
+    env["RESEARCHORG_BUDGET"] = f"{allowances.budget:g}"
     started = time.monotonic()
-    env[DEADLINE_ENV] = f"{started + budget:.3f}"
     argv = sandbox.command([python, "-m", "researchorg.harness.guest", str(spec_path)], policy, script.parent)
     proc = subprocess.Popen(argv, cwd=script.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, pass_fds=(report_write,))  # in the harness's process group
     os.close(report_write)
     run = GuestRun(None, 0.0, 0.0, sandbox="; ".join(enforced))
-    reports = b""
+    timeline = Timeline(started, allowances, artifact_dir, handed_dir)
+    reports = _watch(proc, report_read, run, timeline, metric_pattern)
+    _, status, usage = os.wait4(proc.pid, 0)
+    sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on, writing)
+    timeline.ended(time.monotonic())
+    run.seconds = time.monotonic() - started
+    run.returncode = None if timeline.killed_in else os.waitstatus_to_exitcode(status)
+    run.peak_mem_mb = max(run.peak_mem_mb, usage.ru_maxrss / 1024)
+    run.phases, run.killed = timeline.seconds(), timeline.why_killed()
+    run.handed_over = timeline.handed_at is not None
+    run.violations = [{"kind": str(r.get("kind")), "detail": r["detail"] if isinstance(r.get("detail"), str) else ""}
+                      for r in reports if "kind" in r]
+    return run
+
+
+def _watch(proc: subprocess.Popen, report_read: int, run: GuestRun, timeline: Timeline,
+           metric_pattern: re.Pattern[str]) -> list[dict[str, Any]]:
+    """Echo the guest's output, keep its tail and metric-like lines, stamp its clock's marks and kill it at the
+    deadline of its phase; the reports it wrote (its violations and marks)."""
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ, "out")
     selector.register(report_read, selectors.EVENT_READ, "report")
-    pending = b""
-    deadline = started + budget + slack(budget)
-    killed = False
-    peak_kb, sampled = 0, 0.0
+    reports: list[dict[str, Any]] = []
+    pending, told, received = b"", b"", 0
+    peak_kb, sampled, killed_at = 0, 0.0, None
     while selector.get_map():
-        timeout = max(0.0, deadline - time.monotonic())
-        events = selector.select(timeout=min(timeout, 0.5))
+        now = time.monotonic()
+        deadline = killed_at + 5 if killed_at is not None else timeline.deadline()
+        events = selector.select(timeout=min(max(0.0, deadline - now), 0.5))
         if time.monotonic() >= sampled + 0.2:  # a scan of /proc: not once per chunk of a flood of output
             peak_kb, sampled = max(peak_kb, _tree_peak_kb(proc.pid)), time.monotonic()
-        if not events and time.monotonic() >= deadline and not killed:
+        if time.monotonic() >= deadline and killed_at is None:
             _kill(proc.pid)  # what it started stays in the run's group, which the lab kills when the harness exits
-            killed = True
-            deadline = time.monotonic() + 5
+            timeline.killed(time.monotonic())
+            killed_at = time.monotonic()
             continue
         for key, _ in events:
             chunk = os.read(key.fd, 65536)
@@ -137,10 +156,16 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
                 selector.unregister(key.fileobj)
                 continue
             if key.data == "report":
-                if run.startup_seconds is None and b'"event"' in chunk:
-                    run.startup_seconds = time.monotonic() - started
-                if len(reports) < _REPORTS_MAX:  # a guest that floods the pipe gets no more of our memory
-                    reports += chunk
+                received += len(chunk)
+                if received > _REPORTS_MAX:  # a guest that floods the pipe gets no more of our memory
+                    continue
+                told += chunk
+                *lines, told = told.split(b"\n")
+                for line in lines:
+                    report = _report(line)
+                    reports.append(report)
+                    if "event" in report and killed_at is None:
+                        timeline.mark(report, time.monotonic())
                 continue
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
@@ -151,20 +176,18 @@ def run_guest(script: Path, *, budget: float, seed: int, artifact_dir: Path, pro
     if pending:
         _keep_lines(run, [pending], metric_pattern)
     os.close(report_read)
-    _, status, usage = os.wait4(proc.pid, 0)
-    sandbox.kill_descendants(spare=spare)  # nothing the guest started outlives it (training on, writing)
-    run.seconds = time.monotonic() - started
-    run.returncode = None if killed else os.waitstatus_to_exitcode(status)
-    run.peak_mem_mb = max(peak_kb, usage.ru_maxrss) / 1024
-    lines = []
-    for line in reports.decode(errors="replace").splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            lines.append({"kind": "garbled report", "detail": line[:200]})  # only the guest writes there
-    run.violations = [line if isinstance(line.get("detail"), str) else {"kind": str(line.get("kind")), "detail": ""}
-                      for line in lines if isinstance(line, dict) and "kind" in line]
-    return run
+    run.peak_mem_mb = peak_kb / 1024
+    return reports
+
+
+def _report(line: bytes) -> dict[str, Any]:
+    """One line the guest wrote on its report descriptor: a violation or a mark of its clock."""
+    try:
+        report = json.loads(line)
+    except ValueError:
+        report = None
+    return report if isinstance(report, dict) else {"kind": "garbled report", "detail": line[:200].decode(
+        errors="replace")}
 
 
 def _tree_peak_kb(root: int) -> int:
@@ -272,7 +295,7 @@ class Evaluator:
         self.scratch.cleanup()
 
 
-def judge(run: GuestRun, budget: float) -> tuple[str, str] | None:
+def judge(run: GuestRun) -> tuple[str, str] | None:
     """Why the guest's run cannot be scored: (status, reason); None if it can."""
     if run.violations:
         first = run.violations[0]
@@ -280,19 +303,9 @@ def judge(run: GuestRun, budget: float) -> tuple[str, str] | None:
         return "invalid", f"training code: {first['kind']}: {first['detail']}{more}"
     if run.metric_lines:
         return "invalid", f"training code printed a metric line itself: {run.metric_lines[0]!r}"
-    if run.returncode is None:
-        startup = run.startup_seconds
-        if startup is None:
-            hint = "; it never got past start-up (the sandbox, the interpreter and its imports)"
-        elif startup > 0.8 * budget:
-            hint = f"; its start-up alone took {startup:.1f} s: give the task a budget of at least " \
-                   f"{max(2 * startup, startup + 5):.0f} s"
-        else:
-            hint = ""
-        return "invalid", f"training ran past the budget: killed after {run.seconds:.1f} s " \
-                          f"(budget {budget:g} s, from the start of the training process to its exit, " \
-                          f"+ {slack(budget):g} s to exit){hint}"
-    if run.returncode != 0:
+    if run.killed is not None:
+        return "invalid", run.killed
+    if run.returncode is not None and run.returncode != 0:
         tail = "\n".join(run.output_tail[-15:])
         return "crash", f"training exited with code {run.returncode}\n{tail}"
     return None

@@ -171,7 +171,8 @@ class RunView:
             self.paused = {**self.paused, data["agent"]: data["reason"]}
             self.say(Text(f"paused {data['agent']}: {data['reason']}", style="yellow"))
         elif kind == "noise_floor":
-            self.say(Text(f"{data['floor'].describe(self.task.metric.name)} on {data['hardware']}",
+            spread = f"; {data['spread']}" if data.get("spread") else ""
+            self.say(Text(f"{data['floor'].describe(self.task.metric.name)} on {data['hardware']}{spread}",
                           style="blue"))
         elif kind == "noise_floor_failed":
             self.say(Text(f"no noise floor on {data['hardware']}: {data.get('why', 'its runs failed')}; decisions "

@@ -1,4 +1,4 @@
-"""Confounds: what else changed beside the metric (parameters, tokens, FLOPs, steps, time, memory).
+"""Confounds: what else changed beside the metric (parameters, tokens, FLOPs, steps, time, start-up, memory).
 
 A lower loss from a model twice the size, or from training past the budget,
 is not the same finding as a lower loss at equal cost. Every run's summary
@@ -13,7 +13,7 @@ from typing import Any
 
 # (summary key, label): the canonical names a task's summary uses
 CONFOUNDS = (("num_params", "params"), ("tokens", "tokens"), ("flops", "FLOPs"), ("steps", "steps"),
-             ("training_seconds", "training time"), ("peak_mem_mb", "memory"))
+             ("training_seconds", "training time"), ("startup_seconds", "start-up"), ("peak_mem_mb", "memory"))
 SAME = 0.02  # relative changes below 2% read as "same"
 
 

@@ -29,6 +29,21 @@ class NoiseEstimate:
                 f"95% CI {self.sigma_low:.4f}–{self.sigma_high:.4f}, {self.runs} seeds)")
 
 
+SPREADS = (("startup_seconds", "start-up", " s"), ("training_seconds", "training", " s"), ("steps", "steps", ""))
+
+
+def spreads(summaries: list[dict]) -> str:
+    """How the noise floor's runs spread apart from the metric, where all of them say: start-up (not in the
+    budget), training time, steps ("start-up 4.6 ± 0.4 s, training 30.1 ± 0.0 s, steps 612 ± 25")."""
+    parts = []
+    for key, label, unit in SPREADS:
+        values = [s.get(key) for s in summaries]
+        if len(values) >= 2 and all(isinstance(v, int | float) for v in values):
+            digits = 1 if unit else 0
+            parts.append(f"{label} {statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}{unit}")
+    return ", ".join(parts)
+
+
 def estimate(values: list[float]) -> NoiseEstimate:
     """Mean and sample sigma of K runs, with a chi-square interval for sigma (K >= 2)."""
     if len(values) < 2:

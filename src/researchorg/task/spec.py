@@ -125,6 +125,11 @@ class TaskSpec(Strict):
     editable: list[str] = Field(min_length=1)
     protected: list[str] = []
     budget_seconds: float = Field(gt=0)
+    # a protected harness's allowances around the budget: start-up before training (the sandbox, imports, data,
+    # the first step and its compilation) and the hand-off after it; None: 60 s and 30 s on a CPU slot, 600 s
+    # and 120 s on a GPU slot
+    startup_allowance: float | None = Field(default=None, gt=0, le=86_400)
+    handoff_allowance: float | None = Field(default=None, gt=0, le=86_400)
     timeout_seconds: float | None = Field(default=None, gt=0)
     seed: int = 42
     requires: list[str] = []  # Python modules the command imports, checked before the first run
@@ -183,10 +188,18 @@ class TaskSpec(Strict):
             return self
         return self.model_copy(update={"budget_seconds": self.budget_seconds * fidelity})
 
-    @property
-    def timeout(self) -> float:
-        """Seconds after which a run is killed: as set, or twice the budget plus a minute for start-up and eval."""
-        return self.timeout_seconds or 2 * self.budget_seconds + 60
+    def allowances(self, gpu: bool) -> tuple[float, float]:
+        """(start-up, hand-off) seconds a protected harness allows around the budget on a CPU or a GPU slot."""
+        return (self.startup_allowance or (600.0 if gpu else 60.0), self.handoff_allowance or (120.0 if gpu else 30.0))
+
+    def timeout(self, gpu: bool = False) -> float:
+        """Seconds after which the lab kills a run, whatever it does: as set; else for a protected harness its
+        allowances, the budget and 10 minutes for the evaluation; else twice the budget and a minute."""
+        if self.timeout_seconds:
+            return self.timeout_seconds
+        if self.metric.source == "harness":
+            return sum(self.allowances(gpu)) + 1.05 * self.budget_seconds + 660
+        return 2 * self.budget_seconds + 60
 
     def script(self) -> tuple[str, list[str]] | None:
         """(script, arguments) of a `python SCRIPT.py ARGS` command, or None."""

@@ -133,7 +133,7 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
             on_start(proc.pid)
         ended, limit = None, None
         try:
-            ended, limit = _wait(proc, start + task.timeout, cancel, watch, log)
+            ended, limit = _wait(proc, start + task.timeout(slot.gpu is not None), cancel, watch, log)
         except BaseException:
             kill_group(proc.pid, proc)
             raise
@@ -154,7 +154,8 @@ def _run(task: TaskSpec, worktree: Path, log_path: Path, env: dict[str, str], sl
         if cancel is not None and cancel.is_set():
             return RunResult("interrupted", reason="stopped: the lab was interrupted (Ctrl-C or a signal)",
                              wall_seconds=wall)
-        return RunResult("timeout", reason=f"killed after {task.timeout:.0f} s (timeout)", wall_seconds=wall)
+        return RunResult("timeout", reason=f"killed after {task.timeout(slot.gpu is not None):.0f} s (timeout)",
+                         wall_seconds=wall)
     returncode, own_cpu = ended
     result = _read_result(task, log_path, returncode, wall)
     if policy is not None:
@@ -402,6 +403,8 @@ def run_environment(task: TaskSpec, seed: int, slot: Slot, passed: dict[str, str
     env.update({
         "RESEARCHORG_SEED": str(seed),
         "RESEARCHORG_BUDGET": f"{task.budget_seconds:g}",
+        "RESEARCHORG_STARTUP_ALLOWANCE": f"{task.allowances(slot.gpu is not None)[0]:g}",
+        "RESEARCHORG_HANDOFF_ALLOWANCE": f"{task.allowances(slot.gpu is not None)[1]:g}",
         "RESEARCHORG_SLOT": slot.name,
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",

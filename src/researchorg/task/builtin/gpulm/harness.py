@@ -6,8 +6,10 @@ PROTECTED, like prepare.py. The lab runs `python harness.py`; it
    then runs train.py as a watched guest (researchorg.harness.guest) in its
    sandbox (harness/sandbox.py: the training shards and the tokenizer are in
    its view, read-only; the validation shard and the sealed standard-library
-   packages are not) with the run's seed, killed at the budget (its whole
-   process, start to exit, torch.compile included) plus a slack to exit;
+   packages are not) with the run's seed. The budget counts training only:
+   start-up (imports, data, the model, the first step with torch.compile's
+   compilation) has its own allowance, and so does the hand-off after it
+   (harness/timeline.py); the guest is killed at the deadline of its phase;
    writing outside the run's files or to a protected file, reseeding and
    printing a val_bpb line make the run invalid;
 2. loads the model train.py saved (a torch.export graph: no code of train.py

@@ -34,9 +34,13 @@ val_bpb: the model's mean negative log-likelihood of the first EVAL_TOKENS
 validation tokens, in bits per byte of the text they encode (special tokens
 count no bytes), so it does not depend on the vocabulary.
 
-The time budget is the training process's wall clock, from its start to its
-exit (interpreter, imports, torch.compile, data, training and the hand-off):
-the harness kills it at the deadline. `time_left()` says how much remains.
+The time budget counts training, as autoresearch means it: from the end of the
+first optimizer step (the sandbox, imports, data, the model and the first
+step, where torch.compile compiles, are start-up) to `save_model`, whose
+export is the hand-off. Start-up and hand-off have allowances of their own
+(the task's startup_allowance and handoff_allowance); the harness kills a run
+past the deadline of its phase. `time_left()` says how much of the budget
+remains and `progress()` which fraction is spent.
 
 torch, pyarrow and tiktoken are imported by the functions that need them, so
 the harness reads this file before any training code runs without waiting.
@@ -67,7 +71,6 @@ CORPUS_PACKAGES = ["torch", "sympy", "networkx", "mpmath", "jinja2", "numpy", "s
 SHARDS = ""  # a directory of your own shards (the last is validation); empty: the offline corpus
 CACHE = "~/.cache/researchorg/gpulm"  # where prepare.py writes shards and tokenizers
 SHARD_CHARS = 32_000_000  # characters per shard written from the offline corpus
-HANDOFF_SECONDS = 5.0  # what save_model needs of the budget (torch.export), for train.py to keep in hand
 
 SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|"""
                  r"""\s*[\r\n]|\s+(?!\S)|\s+""")
@@ -80,7 +83,6 @@ SEALED = tuple(entry.removeprefix("{stdlib}/") for entry in
 
 # The lab sets these for every run; defaults allow running train.py by hand.
 TIME_BUDGET = float(os.environ.get("RESEARCHORG_BUDGET", "300"))
-DEADLINE = float(os.environ.get("RESEARCHORG_DEADLINE", time.monotonic() + TIME_BUDGET))
 SEED = int(os.environ.get("RESEARCHORG_SEED", "42"))
 THREADS = int(os.environ.get("RESEARCHORG_THREADS", "0"))  # 0: torch's default
 
@@ -89,8 +91,16 @@ _DOC_CHARS = 200_000  # longer files (generated tables) are left out
 
 
 def time_left() -> float:
-    """Seconds of the budget left: the harness kills the run shortly after the deadline."""
-    return DEADLINE - time.monotonic()
+    """Seconds of the training budget left: all of it until the first optimizer step has finished (start-up,
+    the first step and any compilation are not training); the harness kills a run that trains on past it."""
+    from researchorg.harness import clock
+    return clock.time_left(TIME_BUDGET)
+
+
+def progress() -> float:
+    """The fraction of the training budget spent, from 0 to 1 (for a schedule over the training time)."""
+    from researchorg.harness import clock
+    return clock.progress(TIME_BUDGET)
 
 
 # -- the data -------------------------------------------------------------------------------------------------
@@ -369,9 +379,12 @@ def make_dataloader(tokenizer: Tokenizer, batch_size: int, seq_len: int, device:
 def setup() -> str:
     """Fix the seed and the thread count the lab chose for this run; return the device to train on."""
     import torch
+
+    from researchorg.harness import clock
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     torch.manual_seed(SEED)
+    clock.watch_optimizers()  # the budget counts from the first optimizer step (run by hand too)
     torch.set_float32_matmul_precision("high")
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -393,10 +406,13 @@ def save_model(model, seq_len: int) -> None:
     model.eval()
     device = next(model.parameters()).device
     example = torch.zeros(EVAL_BATCH, seq_len, dtype=torch.long, device=device)
+    from researchorg.harness import clock
+    clock.handing_over()  # training has ended: the export is not in the budget
     with torch.no_grad():
         exported = torch.export.export(model, (example,))
     torch.export.save(exported, artifact_dir() / "model.pt2")
     (artifact_dir() / "meta.json").write_text(json.dumps({"seq_len": seq_len}))
+    clock.handed_over(["model.pt2", "meta.json"])  # the harness takes them now: what comes later is not the model
 
 
 def report(**figures: float) -> None:

@@ -1,10 +1,12 @@
 """gpulm: a GPT pretrained for a fixed wall-clock budget on one GPU (autoresearch's setting).
 
 EDITABLE. This is the file agents change: architecture, optimizer, schedule,
-batch size and the training loop are all fair game. It must finish within the
-time budget, which counts from this process's start (imports, torch.compile
-and the hand-off included: `time_left()`), and hand the model over with
-`save_model`; the protected harness.py then computes val_bpb from the saved
+batch size and the training loop are all fair game. It trains for the time
+budget, which counts from the end of its first optimizer step (`time_left()`:
+imports, data, the model and torch.compile's compilation in that first step are
+start-up, with an allowance of their own, as autoresearch leaves them out), and
+hands the model over with `save_model` (not in the budget either); the
+protected harness.py then computes val_bpb from the saved
 model in a process where this code never runs. It runs in a sandbox that
 holds its checkout, its artifact directory, the training shards and the
 tokenizer (the validation shard is not there); it may not write outside its
@@ -22,7 +24,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from prepare import HANDOFF_SECONDS, Tokenizer, make_dataloader, report, save_model, setup, time_left
+from prepare import Tokenizer, make_dataloader, progress, report, save_model, setup, time_left
 
 # Hyperparameters ------------------------------------------------------------
 DEPTH = 8  # transformer blocks
@@ -104,12 +106,12 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def lr_scale(progress: float) -> float:
-    """Linear warmup, flat, then linear warmdown to 0, over the fraction of the training time used."""
-    if progress < WARMUP_FRAC:
-        return progress / WARMUP_FRAC
-    if progress > 1 - WARMDOWN_FRAC:
-        return max(0.0, (1 - progress) / WARMDOWN_FRAC)
+def lr_scale(spent: float) -> float:
+    """Linear warmup, flat, then linear warmdown to 0, over the fraction of the training budget spent."""
+    if spent < WARMUP_FRAC:
+        return max(spent, 0.01) / WARMUP_FRAC  # the first step (before the clock starts) takes a small one
+    if spent > 1 - WARMDOWN_FRAC:
+        return max(0.0, (1 - spent) / WARMDOWN_FRAC)
     return 1.0
 
 
@@ -130,11 +132,10 @@ autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=devi
 accumulate = max(1, TOTAL_BATCH // (DEVICE_BATCH * SEQ_LEN))
 batches = make_dataloader(tokenizer, DEVICE_BATCH, SEQ_LEN, device)
 
-step, training_seconds = 0, 0.0
+step = 0
 t_train = time.perf_counter()
-TRAIN_SECONDS = time_left() - HANDOFF_SECONDS  # the rest of the budget, less what the hand-off needs
-while training_seconds < TRAIN_SECONDS:
-    scale = lr_scale(training_seconds / TRAIN_SECONDS)
+while True:  # the budget counts from the end of the first step (compilation included) to the hand-off
+    scale = lr_scale(progress())
     for group in optimizer.param_groups:
         group["lr"] = group["peak_lr"] * scale
     for _ in range(accumulate):
@@ -148,13 +149,15 @@ while training_seconds < TRAIN_SECONDS:
     step += 1
     if not math.isfinite(loss_value := loss.item()):
         raise SystemExit(f"FAIL: loss is {loss_value} at step {step}")
-    training_seconds = time.perf_counter() - t_train
     if step % 20 == 0:
-        print(f"step {step:5d}  loss {loss_value:.4f}  lr x{scale:.2f}  {training_seconds:6.1f}s", flush=True)
+        print(f"step {step:5d}  loss {loss_value:.4f}  lr x{scale:.2f}  {time.perf_counter() - t_train:6.1f}s",
+              flush=True)
+    if time_left() <= 0:
+        break
 
 # Hand-off: the protected harness evaluates the saved model (val_bpb) and measures the run itself.
 save_model(model, SEQ_LEN)
 tokens = step * accumulate * DEVICE_BATCH * SEQ_LEN
 report(steps=step, tokens=tokens)
-print(f"trained {step} steps, {tokens / 1e6:.1f}M tokens in {training_seconds:.1f} s "
+print(f"trained {step} steps, {tokens / 1e6:.1f}M tokens in {time.perf_counter() - t_train:.1f} s "
       f"({num_params / 1e6:.1f}M parameters)")

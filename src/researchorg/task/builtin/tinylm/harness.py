@@ -5,8 +5,9 @@ PROTECTED, like prepare.py. The lab runs `python harness.py`; it
 1. reads prepare.py (this process's own copy, before any training code runs),
    then runs train.py as a watched guest (researchorg.harness.guest) in its
    sandbox (harness/sandbox.py: the validation split is not in its view) with
-   the run's seed, killed at the budget (its whole process, start to exit) plus
-   a slack to exit; writing outside the run's files or to a protected file,
+   the run's seed. The budget counts training only: start-up and the hand-off
+   have their own allowances (harness/timeline.py), and the guest is killed at
+   the deadline of its phase; writing outside the run's files or to a protected file,
    reseeding and printing a val_bpb line make the run invalid;
 2. loads the model train.py saved (a torch.export graph: no code of train.py
    runs here), checks that it does not look ahead, and scores the fixed

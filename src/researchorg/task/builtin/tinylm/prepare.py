@@ -27,9 +27,13 @@ Tokens are raw bytes (vocabulary 256), so val_bpb is the mean negative
 log-likelihood of the fixed validation bytes, in bits. It is measured on the
 first EVAL_BYTES bytes of the validation split, whatever the model's context.
 
-The time budget is the training process's wall clock, from its start to its
-exit (interpreter, imports, data, training and the hand-off): the harness kills
-it at the deadline. `time_left()` says how much of it remains.
+The time budget counts training, as autoresearch means it: from the end of the
+first optimizer step (the sandbox, imports, data, the model and the first
+step, where torch.compile compiles, are start-up) to `save_model`, whose
+export is the hand-off. Start-up and hand-off have allowances of their own
+(the task's startup_allowance and handoff_allowance); the harness kills a run
+past the deadline of its phase. `time_left()` says how much of the budget
+remains and `progress()` which fraction is spent.
 
 torch is imported by the functions that need it, so the harness reads this
 file before any training code runs without waiting for torch.
@@ -41,7 +45,6 @@ import hashlib
 import json
 import os
 import sysconfig
-import time
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -53,11 +56,9 @@ MEMORIZED = 0.8  # a model whose bpb on the public text is below this fraction o
 # validation: the standard-library packages task.toml seals (out of every run's and agent's sight)
 SEALED = tuple(entry.removeprefix("{stdlib}/") for entry in
                tomllib.loads((Path(__file__).resolve().parent / "task.toml").read_text())["sealed"])
-HANDOFF_SECONDS = 1.0  # what save_model needs of the budget (torch.export), for train.py to keep in hand
 
 # The lab sets these for every run; defaults allow running train.py by hand.
 TIME_BUDGET = float(os.environ.get("RESEARCHORG_BUDGET", "30"))
-DEADLINE = float(os.environ.get("RESEARCHORG_DEADLINE", time.monotonic() + TIME_BUDGET))
 SEED = int(os.environ.get("RESEARCHORG_SEED", "42"))
 THREADS = int(os.environ.get("RESEARCHORG_THREADS", "0"))  # 0: torch's default
 
@@ -65,8 +66,16 @@ _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "encodings", "__pyc
 
 
 def time_left() -> float:
-    """Seconds of the budget left: the harness kills the run shortly after the deadline."""
-    return DEADLINE - time.monotonic()
+    """Seconds of the training budget left: all of it until the first optimizer step has finished (start-up,
+    the first step and any compilation are not training); the harness kills a run that trains on past it."""
+    from researchorg.harness import clock
+    return clock.time_left(TIME_BUDGET)
+
+
+def progress() -> float:
+    """The fraction of the training budget spent, from 0 to 1 (for a schedule over the training time)."""
+    from researchorg.harness import clock
+    return clock.progress(TIME_BUDGET)
 
 
 def _stdlib() -> Path:
@@ -150,9 +159,12 @@ def corpus_hash() -> str:
 def setup() -> None:
     """Fix the seed and the thread count the lab chose for this run."""
     import torch
+
+    from researchorg.harness import clock
     if THREADS > 0:
         torch.set_num_threads(THREADS)
     torch.manual_seed(SEED)
+    clock.watch_optimizers()  # the budget counts from the first optimizer step (run by hand too)
 
 
 def train_batches(batch_size: int, seq_len: int):
@@ -184,10 +196,13 @@ def save_model(model, seq_len: int) -> None:
     import torch
     model.eval()
     example = torch.zeros(EVAL_BATCH, seq_len, dtype=torch.long)
+    from researchorg.harness import clock
+    clock.handing_over()  # training has ended: the export is not in the budget
     with torch.no_grad():
         exported = torch.export.export(model, (example,))
     torch.export.save(exported, artifact_dir() / "model.pt2")
     (artifact_dir() / "meta.json").write_text(json.dumps({"seq_len": seq_len}))
+    clock.handed_over(["model.pt2", "meta.json"])  # the harness takes them now: what comes later is not the model
 
 
 def report(**figures: float) -> None:
