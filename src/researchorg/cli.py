@@ -32,9 +32,9 @@ from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ConfigError, ResearchOrgError
 from researchorg.harness import sandbox
-from researchorg.ledger.export import results_json, results_tsv
+from researchorg.ledger.export import merged_trees, results_json, results_tsv
 from researchorg.report.console import RunView, experiments_table, rigor_lines, summary_table
-from researchorg.report.summary import summarize
+from researchorg.report.summary import program_summary
 from researchorg.task import find_task, load_task
 from researchorg.task.adopt import unprotected
 from researchorg.world.grid import open_grid
@@ -293,12 +293,12 @@ def _run(program: Program, max_experiments: int | None, max_hours: float | None,
         if console.is_terminal:
             with Live(console=console, refresh_per_second=2, transient=True) as live:
                 view = RunView(program.task, program.ledger, max_experiments,
-                               lambda line: live.console.print(line, soft_wrap=True))
+                               lambda line: live.console.print(line, soft_wrap=True), program.org())
                 live.update(view)
                 report = runtime(view.on_event).run(limits)
         else:
             view = RunView(program.task, program.ledger, max_experiments,
-                           lambda line: console.print(line, soft_wrap=True))
+                           lambda line: console.print(line, soft_wrap=True), program.org())
             report = runtime(view.on_event).run(limits)
     finally:
         if cluster is not None:
@@ -315,10 +315,10 @@ def _report_end(program: Program, report: RunReport, max_experiments: int | None
     from researchorg.report.plot import progress_plot
 
     experiments = program.ledger.experiments()
-    baseline = program.ledger.program().baseline_commit
+    summary = program_summary(program.ledger, program.task.metric, program.org(), experiments)
     if experiments:
-        progress_plot(experiments, program.task.metric, program.plot_path, baseline_commit=baseline)
-    console.print(summary_table(summarize(experiments, program.task.metric, baseline), program.task, program.ledger))
+        progress_plot(experiments, program.task.metric, program.plot_path, summary)
+    console.print(summary_table(summary, program.task, program.ledger))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
     stopper = "Ctrl-C" if report.signal in (0, signal.SIGINT) else signal.Signals(report.signal).name
@@ -385,7 +385,7 @@ def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Progra
     """Show the program's agents, its best result and its latest experiments."""
     program = Program(directory)
     experiments = program.ledger.experiments()
-    summary = summarize(experiments, program.task.metric, program.ledger.program().baseline_commit)
+    summary = program_summary(program.ledger, program.task.metric, program.org(), experiments)
     console.print(summary_table(summary, program.task, program.ledger))
     for line in rigor_lines(program.ledger, program.task.metric.name):
         console.print(line)
@@ -549,8 +549,10 @@ def results(
     """Print every experiment, as results.tsv or as JSON."""
     program = Program(directory)
     experiments = program.ledger.experiments()
-    text = results_tsv(experiments, program.task.metric.name, program.git.tree_of(
-        program.ledger.program().baseline_commit)) if format == Format.tsv else results_json(experiments)
+    baseline = program.git.tree_of(program.ledger.program().baseline_commit)
+    on_main = merged_trees(program.ledger) | {baseline} if program.org().merging else None
+    text = results_tsv(experiments, program.task.metric.name, baseline, on_main) if format == Format.tsv \
+        else results_json(experiments)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
@@ -612,10 +614,8 @@ def plot(
     if not experiments:
         raise ResearchOrgError(f"{program.root}: no experiments yet, so nothing to plot")
     summary = progress_plot(experiments, program.task.metric, output,
-                            baseline_commit=program.ledger.program().baseline_commit)
-    best = f", best {summary.describe(summary.best)}" if summary.best not in (None, summary.baseline) else ""
-    base = f": baseline {summary.describe(summary.baseline)}{best}" if summary.baseline else ""
-    console.print(f"wrote {output} ({len(experiments)} runs{base})")
+                            program_summary(program.ledger, program.task.metric, program.org(), experiments))
+    console.print(f"wrote {output} ({len(experiments)} runs; {summary.headline(program.task.metric.name)})")
 
 
 @app.command()

@@ -188,6 +188,11 @@ class OrgSpec(Strict):
     processes: list[ProcessSpec] = []
     skills: list[str] = []  # skill folders every role gets (a role's own `skills` add to them)
     tools: list[ToolSpec] = []  # tools of the org's own, for the roles each names (`[[tools]]`)
+
+    @property
+    def merging(self) -> bool:
+        """Whether kept changes reach the program branch: a merge process, or a role that may merge."""
+        return any(p.kind == "merge" for p in self.processes) or any(role.merges for role in self.roles)
     compute: OrgCompute = OrgCompute()
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ conveniences. On the quick accuracy task (no torch), through the real command li
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 from researchorg import Limits, Program, Runtime, SqlLedger
 from researchorg.report.console import RunView
 from researchorg.report.plot import progress_plot
-from researchorg.report.summary import summarize
+from researchorg.report.summary import program_summary
 from tests.conftest import cli, copy_task, default_sigint, write_org
 
 NOISE = "\n[rigor]\nnoise_runs = 3\n[[processes]]\nkind = \"merge\"\n[[processes]]\nkind = \"verify\"\nruns = 1\n"
@@ -44,7 +45,7 @@ def test_run_into_a_file_logs_a_line_per_run_and_the_summary(tmp_path):
     assert any("rigor first: 3 noise-floor runs" in line for line in lines)
     assert any(line.startswith("noise floor: accuracy") for line in lines)
     assert any(line.startswith("main: #") and "merged" in line for line in lines), text  # what became of a keep
-    assert "baseline" in text and "best" in text and "reached --max-experiments" in text
+    assert "baseline" in text and "main" in text and "reached --max-experiments" in text
     assert "\x1b[" not in text and "━" not in text  # no terminal control codes, no progress bars frozen in
     assert text.endswith("\n")
 
@@ -95,23 +96,24 @@ def test_a_tuner_interrupted_three_times_runs_no_configuration_twice(tmp_path):
     assert not baseline & set(trees), "the noise floor measured the baseline: the tuner must not run it again"
 
 
-def test_plot_status_and_summary_report_the_same_baseline_and_best(tmp_path):
+def test_plot_status_and_summary_report_the_same_baseline_and_main(tmp_path):
     program = _program(tmp_path)
     run = cli("run", str(program.root), "--max-experiments", "12").stdout
     experiments = program.ledger.experiments()
-    summary = summarize(experiments, program.task.metric, program.ledger.program().baseline_commit)
-    drawn = progress_plot(experiments, program.task.metric, tmp_path / "p.png",
-                          baseline_commit=program.ledger.program().baseline_commit)
+    summary = program_summary(program.ledger, program.task.metric, program.org(), experiments)
+    drawn = progress_plot(experiments, program.task.metric, tmp_path / "p.png", summary)
     assert summary.baseline.kind == "noise" and summary.count(summary.baseline) == 3
-    assert (drawn.steps[0][1], drawn.steps[-1][1]) == (summary.value(summary.baseline), summary.value(summary.best))
-    status = cli("status", str(program.root)).stdout
-    plotted = cli("plot", str(program.root), "-o", str(tmp_path / "q.png")).stdout
-    for shown in (summary.describe(summary.baseline), summary.describe(summary.best)):
-        assert shown in run and shown in status and shown in plotted, shown
     merges = program.ledger.merges()
     assert merges, "the org merges kept changes that reproduce"
-    on_main = summary.describe(program.ledger.experiment(merges[-1].experiment_id))
-    assert f"{on_main} after {len(merges)} merge" in status and f"{on_main} after" in run
+    assert summary.main.id == merges[-1].experiment_id and summary.result is summary.main
+    assert (drawn.steps[0][1], drawn.steps[-1][1]) == (summary.value(summary.baseline), summary.value(summary.main))
+    status = cli("status", str(program.root)).stdout
+    plotted = cli("plot", str(program.root), "-o", str(tmp_path / "q.png")).stdout
+    for shown in (summary.describe(summary.baseline), summary.describe(summary.main)):
+        assert shown in run and shown in status, shown
+    assert summary.headline("accuracy") in plotted
+    on_main = summary.describe(summary.main)
+    assert f"after {len(merges)} merge" in status and f"{on_main} " in run
 
 
 def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_deciding(tmp_path):
@@ -138,7 +140,7 @@ def test_the_view_shows_recovered_runs_as_interrupted_and_borderline_ones_as_dec
 
     first = Console(width=100, record=True, file=open(os.devnull, "w"))
     first.print(view)
-    assert "accuracy: baseline 0.800000 (#" in first.export_text()
+    assert "the baseline 0.8000 (#" in first.export_text()
     # a candidate whose run ended but whose decision waits for re-runs is deciding, not running
     candidate = program.ledger.start_experiment("researcher", base, base, diff="x", description="candidate",
                                                 hypothesis="", proposal={}, seed=2, log_dir=program.logs_dir)
@@ -261,3 +263,57 @@ def test_a_short_runs_small_noise_floor_is_topped_up_later_and_a_tiny_run_claims
     out = cli("run", str(program.root), "--max-experiments", "23").stdout
     assert "rigor first: 3 noise-floor runs" in out, out
     assert len(program.ledger.noise_floor().runs) == 5 and len(program.ledger.experiments(kind="noise")) == 5
+
+
+ONE_STORY = ('name = "one-story"\npolicy = "greedy"\n[[roles]]\nname = "researcher"\nbackend = "scripted"\n'
+             '[rigor]\nnoise_runs = 2\n[[processes]]\nkind = "merge"\n[[processes]]\nkind = "verify"\nruns = 2\n')
+
+
+def test_every_report_tells_the_story_of_main_and_names_a_kept_run_main_rejected(tmp_path):
+    """A kept run the lab would not merge (its verification could not be paid) is a candidate everywhere, and
+    every report leads with main: the summary, status, the plot, the dashboard and results.tsv."""
+    from rich.console import Console
+
+    from researchorg.dashboard.data import ProgramData
+    from researchorg.report.console import summary_table
+    from tests.conftest import SCRIPTS, set_line
+
+    org = tmp_path / "org.toml"
+    org.write_text(ONE_STORY)
+    program = Program.init(tmp_path / "program", str(copy_task(tmp_path)), org_file=org)
+    SCRIPTS["researcher"] = [("threshold 0.6", set_line("train.py", "THRESHOLD", "0.6")),
+                             ("threshold 0.7", set_line("train.py", "THRESHOLD", "0.7"))]
+    # 2 noise-floor runs, a proposal, its 2 verifications, and a proposal whose verification is not paid for
+    said: list[str] = []
+    view = RunView(program.task, program.ledger, 6, lambda line: said.append(line.plain), program.org())
+    Runtime(program, on_event=view.on_event).run(Limits(max_experiments=6))
+    ledger = program.ledger
+    rendered = Console(width=200, file=io.StringIO())
+    rendered.print(summary_table(program_summary(ledger, program.task.metric, program.org()), program.task, ledger))
+    run = "\n".join(said) + "\n" + rendered.file.getvalue()
+    merges = ledger.merges()
+    assert [ledger.experiment(m.experiment_id).description for m in merges] == ["threshold 0.6"]
+    summary = program_summary(ledger, program.task.metric, program.org())
+    main, candidate = summary.main, summary.candidate
+    assert main.description == "threshold 0.6" and summary.result is main
+    assert candidate is not None and candidate.description == "threshold 0.7" and candidate.status == "keep"
+    assert summary.steps[-1][0] is main  # the step line ends at main, not at the better candidate
+    status = cli("status", str(program.root)).stdout
+    for report in (run, status):
+        flat = " ".join(report.replace("│", " ").split())
+        assert f"main {summary.describe(main)}" in flat, flat
+        assert f"candidate {summary.describe(candidate)}: threshold 0.7; not on main: it could not be verified" \
+               in flat, flat
+        assert "best " not in flat.split("candidate")[0].split("baseline")[-1]  # the candidate is not a best
+    plotted = cli("plot", str(program.root), "-o", str(tmp_path / "p.png")).stdout
+    assert summary.headline("accuracy") in " ".join(plotted.split())
+    assert summary.headline("accuracy").startswith(f"main {summary.describe(main, 4)}: ")
+    frontier = ProgramData(program.root).frontier()
+    assert frontier["headline"] == summary.headline("accuracy") and frontier["main"][-1]["id"] == main.id
+    assert frontier["candidate"] == summary.describe(candidate)
+    rows = [line.split("\t") for line in program.results_path.read_text().splitlines()[1:]]
+    kept = [row[0] for row in rows if row[3] == "keep"]
+    assert kept[0] == ledger.program().baseline_commit[:7] and kept[-1] == main.commit[:7]
+    assert {c for c in kept} <= {ledger.program().baseline_commit[:7], main.commit[:7]}
+    rejected = next(row for row in rows if row[0] == candidate.commit[:7])
+    assert rejected[3] == "discard" and rejected[4].startswith("[kept, not on main]"), rejected

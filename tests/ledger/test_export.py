@@ -111,8 +111,43 @@ def test_the_first_finished_measurement_of_the_baseline_is_the_first_row_as_a_ke
                                     start("deeper", "deep"), start("baseline", "base", kind="noise"))
     ledger.finish_experiment(deeper, "crash")
     ledger.finish_experiment(wider, "discard", metric=2.6)
-    assert rows() == [("2.600000", "discard"), ("0.000000", "crash")]  # no baseline measured yet: no keep
+    # a young program: until the baseline is measured, a row with a value would be read as the baseline
+    assert rows() == [("0.000000", "crash")]
     ledger.finish_experiment(noise2, "measured", metric=2.5)
     assert rows() == [("2.500000", "keep"), ("2.600000", "discard"), ("0.000000", "crash")]
     ledger.finish_experiment(noise, "measured", metric=2.52)
     assert rows() == [("2.500000", "keep"), ("2.600000", "discard"), ("2.520000", "keep"), ("0.000000", "crash")]
+
+
+def test_an_interrupted_run_is_written_as_what_it_is_not_as_a_crash(tmp_path):
+    """autoresearch's notebook counts CRASH rows as failures of their code and reads 0.000000 as a value; a run
+    stopped by Ctrl-C says nothing about its code: its own status, no values."""
+    import math
+
+    ledger = _ledger_with_runs(tmp_path)
+    e = ledger.start_experiment("a", "p" * 40, "9" * 40, diff="", description="stopped", hypothesis="",
+                                proposal={}, seed=1, log_dir=tmp_path)
+    ledger.finish_experiment(e.id, "interrupted", agent_head="b" * 40, reason="stopped by Ctrl-C")
+    text = results_tsv(ledger.experiments(), "val_bpb")
+    assert text.splitlines()[-1] == "9999999\t\t\tinterrupted\tstopped (stopped by Ctrl-C)"
+    # as the notebook reads it: pd.to_numeric(errors="coerce"), statuses upper-cased, CRASH rows left out
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+    values = [float(r["val_bpb"]) if r["val_bpb"] else math.nan for r in rows]
+    statuses = [r["status"].strip().upper() for r in rows]
+    assert statuses.count("CRASH") == 3 and statuses.count("INTERRUPTED") == 1
+    valid = [v for v, s in zip(values, statuses, strict=True) if s != "CRASH"]
+    assert valid[0] == 2.5  # the baseline is still the first row
+    assert math.isnan(values[statuses.index("INTERRUPTED")])  # no 0.0 that a plot would draw
+
+
+def test_where_the_org_merges_a_keep_not_on_main_is_written_as_a_discard(tmp_path):
+    ledger = _ledger_with_runs(tmp_path)
+    on_main = frozenset({ledger.experiments()[0].tree})
+    lines = results_tsv(ledger.experiments(), "val_bpb", on_main=on_main).splitlines()
+    assert lines[1].endswith("\tkeep\tbaseline")
+    other = ledger.start_experiment("a", "p" * 40, "8" * 40, diff="", description="lucky", hypothesis="",
+                                    proposal={}, seed=1, log_dir=tmp_path, tree="lucky")
+    ledger.finish_experiment(other.id, "keep", agent_head="8" * 40, metric=2.4)
+    last = results_tsv(ledger.experiments(), "val_bpb", on_main=on_main).splitlines()[-1]
+    assert last == "8888888\t2.400000\t0.0\tdiscard\t[kept, not on main] lucky"
+    assert results_tsv(ledger.experiments(), "val_bpb").splitlines()[-1].endswith("\tkeep\tlucky")

@@ -23,12 +23,13 @@ from typing import Any
 
 from researchorg.agents.tuner import trials_of
 from researchorg.bench.report import finite
-from researchorg.errors import LabError
+from researchorg.config import load_org
+from researchorg.errors import LabError, ResearchOrgError
 from researchorg.ledger import Experiment
 from researchorg.ledger.records import Event, Message
 from researchorg.ledger.sql import SqlLedger
 from researchorg.report.console import evidence
-from researchorg.report.summary import SUMMARY_DIFF_CHARS, summarize
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, Summary, program_summary
 from researchorg.stats.score import better
 from researchorg.task import load_task
 from researchorg.world.git import Git
@@ -192,7 +193,7 @@ class ProgramData:
                                      and e.fidelity == 1.0 else None)
             columns["status"].append(status_code[e.status])
             columns["kind"].append(kind_code[e.kind])
-        summary = summarize([r.e for r in finished], self.metric, self.program.baseline_commit)
+        summary = self._summary([r.e for r in finished])
         steps = [{"id": e.id, "value": v, "description": _short(e.description, 80)} for e, v in summary.steps]
         main = [{"id": summary.baseline.id, "value": summary.value(summary.baseline)}] if summary.baseline else []
         for m in self.ledger.merges():  # main's value after each merge, at the run that earned it
@@ -206,7 +207,17 @@ class ProgramData:
             "steps": steps, "main": main, "floors": list(floors.values()), "metric": self.metric.name,
             "direction": self.metric.direction,
             "baseline": summary.describe(summary.baseline) if summary.baseline else None,
-            "best": summary.describe(summary.best) if summary.best else None})}
+            "best": summary.describe(summary.result) if summary.result else None,
+            "headline": summary.headline(self.metric.name),
+            "candidate": summary.describe(summary.candidate) if summary.candidate else None})}
+
+    def _summary(self, finished: list[Experiment]) -> Summary:
+        """The program's summary as every report reads it (report/summary.program_summary)."""
+        try:
+            org = load_org(self.root / "org.toml")
+        except ResearchOrgError:
+            org = None  # an org.toml broken since the run: merges still say where main is
+        return program_summary(self.ledger, self.metric, org, finished)
 
     def experiments(self, agent: str | None = None, status: str | None = None, kind: str | None = None,
                     q: str | None = None, sort: str = "id", desc: bool = True, offset: int = 0,
@@ -386,7 +397,7 @@ class ProgramData:
 
     def _main(self) -> dict[str, Any]:
         finished = [r.e for r in self.runs() if r.e.status != "running"]
-        summary = summarize(finished, self.metric, self.program.baseline_commit)
+        summary = self._summary(finished)
         previous = summary.value(summary.baseline) if summary.baseline else None
         verifications = {v.experiment_id: v for v in self.ledger.verifications()}
         ablation = next((ev for ev in reversed(self._events) if ev.kind == "ablation"), None)

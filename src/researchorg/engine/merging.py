@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from researchorg.engine.messages import PostOffice
 from researchorg.ledger import Experiment, Ledger
-from researchorg.stats.load import at_load, lightest
-from researchorg.stats.score import UNSELECTED_KINDS, better, code_value
+from researchorg.stats.score import UNSELECTED_KINDS, better, code_value, measuring
 from researchorg.task.spec import MetricSpec
 from researchorg.world.protocol import PROGRAM_BRANCH, World
 
@@ -42,10 +41,7 @@ class Merger:
     def value(self, tree: str, fidelity: float = 1.0) -> float | None:
         """What the code `tree` scores over its runs on `fidelity` of the budget (at its lightest load, when load
         is matched); None while it was never measured there."""
-        runs = self.ledger.runs_of(tree, fidelity=fidelity)
-        if self.load_tolerance is not None:
-            runs = at_load(runs, lightest(runs), self.load_tolerance)
-        return code_value((e.kind, e.metric) for e in runs)
+        return code_value(measuring(self.ledger.runs_of(tree, fidelity=fidelity), self.load_tolerance))
 
     def program_best(self) -> float | None:
         return self.value(self.world.tree_of(self.world.main()))

@@ -56,7 +56,7 @@ from researchorg.engine.processes import Standup
 from researchorg.engine.scheduler import Scheduler
 from researchorg.errors import ConfigError, LabError
 from researchorg.ledger import Experiment
-from researchorg.stats.acceptance import make_policy
+from researchorg.stats.acceptance import make_policy, z_text
 from researchorg.stats.load import at_load, lightest
 from researchorg.stats.noise import fresh_seed
 from researchorg.stats.score import code_sample
@@ -108,10 +108,9 @@ class Runtime:
                                  self.on_event, sorted({slot.hardware() for slot in self.scheduler.slots}),
                                  lambda: self.budget.left() if self.budget is not None else None)
         self._merge_process = any(spec.kind == "merge" for spec in self.org.processes)
-        merging = self._merge_process or any(role.merges for role in self.org.roles)
         self.merger = Merger(self.world, self.ledger, self.post, self.task.metric,
                              self.org.rigor.load_tolerance if self.policy.matched else None,
-                             self.policy.screen) if merging else None
+                             self.policy.screen) if self.org.merging else None
         self._gated = {v.experiment_id for v in self.ledger.verifications()}  # kept experiments a gate judged
         self.processes = [Standup(spec, self.ledger, self.post, self.task.metric, self.clock.now)
                           for spec in self.org.processes if spec.kind == "standup"]
@@ -590,17 +589,23 @@ class Runtime:
 
     async def _merge(self, member: Member, done: Experiment, by: str = "merge") -> str:
         """Verify and merge a kept experiment into the program branch if it beats the program's best; say what
-        happened."""
+        happened, and record it (the reports say why a kept run is not on main)."""
+        outcome = await self._decide_merge(member, done, by)
+        self.ledger.log_event("merge_decided", experiment=done.id, outcome=outcome)
+        return outcome
+
+    async def _decide_merge(self, member: Member, done: Experiment, by: str) -> str:
         if done.kind == "merge":
             accepted = self.merger.accept_rerun(done, done.proposal["merge_by"])
             return "merged after the re-run" if accepted else "not merged: the re-run did not beat the program's best"
         if not self.merger.is_candidate(done):
-            return f"not merged: #{done.id} does not beat the program's best ({self.merger.program_best()})"
+            best = self.merger.program_best()
+            return f"not merged: #{done.id} does not beat main" + (f" ({best:.6g})" if best is not None else "")
         if self.policy.gate is not None:
             z = self._gate_z(done) if by == "merge" else math.inf  # a role's merge goes to the gate when it asks
             closing = self._gate_closing()
             if z < self.policy.gate_trigger and not closing:
-                return (f"not yet at the gate: #{done.id}'s branch beats main by z = {z:.2f}, below "
+                return (f"not yet at the gate: #{done.id}'s branch beats main by {z_text(z)}, below "
                         f"{self.policy.gate_trigger:g} (the branch goes on; it is gated when it gets there or "
                         "when the budget closes)")
             self._gated.add(done.id)
@@ -609,7 +614,7 @@ class Runtime:
                 z = self._gate_z(done)
                 if z < self.policy.gate_trigger:
                     return (f"not merged: with fresh runs on the screening budget #{done.id}'s branch beats main "
-                            f"by z = {z:.2f}, below {self.policy.gate_trigger:g}")
+                            f"by {z_text(z)}, below {self.policy.gate_trigger:g}")
         if self.evidence.verify_runs:
             reproduced = await self.evidence.verify(done, member.role.name)
             if reproduced is None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.harness.lm import finish
-from researchorg.harness.protected import Evaluator, GuestRun, judge, read_artifact, run_guest, verdict
+from researchorg.harness.protected import Evaluator, GuestRun, judge, print_summary, read_artifact, run_guest, verdict
 from researchorg.harness.sealed import with_copies
 from researchorg.harness.timeline import Allowances
 
@@ -101,11 +101,7 @@ def _judge_and_score(run: GuestRun, config: dict[str, Any], handed: Path, box: E
                        summary={**measured, **(judged.get("summary") or {})})
     claims = {k: v for k, v in _claims(run.output_tail).items() if k != config["metric"]}
     summary = {**claims, **measured, **judged["summary"], "budget_seconds": config["budget"]}
-    print("---")
-    print(f"{config['metric'] + ':':<18}{judged['metric']:.6f}")
-    for key, value in summary.items():
-        if key != "weights_sketch":
-            print(f"{key + ':':<18}{value}")
+    print_summary(config["metric"], judged["metric"], summary)
     verdict("ok", metric=judged["metric"], summary=summary)
 
 

@@ -33,7 +33,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from researchorg.harness.protected import Evaluator, GuestRun, flops_estimate, judge, read_artifact, run_guest, verdict
+from researchorg.harness.protected import (
+    Evaluator,
+    GuestRun,
+    flops_estimate,
+    judge,
+    print_summary,
+    read_artifact,
+    run_guest,
+    verdict,
+)
 from researchorg.harness.sealed import with_copies
 from researchorg.harness.timeline import Allowances
 
@@ -105,11 +114,7 @@ def _judge_and_score(run: GuestRun, budget: float, artifact: Path, handed: Path,
     params = judged["summary"]["num_params"]
     summary = {**measured, **judged["summary"], **told, "flops": flops_estimate(params, told.get("tokens", 0.0)),
                "budget_seconds": budget}
-    print("---")
-    print(f"val_bpb:          {judged['metric']:.6f}")
-    for key, value in summary.items():
-        if key != "weights_sketch":  # for the lab's comparison of runs, not for a person reading the log
-            print(f"{key + ':':<18}{value}")
+    print_summary("val_bpb", judged["metric"], summary)
     verdict("ok", metric=judged["metric"], summary=summary)
 
 

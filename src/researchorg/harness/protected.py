@@ -311,6 +311,20 @@ def judge(run: GuestRun) -> tuple[str, str] | None:
     return None
 
 
+def print_summary(metric_name: str, metric: float, summary: dict[str, Any]) -> None:
+    """The verdict in the log, as autoresearch's train.py prints its own: `---`, the metric, then the summary,
+    rounded for people (82880 parameters, not 82880.000)."""
+    def shown(value: Any) -> str:
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+    print("---")
+    print(f"{metric_name + ':':<18}{metric:.6f}")
+    for key, value in summary.items():
+        if key != "weights_sketch":  # for the lab's comparison of runs, not for a person reading the log
+            print(f"{key + ':':<18}{shown(value)}")
+
+
 def verdict(status: str, *, metric: float | None = None, reason: str = "",
             summary: dict[str, Any] | None = None) -> None:
     """Write the harness's verdict where the lab reads it (and say it on stdout for the log)."""

@@ -13,15 +13,24 @@ the row is:
   from), `re-run of #12 (borderline)`, `verification of #12` (the status of
   #12 once decided), `incumbent re-run for #12` (keep: the code #12 was judged
   against), `ablation: ...` (discard);
-- a timeout, invalid or interrupted run: crash, with the real status and the
-  reason in the description;
+- a timeout or invalid run: crash, with the real status and the reason in
+  the description;
+- an interrupted run (Ctrl-C, a lost slot, stopped before it ran): status
+  `interrupted` with empty values, not a crash: it says nothing about its
+  code. The notebook counts it apart and leaves it out of its plot;
+- where the org merges into the program branch (`on_main` given): `keep` is
+  what is on main, as in autoresearch, where a keep advances the branch; a
+  run kept on its agent's branch but not on main is `discard`, described
+  `[kept, not on main]`;
 - a run on a fraction of the budget (screen-gate's screens): its description
   starts with `[25% of the budget]`, since its metric is on another scale.
 
 The first finished measurement of the baseline is the first row, as a keep,
 wherever it falls among the runs (the noise floor's runs run beside the first
 proposals): autoresearch's notebook takes the first row as the baseline and
-needs a keep to plot a best, from the first finished run on.
+needs a keep to plot a best, from the first finished run on. Until the
+baseline has been measured, rows with a value wait (a young program's file
+holds only its failures), so no other run is ever read as the baseline.
 
 JSON carries every field as is.
 """
@@ -45,8 +54,11 @@ _EVIDENCE = {"noise": "noise floor of the baseline", "rerun": "re-run of #{of} (
 _PLAIN_DECISION = ("gain >", "no gain", "same code", "better than", "not better", "first result")  # the status says it
 
 
-def _row(e: Experiment, status_of: Callable[[int], str]) -> tuple[str, str]:
-    """A run's results.tsv status and description (`status_of(id)`: the status of the run an evidence run is for)."""
+def _row(e: Experiment, status_of: Callable[[int], str], on_main: frozenset[str] | None = None) -> tuple[str, str]:
+    """A run's results.tsv status and description (`status_of(id)`: the status of the run an evidence run is for;
+    `on_main`: the trees merged into the program branch, where the org merges)."""
+    if e.status == "interrupted":
+        return "interrupted", f"{e.description} ({e.reason.splitlines()[0]})" if e.reason else e.description
     if e.status not in FINISHED_OK:
         text = f"[{e.status}] {e.description}" if e.status != "crash" else e.description
         if e.reason:
@@ -59,15 +71,20 @@ def _row(e: Experiment, status_of: Callable[[int], str]) -> tuple[str, str]:
         detail = f": {e.description}" if e.kind == "ablation" else ""
         return status, f"{what}, seed {e.seed}{detail}"
     rule = str((e.summary.get("decision") or {}).get("rule", ""))
-    return e.status, f"{e.description} ({rule})" if rule and not rule.startswith(_PLAIN_DECISION) else e.description
+    text = f"{e.description} ({rule})" if rule and not rule.startswith(_PLAIN_DECISION) else e.description
+    if e.status == "keep" and on_main is not None and e.tree not in on_main:
+        return "discard", f"[kept, not on main] {text}"
+    return e.status, text
 
 
-def _line(e: Experiment, status_of: Callable[[int], str], status: str | None = None) -> str:
+def _line(e: Experiment, status_of: Callable[[int], str], status: str | None = None,
+          on_main: frozenset[str] | None = None) -> str:
     """`e`'s row; `status` in place of the one its record gives (the baseline's row is a keep)."""
     ok = e.status in FINISHED_OK and e.metric is not None
-    value = f"{e.metric:.6f}" if ok else "0.000000"
-    memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "0.0"
-    recorded, description = _row(e, status_of)
+    empty = e.status == "interrupted"  # not a result of its code: no value, and not the notebook's 0.0 crash
+    value = f"{e.metric:.6f}" if ok else "" if empty else "0.000000"
+    memory = f"{(e.peak_mem_mb or 0.0) / 1024:.1f}" if ok else "" if empty else "0.0"
+    recorded, description = _row(e, status_of, on_main)
     status = status or recorded
     if e.fidelity < 1.0:
         description = f"[{e.fidelity:.0%} of the budget] {description}"
@@ -90,14 +107,28 @@ def _first_finished(runs: list[Experiment]) -> Experiment | None:
     return min(runs, key=lambda e: (e.ended_at or float("inf"), e.id), default=None)
 
 
-def results_tsv(experiments: list[Experiment], metric: str, baseline_tree: str | None = None) -> str:
+def _written(e: Experiment, first: Experiment | None, baseline_tree: str | None) -> bool:
+    """Whether `e` has a row after the first: not while running, and a value only once the baseline has one."""
+    if e.status == "running" or (first is not None and e.id == first.id):
+        return False
+    return not (baseline_tree and first is None and e.status in FINISHED_OK and e.metric is not None)
+
+
+def results_tsv(experiments: list[Experiment], metric: str, baseline_tree: str | None = None,
+                on_main: frozenset[str] | None = None) -> str:
     """results.tsv of `experiments` (in id order, but the first finished run of the code `baseline_tree` first;
-    a run still running has no row)."""
+    a run still running has no row). `on_main`: the trees merged into main, where the org merges."""
     statuses = {e.id: e.status for e in experiments}
     first = _first_finished([e for e in experiments if baseline_tree and e.tree == baseline_tree
                              and e.status in FINISHED_OK and e.metric is not None])
     return _header(metric) + _baseline_line(first) + "".join(
-        _line(e, lambda id_: statuses.get(id_, "")) for e in experiments if e.status != "running" and e is not first)
+        _line(e, lambda id_: statuses.get(id_, ""), on_main=on_main) for e in experiments
+        if _written(e, first, baseline_tree))
+
+
+def merged_trees(ledger: Ledger) -> frozenset[str]:
+    """The trees each merge put on the program branch, for `on_main` (with the baseline's)."""
+    return frozenset(ledger.experiment(m.experiment_id).tree for m in ledger.merges())
 
 
 # experiments a rewrite of results.tsv holds at a time: small, since a page's records are what a long run's
@@ -105,19 +136,22 @@ def results_tsv(experiments: list[Experiment], metric: str, baseline_tree: str |
 RESULT_PAGE = 100
 
 
-def write_results_tsv(ledger: Ledger, metric: str, path: Path, baseline_tree: str | None = None) -> None:
+def write_results_tsv(ledger: Ledger, metric: str, path: Path, baseline_tree: str | None = None,
+                      merging: bool = False) -> None:
     """Write results.tsv of the whole ledger to `path` (atomically), reading it a page at a time, so that a
     run of days holds no row of it in memory between rewrites. The first finished run of the code
     `baseline_tree` comes first, as a keep, from the moment it is recorded."""
-    first = _first_finished(ledger.runs_of(baseline_tree)) if baseline_tree else None
+    first = _first_finished([e for e in ledger.runs_of(baseline_tree) if e.status in FINISHED_OK
+                             and e.metric is not None]) if baseline_tree else None
+    on_main = merged_trees(ledger) | {baseline_tree} if merging else None
     with atomic_file(path) as handle:
         handle.write(_header(metric) + _baseline_line(first))
         after = 0
         while page := ledger.experiments(diff_chars=0, after=after, limit=RESULT_PAGE):
             statuses = {e.id: e.status for e in page}  # an evidence run's proposal is nearly always on its page
             status_of = partial(_status, ledger, statuses)
-            handle.writelines(_line(e, status_of) for e in page
-                              if e.status != "running" and (first is None or e.id != first.id))
+            handle.writelines(_line(e, status_of, on_main=on_main) for e in page
+                              if _written(e, first, baseline_tree))
             after = page[-1].id
 
 

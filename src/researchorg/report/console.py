@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,13 +12,20 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from researchorg.config import OrgSpec
 from researchorg.ledger import Experiment, Ledger
-from researchorg.report.summary import SUMMARY_DIFF_CHARS, Summary, Tally
+from researchorg.report.summary import SUMMARY_DIFF_CHARS, Reading, Summary, Tally, merge_outcome
+from researchorg.stats.acceptance import z_text
+from researchorg.stats.load import load_of
 from researchorg.stats.noise import NoiseEstimate
 from researchorg.task.spec import TaskSpec
 
 STATUS_STYLE = {"keep": "bold green", "discard": "dim", "crash": "red", "timeout": "red", "invalid": "magenta",
                 "interrupted": "yellow", "running": "cyan", "measured": "blue"}
+
+
+CORES = os.cpu_count() or 1
+BUSY = 0.5  # a run during which other work used this share of the machine's cores or more says so
 
 
 def _metric(e: Experiment) -> str:
@@ -34,7 +42,7 @@ def evidence(e: Experiment) -> str:
         return e.reason.splitlines()[0][:60] if e.reason else ""
     parts = [decision.get("rule", "")]
     if "z" in decision:
-        parts.append(f"n={len(decision.get('candidate_runs', []))} z={decision['z']:.1f}")
+        parts.append(f"n={len(decision.get('candidate_runs', []))} {z_text(decision['z'])}")
     if decision.get("text"):
         parts.append(decision["text"])
     return "; ".join(p for p in parts if p)
@@ -73,8 +81,9 @@ def rigor_lines(ledger: Ledger, metric_name: str) -> list[str]:
 
 
 def summary_table(summary: Summary, task: TaskSpec, ledger: Ledger | None = None) -> Table:
-    """The program in a few rows; with the ledger, also where the program branch `main` stands (the best kept
-    change may not be on it yet: unverified, or in conflict)."""
+    """The program in a few rows, one story: the baseline; the result (where the org merges, the code on the
+    program branch `main`, else the best kept code) and its improvement; and a better kept run that is not on
+    main as a candidate, with what the lab decided about it (the ledger's latest merge decision)."""
     table = Table(show_header=False, title=f"{task.name}: {task.metric.name} ({task.metric.direction})",
                   title_justify="left")
     table.add_column(style="bold")
@@ -83,24 +92,28 @@ def summary_table(summary: Summary, task: TaskSpec, ledger: Ledger | None = None
     table.add_row("experiments", f"{summary.total} ({counts})" if summary.total else "0")
     if summary.baseline is not None:
         table.add_row("baseline", summary.describe(summary.baseline))
-    if summary.best is not None and summary.best is not summary.baseline:
-        table.add_row("best", f"{summary.describe(summary.best)} {summary.best.commit[:7]}: "
-                              f"{summary.best.description}")
+    result = summary.result
+    merges = len(ledger.merges()) if ledger is not None else 0
+    if summary.merging:
+        table.add_row("main", "the baseline: nothing merged yet" if summary.main is None else
+                      f"{summary.describe(summary.main)} {summary.main.commit[:7]}: {summary.main.description} "
+                      f"(after {merges} merge{'s' * (merges != 1)})")
+    elif result is not None and result is not summary.baseline:
+        table.add_row("best", f"{summary.describe(result)} {result.commit[:7]}: {result.description}")
     elif summary.baseline is not None:
         table.add_row("best", "the baseline: nothing kept beats it yet")
-    if summary.improvement is not None and summary.baseline is not None:
+    if summary.improvement is not None and summary.baseline is not None and result is not summary.baseline:
         base = summary.value(summary.baseline)
         pct = 100 * summary.improvement / abs(base) if base else 0.0
-        table.add_row("improvement", f"{summary.improvement:.6f}  ({pct:.1f}%)")
-    merges = ledger.merges() if ledger is not None else []
-    if merges:
-        on_main = ledger.experiment(merges[-1].experiment_id)
-        table.add_row("main", f"{summary.describe(on_main)} after {len(merges)} merge{'s' * (len(merges) > 1)}"
-                              + ("" if summary.best is not None and summary.best.tree == on_main.tree
-                                 else "; the best is not on main yet"))
-    elif ledger is not None:
-        table.add_row("main", "the baseline: nothing merged yet")
-    table.add_row("budget", f"{task.budget_seconds:g} s of training per experiment")
+        table.add_row("improvement", f"{summary.improvement:.6f} ({pct:.1f}%)" + (" on main" if summary.merging
+                                                                                 else ""))
+    if summary.candidate is not None:
+        why = merge_outcome(ledger, summary.candidate.id) if ledger is not None else None
+        table.add_row("candidate", f"{summary.describe(summary.candidate)}: {summary.candidate.description}; "
+                                   f"not on main: {why or 'not judged by the merge yet'}")
+    if not summary.merging:
+        table.add_row("main", "does not move: this org has no merge process")
+    table.add_row("budget", f"{task.budget_seconds:g} s of training per experiment (start-up and hand-off apart)")
     return table
 
 
@@ -113,8 +126,9 @@ class RunView:
     older than the last recorded state.
     """
 
-    def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None]):
-        self.task, self.ledger, self.limit, self.say = task, ledger, limit, say
+    def __init__(self, task: TaskSpec, ledger: Ledger, limit: int | None, say: Callable[[Text], None],
+                 org: OrgSpec | None = None):
+        self.task, self.ledger, self.limit, self.say, self.org = task, ledger, limit, say, org
         self.baseline_commit = ledger.program().baseline_commit
         self._recount()
         self.running: dict[int, tuple[Experiment, str, float]] = {}  # id -> (experiment, slot, start)
@@ -125,7 +139,8 @@ class RunView:
         """Count what the ledger holds (the view keeps counts, not records, so a run of days stays small);
         return the records, for the one caller that needs them."""
         history = self.ledger.experiments(diff_chars=SUMMARY_DIFF_CHARS)
-        self.tally = Tally(self.task.metric, self.ledger.runs_of, self.baseline_commit)
+        self.tally = Tally(self.task.metric, self.ledger.runs_of, self.baseline_commit,
+                           Reading.of(self.ledger, self.org))
         self.walls: tuple[float, ...] = ()  # the latest runs' wall times, start-up and evaluation included
         self.spent = 0.0  # the budget's count: each recorded run counts its share of the task's budget
         for e in history:
@@ -166,6 +181,8 @@ class RunView:
             self.say(self._finished_line(experiment))
         elif kind == "merge_decided":
             e, outcome = data["experiment"], data["outcome"]
+            self.tally.reading = Reading.of(self.ledger, self.org)  # main may have moved
+            self.summary = self.tally.summary(self.ledger.experiment, steps=False)
             self.say(Text(f"main: #{e.id} {outcome}", style="dim" if "not merged" in outcome else "bold green"))
         elif kind == "agent_paused":
             self.paused = {**self.paused, data["agent"]: data["reason"]}
@@ -213,6 +230,10 @@ class RunView:
             detail = lines[0] + (f": ... {lines[-1][:160]}" if len(lines) > 1 else "")  # the error is often last
         if detail:
             line.append(f"  ({detail})", style="dim")
+        load = load_of(e.summary)
+        if load is not None and load >= BUSY * CORES:
+            line.append(f"  [machine busy: other work used {load:.1f} of {CORES} cores during this run]",
+                        style="yellow")
         return line
 
     # the footer ----------------------------------------------------------------------------------------
@@ -237,9 +258,8 @@ class RunView:
                 no_wrap=True))
         summary = self.summary
         if summary.baseline is not None:
-            best = f"best {summary.describe(summary.best)}, " if summary.best not in (None, summary.baseline) else ""
-            parts.append(Text(f"{self.task.metric.name}: {best}baseline {summary.describe(summary.baseline)}",
-                              style="green", overflow="ellipsis", no_wrap=True))
+            parts.append(Text(summary.headline(self.task.metric.name), style="green", overflow="ellipsis",
+                              no_wrap=True))
         for agent, reason in self.paused.items():
             parts.append(Text(f"paused {agent}: {reason}", style="yellow", overflow="ellipsis", no_wrap=True))
         return Group(*parts)

@@ -1,10 +1,13 @@
 """The progress plot, after autoresearch's progress.png.
 
-Experiment number on x, metric on y. Every run with a result is a dot:
+Experiment number on x, metric on y. The title leads with the program's
+result, as every report does (report/summary.py: main where the org merges).
+Every run with a result is a dot:
 discarded runs grey, kept runs green, the evidence runs (noise floor, re-runs,
-verifications, ablations) hollow. The running best is a step line through the
-same values the summary reports (report/summary.py: the mean of each code's
-runs, starting from the baseline), each new best labelled with its
+verifications, ablations) hollow. The running best (where the org merges:
+main after each merge) is a step line through the same values the summary
+reports (report/summary.py: the mean of each code's runs, starting from the
+baseline), each new best labelled with its
 description on the side of the line where few runs lie; the noise floor is a
 band (the baseline's mean ± 1 sigma over its seeds). The y-axis holds the
 central runs and the running best; a run far outside is drawn as a triangle
@@ -29,11 +32,12 @@ from researchorg.report.summary import Summary, summarize  # noqa: E402
 from researchorg.task.spec import MetricSpec  # noqa: E402
 
 
-def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, title: str = "",
-                  baseline_commit: str | None = None) -> Summary:
-    """Draw the plot to `out`; return the summary it shows (the numbers of the step line)."""
+def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, summary: Summary | None = None,
+                  title: str = "") -> Summary:
+    """Draw the plot to `out` with the numbers of `summary` (the program's, report/summary.program_summary;
+    without it, the experiments' own); return the summary it shows."""
     finished = [e for e in experiments if e.status != "running"]
-    summary = summarize(finished, metric, baseline_commit)
+    summary = summary or summarize(finished, metric)
     # runs on a fraction of the budget (screen-gate's screens) score on another scale: counted, not drawn
     screens = [e for e in finished if e.fidelity < 1.0]
     scored = [e for e in finished if e.status in ("keep", "discard", "measured") and e.metric is not None
@@ -68,8 +72,9 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
         xs = [e.id for e, _ in summary.steps] + [finished[-1].id]
         ys = [v for _, v in summary.steps] + [summary.steps[-1][1]]
         base, best = summary.steps[0][1], summary.steps[-1][1]
+        what = "main after each merge" if summary.merging else "running best"
         ax.step(xs, ys, where="post", color="#1f7a1f", linewidth=2, alpha=0.85, zorder=3,
-                label=f"running best (mean of each code's runs): {base:.4f} → {best:.4f}")
+                label=f"{what} (mean of each code's runs): {base:.4f} → {best:.4f}")
         below = metric.direction == "minimize"  # labels on the better side of the line, where few runs lie
         first, last = finished[0].id, finished[-1].id
         for i, (e, value) in enumerate(summary.steps[1:]):
@@ -84,10 +89,14 @@ def progress_plot(experiments: list[Experiment], metric: MetricSpec, out: Path, 
     ax.set_xlabel("experiment #")
     ax.set_ylabel(f"{metric.name} ({better} is better)")
     without = sum(e.metric is None for e in finished)
-    ax.set_title(title or f"{len(finished)} runs: {len(kept) + len(discarded)} decided, {len(kept)} kept, "
+    candidate = (f"; candidate #{summary.candidate.id} {summary.value(summary.candidate):.4f} not on main"
+                 if summary.candidate is not None else "")
+    ax.set_title(title or f"{summary.headline(metric.name)}{candidate}\n"
+                          f"{len(finished)} runs: {len(kept) + len(discarded)} decided, {len(kept)} kept, "
                           f"{len(noise) + len(evidence)} as evidence, {without} without a result"
                           + (f"; {len(screens)} on a fraction of the budget "
-                             f"({sum(e.status == 'keep' for e in screens)} kept), not drawn" if screens else ""))
+                             f"({sum(e.status == 'keep' for e in screens)} kept), not drawn" if screens else ""),
+                 fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.25)
     if scored:

@@ -219,6 +219,13 @@ def pooled_sigma(groups: list[list[float]]) -> float | None:
     return math.sqrt(ss / dof)
 
 
+def z_text(z: float) -> str:
+    """A z for people: `z = 2.31`, or where the runs did not vary at all, `no spread in the runs`."""
+    if math.isfinite(z):
+        return f"z = {z:.2f}"
+    return "no spread in the runs" if math.isnan(z) else f"z = {'+' if z > 0 else '-'}inf (no spread in the runs)"
+
+
 def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigmas: float = 0.0,
                 gate_trigger: float = 2.0, screen: float = 0.25) -> Policy:
     if name == "greedy":

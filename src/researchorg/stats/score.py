@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
+from typing import Any
 
+from researchorg.stats.load import at_load, lightest
 from researchorg.task.spec import MetricSpec
 
 UNSELECTED_KINDS = frozenset({"noise", "incumbent", "verify", "ablation"})  # runs no keep decision chose
@@ -32,6 +34,15 @@ def code_value(runs: Iterable[tuple[str, float]]) -> float | None:
     """A code's value: the mean of `code_sample`; None if it never ran successfully."""
     sample = code_sample(runs)
     return statistics.fmean(sample) if sample else None
+
+
+def measuring(runs: Iterable[Any], load_tolerance: float | None = None) -> list[tuple[str, float]]:
+    """The (kind, metric) of the runs that measure a code, as every decision and report reads them: all of its
+    runs; or, where decisions match machine load (`load_tolerance` set), those at its lightest load."""
+    runs = list(runs)
+    if load_tolerance is not None:
+        runs = at_load(runs, lightest(runs), load_tolerance)
+    return [(e.kind, e.metric) for e in runs]
 
 
 def gain(metric: MetricSpec, candidate: float, incumbent: float) -> float:

@@ -354,6 +354,11 @@ class Program:
             Git(path)("clean", "-ffdqx")
 
     @cached_property
+    def _merging(self) -> bool:
+        """Whether the org merges into the program branch (then results.tsv's keeps are what is on main)."""
+        return self.org().merging
+
+    @cached_property
     def _baseline_tree(self) -> str:
         return self.git.tree_of(self.ledger.program().baseline_commit)
 
@@ -366,7 +371,8 @@ class Program:
         start = time.monotonic()
         if lag and start < self._next_results:
             return
-        write_results_tsv(self.ledger, self.task.metric.name, self.results_path, self._baseline_tree)
+        write_results_tsv(self.ledger, self.task.metric.name, self.results_path, self._baseline_tree,
+                          self._merging)
         self._next_results = start + RESULTS_LAG * (time.monotonic() - start)
 
 

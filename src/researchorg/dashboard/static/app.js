@@ -120,8 +120,8 @@ function frontierView(root) {
     const axis = select.value;
     built = frontierData(frontier, axis);
     box.dataset.points = String(built.points);
-    info.textContent = `${frontier.columns.id.length} finished runs; baseline ${frontier.baseline || "-"}; best ` +
-      `${frontier.best || "-"}`;
+    info.textContent = `${frontier.columns.id.length} finished runs; ${frontier.headline || "no result yet"}` +
+      (frontier.candidate ? `; candidate ${frontier.candidate}, not on main` : "");
     if (plot && keepZoom) {
       const { min, max } = plot.scales.x;
       plot.setData(built.data, false);
