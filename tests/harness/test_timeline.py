@@ -31,18 +31,19 @@ def test_a_start_up_past_its_allowance_is_paid_from_the_budget_and_said(tmp_path
     line.mark({"event": "training"}, 75.0)
     assert line.deadline() == 60 + 30 + slack(30)
     line.killed(91.5)
-    assert "start-up took 75.0 s, past its allowance of 60 s" in line.why_killed()
+    assert "start-up took 75.0 s, past its allowance of 60 s" in line.why_killed() and not line.overran()
     never = Timeline(0.0, A, tmp_path, tmp_path)
     never.killed(91.5)
-    assert never.why_killed().startswith("training never started")
+    assert never.why_killed().startswith("training never started") and not never.overran()
     late = Timeline(0.0, A, tmp_path, tmp_path)
     late.mark({"event": "training"}, 5.0)
     late.killed(40.0)
-    assert late.why_killed().startswith("trained past the budget")
+    assert late.why_killed().startswith("trained past the budget") and late.overran()  # the only cheat
     slow = Timeline(0.0, A, tmp_path, tmp_path)
     slow.mark({"event": "handing over"}, 30.0)
     slow.killed(50.0)
     assert "hand-off (export and save) took longer than its allowance of 20 s" in slow.why_killed()
+    assert not slow.overran()
 
 
 def test_what_is_handed_over_leaves_the_guests_folder_at_the_mark(tmp_path):
@@ -58,3 +59,14 @@ def test_what_is_handed_over_leaves_the_guests_folder_at_the_mark(tmp_path):
     (artifact / "model.pt2").write_bytes(b"trained on after the hand-off")  # not what the harness scores
     assert (handed / "model.pt2").read_bytes() == b"the model"
     assert sorted(p.name for p in handed.iterdir()) == ["meta.json", "model.pt2"]
+
+
+def test_a_stall_of_the_harness_moves_the_deadline_of_its_phase_only(tmp_path):
+    """What kept the harness from running (a busy machine) kept the guest too: it is not the guest's time."""
+    line = Timeline(0.0, A, tmp_path, tmp_path)
+    line.mark({"event": "training"}, 5.0)
+    line.stalled(4.0)
+    line.stalled(-1.0)  # no negative stalls
+    assert line.deadline() == 5 + 30 + slack(30) + 4
+    line.mark({"event": "handing over"}, 36.0)
+    assert line.deadline() == 36 + 20  # the hand-off's own deadline: the training's stall is paid

@@ -63,6 +63,7 @@ class GuestRun:
     sandbox: str = ""  # the protections in force (sandbox.summary)
     phases: dict[str, float] = field(default_factory=dict)  # startup_seconds, training_seconds, handoff_seconds
     killed: str | None = None  # why it was killed (a phase past its deadline); None if it was not
+    overran: bool = False  # killed while training, past its budget: what a run that trains longer would do
     handed_over: bool = False  # it handed its model over (the files are in the harness's own folder)
     violations: list[dict[str, str]] = field(default_factory=list)
     output_tail: list[str] = field(default_factory=list)
@@ -122,11 +123,14 @@ def run_guest(script: Path, *, allowances: Allowances, seed: int, artifact_dir: 
     run.seconds = time.monotonic() - started
     run.returncode = None if timeline.killed_in else os.waitstatus_to_exitcode(status)
     run.peak_mem_mb = max(run.peak_mem_mb, usage.ru_maxrss / 1024)
-    run.phases, run.killed = timeline.seconds(), timeline.why_killed()
+    run.phases, run.killed, run.overran = timeline.seconds(), timeline.why_killed(), timeline.overran()
     run.handed_over = timeline.handed_at is not None
     run.violations = [{"kind": str(r.get("kind")), "detail": r["detail"] if isinstance(r.get("detail"), str) else ""}
                       for r in reports if "kind" in r]
     return run
+
+
+STALL_SECONDS = 0.5  # a wake-up later than this past its time is a stall of the machine, not of the guest
 
 
 def _watch(proc: subprocess.Popen, report_read: int, run: GuestRun, timeline: Timeline,
@@ -139,10 +143,16 @@ def _watch(proc: subprocess.Popen, report_read: int, run: GuestRun, timeline: Ti
     reports: list[dict[str, Any]] = []
     pending, told, received = b"", b"", 0
     peak_kb, sampled, killed_at = 0, 0.0, None
+    tick, wait = time.monotonic(), 0.0
     while selector.get_map():
         now = time.monotonic()
+        late = now - tick - wait - STALL_SECONDS  # the machine kept this loop from running, and the guest too
+        if late > 0 and killed_at is None:
+            timeline.stalled(late)
         deadline = killed_at + 5 if killed_at is not None else timeline.deadline()
-        events = selector.select(timeout=min(max(0.0, deadline - now), 0.5))
+        wait = min(max(0.0, deadline - now), 0.5)
+        tick = now
+        events = selector.select(timeout=wait)
         if time.monotonic() >= sampled + 0.2:  # a scan of /proc: not once per chunk of a flood of output
             peak_kb, sampled = max(peak_kb, _tree_peak_kb(proc.pid)), time.monotonic()
         if time.monotonic() >= deadline and killed_at is None:
@@ -303,8 +313,8 @@ def judge(run: GuestRun) -> tuple[str, str] | None:
         return "invalid", f"training code: {first['kind']}: {first['detail']}{more}"
     if run.metric_lines:
         return "invalid", f"training code printed a metric line itself: {run.metric_lines[0]!r}"
-    if run.killed is not None:
-        return "invalid", run.killed
+    if run.killed is not None:  # past the budget is a gain nobody else had; a slow start-up or export a failure
+        return ("invalid" if run.overran else "crash"), run.killed
     if run.returncode is not None and run.returncode != 0:
         tail = "\n".join(run.output_tail[-15:])
         return "crash", f"training exited with code {run.returncode}\n{tail}"

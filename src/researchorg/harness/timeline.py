@@ -13,6 +13,12 @@ of the phase it is in:
 - hand-off: `handoff` seconds from its first mark (export, save);
 - after the hand-off, a few seconds to print and exit: the model is in hand.
 
+A stall of the harness itself (its loop did not run for seconds: the
+machine's other work, memory reclaim) moves the deadline of the phase it
+fell in by as much (`stalled`): what kept the harness from running kept the
+guest too, and a run that stopped when its budget was spent is not killed
+for time the machine took from it.
+
 None of it runs in the guest, so nothing the guest does moves a deadline but
 its marks, and each mark only ends a phase sooner.
 """
@@ -30,7 +36,7 @@ EXIT_SECONDS = 10.0  # after the hand-off: to print a summary and exit
 
 def slack(budget: float) -> float:
     """Seconds past the training budget before the guest is killed: for the step in flight, not to train."""
-    return 1.0 + 0.05 * budget
+    return 2.0 + 0.05 * budget
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,16 @@ class Timeline:
         self.handed_at: float | None = None
         self.ended_at: float | None = None
         self.killed_in: str | None = None
+        self.lost = 0.0  # seconds the harness itself stalled in the current phase (`stalled`)
+
+    def stalled(self, seconds: float) -> None:
+        """The harness did not run for `seconds` (a busy machine): the current phase's deadline moves as much."""
+        self.lost += max(0.0, seconds)
 
     def deadline(self) -> float:
+        return self._deadline() + self.lost
+
+    def _deadline(self) -> float:
         a = self.allowances
         as_one = self.started + a.startup + a.budget + slack(a.budget)
         if self.phase == "start-up":
@@ -82,6 +96,7 @@ class Timeline:
     def mark(self, event: dict[str, Any], now: float) -> None:
         """A mark of the guest's clock, stamped `now`; one that comes out of order is ignored."""
         kind = event.get("event")
+        phase = self.phase
         if kind == "training" and self.phase == "start-up":
             self.phase, self.training_at = "training", now
         elif kind == "handing over" and self.phase in ("start-up", "training"):
@@ -89,6 +104,8 @@ class Timeline:
         elif kind == "handed over" and self.phase == "handing over":
             self.phase, self.handed_at = "handed over", now
             self._take(event.get("files"))
+        if self.phase != phase:
+            self.lost = 0.0  # a new phase, a new deadline: the stalls of the last one are paid
 
     def killed(self, now: float) -> None:
         self.killed_in, self.ended_at = self.phase, now
@@ -115,6 +132,11 @@ class Timeline:
         if self.handing_at is not None:
             found["handoff_seconds"] = (self.handed_at or end) - self.handing_at
         return {key: round(value, 2) for key, value in found.items()}
+
+    def overran(self) -> bool:
+        """Whether the guest was killed for training past its budget (a start-up within its allowance, then
+        training to the deadline): what a run that cheats on time does, unlike a slow start-up or hand-off."""
+        return self.killed_in == "training" and self.training_at - self.started <= self.allowances.startup
 
     def why_killed(self) -> str | None:
         """Why the guest was killed, for the verdict; None if it was not, or only after its hand-off."""
