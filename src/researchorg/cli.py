@@ -38,7 +38,7 @@ from researchorg.report.summary import program_summary
 from researchorg.task import find_task, load_task
 from researchorg.task.adopt import unprotected
 from researchorg.world.grid import open_grid
-from researchorg.world.program import Program
+from researchorg.world.program import Program, missing_requirements
 from researchorg.world.slots import detect_slots
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -345,8 +345,9 @@ def check(
     offline: Annotated[bool, typer.Option("--offline", help="Do not ask the org's LLM servers and coding CLIs "
                                                             "whether they answer.")] = False,
 ) -> None:
-    """Validate an org.toml (and a program's task.toml), or a bench spec and its org files, without running; ask
-    each LLM server and coding CLI the org uses whether it answers (key, model, CLI on PATH)."""
+    """Validate an org.toml (and a program's task.toml, and that its Python has the modules the task needs), or a
+    bench spec and its org files, without running; ask each LLM server and coding CLI the org uses whether it
+    answers (key, model, CLI on PATH)."""
     org_file = path / "org.toml" if path.is_dir() else path
     try:
         is_bench = "orgs" in tomllib.loads(org_file.read_text()) if org_file.is_file() else False
@@ -367,9 +368,12 @@ def check(
                       f"{task.metric.name} ({task.metric.direction}), {len(task.knobs)} knobs")
         for line in _sandbox_lines(task):
             console.print(line)
+    missing = missing_requirements(task) if task is not None else None
     if not offline:
         for line in probe_org(org):
             console.print(f"[green]ok[/] {line}")
+    if missing:  # the line `run` stops on
+        _error(missing)
 
 
 def _roles(org, by_name: int = 8) -> str:

@@ -17,7 +17,7 @@ import os
 import random
 import sys
 
-TIME_BUDGET = 300  # training time budget in seconds
+TIME_BUDGET = 300  # training time budget in seconds (5 minutes)
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "autoresearch")
 
 
@@ -88,7 +88,8 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     git(repo, "checkout", "--", "train.py")
 
     made = cli("init", str(tmp_path / "lab"), "--from", str(repo), "--budget", "2").stdout
-    assert "budget_seconds = 2  (--budget (prepare.py's TIME_BUDGET rewritten to match))" in made
+    assert "budget_seconds = 2  (--budget 2 (prepare.py's TIME_BUDGET rewritten from 300 to 2 to match))" in made
+    assert "the interpreter below" not in made and "run by the lab's own Python" in made  # it has no .venv
     assert 'metric = {name = "val_bpb", direction = "minimize"}  (train.py:' in made
     assert "an edit there could forge it" in made and "runs at the first `run`" in made
     assert "results.tsv was committed in the repository" in made
@@ -98,7 +99,9 @@ def test_an_autoresearch_style_repository_is_adopted_with_its_history_and_runs_e
     assert task["metric"] == {"name": "val_bpb", "direction": "minimize"} and task["budget_seconds"] == 2
     assert task["summary_keys"] == {"peak_vram_mb": "peak_mem_mb", "num_steps": "steps"}
     assert [k["name"] for k in task["knobs"]] == ["LEARNING_RATE", "NUM_EPOCHS"]
-    assert "TIME_BUDGET = 2  # training" in (lab / "prepare.py").read_text()  # the budget the lab enforces
+    # the budget the lab enforces, its comment saying so
+    assert "TIME_BUDGET = 2  # training time budget in seconds (2 seconds)\n" in (lab / "prepare.py").read_text()
+    assert "budget_seconds = 2  # --budget 2 (" in (lab / "task.toml").read_text()
     # its history, on main, with the adoption on top; the repository itself is untouched
     assert git(lab, "branch", "--show-current").strip() == "main"
     assert [line.split(" ", 1)[1] for line in git(lab, "log", "--format=%h %s").splitlines()] == \
@@ -196,3 +199,31 @@ def test_a_prepare_step_that_cannot_download_is_one_line_at_run_and_at_prepare(t
         assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "its prepare step `python prepare.py` failed: cannot reach https://huggingface.co" in done.stderr
     assert Program(lab).ledger.experiments() == []
+
+
+def test_check_reports_a_missing_module_with_the_line_run_stops_on(tmp_path, home):
+    train = TRAIN.replace("import time\n", "import time\n\nimport researchorg_no_such_module  # noqa\n")
+    repo = _repository(tmp_path / "autoresearch", {"prepare.py": PREPARE, "train.py": train})
+    lab = tmp_path / "lab"
+    cli("init", str(lab), "--from", str(repo), "--budget", "2")
+    checked = cli("check", str(lab), "--offline", check=False)
+    ran = cli("run", str(lab), "--max-experiments", "1", check=False)
+    line = "needs the Python module(s) researchorg_no_such_module, not installed for"
+    assert checked.returncode == ran.returncode == 1 and line in checked.stderr, checked.stderr
+    assert "ok" in checked.stdout  # the files are valid; this machine lacks a module
+    assert checked.stderr.strip().splitlines() == ran.stderr.strip().splitlines(), (checked.stderr, ran.stderr)
+
+
+def test_the_interpreter_below_is_named_only_above_an_interpreter_line(tmp_path):
+    from researchorg.task.adopt import infer, render
+
+    repo = _repository(tmp_path / "autoresearch", {"prepare.py": PREPARE, "train.py": TRAIN})
+    for venv in (False, True):
+        if venv:
+            (repo / ".venv" / "bin").mkdir(parents=True)
+            (repo / ".venv" / "bin" / "python").write_text("")
+        lines = render(infer(repo), str(repo)).splitlines()
+        command = next(i for i, line in enumerate(lines) if line.startswith("command = "))
+        assert ("the interpreter below" in lines[command]) == venv, lines[command]
+        assert lines[command + 1].startswith("interpreter = ") == venv
+        assert any(line.startswith("interpreter = ") for line in lines) == venv

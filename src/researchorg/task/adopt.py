@@ -11,12 +11,14 @@ edit. What it infers from autoresearch's layout:
   block: `val_bpb`), its direction from its name (a loss, bpb, perplexity or error is minimized; an accuracy,
   score or reward maximized);
 - the budget: a top-level `TIME_BUDGET = 300` in prepare.py or train.py. A different `--budget` rewrites
-  that constant in the program's copy (a protected file, so the agents cannot change it back);
+  that constant, and the figure its comment gives, in the program's copy (a protected file, so the agents
+  cannot change it back);
 - `requires`: the third-party modules train.py and prepare.py import;
 - the interpreter: the repository's own `.venv` where it has one (what `uv run` would use; runs never
   `uv run`, since a run must not install anything and has no network), else the lab's;
-- knobs: the editable files' top-level upper-case numeric constants, each over a range around its value,
-  so the offline tuner can work on it before any LLM agent does;
+- knobs: the editable files' top-level upper-case numeric constants, each over values around its own that
+  the repository's code accepts (a size halved, as it is or doubled, so that its asserts still divide; a
+  fraction within 0 and 1), so the offline tuner can work on it before any LLM agent does;
 - `summary_keys`: autoresearch's summary names for what the lab compares as confounds (`peak_vram_mb` as
   memory, `num_steps` as steps, ...).
 
@@ -27,7 +29,10 @@ run sees such paths read-only (`data`), under the same names.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import math
+import operator
 import re
 import sys
 import tomllib
@@ -101,7 +106,9 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
     if command is not None:
         put("command", command, "--command")
     else:
-        put("command", "python train.py", "autoresearch's `uv run train.py`, as the interpreter below runs it")
+        put("command", "python train.py", "autoresearch's `uv run train.py`, " + (
+            "as the interpreter below runs it" if python is not None else
+            "run by the lab's own Python: the repository has no environment of its own (.venv)"))
     if python is not None:
         put("interpreter", python, python_source)
     if prepare is not None:
@@ -124,8 +131,10 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
             raise ConfigError(f"{where}/{unreadable[0]}: {unreadable[1]} is not set as `{unreadable[1]} = <seconds>` "
                               "(a plain number, UTF-8): make it one, so that the lab's budget and the code's agree")
     if budget is not None:
-        put("budget_seconds", budget, "--budget" + (f" ({budget_at[0]}'s {budget_at[1]} rewritten to match)"
-                                                   if budget_at else ""))
+        figure = _toml_value(budget)
+        put("budget_seconds", budget, f"--budget {figure}" + (
+            f" ({budget_at[0]}'s {budget_at[1]} rewritten from {_toml_value(budget_at[2])} to {figure} to match)"
+            if budget_at else ""))
     elif budget_at is not None:
         put("budget_seconds", budget_at[2], f"{budget_at[0]}:{budget_at[3]} {budget_at[1]}")
     else:
@@ -154,7 +163,8 @@ def infer(repo: Path, *, command: str | None = None, metric: str | None = None, 
                         "evaluation function in task.toml's [harness] to make it trustworthy (docs/tasks.md).")
     knobs = _knobs(repo, fields["editable"])
     if knobs:
-        put("knobs", knobs, "the top-level upper-case numeric constants of the editable files")
+        put("knobs", knobs, "the top-level upper-case numeric constants of the editable files, over values their "
+                            "code accepts")
     printed = _read(repo / "train.py")
     summary = {k: v for k, v in SUMMARY_KEYS.items() if re.search(rf"\b{re.escape(k)}:", printed)}
     if summary:
@@ -191,7 +201,8 @@ def render(adopted: Adopted, origin: str) -> str:
 
 def set_constant(path: Path, constant: str, value: Any) -> None:
     """Rewrite the top-level `constant = ...` statement in the Python file `path` (over as many lines as it
-    spans) to `value`, keeping a comment after it."""
+    spans) to `value`, keeping a comment after it; a budget's comment (`TIME_BUDGET = 300  # 5 minutes`) says
+    the new figure where it said the old one."""
     text = path.read_text()
     try:
         tree = ast.parse(text)
@@ -208,8 +219,39 @@ def set_constant(path: Path, constant: str, value: Any) -> None:
     first, last = node.lineno - 1, node.end_lineno - 1
     head = lines[first].encode()[:node.col_offset].decode()
     tail = lines[last].encode()[node.end_col_offset:].decode()
+    if constant in BUDGET_NAMES and isinstance(node, ast.Constant) and isinstance(node.value, int | float) \
+            and not isinstance(node.value, bool) and isinstance(value, int | float) and "#" in tail:
+        code, _, comment = tail.partition("#")
+        tail = code + "#" + _restate_seconds(comment, float(node.value), float(value))
     lines[first:last + 1] = [head + literal + tail]
     path.write_text("".join(lines))
+
+
+SECONDS_IN = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60,
+              "minutes": 60, "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600}
+_FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:(\s*-?\s*)(" + "|".join(sorted(SECONDS_IN, key=len, reverse=True))
+                     + r"))?\b(?!\.\d)", re.IGNORECASE)
+
+
+def _restate_seconds(comment: str, old: float, new: float) -> str:
+    """A comment on a budget of `old` seconds, with each figure of it (300, 300 s, 5 minutes, 5-minute) said for
+    `new` seconds, in the same unit where it makes a round figure, else in seconds."""
+
+    def restate(match: re.Match[str]) -> str:
+        number, gap, unit = float(match.group(1)), match.group(2) or "", match.group(3) or ""
+        scale = SECONDS_IN.get(unit.lower(), 1)
+        if number * scale != old:
+            return match.group(0)
+        amount = new / scale
+        if unit and not (amount >= 1 and amount == round(amount, 1)):  # not a round figure in that unit
+            amount, unit = new, "seconds" if len(unit) > 4 or unit.lower() == "hour" else "s"
+        if unit.lower() in ("second", "seconds", "minute", "minutes", "hour", "hours"):
+            unit = unit.rstrip("sS") + ("s" if amount != 1 and "-" not in gap else "")
+        elif unit.lower() in ("secs", "mins", "hrs") and amount == 1:
+            unit = unit[:-1]
+        return f"{amount:g}{gap}{unit}"
+
+    return _FIGURE.sub(restate, comment)
 
 
 def render_toml(data: dict[str, Any], header: str = "") -> str:
@@ -371,40 +413,74 @@ def _protected_entry(repo: Path, metric: str, requires: list[str]) -> tuple[tupl
 
 def _constants(tree: ast.Module) -> dict[str, Any]:
     """The top-level constants of a module that plain expressions make (numbers, strings, f-strings,
-    os.path.join and expanduser, which keeps `~`), evaluated without running the module."""
-    import os
+    arithmetic, os.path.join and expanduser, which keeps `~`), evaluated without running the module."""
     found: dict[str, Any] = {}
-
-    def value(node: ast.AST) -> Any:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str):
-            return node.value
-        if isinstance(node, ast.Name):
-            return found[node.id]
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.FloorDiv):
-            left, right = value(node.left), value(node.right)
-            return {ast.Add: lambda: left + right, ast.Sub: lambda: left - right, ast.Mult: lambda: left * right,
-                    ast.FloorDiv: lambda: left // right}[type(node.op)]()
-        if isinstance(node, ast.JoinedStr):
-            return "".join(str(value(v)) for v in node.values)
-        if isinstance(node, ast.FormattedValue):
-            spec = value(node.format_spec) if node.format_spec is not None else ""
-            return format(value(node.value), spec)
-        if isinstance(node, ast.Call) and not node.keywords:
-            name = ast.unparse(node.func)
-            args = [value(a) for a in node.args]
-            if name == "os.path.join" and all(isinstance(a, str) for a in args):
-                return os.path.join(*args)
-            if name == "os.path.expanduser" and args == ["~"]:
-                return "~"
-        raise ValueError(ast.unparse(node))
-
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
-                found[node.targets[0].id] = value(node.value)
-            except (ValueError, KeyError, TypeError, ArithmeticError):
+                found[node.targets[0].id] = _evaluate(node.value, found)
+            except _UNKNOWN:
                 continue
     return found
+
+
+_UNKNOWN = (ValueError, KeyError, TypeError, ArithmeticError, RecursionError)
+_ARITHMETIC = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+               ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "float": float, "round": round}
+
+
+def _evaluate(node: ast.AST, names: dict[str, Any]) -> Any:
+    """The value of a plain expression of `names` (what _constants and the knobs' checks read), or one of
+    _UNKNOWN. Bounded: a repository cannot make it build a huge number or string."""
+    import os
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        left, right = _evaluate(node.left, names), _evaluate(node.right, names)
+        if isinstance(node.op, ast.Pow) and (not isinstance(right, int | float) or abs(right) > 256):
+            raise ValueError("exponent")
+        value = _ARITHMETIC[type(node.op)](left, right)
+        if isinstance(value, int) and value.bit_length() > 4096 or isinstance(value, str) and len(value) > 10_000:
+            raise ValueError("too large")
+        return value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd | ast.Not):
+        operand = _evaluate(node.operand, names)
+        return -operand if isinstance(node.op, ast.USub) else +operand if isinstance(node.op, ast.UAdd) \
+            else not operand
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        left = _evaluate(node.left, names)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _evaluate(comparator, names)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.BoolOp):
+        values = (_evaluate(v, names) for v in node.values)
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(_evaluate(v, names)) for v in node.values)
+    if isinstance(node, ast.FormattedValue):
+        spec = _evaluate(node.format_spec, names) if node.format_spec is not None else ""
+        if re.search(r"\d{5,}", spec):  # a width or precision that would fill the memory
+            raise ValueError(spec)
+        return format(_evaluate(node.value, names), spec)
+    if isinstance(node, ast.Call) and not node.keywords:
+        name = ast.unparse(node.func)
+        args = [_evaluate(a, names) for a in node.args]
+        if name == "os.path.join" and args and all(isinstance(a, str) for a in args):
+            return os.path.join(*args)
+        if name == "os.path.expanduser" and args == ["~"]:
+            return "~"
+        if name in _FUNCTIONS and args and all(isinstance(a, int | float) for a in args):
+            return _FUNCTIONS[name](*args)
+    raise ValueError(ast.unparse(node))
 
 
 def _direction(name: str) -> str | None:
@@ -456,31 +532,241 @@ def _requires(repo: Path, files: list[str]) -> list[str]:
 
 
 def _knobs(repo: Path, editable: list[str]) -> list[dict[str, Any]]:
-    """Knobs over the top-level upper-case constants of the editable Python files (an int from half to twice
-    its value, a float a quarter to four times on a log scale, a bool either way); constants of the setup (the
-    budget, a seed, peak FLOPs) are not knobs."""
+    """Knobs over the top-level upper-case constants of the editable Python files, each over values the
+    repository's own code accepts, so that nothing a tuner draws fails on its first line:
+
+    - a size (a batch, a width, heads, a head's dimension, a context length) is a choice of its value halved,
+      as it is and doubled, which keeps what divides it dividing it;
+    - a fraction (a name ending in _RATIO, _FRAC, _PROB, DROPOUT, a warmup or warmdown float) stays within
+      0 to 1: a quarter of its value to four times, at most 1, or 0 to 1 when it is 0;
+    - another int goes from half its value to twice it, another float from a quarter to four times on a log
+      scale, a bool either way;
+    - then the file's checks hold for every combination of the values: its asserts of constants (autoresearch:
+      `TOTAL_BATCH_SIZE % (DEVICE_BATCH_SIZE * MAX_SEQ_LEN) == 0`) and, by their names, a width divisible by
+      its heads and by a head's dimension, heads by key-value heads, a head's dimension even (rotary
+      embeddings); an int a check involves becomes a choice, and the values that break a check are left out.
+
+    Constants of the setup (the budget, a seed, peak FLOPs) are not knobs."""
     files = sorted({p.relative_to(repo).as_posix() for pattern in editable for p in repo.glob(pattern)
                     if p.suffix == ".py" and p.is_file()})
     knobs: list[dict[str, Any]] = []
     for file in files:
         tree = _parse(repo / file)
-        seen: set[str] = set()
-        for node in tree.body if tree else []:
+        if tree is None:
+            continue
+        mine: list[dict[str, Any]] = []
+        values: dict[str, Any] = {}
+        for node in tree.body:
             if not (isinstance(node, ast.Assign) and len(node.targets) == 1
                     and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant)):
                 continue
             name, v = node.targets[0].id, node.value.value
-            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or NOT_KNOBS.search(name) or name in seen:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name) or NOT_KNOBS.search(name) or name in values:
                 continue
-            seen.add(name)
-            if isinstance(v, bool):
-                knobs.append({"name": name, "file": file, "type": "categorical", "choices": [v, not v]})
-            elif isinstance(v, int) and v >= 2:
-                knobs.append({"name": name, "file": file, "type": "int", "low": max(1, v // 2), "high": v * 2})
-            elif isinstance(v, float) and v > 0:
-                knobs.append({"name": name, "file": file, "type": "float", "low": float(f"{v / 4:.3g}"),
-                              "high": float(f"{v * 4:.3g}"), "log": True})
+            knob = _knob(name, file, v)
+            if knob is not None:
+                values[name] = v
+                mine.append(knob)
+        knobs += _checked(mine, values, tree, _imported(repo, tree))
     return knobs[:MAX_KNOBS]
+
+
+SIZE_WORDS = {"BATCH", "HEAD", "HEADS", "EMBD", "EMBED", "EMBEDDING", "DIM", "WIDTH", "HIDDEN", "CHANNELS", "SEQ",
+              "CONTEXT", "CTX"}
+SIZE_NAMES = re.compile(r"D_MODEL|BLOCK_SIZE")
+FRACTION = re.compile(r"(?:^|_)(?:RATIO|FRAC|FRACTION|PROB|DROPOUT)$")
+FRACTION_FLOAT = re.compile(r"(?:^|_)(?:WARMUP|WARMDOWN|COOLDOWN)(?:_|$)")
+# by their names: (dividend, divisor) pairs the model's code needs dividing, and names that must be even
+WIDTH = re.compile(r"(?:N_|NUM_)?(?:EMBD|EMBED|EMBEDDING)(?:_DIM)?|D_MODEL|MODEL_DIM|DIM|WIDTH|HIDDEN_(?:DIM|SIZE)")
+HEADS = re.compile(r"(?:N_|NUM_)?HEADS?")
+KV_HEADS = re.compile(r"(?:N_|NUM_)?KV_HEADS?")
+HEAD_DIM = re.compile(r"HEAD_(?:DIM|SIZE)|D_HEAD")
+DIVIDES = ((WIDTH, HEADS), (WIDTH, HEAD_DIM), (HEADS, KV_HEADS))
+HALVINGS = 6  # times a float's bound moves halfway back to its value before it is pinned there
+
+
+def _knob(name: str, file: str, v: Any) -> dict[str, Any] | None:
+    """The knob of one constant `name = v` by its name and value, before the file's checks; None if none."""
+    knob: dict[str, Any] = {"name": name, "file": file}
+    if isinstance(v, bool):
+        return {**knob, "type": "categorical", "choices": [v, not v]}
+    if not isinstance(v, int | float):
+        return None
+    if (FRACTION.search(name) or FRACTION_FLOAT.search(name) and isinstance(v, float)) and 0 <= v <= 1 \
+            and (isinstance(v, float) or v in (0, 1)):
+        if v == 0:
+            return {**knob, "type": "float", "low": 0.0, "high": 1.0}
+        return {**knob, "type": "float", "low": float(f"{v / 4:.3g}"), "high": min(1.0, float(f"{v * 4:.3g}")),
+                "log": True}
+    if isinstance(v, int) and v >= 2 and (SIZE_WORDS & set(name.split("_")) or SIZE_NAMES.search(name)):
+        return {**knob, "type": "categorical", "choices": _doublings(v)}
+    if isinstance(v, int) and v >= 2:
+        return {**knob, "type": "int", "low": max(1, v // 2), "high": v * 2}
+    if isinstance(v, float) and v > 0:
+        return {**knob, "type": "float", "low": float(f"{v / 4:.3g}"), "high": float(f"{v * 4:.3g}"), "log": True}
+    return None
+
+
+def _doublings(v: int) -> list[int]:
+    return [x for x in (v // 2 if v % 2 == 0 else 0, v, v * 2) if x >= 1]
+
+
+def _imported(repo: Path, tree: ast.Module) -> dict[str, Any]:
+    """The constants a module imports from the repository's own modules (`from prepare import MAX_SEQ_LEN`)."""
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            path = repo / (node.module.replace(".", "/") + ".py")
+            module = _parse(path) if path.is_file() else None
+            constants = _constants(module) if module is not None else {}
+            for alias in node.names:
+                if alias.name in constants:
+                    found[alias.asname or alias.name] = constants[alias.name]
+    return found
+
+
+def _checked(knobs: list[dict[str, Any]], values: dict[str, Any], tree: ast.Module,
+             imported: dict[str, Any]) -> list[dict[str, Any]]:
+    """`knobs` (of one file, whose constants are `values`) narrowed so that every combination of the values a
+    tuner can draw passes the file's checks (see _knobs); a knob left with one value is no knob."""
+    names = {k["name"] for k in knobs}
+    walks: dict[tuple, tuple[dict[str, Any], dict[str, set[str]], dict[Any, tuple[bool | None, set[str]]]]] = {}
+
+    def walk(overrides: dict[str, Any]):
+        key = tuple(sorted(overrides.items()))
+        if key not in walks:
+            walks[key] = _walk(tree, imported, names, overrides)
+        return walks[key]
+
+    def holds(check: tuple, overrides: dict[str, Any]) -> bool:
+        found, _, asserted = walk(overrides)
+        if check[0] == "assert":
+            return asserted.get(check[1], (None,))[0] is True
+        a, b = (n if isinstance(n, int) else found.get(n) for n in check[1])
+        return isinstance(a, int) and isinstance(b, int) and b != 0 and a % b == 0
+
+    found, deps, asserted = walk({})
+    checks = [("assert", key, involved) for key, (ok, involved) in asserted.items() if ok and involved]
+    for dividend, divisor in DIVIDES:
+        for a in (n for n in found if dividend.fullmatch(n)):
+            checks += [("divides", (a, b), deps.get(a, set()) | deps.get(b, set())) for b in found
+                       if divisor.fullmatch(b)]
+    checks += [("divides", (a, 2), deps.get(a, set())) for a in found if HEAD_DIM.fullmatch(a)]
+    checks = [c for c in checks if c[2] and holds(c, {})]  # a check the code as it is fails is not its own
+    by_name = {k["name"]: k for k in knobs}
+    for check in checks:
+        for name in check[2]:
+            knob = by_name[name]
+            if knob["type"] == "int":  # an int a check involves: the values that keep its divisors
+                by_name[name] = knob = {"name": name, "file": knob["file"], "type": "categorical",
+                                        "choices": _doublings(values[name])}
+    moved: dict[tuple[str, str], int] = {}
+    for check in checks:
+        involved = sorted(check[2])
+        while True:
+            points = [_points(by_name[n], values[n]) for n in involved]
+            if math.prod(len(p) for p in points) > 4096:  # too many to try: what is not known to pass is left out
+                for n in involved:
+                    by_name[n] = {**by_name[n], "type": "categorical", "choices": [values[n]]}
+                break
+            failing = [combo for combo in itertools.product(*points)
+                       if not holds(check, dict(zip(involved, combo, strict=True)))]
+            if not failing:
+                break
+            counts: dict[tuple[str, Any], int] = {}
+            for combo in failing:
+                for n, value in zip(involved, combo, strict=True):
+                    if value != values[n]:
+                        counts[(n, value)] = counts.get((n, value), 0) + 1
+            if not counts:  # it fails as the code is: not a check of the repository's
+                break
+            (n, value), _ = max(counts.items(), key=lambda item: item[1])
+            knob = by_name[n]
+            if knob["type"] == "categorical":
+                knob["choices"] = [c for c in knob["choices"] if c != value]
+            else:  # a float's bound moves halfway back to its value, and at last to it
+                bound = "low" if value == knob["low"] else "high"
+                moved[(n, bound)] = moved.get((n, bound), 0) + 1
+                halfway = (knob[bound] + values[n]) / 2
+                knob[bound] = values[n] if moved[(n, bound)] > HALVINGS else float(f"{halfway:.3g}")
+    return [k for k in by_name.values() if (len(k["choices"]) > 1 if k["type"] == "categorical"
+                                            else k["low"] < k["high"])]
+
+
+def _points(knob: dict[str, Any], value: Any) -> list[Any]:
+    """The values of a knob a check is tried at: each choice, or a float's bounds and its value."""
+    if knob["type"] == "categorical":
+        return list(knob["choices"])
+    return list(dict.fromkeys([knob["low"], value, knob["high"]]))
+
+
+def _walk(tree: ast.Module, seed: dict[str, Any], knobs: set[str], overrides: dict[str, Any]):
+    """Read a module as Python would run it, as far as plain expressions go, with the knobs set to `overrides`:
+    (the module's names and their values, the knobs each name depends on, each assert's (key: (whether it
+    holds, None where it cannot be told; the knobs it depends on)). Functions are read after the module, with
+    its names and without their parameters."""
+    values: dict[str, Any] = dict(seed)
+    deps: dict[str, set[str]] = {name: set() for name in seed}
+    asserted: dict[Any, tuple[bool | None, set[str]]] = {}
+
+    def forget(target: ast.AST, values: dict[str, Any], deps: dict[str, set[str]]) -> None:
+        for node in ast.walk(target):
+            if isinstance(node, ast.Name | ast.arg):
+                name = node.id if isinstance(node, ast.Name) else node.arg
+                values.pop(name, None)
+                deps.pop(name, None)
+
+    def block(body: list[ast.stmt], values: dict[str, Any], deps: dict[str, set[str]], top: bool) -> None:
+        for node in body:
+            if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if len(targets) != 1 or not isinstance(targets[0], ast.Name) or node.value is None:
+                    for target in targets:
+                        forget(target, values, deps)
+                    continue
+                name = targets[0].id
+                expression = node.value if not isinstance(node, ast.AugAssign) else \
+                    ast.BinOp(ast.Name(name, ast.Load()), node.op, node.value)
+                if top and name in knobs and isinstance(node, ast.Assign):
+                    deps[name] = {name}
+                    if name in overrides:
+                        values[name] = overrides[name]
+                        continue
+                else:
+                    deps[name] = set().union(*(deps.get(n.id, set()) for n in ast.walk(expression)
+                                               if isinstance(n, ast.Name)))
+                try:
+                    values[name] = _evaluate(expression, values)
+                except _UNKNOWN:
+                    values.pop(name, None)
+            elif isinstance(node, ast.Assert):
+                try:
+                    ok: bool | None = bool(_evaluate(node.test, values))
+                except _UNKNOWN:
+                    ok = None
+                asserted[(node.lineno, node.col_offset)] = (ok, set().union(
+                    *(deps.get(n.id, set()) for n in ast.walk(node.test) if isinstance(n, ast.Name))))
+            elif isinstance(node, ast.For | ast.AsyncFor | ast.With | ast.AsyncWith | ast.Import | ast.ImportFrom):
+                for target in ([node.target] if isinstance(node, ast.For | ast.AsyncFor) else
+                               [i.optional_vars for i in node.items if i.optional_vars] if
+                               isinstance(node, ast.With | ast.AsyncWith) else []):
+                    forget(target, values, deps)
+                for alias in node.names if isinstance(node, ast.Import | ast.ImportFrom) else []:
+                    name = (alias.asname or alias.name).split(".")[0]
+                    if not (top and name in seed):
+                        values.pop(name, None)
+                        deps.pop(name, None)
+            if isinstance(node, ast.If | ast.For | ast.AsyncFor | ast.While | ast.With | ast.AsyncWith | ast.Try):
+                for part in ("body", "orelse", "handlers", "finalbody"):
+                    for inner in getattr(node, part, []):
+                        block(inner.body if isinstance(inner, ast.ExceptHandler) else [inner], values, deps, False)
+
+    block(tree.body, values, deps, True)
+    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
+        local, local_deps = dict(values), {k: set(v) for k, v in deps.items()}
+        forget(function.args, local, local_deps)
+        block(function.body, local, local_deps, False)
+    return values, deps, asserted
 
 
 def _toml_value(value: Any) -> str:

@@ -181,19 +181,9 @@ class Program:
 
     def check_requirements(self) -> None:
         """A clear error now, rather than a crash in every run, when the task's Python modules are missing."""
-        python = self.task.python()
-        if self.task.interpreter is None:
-            missing = [m for m in self.task.requires if importlib.util.find_spec(m) is None]
-        else:
-            ask = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if not u.find_spec(m)))"
-            missing = ask_python(self.task, ask, *self.task.requires).split()
+        missing = missing_requirements(self.task)
         if missing:
-            others = [m for m in missing if m != "torch"]
-            hint = "uv sync in the repository, or pip install them" if self.task.interpreter else "; ".join(
-                (["for torch: pip install torch==2.13.0"] if "torch" in missing else [])
-                + ([f"pip install {' '.join(others)}"] if others else []))
-            raise LabError(f"task {self.task.name} needs the Python module(s) {', '.join(missing)}, "
-                           f"not installed for {python} ({hint})")
+            raise LabError(missing)
 
     def check_gpu_build(self, gpus: int) -> None:
         """On GPU slots, a task that trains with torch needs a CUDA build of it: a CPU build is one clear error
@@ -412,6 +402,24 @@ def _add_org(root: Path, org_file: Path | None, prompts: list[tuple[Path, str]])
     for source, relative in prompts:
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, root / relative)
+
+
+def missing_requirements(task: TaskSpec) -> str | None:
+    """The line that says which of the task's Python modules its interpreter lacks, and how to install them;
+    None when it has them all (`run` stops on it, `check` reports it)."""
+    python = task.python()
+    if task.interpreter is None:
+        missing = [m for m in task.requires if importlib.util.find_spec(m) is None]
+    else:
+        ask = "import importlib.util as u, sys; print(' '.join(m for m in sys.argv[1:] if not u.find_spec(m)))"
+        missing = ask_python(task, ask, *task.requires).split()
+    if not missing:
+        return None
+    others = [m for m in missing if m != "torch"]
+    hint = "uv sync in the repository, or pip install them" if task.interpreter else "; ".join(
+        (["for torch: pip install torch==2.13.0"] if "torch" in missing else [])
+        + ([f"pip install {' '.join(others)}"] if others else []))
+    return f"task {task.name} needs the Python module(s) {', '.join(missing)}, not installed for {python} ({hint})"
 
 
 def _create_ledger(root: Path, name: str, spec: TaskSpec, baseline: str) -> None:
