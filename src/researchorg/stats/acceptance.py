@@ -220,10 +220,10 @@ def pooled_sigma(groups: list[list[float]]) -> float | None:
 
 
 def z_text(z: float) -> str:
-    """A z for people: `z = 2.31`, or where the runs did not vary at all, `no spread in the runs`."""
+    """A z for people: `z = 2.31`, or where the runs did not vary at all, `no spread measured`."""
     if math.isfinite(z):
         return f"z = {z:.2f}"
-    return "no spread in the runs" if math.isnan(z) else f"z = {'+' if z > 0 else '-'}inf (no spread in the runs)"
+    return "no spread measured" if math.isnan(z) else f"z = {'+' if z > 0 else '-'}inf (no spread measured)"
 
 
 def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigmas: float = 0.0,
