@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import shutil
 import tomllib
+import types
+import typing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from researchorg.errors import ConfigError
 
@@ -28,6 +30,30 @@ class Strict(BaseModel):
     `inf` seconds would hang a run, a `nan` bound would pass every comparison)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """`budget_seconds = true` is a typo, not 1 second: a number field takes no true or false."""
+        if isinstance(value, bool) and info.field_name is not None and _numeric(cls.model_fields[info.field_name]
+                                                                                .annotation):
+            raise ValueError("should be a number, not true or false")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type is a number (int or float, maybe optional), with no bool among its choices."""
+    def bare(kind: Any) -> Any:
+        while typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        return kind
+
+    annotation = bare(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = {bare(option) for option in typing.get_args(annotation)} - {type(None)}
+    else:
+        options = {annotation}
+    return bool(options) and bool(options & {int, float}) and bool not in options and options <= {int, float, str}
 
 
 def load_toml_model(path: Path | str, model: type[M], **extra: Any) -> M:
@@ -54,7 +80,12 @@ def validate(model: type[M], data: dict[str, Any], where: Path | str, at: tuple[
     except ValidationError as err:
         # an unknown key is most often a misspelt one: report it before the "missing" it causes
         first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
-        key = ".".join(str(part) for part in (*at, *first["loc"])) or "(top level)"
+        # a key as written, or quoted where it holds a line break or another character that does not print
+        key = ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in (*at, *first["loc"]))
+        if not key and first["type"] == "value_error":  # a check of the whole file: its message names the keys
+            more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
+            raise ConfigError(f"{where}: {first['msg'].removeprefix('Value error, ')}{more}") from None
+        key = key or "(top level)"
         shown = not first["loc"] or isinstance(first.get("input"), dict | list)  # a whole table: too long to show
         got = f" (got {first['input']!r})" if first["type"] != "missing" and "input" in first and not shown else ""
         more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
@@ -240,7 +271,22 @@ def _agent_name(role: RoleSpec, i: int) -> str:
 
 
 def load_org(path: Path | str) -> OrgSpec:
-    return load_toml_model(path, OrgSpec)
+    """The org file at `path`, checked: its keys and values, and each role's prompt files (a file next to it)."""
+    org = load_toml_model(path, OrgSpec)
+    for i, role in enumerate(org.roles):
+        for j, prompt in enumerate(role.prompt):
+            key = f"{path}: roles.{i}.prompt.{j}"
+            if not prompt.strip() or "\x00" in prompt:
+                raise ConfigError(f"{key}: {prompt!r} is not a file name")
+            if Path(prompt).is_absolute() or prompt.startswith("~") or ".." in Path(prompt).parts:
+                raise ConfigError(f"{key}: {prompt!r} must be a file next to the org file (relative, not climbing "
+                                  "out of its folder)")
+            found = Path(path).parent / prompt
+            if found.is_dir():
+                raise ConfigError(f"{key}: {prompt!r} is a directory, not a markdown file")
+            if not found.is_file():
+                raise ConfigError(f"{key}: no file {prompt!r} next to the org file")
+    return org
 
 
 # Skills -----------------------------------------------------------------------

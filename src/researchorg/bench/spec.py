@@ -11,26 +11,96 @@
     [[orgs]]
     file = "solo.toml"        # relative to the spec; roles must be `simulated` on the simulated task
     label = "solo"            # optional; default: the org's name
+    [landscape]               # the simulated task only: overrides of its hidden landscape (harness/landscape.py)
+    n_ideas = 400
+
+Loading checks every file and value before anything runs: the task (a built-in name or a task directory,
+relative to the working directory or the spec), each org, and each landscape parameter's type and range.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from researchorg.agents import check_org
 from researchorg.config import OrgSpec, Strict, load_org, load_toml_model
 from researchorg.errors import ConfigError
+from researchorg.harness.landscape import Landscape
+from researchorg.task import find_task, load_task
+from researchorg.task.spec import MAX_SECONDS
+
+Share = Annotated[float, Field(ge=0, le=1)]  # a probability or a fraction
+Scale = Annotated[float, Field(ge=0, le=1e9)]
+Positive = Annotated[float, Field(gt=0, le=1e9)]
+
+
+class LandscapeParams(Strict):
+    """A bench's `[landscape]`: overrides of the simulated task's hidden landscape (harness/landscape.py says
+    what each means), each of its type and in its range; unset ones keep the landscape's defaults. It reads
+    as a mapping of the set ones (`Landscape(seed=s, **params)`)."""
+
+    n_ideas: int | None = Field(default=None, ge=2, le=100_000)
+    sigma: Positive | None = None
+    base: float | None = Field(default=None, ge=-1e9, le=1e9)
+    p_win: Share | None = None
+    p_harm: Share | None = None
+    win_sigmas: tuple[Scale, Scale] | None = None
+    harm_sigmas: tuple[Scale, Scale] | None = None
+    interactions: int | None = Field(default=None, ge=0, le=100_000)
+    saturation: Positive | None = None
+    seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    crash_p: float | None = Field(default=None, ge=0, lt=1)
+    slot_speed_spread: float | None = Field(default=None, ge=0, lt=1)
+    busy_p: Share | None = None
+    busy_spell: float | None = Field(default=None, ge=1, le=1e9)  # seconds: a spell is no shorter than 1 s
+    busy_slowdown: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] | None = None
+    busy_cores: Scale | None = None
+    throughput_slope: Scale | None = None
+    steps: Positive | None = None
+    fidelity_slope: float | None = Field(default=None, ge=-1e9, le=1e9)
+    fidelity_deviation: Scale | None = None
+    fidelity_sigma: Scale | None = None
+
+    @model_validator(mode="after")
+    def _together(self) -> LandscapeParams:
+        given = {name: getattr(self, name) for name in type(self).model_fields}
+        default = {f.name: f.default for f in dataclasses.fields(Landscape) if f.init}
+        value = {name: default[name] if v is None else v for name, v in given.items()}
+        if value["p_win"] + value["p_harm"] > 1:
+            raise ValueError(f"p_win + p_harm must be at most 1 (they are {value['p_win']:g} and "
+                             f"{value['p_harm']:g}: the shares of ideas that help and that hurt)")
+        return self
+
+    @field_validator("win_sigmas", "harm_sigmas", "busy_slowdown")
+    @classmethod
+    def _ordered(cls, pair: tuple[float, float] | None) -> tuple[float, float] | None:
+        if pair is not None and not pair[0] <= pair[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return pair
+
+    def keys(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys())
 
 
 class ComputeSpec(Strict):
-    slots: int = Field(default=1, ge=1)
-    experiments: int | None = Field(default=None, ge=1)  # runs per repeat, every kind counted
-    hours: float | None = Field(default=None, gt=0)  # hours per repeat (virtual in simulation)
+    slots: int = Field(default=1, ge=1, le=100_000)
+    experiments: int | None = Field(default=None, ge=1, le=100_000_000)  # runs per repeat, every kind counted
+    hours: float | None = Field(default=None, gt=0, le=100_000)  # hours per repeat (virtual in simulation)
     # real tasks: how many of this machine's slots the bench fills at once, with programs side by side on
     # disjoint cores or GPUs (each program gets its org's slots); default: one program at a time
-    machine_slots: int | None = Field(default=None, ge=1)
+    machine_slots: int | None = Field(default=None, ge=1, le=100_000)
     # real tasks: "auto" or a Ray cluster's address: the programs spread over the cluster's slots instead
     ray: str | None = Field(default=None, min_length=1)
 
@@ -42,34 +112,52 @@ class ComputeSpec(Strict):
 
 
 class OrgEntry(Strict):
-    file: str
+    file: str = Field(min_length=1)  # relative to the spec
     label: str | None = None
-    slots: int | None = Field(default=None, ge=1)  # this entry's slots instead of compute.slots (a scaling test)
+    # this entry's slots instead of compute.slots (a scaling test)
+    slots: int | None = Field(default=None, ge=1, le=100_000)
+
+    @field_validator("file", "label")
+    @classmethod
+    def _printable(cls, text: str | None) -> str | None:
+        if text is not None and (not text.strip() or not text.isprintable()):
+            raise ValueError("must be a name that prints on one line")
+        return text
 
 
 class BenchSpec(Strict):
     name: str
     task: str = "simulated"
-    repeats: int = Field(default=3, ge=2)  # at least two, for an interval
+    repeats: int = Field(default=3, ge=2, le=100_000)  # at least two, for an interval
     seed: int = Field(default=0, ge=0)  # repeat r uses seed + r: landscape seed, agents' seed offset
     compute: ComputeSpec
     orgs: list[OrgEntry] = Field(min_length=1)
-    landscape: dict[str, float | int] = {}  # overrides of the simulated landscape (e.g. n_ideas = 400)
-    budget: float | None = Field(default=None, gt=0)  # real tasks: training seconds per run (task default if unset)
-    threads: int | None = Field(default=None, ge=1)  # real tasks: CPU threads per slot
+    landscape: LandscapeParams = LandscapeParams()  # overrides of the simulated landscape (e.g. n_ideas = 400)
+    # real tasks: training seconds per run (task default if unset)
+    budget: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
+    threads: int | None = Field(default=None, ge=1, le=100_000)  # real tasks: CPU threads per slot
 
 
 def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, int]]]:
     """The spec and its orgs (label, org, org file, slots), every file checked before anything runs."""
     spec = load_toml_model(path, BenchSpec)
+    task = None
+    if spec.task != "simulated":
+        task = load_task(_task_dir(spec, path))
+        if spec.landscape:
+            raise ConfigError(f"{path}: landscape: only the simulated task has a landscape; task {spec.task} takes "
+                              "none (remove [landscape])")
     orgs = []
-    for entry in spec.orgs:
-        org = load_org(path.parent / entry.file)
+    for i, entry in enumerate(spec.orgs):
+        org_file = path.parent / entry.file
+        if org_file.is_dir():
+            raise ConfigError(f"{path}: orgs.{i}.file: {entry.file} is a directory, not an org file")
+        org = load_org(org_file)
         for role in org.roles:
             if spec.task == "simulated" and role.backend != "simulated":
                 raise ConfigError(f"{path.parent / entry.file}: roles.{role.name}.backend: the simulated world runs "
                                   f"`simulated` agents only, not {role.backend!r}")
-        check_org(org, path.parent / entry.file)
+        check_org(org, org_file, task)
         orgs.append((entry.label or org.name, org, path.parent / entry.file, entry.slots or spec.compute.slots))
     if spec.compute.machine_slots is not None and max(slots for *_, slots in orgs) > spec.compute.machine_slots:
         raise ConfigError(f"{path}: compute.machine_slots = {spec.compute.machine_slots} is fewer than an org's "
@@ -78,3 +166,16 @@ def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, in
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: orgs: labels must be unique, got {labels}")
     return spec, orgs
+
+
+def _task_dir(spec: BenchSpec, path: Path) -> Path:
+    """The directory of the bench's real task: a built-in task by name, or a task directory relative to the
+    working directory (as `init --task` takes it) or else to the spec, whose path `spec.task` then becomes."""
+    try:
+        return find_task(spec.task)
+    except ConfigError as err:
+        beside = path.parent / spec.task
+        if spec.task.strip() and (beside / "task.toml").is_file():
+            spec.task = str(beside.resolve())
+            return beside.resolve()
+        raise ConfigError(f"{path}: task: {err}") from None

@@ -19,12 +19,17 @@ def _line(name: str) -> re.Pattern[str]:
     return re.compile(rf"^(?P<head>{re.escape(name)}\s*=\s*)(?P<value>[^#\n]*?)(?P<tail>\s*(?:#.*)?)$", re.MULTILINE)
 
 
-def _find(text: str, knob: Knob) -> re.Match[str]:
-    matches = list(_line(knob.name).finditer(text))
+def find_constant(text: str, name: str, file: str) -> re.Match[str]:
+    """The one top-level `NAME = ...` line of `file`'s `text`; ConfigError if there is none or several."""
+    matches = list(_line(name).finditer(text))
     if len(matches) != 1:
         where = "no" if not matches else f"{len(matches)}"
-        raise ConfigError(f"knob {knob.name}: found {where} top-level `{knob.name} = ...` lines in {knob.file}")
+        raise ConfigError(f"knob {name}: found {where} top-level `{name} = ...` lines in {file}")
     return matches[0]
+
+
+def _find(text: str, knob: Knob) -> re.Match[str]:
+    return find_constant(text, knob.name, knob.file)
 
 
 def read_knob(text: str, knob: Knob) -> Any:

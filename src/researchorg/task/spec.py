@@ -6,6 +6,10 @@ that trains and evaluates within `budget_seconds`, how long before the run is
 killed (`timeout_seconds`), the metric (name, direction and the regular
 expression that reads it from the log), the seed, and the knobs: named
 constants in the editable files that offline agents tune.
+
+Everything is checked when the spec is loaded (`check`, `init`, `run`, `bench`): a path that climbs out of the
+task, an empty command or one that cannot be split into words, a knob whose file does not hold it, and the like
+are each one ConfigError naming the file and the key, before anything runs.
 """
 
 from __future__ import annotations
@@ -14,22 +18,87 @@ import fnmatch
 import math
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from researchorg.config import Strict, load_toml_model
+from researchorg.errors import ConfigError
 
 NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
+MAX_SECONDS = 30 * 86_400  # a budget or a timeout longer than 30 days is a typo (and past what timers take)
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty")
+    if "\x00" in value:
+        raise ValueError("holds a NUL character")
+    return value
+
+
+def _in_task(value: str) -> str:
+    """A path or glob relative to the task directory, as the lab matches them (`train.py`, `src/*.py`); the
+    value is in the error's `(got ...)`."""
+    _text(value)
+    parts = value.split("/")
+    if value.startswith(("/", "~")):
+        raise ValueError("is not relative to the task directory: write it like train.py or src/*.py")
+    if ".." in parts:
+        raise ValueError("climbs out of the task directory")
+    if any(part in ("", ".") for part in parts) or value != value.strip():
+        raise ValueError("is not a plain relative path: write it like train.py or src/*.py (no ./, no // and no "
+                         "trailing / or spaces)")
+    return value
+
+
+def _sealed(value: str) -> str:
+    """A sealed path: absolute, `~/...`, `{stdlib}/...`, or relative to the task directory without climbing."""
+    _text(value)
+    if not value.startswith(("/", "~", "{stdlib}")) and ".." in Path(value).parts:
+        raise ValueError("climbs out of the task directory: write an absolute path or ~/... instead")
+    return value
+
+
+def _command(value: str) -> str:
+    """A command line the lab splits into words (shlex) and runs without a shell."""
+    _text(value)
+    try:
+        shlex.split(value)
+    except ValueError as err:
+        raise ValueError(f"cannot be split into words ({err}): check its quotes") from None
+    return value
+
+
+def _module(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", value):
+        raise ValueError("is not a Python module name, like torch or numpy.linalg")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("is not an environment variable's name, like WANDB_API_KEY")
+    return value
+
+
+TaskPath = Annotated[str, AfterValidator(_in_task)]
+SealedPath = Annotated[str, AfterValidator(_sealed)]
+OutsidePath = Annotated[str, AfterValidator(_text)]
+Command = Annotated[str, AfterValidator(_command)]
+Module = Annotated[str, AfterValidator(_module)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 
 
 class Knob(Strict):
     """A top-level constant `NAME = value` in an editable file, and the values it may take."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: str
+    file: TaskPath
     type: Literal["int", "float", "categorical"]
     low: float | None = None
     high: float | None = None
@@ -41,19 +110,35 @@ class Knob(Strict):
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError(f"knob {self.name}: a categorical knob needs `choices`")
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError(f"knob {self.name}: a categorical knob takes `choices`, not `low`, `high` or `log`")
+        elif self.choices is not None:
+            raise ValueError(f"knob {self.name}: an {self.type} knob takes `low` and `high`, not `choices`")
         elif self.low is None or self.high is None or not self.low < self.high:
             raise ValueError(f"knob {self.name}: an {self.type} knob needs `low` < `high`")
+        elif not math.isfinite(self.high - self.low):
+            raise ValueError(f"knob {self.name}: `high` - `low` must be a finite number")
         elif self.log and self.low <= 0:
             raise ValueError(f"knob {self.name}: a log-scale knob needs `low` > 0")
+        elif self.type == "int" and math.ceil(self.low) > math.floor(self.high):
+            raise ValueError(f"knob {self.name}: no integer lies between `low` {self.low:g} and `high` {self.high:g}")
         return self
+
+    def check_value(self, value: Any) -> None:
+        """ConfigError unless `value`, the knob's value in its file, is of the knob's type."""
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"knob {self.name}: {self.file} sets it to {value!r}, not an integer")
+        if self.type == "float" and (isinstance(value, bool) or not isinstance(value, int | float)
+                                     or not math.isfinite(value)):
+            raise ConfigError(f"knob {self.name}: {self.file} sets it to {value!r}, not a finite number")
 
 
 class CpuVariant(Strict):
     """A GPU task's tiny configuration, which `init` writes on a machine without a GPU: the budget, the
     constants it sets in the task's files (`{"train.py": {"DEPTH": 2}}`) and the knobs' ranges there."""
 
-    budget_seconds: float | None = Field(default=None, gt=0)
-    set: dict[str, dict[str, int | float | str | bool | list[int | float | str | bool]]] = {}
+    budget_seconds: Seconds | None = None
+    set: dict[TaskPath, dict[str, int | float | str | bool | list[int | float | str | bool]]] = {}
     knobs: list[Knob] | None = None
 
 
@@ -120,30 +205,30 @@ class HarnessSpec(Strict):
 class TaskSpec(Strict):
     name: str
     description: str = ""
-    command: str
-    prepare: str | None = None  # run once at `init`, e.g. to check the data
-    editable: list[str] = Field(min_length=1)
-    protected: list[str] = []
-    budget_seconds: float = Field(gt=0)
+    command: Command
+    prepare: Command | None = None  # run once at `init`, e.g. to check the data
+    editable: list[TaskPath] = Field(min_length=1)
+    protected: list[TaskPath] = []
+    budget_seconds: Seconds
     # a protected harness's allowances around the budget: start-up before training (the sandbox, imports, data,
     # the first step and its compilation) and the hand-off after it; None: 60 s and 30 s on a CPU slot, 600 s
     # and 120 s on a GPU slot
     startup_allowance: float | None = Field(default=None, gt=0, le=86_400)
     handoff_allowance: float | None = Field(default=None, gt=0, le=86_400)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    timeout_seconds: Seconds | None = None
     seed: int = 42
-    requires: list[str] = []  # Python modules the command imports, checked before the first run
+    requires: list[Module] = []  # Python modules the command imports, checked before the first run
     network: bool = False  # whether runs may reach the network (their sandbox has none otherwise)
-    pass_env: list[str] = []  # secrets a run needs (e.g. WANDB_API_KEY): every other key and token is removed
+    pass_env: list[EnvName] = []  # secrets a run needs (e.g. WANDB_API_KEY): every other key and token is removed
     # paths no agent may see (the validation data): hidden from coding-CLI agents' sandboxes; `{stdlib}` is
     # the standard library of the interpreter that runs researchorg, `~` your home
-    sealed: list[str] = []
+    sealed: list[SealedPath] = []
     # the Python that runs `python` in the command and the prepare step (e.g. the repository's own .venv);
     # default: the interpreter that runs researchorg
-    interpreter: str | None = None
+    interpreter: OutsidePath | None = None
     # paths outside the checkout a run may read (read-only), e.g. a dataset cache; `~` is your home, and a
     # path in it is also found under the run's own home
-    data: list[str] = []
+    data: list[OutsidePath] = []
     # the names the command's summary block uses for what the lab compares (peak_vram_mb = "peak_mem_mb")
     summary_keys: dict[str, str] = {}
     metric: MetricSpec
@@ -166,9 +251,16 @@ class TaskSpec(Strict):
             raise ValueError(
                 f"timeout_seconds ({self.timeout_seconds}) must exceed budget_seconds ({self.budget_seconds})"
             )
-        for knob in [*self.knobs, *(self.cpu.knobs or [] if self.cpu else [])]:
-            if not self.is_editable(knob.file):
-                raise ValueError(f"knob {knob.name}: file {knob.file!r} is not editable")
+        for i, pattern in enumerate(self.editable):
+            if not any(c in pattern for c in "*?[") and (self.is_protected(pattern) or pattern == "task.toml"):
+                raise ValueError(f"editable.{i}: {pattern} is also protected, so no agent may edit it")
+        for key, knobs in (("knobs", self.knobs), ("cpu.knobs", self.cpu.knobs or [] if self.cpu else [])):
+            names = [knob.name for knob in knobs]
+            for i, knob in enumerate(knobs):
+                if not self.is_editable(knob.file):
+                    raise ValueError(f"{key}.{i}.file: knob {knob.name}: file {knob.file!r} is not editable")
+                if names.count(knob.name) > 1:
+                    raise ValueError(f"{key}.{i}.name: two knobs named {knob.name}")
         if self.harness is not None:
             if self.metric.source != "harness":
                 raise ValueError('[harness] needs [metric] source = "harness": the lab\'s harness computes it')
@@ -203,7 +295,6 @@ class TaskSpec(Strict):
 
     def script(self) -> tuple[str, list[str]] | None:
         """(script, arguments) of a `python SCRIPT.py ARGS` command, or None."""
-        import shlex
         try:
             argv = shlex.split(self.command)
         except ValueError:
@@ -254,6 +345,50 @@ class TaskSpec(Strict):
         return value if math.isfinite(value) else None
 
 
-def load_task(task_dir: Path) -> TaskSpec:
-    """Load and validate `task_dir/task.toml`."""
-    return load_toml_model(task_dir / "task.toml", TaskSpec, root=task_dir.resolve())
+def load_task(task_dir: Path, check_files: bool = True) -> TaskSpec:
+    """Load and validate `task_dir/task.toml`; with `check_files`, also that every knob's file holds the knob
+    and every constant [cpu.set] sets is there. An experiment's checkout, whose editable files the agents may
+    have rewritten, is loaded without (a knob its code no longer has is its run's business, not the spec's)."""
+    path = task_dir / "task.toml"
+    spec = load_toml_model(path, TaskSpec, root=task_dir.resolve())
+    if check_files:
+        _check_files(spec, path)
+    return spec
+
+
+def _check_files(spec: TaskSpec, where: Path) -> None:
+    """Each knob's file is a file of the task that holds one top-level `NAME = literal` of the knob's type,
+    and each file [cpu.set] names holds the constants it sets: a ConfigError naming the key otherwise."""
+    from researchorg.task.knobs import find_constant, read_knob
+    texts: dict[str, str | None] = {}
+
+    def text_of(file: str, key: str) -> str:
+        if file not in texts:
+            path = spec.root / file
+            try:
+                inside = path.resolve().is_relative_to(spec.root)
+                texts[file] = path.read_text(encoding="utf-8") if inside and path.is_file() else None
+            except (OSError, UnicodeDecodeError):
+                texts[file] = None
+        found = texts[file]
+        if found is None:
+            raise ConfigError(f"{where}: {key}: {file!r} is not a readable text file of the task")
+        return found
+
+    for key, knobs in (("knobs", spec.knobs), ("cpu.knobs", spec.cpu.knobs or [] if spec.cpu else [])):
+        for i, knob in enumerate(knobs):
+            text = text_of(knob.file, f"{key}.{i}.file")
+            try:
+                # a [cpu] knob's constant holds its CPU value only once [cpu.set] wrote it: its type is checked then
+                value = read_knob(text, knob)
+                if key == "knobs":
+                    knob.check_value(value)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {key}.{i}: {err}") from None
+    for file, constants in (spec.cpu.set if spec.cpu else {}).items():
+        text = text_of(file, f"cpu.set.{file}")
+        for constant in constants:
+            try:
+                find_constant(text, constant, file)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: cpu.set.{file}.{constant}: {err}") from None
