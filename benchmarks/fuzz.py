@@ -6,11 +6,19 @@ Hypothesis generates org.toml, task.toml and bench specs (structured documents
 from the real keys and wrong values: missing keys, wrong types, huge, negative
 and non-finite numbers, odd strings, paths; and byte-level corruptions of valid
 files, non-UTF-8 included), command lines for every command, and an LLM's tool
-calls (any tool name, any JSON). Each case runs the real entry point in this
+calls (any tool name, any JSON). The `checks` kind generates specs that are
+well-formed but meaningless, as a careless user writes them, beside good ones:
+paths that climb out of the task or are absolute or empty, commands that are
+empty or cannot be split, knobs whose file is missing or does not hold them,
+bad knob bounds and types, budgets, timeouts and allowances that are not
+finite positive numbers, bad metric patterns and directions, prompt files that
+are missing or directories, a bench's landscape parameters of wrong types and
+ranges and an unknown bench task. Each case runs the real entry point in this
 process (`researchorg.cli.main` with its argv, or the agent's Toolbox.call)
 under a time limit, and counts as a traceback when an exception escapes, a
 traceback is printed, it hangs, a rejected input exits 0 with nothing said, an
-error is not one line, or a rejected input changed a file. Prints:
+error is not one line, a rejected input changed a file, or a spec known to be
+meaningless is accepted without a word. Prints:
 
     fuzz_cases:       inputs tried
     fuzz_tracebacks:  inputs that ended in a traceback, a hang or a change (target 0)
@@ -52,13 +60,23 @@ count = 2
 noise_runs = 2
 """
 VALID_TASK = (ACCURACY_TASK / "task.toml").read_text()
+SIM_ORG = """name = "fuzzsim"
+[[roles]]
+name = "researcher"
+backend = "simulated"
+count = 2
+"""
 VALID_BENCH = """name = "fuzzbench"
 task = "simulated"
 repeats = 2
-budget_experiments = 4
+[compute]
+slots = 2
+experiments = 4
+[landscape]
+n_ideas = 20
 [[orgs]]
 label = "a"
-org = "org.toml"
+file = "org.toml"
 """
 
 ORG_KEYS = ["name", "roles", "backend", "count", "prompt", "model", "in_flight", "rigor", "noise_runs", "alpha",
@@ -66,9 +84,13 @@ ORG_KEYS = ["name", "roles", "backend", "count", "prompt", "model", "in_flight",
             "standup", "every", "interactive", "description", "extra"]
 TASK_KEYS = ["name", "command", "editable", "protected", "budget_seconds", "timeout_seconds", "seed", "metric",
              "direction", "source", "pattern", "knobs", "file", "type", "low", "high", "log", "choices", "prepare",
-             "requires", "network", "pass_env", "description"]
-BENCH_KEYS = ["name", "task", "repeats", "budget_experiments", "orgs", "label", "org", "slots", "threads",
-              "budget_hours", "seed"]
+             "requires", "network", "pass_env", "description", "sealed", "data", "interpreter", "startup_allowance",
+             "handoff_allowance", "cpu", "set", "limits", "summary_keys", "seed_check"]
+LANDSCAPE_KEYS = ["n_ideas", "sigma", "base", "p_win", "p_harm", "win_sigmas", "harm_sigmas", "interactions",
+                  "saturation", "seconds", "crash_p", "slot_speed_spread", "busy_p", "busy_spell", "busy_slowdown",
+                  "busy_cores", "throughput_slope", "steps", "fidelity_slope", "fidelity_deviation", "fidelity_sigma"]
+BENCH_KEYS = ["name", "task", "repeats", "compute", "experiments", "hours", "machine_slots", "orgs", "label", "file",
+              "slots", "threads", "budget", "seed", "landscape", *LANDSCAPE_KEYS]
 
 
 @dataclass
@@ -158,7 +180,12 @@ def to_toml(doc: dict, prefix: str = "") -> str:
 
 
 def _key(key: str) -> str:
-    return json.dumps(key, ensure_ascii=False)
+    return _string(key)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escapes, and DEL escaped too (TOML refuses it raw, JSON leaves it)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _inline(value) -> str:
@@ -169,7 +196,7 @@ def _inline(value) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_inline(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -227,27 +254,33 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def judge_cli(tally: Tally, argv: list[str], cwd: Path, label: str, rejected_changes_nothing: bool = True) -> None:
+def judge_cli(tally: Tally, argv: list[str], cwd: Path, label: str, rejected_changes_nothing: bool = True) -> int:
+    """Run `researchorg ARGV` and count a failure if it ends badly; its exit code (-1: it raised or hung)."""
     before = _snapshot(cwd)
     code, output, escaped = run_cli(argv, cwd)
     tally.cases += 1
     shown = f"{label}: researchorg {' '.join(argv)[:200]!r}"
     if isinstance(escaped, _Hang):
-        return tally.fail(f"{shown}: hung (over {CASE_SECONDS} s)")
+        tally.fail(f"{shown}: hung (over {CASE_SECONDS} s)")
+        return -1
     if escaped is not None:
-        return tally.fail(f"{shown}: {type(escaped).__name__}: {escaped}"[:500])
+        tally.fail(f"{shown}: {type(escaped).__name__}: {escaped}"[:500])
+        return -1
     if "Traceback (most recent call last)" in output:
-        return tally.fail(f"{shown}: printed a traceback:\n{output[-800:]}")
+        tally.fail(f"{shown}: printed a traceback:\n{output[-800:]}")
+        return -1
     if code != 0:
         said = [line for line in output.strip().splitlines() if line.strip()]
         if not said:
-            return tally.fail(f"{shown}: exit {code} and nothing said")
+            tally.fail(f"{shown}: exit {code} and nothing said")
+            return code
         errors = [line for line in said if line.startswith(("error:", "Error:", "Usage:", "Try ", "│", "╭", "╰"))
                   or "error" in line.lower()]
         if not errors:
-            return tally.fail(f"{shown}: exit {code} without an error line:\n{output[-500:]}")
-        if rejected_changes_nothing and _snapshot(cwd) != before:
-            return tally.fail(f"{shown}: rejected, but changed files in {cwd}")
+            tally.fail(f"{shown}: exit {code} without an error line:\n{output[-500:]}")
+        elif rejected_changes_nothing and _snapshot(cwd) != before:
+            tally.fail(f"{shown}: rejected, but changed files in {cwd}")
+    return code
 
 
 # -- the fuzzed entry points -------------------------------------------------------------------------------------
@@ -277,11 +310,28 @@ def fuzz_bench(tally: Tally, n: int) -> None:
     @given(documents(VALID_BENCH, BENCH_KEYS))
     def case(data: bytes) -> None:
         work = _workdir()
-        (work / "org.toml").write_text(VALID_ORG)
+        (work / "org.toml").write_text(SIM_ORG)
         (work / "bench.toml").write_bytes(data)
-        judge_cli(tally, ["check", str(work / "bench.toml"), "--offline"], work, "bench.toml")
+        code = judge_cli(tally, ["check", str(work / "bench.toml"), "--offline"], work, "bench.toml")
+        if code == 0:
+            _landscape_runs(tally, work / "bench.toml")
         _remove(work)
     case()
+
+
+def _landscape_runs(tally: Tally, bench: Path) -> None:
+    """A bench spec `check` accepted: its landscape (what `bench` builds first) is made and runs, no traceback."""
+    from researchorg.bench.spec import load_bench
+    from researchorg.harness.landscape import Landscape
+    try:
+        spec, _ = load_bench(bench)
+        if spec.task == "simulated":
+            landscape = Landscape(seed=spec.seed, **spec.landscape)
+            config = frozenset(i.name for i in landscape.ideas[:3])
+            landscape.run(config, seed=1, slot="s", at=10.0, fidelity=0.5)
+            landscape.run(config, seed=2, slot="s", at=4000.0)
+    except BaseException as exc:  # noqa: BLE001 - what the fuzzer is looking for
+        tally.fail(f"bench.toml accepted by check, but its landscape fails: {type(exc).__name__}: {exc}"[:500])
 
 
 def fuzz_task(tally: Tally, n: int) -> None:
@@ -297,6 +347,214 @@ def fuzz_task(tally: Tally, n: int) -> None:
         judge_cli(tally, ["init", str(work / "lab"), "--task", str(task)], work, "task.toml")
         if (work / "lab").exists() and not (work / "lab" / ".researchorg" / "ledger.db").exists():
             tally.fail(f"task.toml: init left a half-made program: {data[:200]!r}")
+        _remove(work)
+    case()
+
+
+# -- well-formed but meaningless specs -------------------------------------------------------------------------
+# What a careless user writes: each entry is known to be meaningless, so a spec holding it must be refused (with
+# one line naming the key), never accepted without a word; the good values beside them must be accepted.
+
+BAD_PATHS = ["../x.py", "../../etc/passwd", "a/../../x.py", "/etc/passwd", "/tmp/x.py", "~/x.py", "", "   ",
+             "./train.py", "a//b.py", "src/", "x\x00y.py", " train.py"]
+BAD_SEALED = ["../valid.bin", "data/../../valid.bin", "", "  ", "a\x00b"]
+BAD_COMMANDS = ["", "   ", "\t", "python 'train.py", 'python "train.py', "python train.py '", "python \\",
+                "python train.py \x00"]
+BAD_NUMBERS = [0, -1, -0.5, float("nan"), float("inf"), float("-inf"), 1e300, True, False, "soon", "", [], [1.0],
+               {"seconds": 1}]
+BAD_KNOBS = [{"low": 1.0, "high": 0.0}, {"low": 0.5, "high": 0.5}, {"low": float("nan")}, {"high": float("inf")},
+             {"low": -1e308, "high": 1e308}, {"log": True, "low": 0.0}, {"log": True, "low": -1.0},
+             {"type": "integer"}, {"type": "Float"}, {"type": ""}, {"type": "int", "low": 0.2, "high": 0.8},
+             {"type": "categorical"}, {"type": "categorical", "choices": []}, {"choices": [0.1, 0.2]},
+             {"type": "int"},  # THRESHOLD = 0.5 in train.py: not an integer
+             {"name": "NOT_THERE"}, {"name": "threshold"}, {"name": "1X"}, {"file": "evaluate.py"},
+             {"file": "missing.py"}, {"file": "../train.py"}, {"file": "/etc/passwd"}, {"low": True}]
+BAD_PATTERNS = ["(", "[a-", "*", "no group", "^accuracy: \\S+$", "(?P<x", "a{2,1}"]
+BAD_DIRECTIONS = ["up", "down", "max", "MINIMIZE", "", "minimise"]
+BAD_NAMES = ["", " ", "my module", "torch-nightly", "1torch", "a..b", "x\x00"]
+BAD_PROMPTS = ["missing.md", "prompts", "../outside.md", "/etc/passwd", "", "  ", "~/x.md"]
+BAD_LANDSCAPE: dict[str, list] = {
+    "n_ideas": [0, 1, -5, 2.5, 10**9, "many", True, float("nan"), [40]],
+    "interactions": [-1, 0.5, 10**9, "some", float("inf")],
+    "sigma": [0, -0.01, float("nan"), float("inf"), "small", 1e300, [0.01]],
+    "base": [float("nan"), float("inf"), -1e300, "one"],
+    "p_win": [-0.1, 1.5, float("nan"), "half", True],
+    "p_harm": [-0.1, 2, float("inf")],
+    "win_sigmas": [[5.0, 1.0], [1.0], [1.0, 2.0, 3.0], [-1.0, 2.0], "1-5", 3.0, [float("nan"), 1.0]],
+    "harm_sigmas": [[8.0, 1.0], [], [1.0, float("inf")]],
+    "busy_slowdown": [[0.8, 0.3], [0.3, 1.0], [-0.1, 0.5], [0.5]],
+    "saturation": [0, -0.25, float("nan")],
+    "seconds": [0, -300, float("inf"), 1e12],
+    "crash_p": [-0.01, 1.0, 1.5, float("nan")],
+    "slot_speed_spread": [-0.1, 1.0, 2.0],
+    "busy_p": [-0.5, 1.01],
+    "busy_spell": [0, 0.5, -1800, float("inf")],
+    "busy_cores": [-1, float("nan")],
+    "throughput_slope": [-0.1, float("inf")],
+    "steps": [0, -1000, float("nan")],
+    "fidelity_slope": [float("nan"), float("inf")],
+    "fidelity_deviation": [-0.84, float("inf")],
+    "fidelity_sigma": [-1.13, float("nan")],
+    "seed": [1],  # the repeat's: not a landscape override
+    "ideas": [40], "n_idea": [40], "": [1],
+}
+GOOD_LANDSCAPE: dict[str, st.SearchStrategy] = {
+    "n_ideas": st.integers(2, 200), "interactions": st.integers(0, 20),
+    "sigma": st.floats(1e-4, 1.0), "base": st.floats(-10, 10), "p_win": st.floats(0, 0.5),
+    "p_harm": st.floats(0, 0.5), "saturation": st.floats(1e-3, 10), "seconds": st.floats(1, 10_000),
+    "crash_p": st.floats(0, 0.99), "slot_speed_spread": st.floats(0, 0.99), "busy_p": st.floats(0, 1),
+    "busy_spell": st.floats(1, 1e5), "busy_cores": st.floats(0, 64), "throughput_slope": st.floats(0, 1),
+    "steps": st.floats(1, 1e6), "fidelity_slope": st.floats(-2, 2), "fidelity_deviation": st.floats(0, 3),
+    "fidelity_sigma": st.floats(0, 3),
+    "win_sigmas": st.tuples(st.floats(0, 5), st.floats(0, 5)).map(lambda p: sorted(p)),
+    "harm_sigmas": st.tuples(st.floats(0, 8), st.floats(0, 8)).map(lambda p: sorted(p)),
+    "busy_slowdown": st.tuples(st.floats(0, 0.99), st.floats(0, 0.99)).map(lambda p: sorted(p)),
+}
+
+
+def _task_doc() -> dict:
+    import tomllib
+    return tomllib.loads(VALID_TASK)
+
+
+@dataclass
+class SpecCase:
+    """A spec to try: the files of its directory, the command line (relative to it), and whether it must be
+    refused (True), must be accepted (False) or either (None)."""
+    what: str
+    files: dict[str, str | bytes | None]  # None: a directory
+    argv: list[str]
+    refuse: bool | None
+
+
+@st.composite
+def task_checks(draw) -> SpecCase:
+    """A task.toml with one meaningless value at one key (or a good one), checked by `check` or `init`."""
+    doc = _task_doc()
+    knob = doc["knobs"][0]
+    kind = draw(st.sampled_from(["path", "sealed", "command", "number", "knob", "metric", "name", "good"]))
+    refuse = True
+    if kind == "path":
+        key = draw(st.sampled_from(["editable", "protected", "knob.file", "cpu.set"]))
+        bad = draw(st.sampled_from(BAD_PATHS))
+        if key == "knob.file":
+            doc["editable"] = ["*.py"]
+            knob["file"] = bad
+        elif key == "cpu.set":
+            doc["cpu"] = {"set": {bad: {"THRESHOLD": 0.25}}}
+        else:
+            doc[key] = [*doc.get(key, []), bad]
+    elif kind == "sealed":
+        doc[draw(st.sampled_from(["sealed"]))] = [draw(st.sampled_from(BAD_SEALED))]
+    elif kind == "command":
+        doc[draw(st.sampled_from(["command", "prepare"]))] = draw(st.sampled_from(BAD_COMMANDS))
+    elif kind == "number":
+        key = draw(st.sampled_from(["budget_seconds", "timeout_seconds", "startup_allowance", "handoff_allowance",
+                                    "cpu.budget_seconds"]))
+        value = draw(st.sampled_from(BAD_NUMBERS))
+        if key == "cpu.budget_seconds":
+            doc["cpu"] = {"budget_seconds": value}
+        else:
+            doc[key] = value
+    elif kind == "knob":
+        edit = draw(st.sampled_from(BAD_KNOBS))
+        if edit.get("file") == "missing.py":
+            doc["editable"] = ["*.py"]
+        knob.update(edit)
+        if draw(st.booleans()) and "name" not in edit:
+            doc["knobs"].append(dict(knob))  # the same knob twice
+    elif kind == "metric":
+        key = draw(st.sampled_from(["pattern", "direction"]))
+        doc["metric"][key] = draw(st.sampled_from(BAD_PATTERNS if key == "pattern" else BAD_DIRECTIONS))
+    elif kind == "name":
+        doc[draw(st.sampled_from(["requires", "pass_env"]))] = [draw(st.sampled_from(BAD_NAMES))]
+    else:
+        refuse = False
+        doc["budget_seconds"] = draw(st.floats(0.01, 3.0))
+        doc["editable"] = draw(st.sampled_from([["train.py"], ["*.py"], ["train.py", "notes/*.md"]]))
+        doc["sealed"] = draw(st.sampled_from([[], ["/data/heldout.pt"], ["~/.cache/x"], ["{stdlib}/idlelib"],
+                                              ["valid.bin"]]))
+        doc["prepare"] = draw(st.sampled_from(["python -c 'print(1)'", 'python -c "import sys"']))
+        low = draw(st.floats(-1.0, 0.49))
+        knob.update(low=low, high=draw(st.floats(low + 0.01, 2.0)))
+        doc["startup_allowance"] = draw(st.floats(0.5, 3600))
+        doc["metric"]["pattern"] = draw(st.sampled_from(["^accuracy:\\s*(\\S+)", "accuracy=(?P<v>[0-9.]+)"]))
+    command = draw(st.sampled_from(["check", "check", "init"]))
+    argv = ["check", "task", "--offline"] if command == "check" else ["init", "lab", "--task", "task"]
+    files: dict[str, str | bytes | None] = {"task/task.toml": to_toml(doc), "task/org.toml": VALID_ORG}
+    return SpecCase(f"task.toml {kind}", files, argv, refuse)
+
+
+@st.composite
+def org_checks(draw) -> SpecCase:
+    """An org.toml whose role names a prompt file that is missing, a directory, or outside its folder."""
+    good = draw(st.booleans())
+    prompt = "prompt.md" if good else draw(st.sampled_from(BAD_PROMPTS))
+    org = VALID_ORG.replace('backend = "tuner"', f'backend = "tuner"\nprompt = [{json.dumps(prompt)}]')
+    files: dict[str, str | bytes | None] = {"org.toml": org, "prompt.md": "Be careful.\n", "prompts": None}
+    argv = draw(st.sampled_from([["check", "org.toml", "--offline"],
+                                 ["init", "lab", "--task", str(ACCURACY_TASK), "--org", "org.toml"]]))
+    return SpecCase("org.toml prompt", files, argv, refuse=not good)
+
+
+@st.composite
+def bench_checks(draw) -> SpecCase:
+    """A bench spec with a bad landscape parameter, an unknown task or a landscape on a real task (or good)."""
+    import tomllib
+    doc = tomllib.loads(VALID_BENCH)
+    kind = draw(st.sampled_from(["landscape", "landscape", "landscape", "task", "real", "good", "random"]))
+    refuse: bool | None = True
+    if kind == "landscape":
+        key = draw(st.sampled_from(sorted(BAD_LANDSCAPE)))
+        doc["landscape"][key] = draw(st.sampled_from(BAD_LANDSCAPE[key]))
+    elif kind == "task":
+        doc["task"] = draw(st.sampled_from(["nonexistent", "../nowhere", "", "  ", "tinyLM", "/etc"]))
+    elif kind == "real":
+        doc["task"] = str(ACCURACY_TASK)  # a real task: its orgs are the tuner's, and a landscape means nothing
+    elif kind == "good":
+        refuse = False
+        for key in draw(st.lists(st.sampled_from(sorted(GOOD_LANDSCAPE)), max_size=4, unique=True)):
+            doc["landscape"][key] = draw(GOOD_LANDSCAPE[key])
+        if doc["landscape"].get("p_win", 0) + doc["landscape"].get("p_harm", 0.3) > 1:
+            doc["landscape"].pop("p_win")
+    else:
+        refuse = None
+        for key in draw(st.lists(st.sampled_from(LANDSCAPE_KEYS), min_size=1, max_size=3, unique=True)):
+            doc["landscape"][key] = draw(_scalars())
+    org = VALID_ORG if kind == "real" else SIM_ORG
+    files: dict[str, str | bytes | None] = {"bench.toml": to_toml(doc), "org.toml": org}
+    return SpecCase(f"bench.toml {kind}", files, ["check", "bench.toml", "--offline"], refuse)
+
+
+def fuzz_checks(tally: Tally, n: int) -> None:
+    """Meaningless specs are refused in one line naming the key, good ones accepted, and nothing raises."""
+    @_examples(n)
+    @given(st.one_of(task_checks(), org_checks(), bench_checks()))
+    def case(spec: SpecCase) -> None:
+        work = _workdir()
+        for name, content in spec.files.items():
+            path = work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if content is None:
+                path.mkdir(exist_ok=True)
+            elif isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        if (work / "task").is_dir():
+            for name in ("train.py", "evaluate.py"):
+                (work / "task" / name).write_text((ACCURACY_TASK / name).read_text())
+        argv = [str(work / a) if a in ("task", "lab", "org.toml", "bench.toml") else a for a in spec.argv]
+        failures = len(tally.failures)
+        code = judge_cli(tally, argv, work, spec.what)
+        if len(tally.failures) > failures:
+            return _remove(work)
+        if spec.refuse and code == 0:
+            tally.fail(f"{spec.what}: accepted without a word: {spec.files}"[:600])
+        elif spec.refuse is False and code != 0:
+            tally.fail(f"{spec.what}: a good spec was refused: {spec.files}"[:600])
+        elif code == 0 and "bench.toml" in spec.files:
+            _landscape_runs(tally, work / "bench.toml")
         _remove(work)
     case()
 
@@ -404,8 +662,8 @@ def _remove(path: Path) -> None:
 
 
 KINDS: dict[str, Callable[[Tally, int], None]] = {"org": fuzz_org, "task": fuzz_task, "bench": fuzz_bench,
-                                                   "cli": fuzz_cli, "tools": fuzz_tools}
-SHARE = {"org": 0.3, "task": 0.15, "bench": 0.15, "cli": 0.25, "tools": 0.15}
+                                                   "checks": fuzz_checks, "cli": fuzz_cli, "tools": fuzz_tools}
+SHARE = {"org": 0.25, "task": 0.15, "bench": 0.1, "checks": 0.15, "cli": 0.2, "tools": 0.15}
 
 
 def fuzz(cases: int) -> Tally:
