@@ -552,7 +552,7 @@ class Runtime:
     def _baseline_cannot_run(self, done: Experiment) -> str | None:
         """Why the run must stop because the unchanged baseline, never measured on this program, failed: at
         once when its log never shows the metric (the task's metric does not match what the command prints),
-        else when two of its runs (the noise floor's) failed the same way: every further run would fail alike."""
+        else when two runs of the noise floor failed the same way: every further run would fail alike."""
         baseline = self.world.tree_of(self.ledger.program().baseline_commit)
         if done.tree != baseline or self.ledger.runs_of(done.tree, fidelity=None):
             return None
@@ -561,10 +561,12 @@ class Runtime:
         if done.status == "crash" and (done.reason or "").startswith(f"no finite `{self.task.metric.name}`"):
             return (f"the baseline printed no `{self.task.metric.name}` ({where}): the task's metric does not match "
                     f"what `{self.task.command}` prints; fix [metric] name or pattern in task.toml")
+        # the noise floor's runs only (the lab's own, of the code as it is): an agent's run may change the code;
+        # the floor gives up after two failures, and none of its runs may have succeeded (checked above)
         cause = _cause(done.reason)
         alike = [e for e in self.ledger.experiments(status=done.status) if e.tree == baseline
-                 and _cause(e.reason) == cause]
-        if len(alike) < min(2, max(1, self.org.rigor.noise_runs)):
+                 and e.kind == "noise" and _cause(e.reason) == cause]
+        if len(alike) < 2:
             return None
         return (f"the baseline failed {len(alike)} times alike, so every run would ({where}): "
                 f"{(done.reason or done.status).splitlines()[0]}; {_fix(done.reason or '')}")
