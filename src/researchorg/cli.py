@@ -121,7 +121,8 @@ def init(
                                               help="New program directory (must not exist or be empty).")],
     task: Annotated[str | None, typer.Option(help="Built-in task name (tinylm, gpulm, simulated) or path to a task "
                                              "directory (default tinylm).")] = None,
-    budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Override the task's training budget, in seconds of training "
+                                                      "(start-up and the model's hand-off are outside it).")] = None,
     org: Annotated[Path | None, typer.Option(help="org.toml to use instead of the default one-tuner org.")] = None,
     source: Annotated[str | None, typer.Option(
         "--from", metavar="REPO", help="Adopt a repository (a path or a git URL) with its history: "
@@ -236,9 +237,10 @@ def demo(
                                               help="Program directory (created if missing, resumed if not).")]
     = Path("researchorg-demo"),
     max_experiments: Annotated[int, typer.Option(min=1, help="Experiments to run in total.")] = 20,
-    budget: Annotated[float | None, typer.Option(help="Training budget per experiment, seconds.")] = None,
+    budget: Annotated[float | None, typer.Option(help="Training budget per experiment, in seconds of training "
+                                                      "(start-up and the model's hand-off are outside it).")] = None,
 ) -> None:
-    """The tinylm task with the default offline org: about 13 minutes on 2 CPU cores, no download, no API key."""
+    """The tinylm task with the default offline org: about 14 minutes on 2 CPU cores, no download, no API key."""
     if not (directory / ".researchorg").exists():
         _init(directory, "tinylm", budget, None)
     _run(Program(directory), max_experiments, None, None, None, None)
@@ -386,7 +388,8 @@ def _roles(org, by_name: int = 8) -> str:
 
 @app.command()
 def status(directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")]) -> None:
-    """Show the program's agents, its best result and its latest experiments."""
+    """Show the program: its baseline, what is on main and its gain, a better kept run not on main as a candidate
+    (and why), its agents and its latest experiments."""
     program = Program(directory)
     experiments = program.ledger.experiments()
     summary = program_summary(program.ledger, program.task.metric, program.org(), experiments)
@@ -610,7 +613,8 @@ def plot(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Program directory.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")] = Path("progress.png"),
 ) -> None:
-    """Draw the progress plot: every run a dot, kept runs in colour, the running best as a step line."""
+    """Draw the progress plot: every run a dot, kept runs in colour, main after each merge (the running best
+    where the org does not merge) as a step line, and the program's result in the title."""
     from researchorg.report.plot import progress_plot
 
     program = Program(directory)
