@@ -40,7 +40,9 @@ def test_a_disk_that_fills_during_a_run_is_one_error_and_loses_nothing(tmp_path)
     proc = _in_mount_namespace(f"""
 mount -t tmpfs -o size=8m tmpfs {disk}
 $R init {disk}/prog --task {task} >/dev/null
-(sleep 3; dd if=/dev/zero of={disk}/fill bs=64k 2>/dev/null) &
+(for i in $(seq 1200); do  # the disk fills once two runs are recorded (not after a fixed time: load varies)
+   [ -f {disk}/prog/results.tsv ] && [ "$(wc -l < {disk}/prog/results.tsv)" -ge 3 ] && break; sleep 0.1; done
+ dd if=/dev/zero of={disk}/fill bs=64k 2>/dev/null) &
 $R run {disk}/prog --max-experiments 60 > {tmp_path}/full.out 2>&1
 echo "full=$?"
 wait
