@@ -233,9 +233,9 @@ class Tally:
         candidate: tuple[int, float] | None = None
         if self.reading.merging:  # main is the result: its line is the baseline, then each merge
             valued = dict(keeps)
-            line = ([baseline] if baseline is not None else []) + [
-                (i, valued[i]) for i in self.reading.merged if i in valued]
-            main = line[-1] if len(line) > 1 or baseline is None and line else None
+            merges = [(i, valued[i]) for i in self.reading.merged if i in valued]
+            line = ([baseline] if baseline is not None else []) + merges
+            main = merges[-1] if merges else None
             result = main or baseline
             if best is not None and (result is None or better(self.metric, best[1], result[1])):
                 candidate = best
