@@ -9,10 +9,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from researchorg.errors import ConfigError
-from researchorg.task.spec import Knob
+
+if TYPE_CHECKING:  # annotations only: spec.py reads knobs with this module, so no import back at run time
+    from researchorg.task.spec import Knob
 
 
 def _line(name: str) -> re.Pattern[str]:
