@@ -70,3 +70,23 @@ def test_a_stall_of_the_harness_moves_the_deadline_of_its_phase_only(tmp_path):
     assert line.deadline() == 5 + 30 + slack(30) + 4
     line.mark({"event": "handing over"}, 36.0)
     assert line.deadline() == 36 + 20  # the hand-off's own deadline: the training's stall is paid
+
+
+def test_the_step_in_flight_may_end_past_the_budget_as_long_as_the_longest_step(tmp_path):
+    """A run of long steps stops after the step that spent its budget: it is not killed for that step, and a
+    guest that makes steps long to earn time gets at most a quarter of the budget."""
+    line = Timeline(0.0, A, tmp_path, tmp_path)
+    line.mark({"event": "training"}, 5.0)
+    for end in (9.0, 13.0, 17.0):  # steps of 4 s, on the harness's clock
+        line.mark({"event": "step"}, end)
+    assert line.longest_step == 4.0
+    assert line.deadline() == 5 + 30 + slack(30) + 4
+    line.killed(5 + 30 + slack(30) + 4)
+    assert "its longest step 4.0 s" in line.why_killed() and line.overran()
+    greedy = Timeline(0.0, A, tmp_path, tmp_path)
+    greedy.mark({"event": "training"}, 5.0)
+    greedy.mark({"event": "step"}, 30.0)  # one step of 25 s
+    assert greedy.deadline() == 5 + 30 + slack(30) + 0.25 * 30
+    greedy.mark({"event": "handing over"}, 36.0)
+    greedy.mark({"event": "step"}, 37.0)  # after training: moves nothing
+    assert greedy.deadline() == 36 + 20

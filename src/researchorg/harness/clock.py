@@ -5,7 +5,8 @@ optimizer step finishes (a global post-step hook on torch's optimizers, or an
 explicit `training_starts()`): the sandbox, the interpreter, imports, data,
 the model's construction and the first step, where `torch.compile` compiles,
 are start-up, bounded by an allowance of their own. Training then has the
-budget; `time_left()` says how much is left and `progress()` which fraction
+budget, and each later step's end is marked too (the harness allows the step
+in flight to finish past the budget, as long as the longest step it saw); `time_left()` says how much is left and `progress()` which fraction
 is spent. The hand-off (`handing_over()`, then `handed_over(files)`) marks
 the end of training: exporting and saving the model is bounded by its own
 allowance and never counts in the budget.
@@ -32,20 +33,27 @@ def attach(fd: int) -> None:
     _state["fd"] = fd
 
 
+_STEP_MARK = b'{"event": "step"}\n'
+
+
 def watch_optimizers() -> None:
-    """Start the clock when the first step of any torch optimizer finishes (once; idempotent)."""
+    """Start the clock when the first step of any torch optimizer finishes, and mark the end of every later
+    step, so that the harness knows how long a step takes (once; idempotent)."""
     if _state["hooked"]:
         return
     from torch.optim.optimizer import register_optimizer_step_post_hook
     _state["hooked"] = True
-    handle = None
 
-    def first_step(optimizer: Any, args: Any, kwargs: Any) -> None:
-        training_starts()
-        if handle is not None:
-            handle.remove()  # nothing more to learn from later steps
+    def stepped(optimizer: Any, args: Any, kwargs: Any) -> None:
+        if _state["started"] is None:
+            training_starts()
+        elif not _state["handing"] and _state["fd"] is not None:
+            try:
+                os.write(_state["fd"], _STEP_MARK)
+            except OSError:
+                pass
 
-    handle = register_optimizer_step_post_hook(first_step)
+    register_optimizer_step_post_hook(stepped)
 
 
 def training_starts() -> None:

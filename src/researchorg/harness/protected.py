@@ -130,6 +130,8 @@ def run_guest(script: Path, *, allowances: Allowances, seed: int, artifact_dir: 
     return run
 
 
+_STEP = b'{"event": "step"}'  # harness/clock.py's mark of a step's end
+STEP_MARK = {"event": "step"}
 STALL_SECONDS = 0.5  # a wake-up later than this past its time is a stall of the machine, not of the guest
 
 
@@ -166,12 +168,16 @@ def _watch(proc: subprocess.Popen, report_read: int, run: GuestRun, timeline: Ti
                 selector.unregister(key.fileobj)
                 continue
             if key.data == "report":
-                received += len(chunk)
-                if received > _REPORTS_MAX:  # a guest that floods the pipe gets no more of our memory
-                    continue
                 told += chunk
                 *lines, told = told.split(b"\n")
+                told = told[-_LINE_MAX:]
                 for line in lines:
+                    if line == _STEP and killed_at is None:  # one a step: stamped, not kept
+                        timeline.mark(STEP_MARK, time.monotonic())
+                        continue
+                    received += len(line)
+                    if received > _REPORTS_MAX:  # a guest that floods the pipe gets no more of our memory
+                        continue
                     report = _report(line)
                     reports.append(report)
                     if "event" in report and killed_at is None:

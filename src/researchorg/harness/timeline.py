@@ -8,8 +8,11 @@ of the phase it is in:
 - start-up: `startup` seconds (its allowance: sandbox, imports, data, the
   model, the first step and its compilation). A guest that never marks the
   start of training gets its allowance and the budget as one;
-- training: the `budget`, from the mark, and a little slack for the step in
-  flight; a start-up that overran its allowance is paid from the budget;
+- training: the `budget`, from the mark, then the step in flight: a little
+  slack, and as long as the longest step the harness saw (the time between
+  two marks of step ends on its own clock), at most a quarter of the budget.
+  A guest that makes one step long to earn the time loses as much training.
+  A start-up that overran its allowance is paid from the budget;
 - hand-off: `handoff` seconds from its first mark (export, save);
 - after the hand-off, a few seconds to print and exit: the model is in hand.
 
@@ -20,7 +23,8 @@ guest too, and a run that stopped when its budget was spent is not killed
 for time the machine took from it.
 
 None of it runs in the guest, so nothing the guest does moves a deadline but
-its marks, and each mark only ends a phase sooner.
+its marks: a phase's mark only ends that phase sooner, and step marks move
+the training deadline by at most a quarter of the budget.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ EXIT_SECONDS = 10.0  # after the hand-off: to print a summary and exit
 
 
 def slack(budget: float) -> float:
-    """Seconds past the training budget before the guest is killed: for the step in flight, not to train."""
+    """Seconds past the training budget before the guest is killed, whatever its steps: to end the step in
+    flight and stop, not to train."""
     return 2.0 + 0.05 * budget
+
+
+STEP_SHARE = 0.25  # the most a long step adds to the training deadline, as a share of the budget
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class Timeline:
         self.ended_at: float | None = None
         self.killed_in: str | None = None
         self.lost = 0.0  # seconds the harness itself stalled in the current phase (`stalled`)
+        self.last_step_at: float | None = None  # the last step's end, on our clock
+        self.longest_step = 0.0  # the longest time between two step ends we saw
 
     def stalled(self, seconds: float) -> None:
         """The harness did not run for `seconds` (a busy machine): the current phase's deadline moves as much."""
@@ -88,15 +98,24 @@ class Timeline:
         if self.phase == "training":
             if self.training_at - self.started > a.startup:
                 return as_one
-            return self.training_at + a.budget + slack(a.budget)
+            return self.training_at + a.budget + self.grace()
         if self.phase == "handing over":
             return self.handing_at + a.handoff
         return self.handed_at + EXIT_SECONDS
+
+    def grace(self) -> float:
+        """Seconds past the budget for the step in flight: the slack, and the longest step seen (capped)."""
+        budget = self.allowances.budget
+        return slack(budget) + min(self.longest_step, STEP_SHARE * budget)
 
     def mark(self, event: dict[str, Any], now: float) -> None:
         """A mark of the guest's clock, stamped `now`; one that comes out of order is ignored."""
         kind = event.get("event")
         phase = self.phase
+        if kind == "step" and self.phase == "training":
+            self.longest_step = max(self.longest_step, now - (self.last_step_at or self.training_at))
+            self.last_step_at = now
+            return
         if kind == "training" and self.phase == "start-up":
             self.phase, self.training_at = "training", now
         elif kind == "handing over" and self.phase in ("start-up", "training"):
@@ -151,6 +170,6 @@ class Timeline:
             if overran > 0:
                 return (f"its start-up took {self.training_at - self.started:.1f} s, past its allowance of "
                         f"{a.startup:g} s, and the overrun was paid from its budget: raise startup_allowance")
-            return (f"trained past the budget: killed {a.budget + slack(a.budget):.1f} s after its first optimizer "
-                    f"step (budget {a.budget:g} s of training)")
+            return (f"trained past the budget: killed {a.budget + self.grace():.1f} s after its first optimizer "
+                    f"step (budget {a.budget:g} s of training, its longest step {self.longest_step:.1f} s)")
         return f"its hand-off (export and save) took longer than its allowance of {a.handoff:g} s"
