@@ -22,10 +22,14 @@ org it belongs to:
                 beats main there is confirmed with 2 fresh short runs, then gated on the full budget; a 5-run
                 floor on each budget
 
-Every repeat runs on two landscapes: `base` (seed noise only) and `realistic`
+Every repeat runs on each landscape: `base` (seed noise only), `realistic`
 (slot speeds and busy spells of the machine that slow runs, which a wall-clock
 budget turns into metric noise: `Landscape.realistic`, its parameters measured
-on tinylm as docs/rigor.md says). Every decision and merge is scored against
+on tinylm as docs/rigor.md says), and `calibrated` (fitted to real agents'
+autoresearch runs: `Landscape.calibrated`, benchmarks/calibration.py), at the
+H100's seed noise and at the ends of its range, with the fit made there; on
+those the researcher draws as the calibration's did (idea quality 0: the
+landscape's `insight` is the real agents'). Every decision and merge is scored against
 the landscape's truth. `--fidelity-*` replace what the landscapes' short runs
 measure (tinylm's figures by default): how screen-gate fares on a task whose
 short runs predict its full ones better or worse (benchmarks/fidelity.py
@@ -33,6 +37,7 @@ measures a task's).
 
 Prints `default_policy: NAME` once, then per landscape and policy:
   true_improvement:        main's true gain over the baseline at the end, mean and 95% CI
+  claimed_improvement:     what its own results.tsv says it gained (first row to the best row kept on main)
   false_keep_rate:         merges into main that bring no true gain (main gets truly no better, or worse)
   branch_false_keep_rate:  keeps on an agent's own branch with no true gain over the code they had to beat
   missed_win_rate:         discarded on the branch among true wins (true gain >= --win-sigmas noise sigmas)
@@ -52,6 +57,7 @@ intervals that do not overlap, at most 5% false keeps into main and a reproducti
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from typing import Any
@@ -59,10 +65,22 @@ from typing import Any
 from scipy import stats
 
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
+from researchorg.harness.landscape import CALIBRATED_AT_NOISE
+from researchorg.ledger.export import merged_trees, results_tsv
 from researchorg.stats.acceptance import DEFAULT_POLICY
+from researchorg.stats.traces import parse_trace
 
 POLICIES = ("greedy", "noise-aware", "explore-gate", "screen-gate")
-LANDSCAPES = {"base": Landscape, "realistic": Landscape.realistic}
+LANDSCAPES = {"base": Landscape, "realistic": Landscape.realistic,
+              "calibrated": Landscape.calibrated,
+              **{f"calibrated at sigma {noise:g}": functools.partial(Landscape.calibrated, noise=noise)
+                 for noise in CALIBRATED_AT_NOISE}}
+
+
+def quality_on(landscape_name: str, quality: float) -> float:
+    """The researcher's idea quality on a landscape: the calibrated ones carry real agents' (their `insight`),
+    so their researcher draws as the calibration's did."""
+    return 0.0 if landscape_name.startswith("calibrated") else quality
 
 
 def _rate(hits: int, total: int) -> str:
@@ -82,10 +100,10 @@ def org_for(policy: str, quality: float) -> OrgSpec:
 def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict[str, Any]:
     counts = {"null": 0, "null_kept": 0, "win": 0, "win_missed": 0, "verified": 0, "reproduced": 0,
               "merged": 0, "merged_false": 0}
-    improvements, slot_hours = [], []
+    improvements, slot_hours, claimed = [], [], []
     started = time.perf_counter()
     runs = 0
-    org = org_for(policy, args.quality)
+    org = org_for(policy, quality_on(landscape_name, args.quality))
     for repeat in range(args.repeats):
         landscape = LANDSCAPES[landscape_name](seed=repeat, **args.fidelity)
         world = SimWorld(landscape, org)
@@ -120,12 +138,15 @@ def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict
             counts["merged_false"] += value >= previous
             previous = value
         improvements.append(landscape.base - world.true_value(world.main()))
+        claimed.append(claimed_improvement(world, org))
     seconds = time.perf_counter() - started
     mean = statistics.fmean(improvements)
     half = stats.t.ppf(0.975, len(improvements) - 1) * statistics.stdev(improvements) / len(improvements) ** 0.5
     hours = statistics.fmean(slot_hours)
     print(f"policy: {policy}")
     print(f"true_improvement: {mean:.4f} ± {half:.4f} (95% CI over {len(improvements)} landscapes)")
+    print(f"claimed_improvement: {statistics.fmean(claimed):.4f} (what its results.tsv says: the first row to "
+          f"the best row kept on main)")
     print(f"false_keep_rate: {_rate(counts['merged_false'], counts['merged'])}")
     print(f"branch_false_keep_rate: {_rate(counts['null_kept'], counts['null'])}")
     print(f"missed_win_rate: {_rate(counts['win_missed'], counts['win'])}")
@@ -139,13 +160,24 @@ def evaluate(policy: str, landscape_name: str, args: argparse.Namespace) -> dict
             "reproduction_rate": counts["reproduced"] / counts["verified"] if counts["verified"] else None}
 
 
+def claimed_improvement(world: SimWorld, org: OrgSpec) -> float:
+    """What the org's own results.tsv says it gained (the lab's exporter, read back as any results.tsv is): its
+    first row's value to the best value of a row kept on main, in the metric's units."""
+    ledger = world.ledger
+    baseline = world.tree_of(ledger.program().baseline_commit)
+    measured = baseline if org.measures_baseline else None
+    text = results_tsv(ledger.experiments(), "loss", measured, merged_trees(ledger) | {baseline})
+    trace = parse_trace(text, metric="loss", higher=False)
+    return (trace.total() or 0.0) * abs(trace.rows[0].value or 0.0)
+
+
 def oracle(landscape_name: str, args: argparse.Namespace) -> float:
     """The ceiling: greedy's org with runs that measure the truth (no noise, no load), so every decision is right;
     what the same researcher could reach at this budget with perfect decisions and no rigor to pay for."""
     improvements = []
     for repeat in range(args.repeats):
         landscape = LANDSCAPES[landscape_name](seed=repeat, **args.fidelity)
-        world = SimWorld(landscape, org_for("greedy", args.quality), exact=True)
+        world = SimWorld(landscape, org_for("greedy", quality_on(landscape_name, args.quality)), exact=True)
         Runtime(world).run(Limits(max_experiments=args.experiments))
         improvements.append(landscape.base - world.true_value(world.main()))
     return statistics.fmean(improvements)

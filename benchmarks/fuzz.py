@@ -88,7 +88,8 @@ TASK_KEYS = ["name", "command", "editable", "protected", "budget_seconds", "time
              "handoff_allowance", "cpu", "set", "limits", "summary_keys", "seed_check"]
 LANDSCAPE_KEYS = ["n_ideas", "sigma", "base", "p_win", "p_harm", "win_sigmas", "harm_sigmas", "interactions",
                   "saturation", "seconds", "crash_p", "slot_speed_spread", "busy_p", "busy_spell", "busy_slowdown",
-                  "busy_cores", "throughput_slope", "steps", "fidelity_slope", "fidelity_deviation", "fidelity_sigma"]
+                  "busy_cores", "throughput_slope", "steps", "fidelity_slope", "fidelity_deviation", "fidelity_sigma",
+                  "effects", "win_mean", "win_shape", "harm_mean", "scale_spread", "insight"]
 BENCH_KEYS = ["name", "task", "repeats", "compute", "experiments", "hours", "machine_slots", "orgs", "label", "file",
               "slots", "threads", "budget", "seed", "landscape", *LANDSCAPE_KEYS]
 

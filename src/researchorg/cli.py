@@ -558,7 +558,8 @@ def results(
     experiments = program.ledger.experiments()
     baseline = program.git.tree_of(program.ledger.program().baseline_commit)
     on_main = merged_trees(program.ledger) | {baseline} if program.org().merging else None
-    text = results_tsv(experiments, program.task.metric.name, baseline, on_main) if format == Format.tsv \
+    text = results_tsv(experiments, program.task.metric.name, program.baseline_row_tree, on_main) \
+        if format == Format.tsv \
         else results_json(experiments)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -679,6 +680,68 @@ def ablate(
                 verdict = "worse than main beyond the noise: keep main" if report.pruned_worse else \
                     "not worse than main beyond the noise"
                 console.print(f"the pruned program is {verdict} (z = {report.pruned_z:.1f})")
+
+
+@app.command()
+def audit(
+    paths: Annotated[list[Path], typer.Argument(metavar="RESULTS.TSV...", help="autoresearch results.tsv files, or "
+                                                "folders of them (with an index.tsv naming each file's metric).")],
+    sigma: Annotated[str | None, typer.Option(help="Seed noise of one run: in the metric's units (0.0003) or of "
+                                                   "the baseline (0.03%). Default: estimated from code measured "
+                                                   "more than once.")] = None,
+    metric: Annotated[str | None, typer.Option(help="The metric's column (default: val_bpb or the first column "
+                                                    "of numbers).")] = None,
+    higher: Annotated[bool | None, typer.Option("--higher/--lower", help="Whether the metric is better higher "
+                                                                           "(default: guessed from its name).",
+                                                show_default=False)] = None,
+    other_task: Annotated[bool, typer.Option(help="Use the prior fitted on runs of other tasks than "
+                                                  "autoresearch's own (a folder's index says it per run).")] = False,
+    format: Annotated[Format, typer.Option("--format", help="tsv: a short table; json: every figure.")]
+    = Format.tsv,
+) -> None:
+    """Which keeps of an autoresearch run are likely real: per keep the chance its true gain is above zero and a
+    shrunk estimate, the claimed and likely true improvement, and which keeps to re-run first.
+
+    A file that cannot be audited is one line; the others are audited all the same (exit code 1 if any was not)."""
+    import json
+
+    from researchorg.report.audit import audit_lines
+    from researchorg.stats.audit import audit as audit_run
+    from researchorg.stats.audit import estimated_sigma, parse_sigma
+    from researchorg.stats.traces import TraceError, read_corpus, read_trace
+
+    problems, audits = [], []
+    for path in paths:
+        if path.is_dir():
+            corpus = read_corpus(path)
+            problems += corpus.problems
+            traces = [(t, not t.original_task) for t in corpus.traces]
+        else:
+            try:
+                traces = [(read_trace(path, metric=metric, higher=higher), other_task)]
+            except TraceError as err:
+                problems.append(str(err))
+                continue
+        for trace, other in traces:
+            try:
+                found = estimated_sigma(trace) if sigma is None else parse_sigma(sigma, trace.rows[0].value or 0.0)
+                if found is None:
+                    raise ConfigError("no code was measured twice, so the seed noise cannot be estimated: give it "
+                                      "with --sigma (autoresearch on an H100: about 0.03%)")
+                source = f"--sigma {sigma}" if sigma is not None else "estimated from code measured more than once"
+                audits.append((audit_run(trace, found, source, other_task=other), trace.metric))
+            except ConfigError as err:
+                problems.append(f"{trace.name}: {err}")
+    if format == Format.json:
+        sys.stdout.write(json.dumps([a.to_dict() for a, _ in audits], indent=1) + "\n")
+    else:
+        for i, (result, name) in enumerate(audits):
+            for line in ([""] if i else []) + audit_lines(result, name):
+                console.print(line, highlight=False, markup=False)
+    for line in problems:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(line)}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -224,6 +224,12 @@ class OrgSpec(Strict):
     def merging(self) -> bool:
         """Whether kept changes reach the program branch: a merge process, or a role that may merge."""
         return any(p.kind == "merge" for p in self.processes) or any(role.merges for role in self.roles)
+
+    @property
+    def measures_baseline(self) -> bool:
+        """Whether the lab runs the baseline's code (a noise floor of at least 2 runs): then results.tsv's first
+        row is its first run; without, the org's first result is, as in autoresearch's loop."""
+        return self.rigor.noise_runs >= 2
     compute: OrgCompute = OrgCompute()
 
     @model_validator(mode="after")

@@ -359,6 +359,9 @@ RANGES: dict[str, tuple[type, float, float, bool, bool]] = {
     "busy_cores": (float, 0, 1e9, True, True), "throughput_slope": (float, 0, 1e9, True, True),
     "steps": (float, 0, 1e9, False, True), "fidelity_slope": (float, -1e9, 1e9, True, True),
     "fidelity_deviation": (float, 0, 1e9, True, True), "fidelity_sigma": (float, 0, 1e9, True, True),
+    "win_mean": (float, 0, 1e9, False, True), "win_shape": (float, 0.01, 100, True, True),
+    "harm_mean": (float, 0, 1e9, False, True), "scale_spread": (float, 0, 5, True, True),
+    "insight": (float, 0, 1, True, True),
 }
 PAIRS = {"win_sigmas": (0, 1e9, True), "harm_sigmas": (0, 1e9, True), "busy_slowdown": (0, 1, False)}
 
@@ -405,9 +408,16 @@ def test_a_landscape_parameter_of_a_wrong_type_or_out_of_its_range_is_refused(ca
 
 @examples
 @given(st.one_of(st.sampled_from(["seed", "ideas", "n_idea", "", "Sigma"]), st.text(max_size=10)).filter(
-    lambda k: k not in RANGES and k not in PAIRS), st.integers(0, 100))
+    lambda k: k not in RANGES and k not in PAIRS and k != "effects"), st.integers(0, 100))
 def test_an_unknown_landscape_parameter_is_refused(key, value):
     refused(lambda: bench_with({key: value}), "landscape", "bench.toml")
+
+
+@examples
+@given(st.one_of(st.text(max_size=12), st.integers(), st.booleans()).filter(
+    lambda v: v not in ("uniform", "continuous")))
+def test_a_law_of_effects_other_than_uniform_or_continuous_is_refused(value):
+    refused(lambda: bench_with({"effects": value}), "landscape.effects", "bench.toml")
 
 
 @examples
@@ -432,6 +442,8 @@ def good_landscape(draw) -> dict:
         value = draw(st.integers(int(low), int(high)) if kind is int else
                      st.floats(low, high, exclude_min=not with_low, exclude_max=not with_high))
         found[key] = value
+    if draw(st.booleans()):
+        found["effects"] = draw(st.sampled_from(["uniform", "continuous"]))
     if found.get("p_win", 0.3) + found.get("p_harm", 0.3) > 1:
         found.pop("p_win", None)
         found["p_harm"] = min(found.get("p_harm", 0.3), 0.7)

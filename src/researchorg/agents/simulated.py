@@ -3,7 +3,8 @@
 It stands for an agent of a given idea quality (`idea_quality` in the role).
 As a researcher, each proposal sets one more idea of ideas.py to 1: with that
 probability one that truly helps the code it stands at (it "has a good
-idea"), otherwise any idea it has not tried yet; given an assignment, the
+idea"), otherwise any idea it has not tried yet; on a landscape with
+`insight` (the calibrated one), the one of those that looks best to it; given an assignment, the
 assigned idea. As a lead (`submits = false`), at each turn it assigns an idea
 for the program branch's current code to each of its idle researchers, picked
 the same way from what the whole organization was assigned, and merges the
@@ -18,8 +19,10 @@ real lab and in virtual time alike. It works only on the simulated task.
 from __future__ import annotations
 
 import functools
+import math
 import random
 import re
+import statistics
 import tomllib
 
 from researchorg.agents.base import AgentContext, Proposal
@@ -48,12 +51,15 @@ def _landscape(params: str) -> Landscape:
 
 
 class IdeaPicker:
-    """Which idea to add next to some code, for an agent of a given quality."""
+    """Which idea to add next to some code, for an agent of a given quality, on a landscape whose researchers see
+    ideas with its `insight` (0: none, they draw at random)."""
 
     def __init__(self, landscape: Landscape, quality: float, seed: int):
         self.landscape, self.quality = landscape, quality
         self.rng = random.Random(seed)
         self.tried: set[str] = set()
+        # its own view of this landscape: another landscape, or another agent, looks otherwise
+        self.looks = perceived(landscape, random.Random(f"looks {landscape.seed} {seed}")) if landscape.insight else {}
 
     def next(self, config: frozenset[str]) -> str | None:
         """The idea to add to `config` next; None only when `config` has every idea."""
@@ -67,9 +73,20 @@ class IdeaPicker:
             good = self.landscape.helpful(config, remaining)
             if good:
                 remaining = good
-        choice = self.rng.choice(remaining)
+        choice = max(remaining, key=self.looks.__getitem__) if self.looks else self.rng.choice(remaining)
         self.tried.add(choice)
         return choice
+
+
+def perceived(landscape: Landscape, rng: random.Random) -> dict[str, float]:
+    """How good each idea looks to one researcher: the normal score of its effect's rank, times the landscape's
+    insight, plus independent normal noise (so the look correlates with the truth by about `insight`)."""
+    rho = min(max(landscape.insight, 0.0), 1.0)
+    ranked = sorted(landscape.ideas, key=lambda idea: idea.effect)
+    normal = statistics.NormalDist()
+    n = len(ranked)
+    return {idea.name: rho * normal.inv_cdf((i + 0.5) / n) + math.sqrt(1 - rho * rho) * rng.gauss(0.0, 1.0)
+            for i, idea in enumerate(ranked)}
 
 
 def describe(landscape: Landscape, idea: str) -> str:

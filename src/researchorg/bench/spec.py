@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +50,12 @@ class LandscapeParams(Strict):
     p_harm: Share | None = None
     win_sigmas: tuple[Scale, Scale] | None = None
     harm_sigmas: tuple[Scale, Scale] | None = None
+    effects: Literal["uniform", "continuous"] | None = None
+    win_mean: Positive | None = None
+    win_shape: float | None = Field(default=None, ge=0.01, le=100)
+    harm_mean: Positive | None = None
+    scale_spread: float | None = Field(default=None, ge=0, le=5)
+    insight: float | None = Field(default=None, ge=0, le=1)
     interactions: int | None = Field(default=None, ge=0, le=100_000)
     saturation: Positive | None = None
     seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)

@@ -5,9 +5,10 @@ optimizer step finishes (a global post-step hook on torch's optimizers, or an
 explicit `training_starts()`): the sandbox, the interpreter, imports, data,
 the model's construction and the first step, where `torch.compile` compiles,
 are start-up, bounded by an allowance of their own. Training then has the
-budget, and each later step's end is marked too (the harness allows the step
-in flight to finish past the budget, as long as the longest step it saw); `time_left()` says how much is left and `progress()` which fraction
-is spent. The hand-off (`handing_over()`, then `handed_over(files)`) marks
+budget, and each later step's end is marked too (the harness lets the step
+in flight end past the budget, as long as the longest step it saw).
+`time_left()` says how much is left and `progress()` which fraction is
+spent. The hand-off (`handing_over()`, then `handed_over(files)`) marks
 the end of training: exporting and saving the model is bounded by its own
 allowance and never counts in the budget.
 

@@ -54,6 +54,7 @@ class Row:
     status: str  # keep, discard, crash, other or baseline
     value: float | None  # the metric, None where it is empty, not a number, or a crash's placeholder
     description: str = ""
+    commit: str = ""  # the code it measured, where the file says
 
 
 @dataclass
@@ -84,6 +85,12 @@ class Trace:
             if gain > 0:
                 best = row.value
         return found
+
+    def improving_share(self) -> float | None:
+        """The share of its keeps that improved on the best so far (1 under autoresearch's greedy rule; runs that
+        keep by another rule, a tree search or a log of every run, have less); None without keeps."""
+        gains = self.gains()
+        return sum(g > 0 for g in gains) / len(gains) if gains else None
 
     def total(self) -> float | None:
         """The relative improvement from the baseline to the best kept value; None without both."""
@@ -128,6 +135,13 @@ def read_trace(path: Path, *, metric: str | None = None, higher: bool | None = N
         raise TraceError(f"{path}: cannot read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise TraceError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return parse_trace(text, path, metric=metric, higher=higher, status_column=status_column, name=name)
+
+
+def parse_trace(text: str, path: Path | str = "results.tsv", *, metric: str | None = None,
+                higher: bool | None = None, status_column: str | None = None, name: str | None = None) -> Trace:
+    """The run in a results file's `text` (read_trace's rules; `path` names it in errors)."""
+    path = Path(path)
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) < 2:
         raise TraceError(f"{path}: no data rows (a header and at least a baseline are needed)")
@@ -140,9 +154,10 @@ def read_trace(path: Path, *, metric: str | None = None, higher: bool | None = N
     if status_column and status_at is None and status_column.lower() not in ("description prefix",):
         raise TraceError(f"{path}: no column {status_column!r} for the statuses (columns: {', '.join(header)})")
     described_at = _column(header, _DESCRIPTION_COLUMNS)
+    commit_at = _column(header, ("commit",))
     rows = []
     for cells in body:
-        def cell(i: int | None) -> str:
+        def cell(i: int | None, cells: list[str] = cells) -> str:
             return cells[i].strip() if i is not None and i < len(cells) else ""
         description = cell(described_at)
         if status_at is not None:
@@ -150,9 +165,9 @@ def read_trace(path: Path, *, metric: str | None = None, higher: bool | None = N
         else:
             first = re.match(r"\s*\[?([A-Za-z_]+)", description)
             status = status_of(first.group(1)) if first else OTHER
-        rows.append(Row(status, _number(cell(column)), description))
+        rows.append(Row(status, _number(cell(column)), description, cell(commit_at)))
     up = higher if higher is not None else bool(_HIGHER.search(header[column]))
-    rows = [Row(r.status, None if (r.value == 0 and not up) else r.value, r.description) for r in rows]
+    rows = [Row(r.status, None if (r.value == 0 and not up) else r.value, r.description, r.commit) for r in rows]
     first = next((i for i, r in enumerate(rows) if r.value is not None and r.status in (KEEP, BASELINE)), None)
     if first is None:
         raise TraceError(f"{path}: no baseline: no kept row has a value in column {header[column]!r}")
@@ -177,7 +192,7 @@ def _metric_column(path: Path, header: list[str], body: list[list[str]], metric:
         if name in ("commit", "iteration", "run_id", "step", "id") or name.endswith(("_gb", "_mb", "steps")):
             continue
         values = [_number(row[i]) for row in body if i < len(row)]
-        if values and sum(v is not None for v in values) >= len(values) / 2:
+        if sum(v is not None for v in values) >= max(2, len(values) / 4):  # crashes may leave many blank
             return i
     raise TraceError(f"{path}: no column of numbers for the metric (columns: {', '.join(header)})")
 
@@ -250,8 +265,9 @@ def bucket_name(bucket: tuple[int, int | None]) -> str:
 
 def describe(traces: Iterable[Trace]) -> dict[str, float]:
     """The figures of a set of runs: `keep_rate_1-20` ... `keep_rate_101+` (keeps over experiments at those
-    positions), `crash_rate`, `gain_q1`/`gain_median`/`gain_q3` (a keep's relative gain over the best so far,
-    keeps that did not improve included), `improving_keeps` (the share of keeps that improved), and
+    positions), `crash_rate`, `gain_q1`/`gain_median`/`gain_q3` (the relative gain over the best so far of a
+    keep that improved on it), `improving_keeps` (the share of keeps that did: some runs keep by other
+    rules), and
     `total_q1`/`total_median`/`total_q3` (a run's relative improvement, baseline to best). Rates are over all
     experiments; nan where there is nothing to measure."""
     traces = list(traces)
@@ -271,7 +287,9 @@ def describe(traces: Iterable[Trace]) -> dict[str, float]:
     figures = {f"keep_rate_{name}": (statistics.fmean(kept) if kept else float("nan"))
                for name, kept in positions.items()}
     figures["crash_rate"] = crashes / count if count else float("nan")
-    figures["gain_q1"], figures["gain_median"], figures["gain_q3"] = (quantile(gains, p) for p in (.25, .5, .75))
-    figures["improving_keeps"] = sum(g > 0 for g in gains) / len(gains) if gains else float("nan")
+    improving = [g for g in gains if g > 0]
+    figures["gain_q1"], figures["gain_median"], figures["gain_q3"] = (quantile(improving, p)
+                                                                      for p in (.25, .5, .75))
+    figures["improving_keeps"] = len(improving) / len(gains) if gains else float("nan")
     figures["total_q1"], figures["total_median"], figures["total_q3"] = (quantile(totals, p) for p in (.25, .5, .75))
     return figures

@@ -349,7 +349,12 @@ class Program:
         return self.org().merging
 
     @cached_property
-    def _baseline_tree(self) -> str:
+    def baseline_row_tree(self) -> str | None:
+        """The code whose first run is results.tsv's first row: the baseline's, where the org measures it (a
+        noise floor; until then rows with values wait for it); None where it never does, and its first result
+        is the first row, as autoresearch's loop has it."""
+        if not self.org().measures_baseline:
+            return None
         return self.git.tree_of(self.ledger.program().baseline_commit)
 
     def write_results(self, lag: bool = False) -> None:
@@ -361,7 +366,7 @@ class Program:
         start = time.monotonic()
         if lag and start < self._next_results:
             return
-        write_results_tsv(self.ledger, self.task.metric.name, self.results_path, self._baseline_tree,
+        write_results_tsv(self.ledger, self.task.metric.name, self.results_path, self.baseline_row_tree,
                           self._merging)
         self._next_results = start + RESULTS_LAG * (time.monotonic() - start)
 
