@@ -682,9 +682,14 @@ def ablate(
                 console.print(f"the pruned program is {verdict} (z = {report.pruned_z:.1f})")
 
 
+class AuditFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
 @app.command()
 def audit(
-    paths: Annotated[list[Path], typer.Argument(metavar="RESULTS.TSV...", help="autoresearch results.tsv files, or "
+    paths: Annotated[list[Path], typer.Argument(metavar="RESULTS", help="autoresearch results.tsv files, or "
                                                 "folders of them (with an index.tsv naming each file's metric).")],
     sigma: Annotated[str | None, typer.Option(help="Seed noise of one run: in the metric's units (0.0003) or of "
                                                    "the baseline (0.03%). Default: estimated from code measured "
@@ -696,8 +701,8 @@ def audit(
                                                 show_default=False)] = None,
     other_task: Annotated[bool, typer.Option(help="Use the prior fitted on runs of other tasks than "
                                                   "autoresearch's own (a folder's index says it per run).")] = False,
-    format: Annotated[Format, typer.Option("--format", help="tsv: a short table; json: every figure.")]
-    = Format.tsv,
+    format: Annotated[AuditFormat, typer.Option("--format", help="table: for people; json: every figure.")]
+    = AuditFormat.table,
 ) -> None:
     """Which keeps of an autoresearch run are likely real: per keep the chance its true gain is above zero and a
     shrunk estimate, the claimed and likely true improvement, and which keeps to re-run first.
@@ -732,7 +737,7 @@ def audit(
                 audits.append((audit_run(trace, found, source, other_task=other), trace.metric))
             except ConfigError as err:
                 problems.append(f"{trace.name}: {err}")
-    if format == Format.json:
+    if format == AuditFormat.json:
         sys.stdout.write(json.dumps([a.to_dict() for a, _ in audits], indent=1) + "\n")
     else:
         for i, (result, name) in enumerate(audits):
