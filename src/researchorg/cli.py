@@ -718,7 +718,11 @@ def audit(
     problems, audits = [], []
     for path in paths:
         if path.is_dir():
-            corpus = read_corpus(path)
+            try:
+                corpus = read_corpus(path)
+            except TraceError as err:
+                problems.append(str(err))
+                continue
             problems += corpus.problems
             traces = [(t, not t.original_task) for t in corpus.traces]
         else:

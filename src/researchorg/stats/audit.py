@@ -109,6 +109,9 @@ def audit(trace: Trace, sigma: float, sigma_source: str, *, other_task: bool = F
         raise ConfigError("its baseline has no usable value (empty, or 0)")
     params = CALIBRATED_OTHER if other_task else CALIBRATED
     scale = abs(base)  # the prior is relative to the metric; claims are in its units
+    if not 0 < sigma <= scale:
+        raise ConfigError(f"a seed noise of {sigma:g} is not below the baseline's value {base:g}: give the noise "
+                          f"of one run in the metric's units, or as a percentage such as 0.03%")
     noise = math.sqrt(2) * sigma / scale
     reach = max(30 * float(params["win_mean"]), 12 * noise, 10 * float(params["harm_mean"]))
     grid = np.linspace(-reach, reach, GRID)
