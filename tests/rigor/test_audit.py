@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from researchorg.stats.audit import audit
 from researchorg.stats.traces import read_trace
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+# the shared trace corpus: beside the repository, or where RESEARCHORG_TRACES says
+CORPUS = Path(os.environ.get("RESEARCHORG_TRACES") or Path(__file__).resolve().parents[2].parent / "shared" / "traces")
 RUN = ("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
        "a\t1.0000\t1\tkeep\tbaseline\n"
        "b\t0.9900\t1\tkeep\ta real gain (33 sigmas)\n"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from researchorg.stats.traces import CRASH, DISCARD, KEEP, OTHER, TraceError, describe, read_corpus, read_trace
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+# the shared trace corpus: beside the repository, or where RESEARCHORG_TRACES says
+CORPUS = Path(os.environ.get("RESEARCHORG_TRACES") or Path(__file__).resolve().parents[2].parent / "shared" / "traces")
 
 
 def _write(tmp_path: Path, text: str | bytes, name: str = "results.tsv") -> Path:
