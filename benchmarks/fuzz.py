@@ -89,7 +89,7 @@ TASK_KEYS = ["name", "command", "editable", "protected", "budget_seconds", "time
 LANDSCAPE_KEYS = ["n_ideas", "sigma", "base", "p_win", "p_harm", "win_sigmas", "harm_sigmas", "interactions",
                   "saturation", "seconds", "crash_p", "slot_speed_spread", "busy_p", "busy_spell", "busy_slowdown",
                   "busy_cores", "throughput_slope", "steps", "fidelity_slope", "fidelity_deviation", "fidelity_sigma",
-                  "effects", "win_mean", "win_shape", "harm_mean", "scale_spread", "insight"]
+                  "effects", "win_mean", "win_shape", "harm_mean", "scale_spread", "insight", "preset"]
 BENCH_KEYS = ["name", "task", "repeats", "compute", "experiments", "hours", "machine_slots", "orgs", "label", "file",
               "slots", "threads", "budget", "seed", "landscape", *LANDSCAPE_KEYS]
 
@@ -323,11 +323,10 @@ def fuzz_bench(tally: Tally, n: int) -> None:
 def _landscape_runs(tally: Tally, bench: Path) -> None:
     """A bench spec `check` accepted: its landscape (what `bench` builds first) is made and runs, no traceback."""
     from researchorg.bench.spec import load_bench
-    from researchorg.harness.landscape import Landscape
     try:
         spec, _ = load_bench(bench)
         if spec.task == "simulated":
-            landscape = Landscape(seed=spec.seed, **spec.landscape)
+            landscape = spec.landscape.build(spec.seed)
             config = frozenset(i.name for i in landscape.ideas[:3])
             landscape.run(config, seed=1, slot="s", at=10.0, fidelity=0.5)
             landscape.run(config, seed=2, slot="s", at=4000.0)

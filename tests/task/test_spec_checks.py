@@ -408,7 +408,7 @@ def test_a_landscape_parameter_of_a_wrong_type_or_out_of_its_range_is_refused(ca
 
 @examples
 @given(st.one_of(st.sampled_from(["seed", "ideas", "n_idea", "", "Sigma"]), st.text(max_size=10)).filter(
-    lambda k: k not in RANGES and k not in PAIRS and k != "effects"), st.integers(0, 100))
+    lambda k: k not in RANGES and k not in PAIRS and k not in ("effects", "preset")), st.integers(0, 100))
 def test_an_unknown_landscape_parameter_is_refused(key, value):
     refused(lambda: bench_with({key: value}), "landscape", "bench.toml")
 
@@ -418,6 +418,14 @@ def test_an_unknown_landscape_parameter_is_refused(key, value):
     lambda v: v not in ("uniform", "continuous")))
 def test_a_law_of_effects_other_than_uniform_or_continuous_is_refused(value):
     refused(lambda: bench_with({"effects": value}), "landscape.effects", "bench.toml")
+
+
+def test_a_preset_names_the_landscape_the_other_keys_override():
+    built = bench_with({"preset": "calibrated", "sigma": 0.001}).landscape.build(3)
+    assert built.effects == "continuous" and built.sigma == 0.001 and built.n_ideas == 2000
+    assert bench_with({"preset": "realistic"}).landscape.build(3).is_realistic
+    assert bench_with({}).landscape.build(3) == Landscape(seed=3)
+    refused(lambda: bench_with({"preset": "imagined"}), "landscape.preset", "bench.toml")
 
 
 @examples
@@ -455,7 +463,7 @@ def good_landscape(draw) -> dict:
 def test_a_landscape_in_range_loads_builds_and_runs(landscape, seed):
     spec = bench_with(landscape)
     assert dict(spec.landscape).keys() == landscape.keys()
-    built = Landscape(seed=seed, **spec.landscape)
+    built = spec.landscape.build(seed)
     config = frozenset(idea.name for idea in built.ideas[:3])
     for fidelity in (1.0, 0.25):
         outcome = built.run(config, seed=1, slot="s", at=100.0, fidelity=fidelity)

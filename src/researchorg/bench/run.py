@@ -23,7 +23,6 @@ from researchorg.bench.real import run_real_repeats
 from researchorg.bench.spec import BenchSpec
 from researchorg.config import OrgSpec
 from researchorg.engine.runtime import Limits, Runtime
-from researchorg.harness.landscape import Landscape
 from researchorg.world.simulated import SimWorld
 
 
@@ -33,7 +32,7 @@ def repeat_seed(spec: BenchSpec, index: int) -> int:
 
 def simulate(spec: BenchSpec, org: OrgSpec, repeat: int, slots: int) -> SimWorld:
     """One repeat in the simulated world; `repeat` is its seed (the landscape's, and the agents' offset)."""
-    world = SimWorld(Landscape(seed=repeat, **spec.landscape), org)
+    world = SimWorld(spec.landscape.build(repeat), org)
     report = Runtime(world, slots=world.default_slots(slots), seed_offset=1000 * repeat).run(
         Limits(max_experiments=spec.compute.experiments, max_hours=spec.compute.hours))
     if report.stopped_by == "interrupted":  # Ctrl-C: the repeat is not finished, nothing is saved

@@ -12,6 +12,7 @@
     file = "solo.toml"        # relative to the spec; roles must be `simulated` on the simulated task
     label = "solo"            # optional; default: the org's name
     [landscape]               # the simulated task only: overrides of its hidden landscape (harness/landscape.py)
+    preset = "calibrated"     # optional: start from a named landscape (base, realistic, calibrated)
     n_ideas = 400
 
 Loading checks every file and value before anything runs: the task (a built-in name or a task directory,
@@ -29,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 from researchorg.agents import check_org
 from researchorg.config import OrgSpec, Strict, load_org, load_toml_model
 from researchorg.errors import ConfigError
-from researchorg.harness.landscape import Landscape
+from researchorg.harness.landscape import CALIBRATED, REALISTIC, Landscape
 from researchorg.task import find_task, load_task
 from researchorg.task.spec import MAX_SECONDS
 
@@ -43,6 +44,9 @@ class LandscapeParams(Strict):
     what each means), each of its type and in its range; unset ones keep the landscape's defaults. It reads
     as a mapping of the set ones (`Landscape(seed=s, **params)`)."""
 
+    # a named landscape to start from (harness/landscape.py): "base" (the defaults), "realistic" (tinylm's
+    # noise), "calibrated" (fitted to real agents' autoresearch runs); the other keys override it
+    preset: Literal["base", "realistic", "calibrated"] | None = None
     n_ideas: int | None = Field(default=None, ge=2, le=100_000)
     sigma: Positive | None = None
     base: float | None = Field(default=None, ge=-1e9, le=1e9)
@@ -73,8 +77,9 @@ class LandscapeParams(Strict):
 
     @model_validator(mode="after")
     def _together(self) -> LandscapeParams:
-        given = {name: getattr(self, name) for name in type(self).model_fields}
+        given = {name: getattr(self, name) for name in type(self).model_fields if name != "preset"}
         default = {f.name: f.default for f in dataclasses.fields(Landscape) if f.init}
+        default.update({"realistic": REALISTIC, "calibrated": CALIBRATED}.get(self.preset or "", {}))
         value = {name: default[name] if v is None else v for name, v in given.items()}
         if value["p_win"] + value["p_harm"] > 1:
             raise ValueError(f"p_win + p_harm must be at most 1 (they are {value['p_win']:g} and "
@@ -89,7 +94,14 @@ class LandscapeParams(Strict):
         return pair
 
     def keys(self) -> list[str]:
-        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+        """The parameters set, the preset apart."""
+        return [name for name in type(self).model_fields if name != "preset" and getattr(self, name) is not None]
+
+    def build(self, seed: int) -> Landscape:
+        """The landscape of `seed`: the preset's (default: base), with the set parameters over it."""
+        make = {None: Landscape, "base": Landscape, "realistic": Landscape.realistic,
+                "calibrated": Landscape.calibrated}[self.preset]
+        return make(seed=seed, **{name: self[name] for name in self.keys()})
 
     def __getitem__(self, name: str) -> Any:
         if name not in self.keys():
@@ -97,7 +109,7 @@ class LandscapeParams(Strict):
         return getattr(self, name)
 
     def __bool__(self) -> bool:
-        return bool(self.keys())
+        return bool(self.keys()) or self.preset is not None
 
 
 class ComputeSpec(Strict):
