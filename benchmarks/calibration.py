@@ -50,13 +50,24 @@ from scipy import optimize, special
 
 from researchorg import Landscape, Limits, OrgSpec, Runtime, SimWorld
 from researchorg.harness.landscape import CALIBRATED, CALIBRATED_DRAWS, CALIBRATED_OTHER, CALIBRATED_OTHER_DRAWS
-from researchorg.stats.traces import CRASH, DISCARD, KEEP, Row, Trace, describe, quantile, read_corpus
+from researchorg.stats.traces import (
+    BUCKETS,
+    CRASH,
+    DISCARD,
+    KEEP,
+    Row,
+    Trace,
+    bucket_name,
+    describe,
+    quantile,
+    read_corpus,
+)
 
 # the shared trace corpus: beside the repository, or where RESEARCHORG_TRACES says
 DEFAULT_TRACES = Path(os.environ.get("RESEARCHORG_TRACES")
                       or Path(__file__).resolve().parents[1].parent / "shared" / "traces")
 FITTED = ("p_win", "win_mean", "win_shape", "harm_mean", "saturation", "insight")  # the parameters the fit moves
-RATES = ("keep_rate_1-20", "keep_rate_21-50", "keep_rate_51-100", "keep_rate_101+", "crash_rate")
+RATES = (*(f"keep_rate_{bucket_name(b)}" for b in BUCKETS), "crash_rate")
 SIZES = ("gain_q1", "gain_median", "gain_q3", "total_q1", "total_median", "total_q3")
 FIGURES = RATES + SIZES
 OTHER_SIGMA = float(CALIBRATED_OTHER["sigma"])  # the other tasks' noise, relative: not fitted either
@@ -112,8 +123,8 @@ def counts(traces: list[Trace]) -> dict[str, int]:
     n = {key: 0 for key in FIGURES}
     for trace in traces:
         rows = trace.experiments()
-        for key, (low, high) in zip(RATES[:4], ((1, 20), (21, 50), (51, 100), (101, 10**9)), strict=True):
-            n[key] += max(0, min(len(rows), high) - low + 1)
+        for low, high in BUCKETS:
+            n[f"keep_rate_{bucket_name((low, high))}"] += max(0, min(len(rows), high or len(rows)) - low + 1)
         n["crash_rate"] += len(rows)
         improving = sum(g > 0 for g in trace.gains())
         for key in ("gain_q1", "gain_median", "gain_q3"):
@@ -203,10 +214,6 @@ def engine_trace(params: dict[str, object], length: int, seed: int) -> Trace:
     return Trace(f"engine-{seed}", rows)
 
 
-def landscape_params(fitted: dict[str, float]) -> dict[str, object]:
-    return {**CALIBRATED, **fitted}
-
-
 def _rounded(params: dict[str, float]) -> dict[str, float]:
     return {k: float(f"{v:.3g}") for k, v in params.items() if k != "sigma"}
 
@@ -263,9 +270,11 @@ def greedy_runs(traces: list[Trace]) -> list[Trace]:
     one line."""
     kept = []
     for trace in traces:
-        share, keeps = trace.improving_share(), len(trace.gains())
-        if share is not None and share < GREEDY_SHARE and keeps - round(share * keeps) >= 2:
-            print(f"not greedy, left out: {trace.name} ({share:.0%} of its keeps improved on the best so far)")
+        gains = trace.gains()
+        worse = sum(g <= 0 for g in gains)  # keeps that did not beat the best so far
+        if gains and worse >= 2 and 1 - worse / len(gains) < GREEDY_SHARE:
+            print(f"not greedy, left out: {trace.name} ({1 - worse / len(gains):.0%} of its keeps improved on the "
+                  f"best so far)")
         else:
             kept.append(trace)
     return kept

@@ -78,9 +78,9 @@ LANDSCAPES = {"base": Landscape, "realistic": Landscape.realistic,
 
 
 def quality_on(landscape_name: str, quality: float) -> float:
-    """The researcher's idea quality on a landscape: the calibrated ones carry real agents' (their `insight`),
-    so their researcher draws as the calibration's did."""
-    return 0.0 if landscape_name.startswith("calibrated") else quality
+    """The researcher's idea quality on a landscape: one with `insight` (the calibrated ones) carries real
+    agents' own, so its researcher draws as the calibration's did."""
+    return 0.0 if LANDSCAPES[landscape_name](seed=0).insight else quality
 
 
 def _rate(hits: int, total: int) -> str:

@@ -4,8 +4,8 @@ It stands for an agent of a given idea quality (`idea_quality` in the role).
 As a researcher, each proposal sets one more idea of ideas.py to 1: with that
 probability one that truly helps the code it stands at (it "has a good
 idea"), otherwise any idea it has not tried yet; on a landscape with
-`insight` (the calibrated one), the one of those that looks best to it; given an assignment, the
-assigned idea. As a lead (`submits = false`), at each turn it assigns an idea
+`insight` (the calibrated one), the one of those that looks best to it;
+given an assignment, the assigned idea. As a lead (`submits = false`), at each turn it assigns an idea
 for the program branch's current code to each of its idle researchers, picked
 the same way from what the whole organization was assigned, and merges the
 kept results their reports announce. Either way it hears the standup's

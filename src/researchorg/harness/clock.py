@@ -34,7 +34,7 @@ def attach(fd: int) -> None:
     _state["fd"] = fd
 
 
-_STEP_MARK = b'{"event": "step"}\n'
+STEP_LINE = b'{"event": "step"}'  # a step's end: the one mark written at every step, read by protected.py
 
 
 def watch_optimizers() -> None:
@@ -50,7 +50,7 @@ def watch_optimizers() -> None:
             training_starts()
         elif not _state["handing"] and _state["fd"] is not None:
             try:
-                os.write(_state["fd"], _STEP_MARK)
+                os.write(_state["fd"], STEP_LINE + b"\n")
             except OSError:
                 pass
 

@@ -238,8 +238,9 @@ class Landscape:
         return random.Random(_digest(self.seed, "spell", int(at // self.busy_spell))).random() < self.busy_p
 
 
-# The calibrated landscape's parameters: fitted by `python benchmarks/calibration.py` on the fitting part of the
-# shared trace corpus's runs on autoresearch's own task (the README gives the figures and the held-out check).
+# The calibrated landscape's parameters: fitted by `python benchmarks/calibration.py --holdout 0` on all the
+# greedy runs of the shared trace corpus on autoresearch's own task (docs/rigor.md gives the figures, and the
+# check of the method on held-out repositories).
 # Effects, noise and saturation are relative to the metric (base 1). The seed noise is not fitted: it is the
 # measured H100 figure, a few 1e-4 bpb on a val_bpb near 1 (0.03% of the metric).
 CALIBRATED: dict[str, object] = {

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from researchorg.harness import sandbox
+from researchorg.harness.clock import STEP_LINE
 from researchorg.harness.sealed import SEAL_KEY_ENV
 from researchorg.harness.timeline import Allowances, Timeline
 
@@ -130,7 +131,6 @@ def run_guest(script: Path, *, allowances: Allowances, seed: int, artifact_dir: 
     return run
 
 
-_STEP = b'{"event": "step"}'  # harness/clock.py's mark of a step's end
 STEP_MARK = {"event": "step"}
 STALL_SECONDS = 0.5  # a wake-up later than this past its time is a stall of the machine, not of the guest
 
@@ -172,7 +172,7 @@ def _watch(proc: subprocess.Popen, report_read: int, run: GuestRun, timeline: Ti
                 *lines, told = told.split(b"\n")
                 told = told[-_LINE_MAX:]
                 for line in lines:
-                    if line == _STEP and killed_at is None:  # one a step: stamped, not kept
+                    if line == STEP_LINE and killed_at is None:  # one a step: stamped, not kept
                         timeline.mark(STEP_MARK, time.monotonic())
                         continue
                     received += len(line)

@@ -116,38 +116,33 @@ def audit(trace: Trace, sigma: float, sigma_source: str, *, other_task: bool = F
     reach = max(30 * float(params["win_mean"]), 12 * noise, 10 * float(params["harm_mean"]))
     grid = np.linspace(-reach, reach, GRID)
     prior = _prior(grid, params)
-    best, keeps = base, []
+    best, keeps, variance = base, [], 0.0
     for index, row in enumerate(trace.rows[1:], start=2):
         if row.status != KEEP or row.value is None:
             continue
         claimed = (row.value - best) if trace.higher else (best - row.value)
-        likelihood = stats.norm.pdf((claimed / scale - grid) / noise)
-        posterior = prior * likelihood
-        total = posterior.sum()
-        if total <= 0 or not math.isfinite(total):  # a claim far past anything the prior allows: take it as is
-            p_real, expected = (1.0 if claimed > 0 else 0.0), claimed
-        else:
-            posterior /= total
-            p_real = float(posterior[grid > 0].sum())
-            expected = float((posterior * grid).sum()) * scale
-        keeps.append(KeepAudit(index, row.description, claimed, p_real, expected))
-        if claimed > 0:
+        p_real, mean, spread = _posterior(claimed / scale, prior, grid, noise)
+        keeps.append(KeepAudit(index, row.description, claimed, p_real, mean * scale))
+        if claimed > 0:  # a keep that did not beat the best (another rule) adds nothing to the total
             best = row.value
+            variance += spread * scale * scale
     claimed_total = max(0.0, (best - base) if trace.higher else (base - best))
-    moved = [k for k in keeps if k.claimed > 0]  # a keep that did not beat the best (another rule) adds nothing
+    moved = [k for k in keeps if k.claimed > 0]
     likely = sum(k.expected for k in moved)
-    spread = math.sqrt(sum(_variance(k, prior, grid, noise, scale) for k in moved))
+    spread = math.sqrt(variance)
     z = stats.norm.ppf(0.95)
     rerun = sorted(moved, key=lambda k: -(1 - k.p_real) * k.claimed)[:3]
     return Audit(trace.name, sigma, sigma_source, base, claimed_total, likely, (likely - z * spread,
                  likely + z * spread), keeps, [k.row for k in rerun])
 
 
-def _variance(keep: KeepAudit, prior: np.ndarray, grid: np.ndarray, noise: float, scale: float) -> float:
-    posterior = prior * stats.norm.pdf((keep.claimed / scale - grid) / noise)
+def _posterior(claimed: float, prior: np.ndarray, grid: np.ndarray, noise: float) -> tuple[float, float, float]:
+    """(the chance the true gain is above zero, its mean, its variance) given a relative claim; a claim far past
+    anything the prior allows is taken as it is."""
+    posterior = prior * stats.norm.pdf((claimed - grid) / noise)
     total = posterior.sum()
     if total <= 0 or not math.isfinite(total):
-        return 0.0
+        return (1.0 if claimed > 0 else 0.0), claimed, 0.0
     posterior /= total
-    mean = (posterior * grid).sum()
-    return float((posterior * (grid - mean) ** 2).sum()) * scale * scale
+    mean = float((posterior * grid).sum())
+    return float(posterior[grid > 0].sum()), mean, float((posterior * (grid - mean) ** 2).sum())

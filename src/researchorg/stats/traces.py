@@ -24,7 +24,7 @@ import io
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,18 +86,14 @@ class Trace:
                 best = row.value
         return found
 
-    def improving_share(self) -> float | None:
-        """The share of its keeps that improved on the best so far (1 under autoresearch's greedy rule; runs that
-        keep by another rule, a tree search or a log of every run, have less); None without keeps."""
-        gains = self.gains()
-        return sum(g > 0 for g in gains) / len(gains) if gains else None
-
     def total(self) -> float | None:
         """The relative improvement from the baseline to the best kept value; None without both."""
         base = self.rows[0].value
         kept = [r.value for r in self.experiments() if r.status == KEEP and r.value is not None]
-        if base is None or base == 0 or not kept:
-            return None if base is None or base == 0 else 0.0
+        if base is None or base == 0:
+            return None
+        if not kept:
+            return 0.0
         best = max(kept) if self.higher else min(kept)
         return max(0.0, (best - base if self.higher else base - best) / abs(base))
 
@@ -241,9 +237,9 @@ def read_corpus(folder: Path) -> Corpus:
     return found
 
 
-def _add(corpus: Corpus, read: object) -> None:
+def _add(corpus: Corpus, read: Callable[[], Trace]) -> None:
     try:
-        corpus.traces.append(read())  # type: ignore[operator]
+        corpus.traces.append(read())
     except TraceError as err:
         corpus.problems.append(str(err))
 
