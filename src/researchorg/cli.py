@@ -25,9 +25,9 @@ from researchorg import __version__
 from researchorg.agents import check_org, probe_org
 from researchorg.bench.ablation import Ablation, ablation_plot
 from researchorg.bench.measures import summarize as summarize_bench
-from researchorg.bench.report import summary_rows, write_report
+from researchorg.bench.report import TARGET_COLUMNS, summary_rows, write_report
 from researchorg.bench.run import run_bench
-from researchorg.bench.spec import load_bench
+from researchorg.bench.spec import bench_target, load_bench
 from researchorg.config import load_org
 from researchorg.engine.runtime import Limits, RunReport, Runtime
 from researchorg.errors import ConfigError, ResearchOrgError
@@ -758,8 +758,10 @@ def bench(
     spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="The benchmark spec (bench.toml).")],
     out: Annotated[Path | None, typer.Option(help="Output directory (default: bench-<name> beside the spec); "
                                                   "finished repeats there are kept, so a bench resumes.")] = None,
-    target: Annotated[float | None, typer.Option(help="Improvement of main whose hours and experiments to reach are "
-                                                             "reported.")] = None,
+    target: Annotated[str | None, typer.Option(help="Improvement whose hours and experiments to reach are reported, "
+                                                    "or an org's label: what it reached in each repeat, and each "
+                                                    "org's parallel efficiency against it (default: the spec's "
+                                                    "`target`).")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="The spec's seed instead (repeat r uses seed + r): an "
                                                        "independent rerun of the comparison.")] = None,
 ) -> None:
@@ -771,6 +773,7 @@ def bench(
     spec, orgs = load_bench(spec_file)
     if seed is not None:
         spec.seed = seed
+    goal = bench_target(target, [label for label, *_ in orgs]) if target is not None else spec.target
     out = out or spec_file.parent / f"bench-{spec.name}"
     total = len(orgs) * spec.repeats
     done = []
@@ -787,15 +790,16 @@ def bench(
     except KeyboardInterrupt:
         console.print(f"stopped by Ctrl-C; finished repeats are kept in {out}: run the same command to resume")
         raise typer.Exit(130) from None
-    summary = summarize_bench(results, target)
+    summary = summarize_bench(results, goal, {label: n for label, *_, n in orgs})
     spec_text = spec_file.read_text() + (f"\n# run with --seed {seed}\n" if seed is not None else "")
     paths = write_report(spec.name, spec_text, results, summary, out)
     head, rows = summary_rows(summary)
+    shown = [i for i, column in enumerate(head) if i < 5 or column in TARGET_COLUMNS]
     table = Table(title=f"bench {spec.name}: mean ± 95% CI over {spec.repeats} repeats", title_justify="left")
-    for column in head[:5]:
-        table.add_column(column, overflow="fold")
+    for i in shown:
+        table.add_column(head[i], overflow="fold")
     for row in rows:
-        table.add_row(*row[:5])
+        table.add_row(*(row[i] for i in shown))
     console.print(table)
     if summary["paired"]:
         console.print(f"paired by repeat, on the {summary.get('paired_on', 'final improvement of main')}:")

@@ -62,6 +62,49 @@ def test_bench_compares_orgs_with_equal_compute_and_writes_every_report(tmp_path
         assert m1 != m2 and abs(m1 - m2) <= h1 + h2, org
 
 
+CALIBRATED = Path(__file__).parents[2] / "examples" / "bench" / "calibrated"
+
+
+def test_a_reference_org_sets_each_repeats_target_and_every_orgs_parallel_efficiency(tmp_path):
+    """The shipped calibrated bench, cut to 2 repeats of 2 virtual hours and three orgs: the target of each
+    repeat is what greedy-1 reached in it, read on the true curve; the reference's own efficiency is 1."""
+    folder = tmp_path / "spec"
+    shutil.copytree(CALIBRATED, folder)
+    spec = folder / "bench.toml"
+    text = spec.read_text().replace("repeats = 4", "repeats = 2").replace("hours = 8", "hours = 2")
+    head, *orgs = text.split("[[orgs]]")
+    spec.write_text("[[orgs]]".join([head, *[o for o in orgs if any(f'"{n}.toml"' in o for n in (
+        "greedy-1", "greedy-8", "solo-8"))]]))
+    out = tmp_path / "out"
+    proc = cli("bench", str(spec), "--out", str(out))
+    assert "parallel efficiency" in proc.stdout and "[6/6]" in proc.stdout
+    data = json.loads((out / "report.json").read_text())
+    assert data["summary"]["target"] == {"reference": "greedy-1", "value": None, "on": "true improvement"}
+    rows = data["summary"]["orgs"]
+    assert rows["greedy-1"]["parallel_efficiency"] == 1.0 and rows["greedy-1"]["reached_target"] == 1.0
+    for run in data["runs"]["greedy-8"]:  # the true curve starts at 0 and ends at the true final improvement
+        assert run["true_curve"][0][-1] == 0.0 and abs(run["true_curve"][-1][-1] - run["final_true"]) < 1e-12
+    for label in ("greedy-8", "solo-8"):
+        runs, reference = data["runs"][label], data["runs"]["greedy-1"]
+        reached = [next((p for p in r["true_curve"] if p[-1] >= ref["true_curve"][-1][-1] - 1e-12), None)
+                   for r, ref in zip(runs, reference, strict=True)]
+        ref_at = [next(p for p in ref["true_curve"] if p[-1] >= ref["true_curve"][-1][-1] - 1e-12)[0]
+                  for ref in reference]
+        ratios = sorted(0.0 if hit is None else at / (8 * hit[0]) for hit, at in zip(reached, ref_at, strict=True)
+                        if at > 0)
+        if ratios:
+            assert abs(rows[label]["parallel_efficiency"] - sum(ratios[:2]) / len(ratios[:2])) < 1e-9
+    assert "Parallel efficiency: T(greedy-1)" in (out / "report.md").read_text()
+    # a number is a target too (no reference, no efficiency); neither a number nor an org is one line
+    number = cli("bench", str(spec), "--out", str(out), "--target", "0.001").stdout
+    assert "median hours to it" in number and "parallel efficiency" not in number
+    bad = cli("bench", str(spec), "--out", str(out), "--target", "fastest", check=False)
+    assert bad.returncode == 1 and "--target: 'fastest' is neither" in bad.stderr and "Traceback" not in bad.stderr
+    spec.write_text(spec.read_text().replace('target = "greedy-1"', 'target = "greedy-2"'))
+    bad = cli("check", str(spec), check=False)
+    assert bad.returncode == 1 and "target: 'greedy-2' is not an org of the bench" in bad.stderr
+
+
 def test_check_validates_a_bench_spec_and_its_orgs(tmp_path):
     spec = _spec(tmp_path)
     assert "bench simulated-orgs on simulated, 4 repeats, 3 orgs: solo (researcher x8 (simulated), 8 slots)" \

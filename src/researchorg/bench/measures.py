@@ -9,8 +9,16 @@ baseline (the noise floor's mean), the area under the verified improvement
 curve over the horizon (normalized: the time-average of the improvement), the
 time and the experiments to reach a target improvement, keep, reproduction
 and crash rates, tokens and USD per merged gain, and (the simulated world
-knows it) the true improvement. Over repeats: means with 95% confidence
-intervals (Student t) and paired t-tests between orgs.
+knows it) the true improvement, after each merge too. Over repeats: means with
+95% confidence intervals (Student t) and paired t-tests between orgs.
+
+A target is a number, or a reference org: then each repeat's target is what
+that org reached in the same repeat (its final improvement), and each org's
+parallel efficiency is `T(ref) * slots(ref) / (T(org) * slots(org))`, the
+median over repeats, T the time to the target. With a one-slot reference that
+is T(1) / (n T(n)): 1 when n slots reach it n times as fast. Where the world
+knows the truth, times to a target are read on the true curve (a main that
+lucky runs measured well has not improved).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import itertools
 import json
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +63,7 @@ class RepeatResult:
     cost_usd: float = 0.0
     slot_seconds: float = 0.0  # slot time the repeat used
     paused: dict[str, str] = field(default_factory=dict)  # agents the engine paused (they failed): agent -> why
+    true_curve: list[Point] = field(default_factory=list)  # main's true improvement after each merge (simulation)
 
     @property
     def tokens_per_merge(self) -> float | None:
@@ -77,6 +86,7 @@ class RepeatResult:
             return None
         data["verified_curve"] = [tuple(p) for p in data["verified_curve"]]
         data["raw_curve"] = [tuple(p) for p in data["raw_curve"]]
+        data["true_curve"] = [tuple(p) for p in data.get("true_curve", [])]
         return cls(**data)
 
 
@@ -135,20 +145,21 @@ MEASURES = (("final_verified", "final improvement of main"), ("final_raw", "fina
             ("tokens_per_merge", "tokens per merged gain"), ("cost_per_merge", "USD per merged gain"))
 
 
-def summarize(results: dict[str, list[RepeatResult]], target: float | None = None) -> dict[str, Any]:
-    """Per org: every measure's mean and 95% CI; time to `target` verified improvement; paired comparisons."""
+def summarize(results: dict[str, list[RepeatResult]], target: float | str | None = None,
+              slots: dict[str, int] | None = None) -> dict[str, Any]:
+    """Per org: every measure's mean and 95% CI; the time to `target` (an improvement, or the label of a reference
+    org: what it reached in each repeat) and, with a reference, the parallel efficiency (`slots`: each org's);
+    paired comparisons."""
     table: dict[str, Any] = {}
+    truth = all(r.true_curve for rs in results.values() for r in rs)
     for label, repeats in results.items():
         row = {}
         for key, _ in MEASURES:
             values = [getattr(r, key) for r in repeats if getattr(r, key) is not None]
             row[key] = interval(values) if values else (math.nan, math.nan)
-        if target is not None:
-            reached = [next((p for p in r.verified_curve if p[-1] >= target), None) for r in repeats]
-            row["time_to_target_h"] = statistics.median(p[0] if p else math.inf for p in reached) / 3600
-            row["experiments_to_target"] = statistics.median(p[2] if p else math.inf for p in reached)
-            row["reached_target"] = sum(p is not None for p in reached) / len(reached)
         table[label] = row
+    if target is not None:
+        _to_target(results, table, target, slots or {}, truth)
     paired = []
     labels = list(results)
     # what the comparisons compare: the truth where every repeat knows it (simulation: a main measured by lucky
@@ -161,12 +172,49 @@ def summarize(results: dict[str, list[RepeatResult]], target: float | None = Non
             mean, half = interval(diffs)
             p = stats.ttest_rel(xs, ys).pvalue if len(diffs) > 1 else math.nan
             paired.append({"a": a, "b": b, "mean_diff": mean, "ci95": half, "p": float(p)})
-    return {"orgs": table, "paired": paired, "paired_on": dict(MEASURES)[key]}
+    summary = {"orgs": table, "paired": paired, "paired_on": dict(MEASURES)[key]}
+    if target is not None:
+        summary["target"] = {"reference": target if isinstance(target, str) else None,
+                             "value": target if not isinstance(target, str) else None,
+                             "on": "true improvement" if truth else "improvement of main"}
+    return summary
 
 
-def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
-            final_true: float | None = None) -> RepeatResult:
-    """A repeat's curves and rates, from its ledger (`final_true`: the true improvement, where it is known)."""
+def _to_target(results: dict[str, list[RepeatResult]], table: dict[str, Any], target: float | str,
+               slots: dict[str, int], truth: bool) -> None:
+    """Each org's median time and experiments to the target, the share of repeats that reached it and, with a
+    reference org, the parallel efficiency."""
+    def curve(r: RepeatResult) -> list[Point]:
+        return r.true_curve if truth else r.verified_curve
+
+    def reached(r: RepeatResult, goal: float) -> Point | None:
+        return next((p for p in curve(r) if p[-1] >= goal - 1e-12), None)
+
+    goals: dict[int, float] = {}
+    if isinstance(target, str):
+        goals = {r.repeat: curve(r)[-1][-1] for r in results[target]}
+    for label, repeats in results.items():
+        row = table[label]
+        hits = [reached(r, goals.get(r.repeat, target) if goals else target) for r in repeats]
+        row["time_to_target_h"] = statistics.median(p[0] if p else math.inf for p in hits) / 3600
+        row["experiments_to_target"] = statistics.median(p[2] if p else math.inf for p in hits)
+        row["reached_target"] = sum(p is not None for p in hits) / len(hits)
+        if goals:
+            own = {r.repeat: hit for r, hit in zip(repeats, hits, strict=True)}
+            ratios = []
+            for ref in results[target]:
+                ref_hit, hit = reached(ref, goals[ref.repeat]), own.get(ref.repeat)
+                if ref_hit is None or ref_hit[0] <= 0:  # the reference never improved: nothing to speed up
+                    continue
+                ratios.append(0.0 if hit is None else ref_hit[0] * slots.get(target, 1) /
+                              (max(hit[0], 1e-9) * slots.get(label, 1)))
+            row["parallel_efficiency"] = statistics.median(ratios) if ratios else math.nan
+
+
+def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int, final_true: float | None = None,
+            true_of: Callable[[str], float] | None = None) -> RepeatResult:
+    """A repeat's curves and rates, from its ledger (`final_true`: the true improvement, where it is known;
+    `true_of`: the true improvement of a commit, where it is known)."""
     runs = [e for e in ledger.experiments() if e.status != "interrupted"]
     start = min((e.started_at for e in runs), default=0.0)
     floor = ledger.noise_floor()
@@ -190,4 +238,6 @@ def measure(ledger: Ledger, metric: MetricSpec, label: str, repeat: int,
         statistics.fmean(e.status in ("crash", "timeout", "invalid") for e in runs) if runs else 0.0,
         merges=len(merges), tokens=usage.input_tokens + usage.output_tokens, cost_usd=usage.cost_usd,
         slot_seconds=sum(end - begin for begin, end in spans),
-        paused={e.data["agent"]: e.data.get("reason", "") for e in ledger.events() if e.kind == "agent_paused"})
+        paused={e.data["agent"]: e.data.get("reason", "") for e in ledger.events() if e.kind == "agent_paused"},
+        true_curve=on_axes([(0.0, 0.0)] + [(m.at - start, true_of(m.after)) for m in merges], spans)
+        if true_of is not None else [])

@@ -71,23 +71,43 @@ def _median(value: float, form: str) -> str:
     return format(value, form) if math.isfinite(value) else "not reached"
 
 
+TARGET_COLUMNS = ("reached the target", "median hours to it", "median experiments to it", "parallel efficiency")
+
+
 def summary_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The report's main table: a row per org, a column per measure that any org has (mean ± 95% CI)."""
+    """The report's main table: a row per org, a column per measure that any org has (mean ± 95% CI), then the
+    time to the target and the parallel efficiency where the bench has a target (medians over repeats)."""
     head = ["org", *[name for _, name in MEASURES]]
     rows = []
-    target = any("reached_target" in row for row in summary["orgs"].values())
+    target = "target" in summary
     if target:
-        head += ["reached the target", "median hours to it", "median experiments to it"]
+        head += list(TARGET_COLUMNS)
     for label, row in summary["orgs"].items():
         cells = [label, *[_cell(row[key], percent=key.endswith("rate")) for key, _ in MEASURES]]
         if target:
+            efficiency = row.get("parallel_efficiency", math.nan)
             cells += [f"{100 * row['reached_target']:.0f}%", _median(row["time_to_target_h"], ".2f"),
-                      _median(row["experiments_to_target"], ".0f")]
+                      _median(row["experiments_to_target"], ".0f"),
+                      f"{efficiency:.2f}" if math.isfinite(efficiency) else "-"]
         rows.append(cells)
     used = [i for i in range(1, len(head)) if any(r[i] != "-" for r in rows)]  # no empty columns (e.g. tokens)
     head = [head[0], *[head[i] for i in used]]
     rows = [[r[0], *[r[i] for i in used]] for r in rows]
     return head, rows
+
+
+def _target_line(summary: dict[str, Any]) -> list[str]:
+    """What the target columns mean, where the bench has a target."""
+    target = summary.get("target")
+    if not target:
+        return []
+    what = (f"what {target['reference']} reached in the same repeat" if target["reference"] is not None
+            else f"an improvement of {target['value']:g}")
+    line = f"Target: {what}, read on the {target['on']} curve; times and experiments are medians over repeats."
+    if target["reference"] is not None:
+        line += (f" Parallel efficiency: T({target['reference']}) x its slots / (T x the org's slots), the median "
+                 "over repeats (0 where the org never reached it).")
+    return ["", line]
 
 
 def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult]], summary: dict[str, Any],
@@ -100,7 +120,7 @@ def write_report(name: str, spec_text: str, results: dict[str, list[RepeatResult
     md = [f"# Benchmark: {name}", "", f"Repeats per org: {repeats}. Mean ± 95% CI half-width over repeats "
           "(Student t). Improvement of main: the program branch's measured value (the mean of its code's runs) "
           "over the baseline's, after merges, which are verified where the org has a verify process; raw: the "
-          "best single kept run; true: what the simulation knows.", "",
+          "best single kept run; true: what the simulation knows.", *_target_line(summary), "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
           *["| " + " | ".join(r) + " |" for r in rows], "",
           f"Paired comparisons of the {summary.get('paired_on', 'final improvement of main')} (paired by repeat: "

@@ -42,8 +42,10 @@ def simulate(spec: BenchSpec, org: OrgSpec, repeat: int, slots: int) -> SimWorld
 
 def run_repeat(spec: BenchSpec, label: str, org: OrgSpec, repeat: int, slots: int) -> RepeatResult:
     world = simulate(spec, org, repeat, slots)
-    true = world.landscape.base - world.true_value(world.main())
-    return measure(world.ledger, world.task.metric, label, repeat, final_true=true)
+    def true_gain(commit: str) -> float:
+        return world.landscape.base - world.true_value(commit)
+    return measure(world.ledger, world.task.metric, label, repeat, final_true=true_gain(world.main()),
+                   true_of=true_gain)
 
 
 def run_bench(spec: BenchSpec, orgs: list[tuple[str, OrgSpec, Path, int]], out: Path,

@@ -4,6 +4,8 @@
     task = "simulated"        # in the simulated world (virtual time); any other task (tinylm, a path) in the real lab
     repeats = 5               # repeat r uses seed + r for every org (the landscape, the agents): paired
     seed = 0                  # another seed: an independent rerun of the whole comparison
+    target = "solo-1"         # optional: an improvement, or an org's label (what it reaches in each repeat);
+                              # each org's time to it, and with an org its parallel efficiency
     [compute]
     slots = 8
     experiments = 400         # runs per repeat, for every org (or hours = virtual hours)
@@ -22,6 +24,7 @@ relative to the working directory or the spec), each org, and each landscape par
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -154,6 +157,16 @@ class BenchSpec(Strict):
     # real tasks: training seconds per run (task default if unset)
     budget: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     threads: int | None = Field(default=None, ge=1, le=100_000)  # real tasks: CPU threads per slot
+    # the improvement each org's time to reach is reported, or the label of a reference org: what it reached in
+    # each repeat, and each org's parallel efficiency against it (bench/measures.py)
+    target: float | str | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _finite(cls, target: float | str | None) -> float | str | None:
+        if isinstance(target, float) and not math.isfinite(target):
+            raise ValueError("must be a finite improvement or an org's label")
+        return target
 
 
 def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, int]]]:
@@ -183,7 +196,24 @@ def load_bench(path: Path) -> tuple[BenchSpec, list[tuple[str, OrgSpec, Path, in
     labels = [label for label, *_ in orgs]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{path}: orgs: labels must be unique, got {labels}")
+    if isinstance(spec.target, str) and spec.target not in labels:
+        raise ConfigError(f"{path}: target: {spec.target!r} is not an org of the bench (its orgs: "
+                          f"{', '.join(labels)})")
     return spec, orgs
+
+
+def bench_target(text: str, labels: list[str]) -> float | str:
+    """A target given on the command line: a finite improvement, or the label of one of the bench's orgs."""
+    if text in labels:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"--target: {text!r} is neither a finite improvement nor an org of the bench (its orgs: "
+                          f"{', '.join(labels)})")
+    return value
 
 
 def _task_dir(spec: BenchSpec, path: Path) -> Path:
