@@ -10,6 +10,12 @@ coroutine is ready it jumps to the next timer, so a simulated day of a
 thousand agents takes seconds. The virtual loop is asyncio's own selector loop
 whose time is a number it moves itself; the only change is the selector,
 which advances that number by the timeout asyncio asks it to wait.
+
+A real thread may still work for the virtual loop (`run_in_executor`, the
+executor's shutdown when the loop closes). While one does, a loop with no
+timer waits for it in real time, as it would for I/O: on a busy machine the
+thread may take a while, and that is not a stall. Only a loop with neither a
+timer nor a thread at work has stalled, and says so in one error.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import selectors
 import time
+from collections.abc import Callable
+from typing import Any
 
 from researchorg.errors import LabError
 
@@ -53,9 +61,12 @@ class _AdvancingSelector(selectors.DefaultSelector):
         super().__init__()
         self.clock = clock
         self._calls = 0
+        self.threads = 0  # real threads at work for the loop: it waits for them, however long they take
 
     def select(self, timeout: float | None = None) -> list:
-        if timeout is None:  # nothing is ready and nothing is scheduled: every process waits for another
+        if timeout is None:  # nothing is ready and nothing is scheduled
+            if self.threads:  # a thread will wake the loop when it is done (call_soon_threadsafe)
+                return super().select(None)
             raise LabError("virtual time stalled: every process is waiting and nothing is scheduled")
         self._calls += 1
         if timeout > 0:
@@ -68,10 +79,28 @@ class _AdvancingSelector(selectors.DefaultSelector):
 class _VirtualLoop(asyncio.SelectorEventLoop):
     def __init__(self, clock: VirtualClock):
         self.clock = clock
-        super().__init__(_AdvancingSelector(clock))
+        self._advancing = _AdvancingSelector(clock)
+        super().__init__(self._advancing)
 
     def time(self) -> float:
         return self.clock.seconds
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future:
+        future = super().run_in_executor(executor, func, *args)
+        self._advancing.threads += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _: asyncio.Future) -> None:
+        self._advancing.threads -= 1
+
+    async def shutdown_default_executor(self, *args: Any) -> None:
+        """asyncio's, which waits for a thread of its own that joins the executor's threads."""
+        self._advancing.threads += 1
+        try:
+            await super().shutdown_default_executor(*args)
+        finally:
+            self._advancing.threads -= 1
 
 
 class VirtualClock:
