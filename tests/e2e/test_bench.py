@@ -71,7 +71,7 @@ def test_a_reference_org_sets_each_repeats_target_and_every_orgs_parallel_effici
     folder = tmp_path / "spec"
     shutil.copytree(CALIBRATED, folder)
     spec = folder / "bench.toml"
-    text = spec.read_text().replace("repeats = 4", "repeats = 2").replace("hours = 8", "hours = 2")
+    text = spec.read_text().replace("repeats = 8", "repeats = 2").replace("hours = 8", "hours = 2")
     head, *orgs = text.split("[[orgs]]")
     spec.write_text("[[orgs]]".join([head, *[o for o in orgs if any(f'"{n}.toml"' in o for n in (
         "greedy-1", "greedy-8", "solo-8"))]]))

@@ -423,6 +423,8 @@ def test_a_law_of_effects_other_than_uniform_or_continuous_is_refused(value):
 def test_a_preset_names_the_landscape_the_other_keys_override():
     built = bench_with({"preset": "calibrated", "sigma": 0.001}).landscape.build(3)
     assert built.effects == "continuous" and built.sigma == 0.001 and built.n_ideas == 2000
+    assert built == Landscape.calibrated(seed=3, noise=0.001) != Landscape.calibrated(seed=3)  # that noise's fit
+    assert bench_with({"preset": "calibrated", "sigma": 0.0003, "insight": 0.5}).landscape.build(3).insight == 0.5
     assert bench_with({"preset": "realistic"}).landscape.build(3).is_realistic
     assert bench_with({}).landscape.build(3) == Landscape(seed=3)
     refused(lambda: bench_with({"preset": "imagined"}), "landscape.preset", "bench.toml")

@@ -14,7 +14,8 @@
     file = "solo.toml"        # relative to the spec; roles must be `simulated` on the simulated task
     label = "solo"            # optional; default: the org's name
     [landscape]               # the simulated task only: overrides of its hidden landscape (harness/landscape.py)
-    preset = "calibrated"     # optional: start from a named landscape (base, realistic, calibrated)
+    preset = "calibrated"     # optional: start from a named landscape (base, realistic, calibrated); on
+                              # calibrated, a sigma also takes the fit made at the noise nearest it
     n_ideas = 400
 
 Loading checks every file and value before anything runs: the task (a built-in name or a task directory,
@@ -101,7 +102,12 @@ class LandscapeParams(Strict):
         return [name for name in type(self).model_fields if name != "preset" and getattr(self, name) is not None]
 
     def build(self, seed: int) -> Landscape:
-        """The landscape of `seed`: the preset's (default: base), with the set parameters over it."""
+        """The landscape of `seed`: the preset's (default: base), with the set parameters over it. On the calibrated
+        preset a `sigma` also picks the fit made at the noise nearest it (the law of effects is fitted with the
+        noise it assumes: harness/landscape.py `calibrated_at`)."""
+        if self.preset == "calibrated" and self.sigma is not None:
+            return Landscape.calibrated(seed=seed, noise=self.sigma,
+                                        **{name: self[name] for name in self.keys() if name != "sigma"})
         make = {None: Landscape, "base": Landscape, "realistic": Landscape.realistic,
                 "calibrated": Landscape.calibrated}[self.preset]
         return make(seed=seed, **{name: self[name] for name in self.keys()})

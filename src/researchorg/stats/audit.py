@@ -5,8 +5,9 @@ keep's claimed gain is its value's improvement on the best so far: the true
 gain of its change plus the noise of two single runs (the new one and the
 best so far), so noise of `sigma` per run adds noise of `sqrt(2) sigma` to
 the claim. The calibrated landscape's law of effects (harness/landscape.py,
-`CALIBRATED`: most ideas gain a little or lose, few gain much) is the prior
-on a change's true gain, in the metric's units relative to the baseline.
+`CALIBRATED`: most ideas gain a little or lose, few gain much), as fitted at
+the seed noise nearest the run's (`calibrated_at`), is the prior on a
+change's true gain, in the metric's units relative to the baseline.
 Bayes' rule on a grid then gives, per keep, the chance that its true gain is
 above zero and its expected true gain (the claim, shrunk toward what ideas
 usually gain). The run's likely true improvement is the sum of the expected
@@ -30,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from researchorg.errors import ConfigError
-from researchorg.harness.landscape import CALIBRATED, CALIBRATED_OTHER
+from researchorg.harness.landscape import CALIBRATED_OTHER, calibrated_at
 from researchorg.stats.traces import KEEP, Trace
 
 GRID = 4001  # points of the true gain's grid
@@ -107,11 +108,11 @@ def audit(trace: Trace, sigma: float, sigma_source: str, *, other_task: bool = F
     base = trace.rows[0].value
     if base is None or base == 0:
         raise ConfigError("its baseline has no usable value (empty, or 0)")
-    params = CALIBRATED_OTHER if other_task else CALIBRATED
     scale = abs(base)  # the prior is relative to the metric; claims are in its units
     if not 0 < sigma <= scale:
         raise ConfigError(f"a seed noise of {sigma:g} is not below the baseline's value {base:g}: give the noise "
                           f"of one run in the metric's units, or as a percentage such as 0.03%")
+    params = CALIBRATED_OTHER if other_task else calibrated_at(sigma / scale)  # the law fitted at this noise
     noise = math.sqrt(2) * sigma / scale
     reach = max(30 * float(params["win_mean"]), 12 * noise, 10 * float(params["harm_mean"]))
     grid = np.linspace(-reach, reach, GRID)
