@@ -69,6 +69,7 @@ class Scheduler:
         self.busy_seconds = 0.0  # slot-seconds spent running experiments so far
         self._index = {id(slot): i for i, slot in enumerate(self.slots)}
         self._gone: set[int] = set()  # indices of slots that left
+        self._classes: frozenset[str] | None = None  # the live slots' hardware classes, until a slot joins or leaves
         self._order = itertools.count()
         self._closed = False
 
@@ -107,8 +108,10 @@ class Scheduler:
         """The slots that have not left."""
         return [slot for i, slot in enumerate(self.slots) if i not in self._gone]
 
-    def hardware_classes(self) -> set[str]:
-        return {slot.hardware() for slot in self.live()}
+    def hardware_classes(self) -> frozenset[str]:
+        if self._classes is None:
+            self._classes = frozenset(slot.hardware() for slot in self.live())
+        return self._classes
 
     def add(self, slot: Slot) -> None:
         """A slot joined (a node came up): it is free at once."""
@@ -116,6 +119,7 @@ class Scheduler:
             return
         self._index[id(slot)] = len(self.slots)
         self.slots.append(slot)
+        self._classes = None
         heapq.heappush(self._free, self._index[id(slot)])
         self._dispatch()
 
@@ -126,6 +130,7 @@ class Scheduler:
         if index is None or index in self._gone:
             return
         self._gone.add(index)
+        self._classes = None
         if index in self._free:
             self._free.remove(index)
             heapq.heapify(self._free)
