@@ -32,7 +32,7 @@ per idea: changes that learn fast early, or late), whose spread is
 `fidelity_deviation` times the spread of the ideas' scaled effects, and its
 seed noise is `fidelity_sigma` times the full run's. Both landscapes take
 these from tinylm at a quarter of a 40 s budget (benchmarks/fidelity.py; the
-README gives the command and a shorter budget's figures); they matter only to
+guide (docs/guide.md) gives the command and a shorter budget's figures); they matter only to
 runs shorter than the budget, which only a screening policy makes.
 """
 

@@ -249,4 +249,4 @@ def make_policy(name: str, sigmas: float = 2.0, max_runs: int = 4, explore_sigma
 
 
 POLICIES = ("greedy", "noise-aware", "explore-gate", "screen-gate")
-DEFAULT_POLICY = "explore-gate"  # what benchmarks/decisions.py crowned (its table is in the README's Rigor section)
+DEFAULT_POLICY = "explore-gate"  # what benchmarks/decisions.py crowned (its table is in the guide's Rigor section)
