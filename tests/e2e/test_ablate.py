@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
+
 from researchorg import Landscape, Limits, Program, Runtime, detect_slots
 from researchorg.agents.simulated import config_of
 from researchorg.world.git import Git
@@ -23,6 +25,7 @@ kind = "merge"
 '''
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_ablate_finds_which_merged_changes_matter_and_prune_proposes_a_branch(tmp_path):
     org = tmp_path / "org.toml"
     org.write_text(ORG)

@@ -26,6 +26,7 @@ def _implement(old: str, new: str, description: str) -> list[Reply]:
                                                    "hypothesis": "fewer FLOPs, more steps"})])]
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 @pytest.mark.slow
 def test_chief_assigns_juniors_run_and_report_and_only_the_chief_merges(tmp_path):
     chief_server, junior_server = FakeAnthropic(), FakeOpenAI()

@@ -200,6 +200,7 @@ def test_agents_and_slots_show_live_state(live, page):
     assert page.errors == []
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_the_run_finishes_with_its_dashboard_and_the_dashboard_stops(live):
     url, program, proc = live
     out, _ = proc.communicate(timeout=120)

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from researchorg import Limits, Program, Runtime, SqlLedger
 from researchorg.report.console import RunView
 from researchorg.report.plot import progress_plot
@@ -254,6 +256,7 @@ def test_a_keep_whose_verification_was_interrupted_is_verified_and_merged_on_res
     assert any(kind == "merge_decided" and data["experiment"].id == cut.id for kind, data in said)
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_short_runs_small_noise_floor_is_topped_up_later_and_a_tiny_run_claims_no_failure(tmp_path):
     program = _program(tmp_path, rigor="\n[rigor]\nnoise_runs = 5\n")
     tiny = cli("run", str(program.root), "--max-experiments", "1").stdout

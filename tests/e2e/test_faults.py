@@ -32,6 +32,7 @@ def _in_mount_namespace(script: str, tmp_path: Path) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_disk_that_fills_during_a_run_is_one_error_and_loses_nothing(tmp_path):
     task = tmp_path / "task"
     shutil.copytree(ACCURACY_TASK, task)

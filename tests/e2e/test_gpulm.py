@@ -29,6 +29,7 @@ def _insert(before: str, code: str):
     return edit
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 @pytest.mark.slow
 @pytest.mark.skipif(bool(visible_gpus()), reason="the tiny configuration is written where no GPU is visible")
 def test_gpulm_tiny_trains_through_the_harness_and_hides_the_validation_shard(tmp_path, monkeypatch):

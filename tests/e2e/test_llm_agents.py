@@ -144,6 +144,7 @@ def test_streamed_replies_assemble_into_the_same_tool_calls(tmp_path, fake):
     assert program.ledger.usage("researcher").input_tokens == 200
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_dead_server_a_refused_key_or_an_unknown_model_stops_before_any_run(tmp_path, fake, monkeypatch):
     """Probed before the noise floor: one line, exit code 1, nothing spent; `check` asks the same questions."""
     rigor = "\n[rigor]\nnoise_runs = 3\n"

@@ -24,6 +24,9 @@ from tests.conftest import NO_NOISE, alive, cli, copy_task, default_sigint, pids
 
 ray_cluster_utils = pytest.importorskip("ray.cluster_utils")
 
+# a real Ray cluster of two nodes takes a minute or more per test: .ci/run runs them (pytest -m benchmark)
+pytestmark = pytest.mark.benchmark
+
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -143,7 +146,6 @@ def test_runs_spread_over_both_nodes_logs_stream_back_and_slots_follow_nodes_tha
     assert "slot_joined" in events and "slot_left" in events and "run_lost" in events
 
 
-@pytest.mark.benchmark
 @pytest.mark.slow
 def test_tinylm_trains_on_a_node_through_its_protected_harness_with_the_data_prepared_there(tmp_path, cluster):
     pytest.importorskip("torch")
@@ -239,7 +241,6 @@ def test_a_head_killed_with_kill_9_leaves_no_run_on_the_cluster_and_resumes(tmp_
     assert len([e for e in ledger.experiments() if e.status != "interrupted"]) == 4
 
 
-@pytest.mark.benchmark
 def test_a_bench_on_a_real_task_spreads_its_programs_over_the_clusters_slots(tmp_path, cluster):
     task = copy_task(tmp_path)
     folder = tmp_path / "spec"

@@ -133,6 +133,7 @@ def test_a_solo_org_decides_alike_in_both_worlds(tmp_path, policy):
         assert any(e.kind == "rerun" for e in rows)  # and a borderline candidate re-run
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_chief_and_its_juniors_work_alike_in_both_worlds(tmp_path):
     program, world = _both_worlds(tmp_path, "chief", CHIEF, 24, real_seconds=0.5)
     rows = _same(program, world)
@@ -144,6 +145,7 @@ def test_a_chief_and_its_juniors_work_alike_in_both_worlds(tmp_path):
     assert program.ledger.merges() and {m.by for m in program.ledger.merges()} == {"chief"}
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_standup_org_hears_the_same_digests_in_both_worlds(tmp_path):
     program, world = _both_worlds(tmp_path, "standup", STANDUP, 24, real_seconds=0.5)
     _same(program, world)

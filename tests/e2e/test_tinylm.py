@@ -14,6 +14,7 @@ from tests.conftest import cli
 pytest.importorskip("torch")
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 @pytest.mark.slow
 def test_demo_into_a_log_file_runs_four_tinylm_experiments(tmp_path):
     directory = tmp_path / "lm"

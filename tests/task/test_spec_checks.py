@@ -306,7 +306,8 @@ def test_a_pattern_with_a_group_and_either_direction_load(pattern, direction):
 @examples
 @given(st.sampled_from(["requires", "pass_env"]),
        st.one_of(st.sampled_from(["", " ", "torch-nightly", "1torch", "a..b", "my module", "x\x00"]),
-                 st.text(max_size=8).filter(lambda t: not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t))))
+                 st.text(max_size=8).filter(  # a dotted name is a module path (torch.nn): not generated
+                     lambda t: not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", t))))
 def test_a_module_or_variable_that_is_not_a_name_is_refused(key, name):
     refused(lambda: task_with(lambda d: d.__setitem__(key, ["numpy", name] if key == "requires" else
                                                       ["ACCURACY_SLEEP", name])), f"{key}.1")
