@@ -243,6 +243,7 @@ if __name__ == "__main__":
 MCP_TOOL = '[[tools]]\nname = "papers"\nmcp = ["python", "tools/papers.py"]\ntimeout = 20\n'
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_an_mcp_server_commands_tools_join_the_role_and_its_failures_are_one_error_each(tmp_path):
     (tmp_path / "tools").mkdir()
     (tmp_path / "tools" / "papers.py").write_text(SERVER)

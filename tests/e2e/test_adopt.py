@@ -8,6 +8,8 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from researchorg import Program
 from tests.conftest import cli, git
 
@@ -160,6 +162,7 @@ def test_a_metric_the_baseline_never_prints_is_one_clear_error(tmp_path, home):
     assert len(Program(lab).ledger.experiments()) == 1  # one run, recorded, and nothing more spent
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_what_cannot_be_adopted_is_one_line(tmp_path, home):
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -66,12 +66,12 @@ CALIBRATED = Path(__file__).parents[2] / "examples" / "bench" / "calibrated"
 
 
 def test_a_reference_org_sets_each_repeats_target_and_every_orgs_parallel_efficiency(tmp_path):
-    """The shipped calibrated bench, cut to 2 repeats of 2 virtual hours and three orgs: the target of each
+    """The shipped calibrated bench, cut to 2 repeats of 1 virtual hour and three orgs: the target of each
     repeat is what greedy-1 reached in it, read on the true curve; the reference's own efficiency is 1."""
     folder = tmp_path / "spec"
     shutil.copytree(CALIBRATED, folder)
     spec = folder / "bench.toml"
-    text = spec.read_text().replace("repeats = 8", "repeats = 2").replace("hours = 8", "hours = 2")
+    text = spec.read_text().replace("repeats = 8", "repeats = 2").replace("hours = 8", "hours = 1")
     head, *orgs = text.split("[[orgs]]")
     spec.write_text("[[orgs]]".join([head, *[o for o in orgs if any(f'"{n}.toml"' in o for n in (
         "greedy-1", "greedy-8", "solo-8"))]]))

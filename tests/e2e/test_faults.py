@@ -65,6 +65,7 @@ $R results {disk}/prog > {tmp_path}/after.out 2>&1
     assert len(after) > len(before)  # and the run resumes once it can write
 
 
+@pytest.mark.benchmark  # longer than the suite's share: .ci/run runs it (pytest -m benchmark)
 def test_a_read_only_program_directory_is_one_error_and_stays_readable(tmp_path):
     task = tmp_path / "task"
     shutil.copytree(ACCURACY_TASK, task)
