@@ -152,7 +152,7 @@ def eventually(predicate: Callable[[], object], timeout: float = 30.0, interval:
 
 def pytest_collection_modifyitems(config, items) -> None:
     """The end-to-end tests (tests/e2e: the real lab, real training, a browser, a Ray cluster) are the slow
-    tier: `pytest -m "not slow"` is the edit-test loop's suite."""
+    tier: `pytest -m "not slow and not benchmark"` is the edit-test loop's suite."""
     for item in items:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.slow)
