@@ -736,7 +736,7 @@ def audit(
                 found = estimated_sigma(trace) if sigma is None else parse_sigma(sigma, trace.rows[0].value or 0.0)
                 if found is None:
                     raise ConfigError("no code was measured twice, so the seed noise cannot be estimated: give it "
-                                      "with --sigma (autoresearch on an H100: about 0.03%)")
+                                      "with --sigma (autoresearch on an H100: 0.01% to 0.05%)")
                 source = f"--sigma {sigma}" if sigma is not None else "estimated from code measured more than once"
                 audits.append((audit_run(trace, found, source, other_task=other), trace.metric))
             except ConfigError as err:

@@ -190,24 +190,23 @@ def _to_target(results: dict[str, list[RepeatResult]], table: dict[str, Any], ta
     def reached(r: RepeatResult, goal: float) -> Point | None:
         return next((p for p in curve(r) if p[-1] >= goal - 1e-12), None)
 
-    goals: dict[int, float] = {}
-    if isinstance(target, str):
-        goals = {r.repeat: curve(r)[-1][-1] for r in results[target]}
+    reference = target if isinstance(target, str) else None
+    goal = {r.repeat: curve(r)[-1][-1] for r in results[reference]} if reference else {}
+    ref_at: dict[int, float] = {}  # when the reference reached its own final improvement, per repeat
+    for r in results[reference] if reference else []:
+        hit = reached(r, goal[r.repeat])
+        if hit is not None and hit[0] > 0:  # a reference that never improved leaves nothing to speed up
+            ref_at[r.repeat] = hit[0]
     for label, repeats in results.items():
         row = table[label]
-        hits = [reached(r, goals.get(r.repeat, target) if goals else target) for r in repeats]
-        row["time_to_target_h"] = statistics.median(p[0] if p else math.inf for p in hits) / 3600
-        row["experiments_to_target"] = statistics.median(p[2] if p else math.inf for p in hits)
-        row["reached_target"] = sum(p is not None for p in hits) / len(hits)
-        if goals:
-            own = {r.repeat: hit for r, hit in zip(repeats, hits, strict=True)}
-            ratios = []
-            for ref in results[target]:
-                ref_hit, hit = reached(ref, goals[ref.repeat]), own.get(ref.repeat)
-                if ref_hit is None or ref_hit[0] <= 0:  # the reference never improved: nothing to speed up
-                    continue
-                ratios.append(0.0 if hit is None else ref_hit[0] * slots.get(target, 1) /
-                              (max(hit[0], 1e-9) * slots.get(label, 1)))
+        hits = {r.repeat: reached(r, goal[r.repeat] if reference else target) for r in repeats}
+        row["time_to_target_h"] = statistics.median(p[0] if p else math.inf for p in hits.values()) / 3600
+        row["experiments_to_target"] = statistics.median(p[2] if p else math.inf for p in hits.values())
+        row["reached_target"] = sum(p is not None for p in hits.values()) / len(hits)
+        if reference:
+            ratios = [0.0 if hits.get(repeat) is None else at * slots.get(reference, 1) /
+                      (max(hits[repeat][0], 1e-9) * slots.get(label, 1))
+                      for repeat, at in ref_at.items()]
             row["parallel_efficiency"] = statistics.median(ratios) if ratios else math.nan
 
 

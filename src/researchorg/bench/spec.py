@@ -103,11 +103,8 @@ class LandscapeParams(Strict):
 
     def build(self, seed: int) -> Landscape:
         """The landscape of `seed`: the preset's (default: base), with the set parameters over it. On the calibrated
-        preset a `sigma` also picks the fit made at the noise nearest it (the law of effects is fitted with the
-        noise it assumes: harness/landscape.py `calibrated_at`)."""
-        if self.preset == "calibrated" and self.sigma is not None:
-            return Landscape.calibrated(seed=seed, noise=self.sigma,
-                                        **{name: self[name] for name in self.keys() if name != "sigma"})
+        preset a `sigma` also picks the fit made at the noise nearest it (`Landscape.calibrated`: the law of
+        effects is fitted with the noise it assumes)."""
         make = {None: Landscape, "base": Landscape, "realistic": Landscape.realistic,
                 "calibrated": Landscape.calibrated}[self.preset]
         return make(seed=seed, **{name: self[name] for name in self.keys()})

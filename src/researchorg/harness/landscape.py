@@ -191,8 +191,10 @@ class Landscape:
     @classmethod
     def calibrated(cls, seed: int = 0, noise: float | None = None, **overrides: object) -> Landscape:
         """The landscape fitted to real agents' autoresearch runs on its own task (benchmarks/calibration.py); with
-        `noise`, the fit made at the seed noise nearest to it (calibrated_at), with that noise."""
-        fitted = CALIBRATED if noise is None else {**calibrated_at(noise), "sigma": noise}
+        `noise` (or a `sigma` among the overrides: the same thing), the fit made at the seed noise nearest to it
+        (calibrated_at), with that noise."""
+        noise = overrides.pop("sigma", noise)
+        fitted = CALIBRATED if noise is None else {**calibrated_at(float(noise)), "sigma": noise}
         return cls(seed=seed, **{**fitted, **overrides})
 
     @classmethod

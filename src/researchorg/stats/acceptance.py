@@ -213,8 +213,13 @@ def shrunk_variance(runs: list[float], sigma: float, sigma_dof: int) -> float:
 def sample_variance(values: list[float]) -> float:
     """The sample variance of at least two values, in floats (statistics.variance computes exact fractions:
     a tenth of a 100,000-run simulation's time went there)."""
+    return _squares(values) / (len(values) - 1)
+
+
+def _squares(values: list[float]) -> float:
+    """The sum of the values' squared deviations from their mean."""
     mean = math.fsum(values) / len(values)
-    return math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return math.fsum((v - mean) ** 2 for v in values)
 
 
 def pooled_sigma(groups: list[list[float]]) -> float | None:
@@ -222,8 +227,7 @@ def pooled_sigma(groups: list[list[float]]) -> float | None:
     dof = sum(len(g) - 1 for g in groups if len(g) > 1)
     if dof == 0:
         return None
-    ss = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups if len(g) > 1)
-    return math.sqrt(ss / dof)
+    return math.sqrt(math.fsum(_squares(g) for g in groups if len(g) > 1) / dof)
 
 
 def z_text(z: float) -> str:

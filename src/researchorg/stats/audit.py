@@ -24,7 +24,6 @@ baseline with `%`) or estimated from code the run measured more than once
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,6 +31,7 @@ from scipy import stats
 
 from researchorg.errors import ConfigError
 from researchorg.harness.landscape import CALIBRATED_OTHER, calibrated_at
+from researchorg.stats.acceptance import pooled_sigma
 from researchorg.stats.traces import KEEP, Trace
 
 GRID = 4001  # points of the true gain's grid
@@ -82,12 +82,8 @@ def estimated_sigma(trace: Trace) -> float | None:
     for row in trace.rows:
         if row.commit and row.value is not None and row.commit.lower() not in ("baseline", "-", "none"):
             groups.setdefault(row.commit, []).append(row.value)
-    repeated = [values for values in groups.values() if len(values) > 1]
-    dof = sum(len(v) - 1 for v in repeated)
-    if not dof:
-        return None
-    pooled = math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in repeated) / dof)
-    return pooled if pooled > 0 else None
+    pooled = pooled_sigma(list(groups.values()))
+    return pooled if pooled else None
 
 
 def _prior(grid: np.ndarray, params: dict) -> np.ndarray:
